@@ -1,0 +1,190 @@
+"""Engine configuration: `config/wasla.yaml`, `config/channels/*.yaml`, `config/destinations/*.yaml`.
+
+Loaded once, validated against `config/schema/*.schema.json`, then frozen. Every problem
+is collected (schema first, then wiring) and reported as `file:line:col: field: message`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from engine.config.validate import load_schema, validate
+from engine.config.yamlfile import YamlDoc, load_yaml
+from engine.errors import ConfigError, ConfigErrors
+
+__all__ = ["BrokerSettings", "ChannelConfig", "Config", "DestinationConfig", "StoreSettings", "load_config"]
+
+INPUT_KINDS = ("mllp",)
+OUTPUT_KINDS = ("ndjson",)
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str = "memory://"
+    prefetch: int = 100
+    shards: int = 1
+    confirm_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = "sqlite:///var/wasla.db"
+    group_commit_ms: float = 2.0
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    id: str
+    file: str
+    input_kind: str
+    input: MappingProxyType[str, Any]
+    mapping: str
+    outputs: tuple[str, ...]
+    description: str = ""
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    id: str
+    file: str
+    kind: str
+    options: MappingProxyType[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    config_dir: Path
+    broker: BrokerSettings
+    store: StoreSettings
+    var_dir: Path
+    mappings_dir: Path
+    nomenclatures_dir: Path
+    fhir_base: str
+    timezone: str
+    log_level: str
+    channels: tuple[ChannelConfig, ...] = field(default_factory=tuple)
+    destinations: MappingProxyType[str, DestinationConfig] = field(default_factory=lambda: MappingProxyType({}))
+
+    def channel(self, channel_id: str) -> ChannelConfig:
+        for ch in self.channels:
+            if ch.id == channel_id:
+                return ch
+        raise KeyError(channel_id)
+
+
+def _rel(root: Path, config_dir: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _resolve_url(url: str, root: Path) -> str:
+    """Make a relative `sqlite:///relative/path` relative to the project root, not the cwd."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        return prefix + str((root / url[len(prefix):]).resolve())
+    return url
+
+
+def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None = None) -> Config:
+    """Load and validate the whole configuration; raise ConfigErrors listing every problem."""
+    env = dict(os.environ) if env is None else env
+    config_dir = Path(config_dir or env.get("WASLA_CONFIG") or "config").resolve()
+    root = config_dir.parent
+    schema_dir = config_dir / "schema"
+    errors: list[ConfigError] = []
+
+    def load(path: Path, schema: str) -> YamlDoc | None:
+        try:
+            doc = load_yaml(path, display=_rel(root, config_dir, path), env=env)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+            return None
+        except ConfigError as exc:
+            errors.append(exc)
+            return None
+        found = validate(doc, load_schema(schema_dir / schema))
+        errors.extend(found)
+        return None if found else doc
+
+    main_path = config_dir / "wasla.yaml"
+    engine_doc = load(main_path, "wasla.schema.json") if main_path.exists() else None
+    data: dict[str, Any] = engine_doc.data if engine_doc and isinstance(engine_doc.data, dict) else {}
+    b, s, p, f = (data.get(k) or {} for k in ("broker", "store", "paths", "fhir"))
+    broker = BrokerSettings(
+        url=env.get("WASLA_BROKER_URL") or b.get("url", BrokerSettings.url),
+        prefetch=b.get("prefetch", BrokerSettings.prefetch),
+        shards=b.get("shards", BrokerSettings.shards),
+        confirm_timeout=float(b.get("confirm_timeout", BrokerSettings.confirm_timeout)),
+    )
+    store = StoreSettings(
+        url=_resolve_url(env.get("WASLA_STORE_URL") or s.get("url", StoreSettings.url), root),
+        group_commit_ms=float(s.get("group_commit_ms", StoreSettings.group_commit_ms)),
+    )
+
+    destinations: dict[str, DestinationConfig] = {}
+    for path in sorted((config_dir / "destinations").glob("*.yaml")):
+        doc = load(path, "destination.schema.json")
+        if doc is None:
+            continue
+        kinds = [k for k in doc.data if k in OUTPUT_KINDS]
+        if len(kinds) != 1:
+            errors.append(doc.error("expected exactly one connector: " + ", ".join(OUTPUT_KINDS), []))
+            continue
+        destinations[path.stem] = DestinationConfig(
+            id=path.stem, file=doc.file, kind=kinds[0], options=MappingProxyType(dict(doc.data[kinds[0]])),
+            description=doc.data.get("description", ""),
+        )
+
+    mappings_dir = (root / p.get("mappings", "mappings")).resolve()
+    channels: list[ChannelConfig] = []
+    listens: dict[tuple[str, int], str] = {}
+    for path in sorted((config_dir / "channels").glob("*.yaml")):
+        doc = load(path, "channel.schema.json")
+        if doc is None:
+            continue
+        d = doc.data
+        kind = next(iter(d["input"]))
+        ch = ChannelConfig(
+            id=path.stem, file=doc.file, input_kind=kind, input=MappingProxyType(dict(d["input"][kind])),
+            mapping=d["pipeline"]["mapping"], outputs=tuple(d["output"]), description=d.get("description", ""),
+            enabled=d.get("enabled", True),
+        )
+        for i, dest in enumerate(ch.outputs):
+            if dest not in destinations:
+                known = ", ".join(sorted(destinations)) or "none defined in config/destinations/"
+                errors.append(doc.error(f"unknown destination '{dest}' (known: {known})", ["output", i]))
+        if not (mappings_dir / ch.mapping / "mapping.yaml").exists():
+            errors.append(doc.error(f"no mapping '{ch.mapping}' in {mappings_dir.name}/", ["pipeline", "mapping"]))
+        if kind == "mllp" and ch.enabled:
+            addr = (ch.input.get("host", "127.0.0.1"), int(ch.input["port"]))
+            if addr in listens:
+                errors.append(doc.error(f"port {addr[1]} already used by channel '{listens[addr]}'",
+                                        ["input", "mllp", "port"]))
+            listens[addr] = ch.id
+        channels.append(ch)
+
+    if errors:
+        raise ConfigErrors(errors)
+    return Config(
+        root=root,
+        config_dir=config_dir,
+        broker=broker,
+        store=store,
+        var_dir=(root / p.get("var", "var")).resolve(),
+        mappings_dir=mappings_dir,
+        nomenclatures_dir=(root / p.get("nomenclatures", "nomenclatures")).resolve(),
+        fhir_base=f.get("base", "https://fhir.wasla.ma"),
+        timezone=f.get("timezone", "Africa/Casablanca"),
+        log_level=(data.get("log") or {}).get("level", "info"),
+        channels=tuple(channels),
+        destinations=MappingProxyType(destinations),
+    )

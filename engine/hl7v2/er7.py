@@ -1,0 +1,234 @@
+"""A lazy ER7 parser for the hot path.
+
+Segments are split once; fields, repetitions, components and subcomponents are split
+only when asked for, and escapes (`\\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh\\ \\.br\\`) are undone
+at read time. hl7apy is far too slow for every message (~75 msg/s); it stays for strict
+validation and reference structures.
+
+Positions are the standard's, 1-based: `MSH-9.2`, `PID-3[2].4.1`. MSH-1 is the field
+separator and MSH-2 the encoding characters, so MSH-n is the n-th field like everywhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+
+from engine.errors import ParseError
+
+__all__ = ["Field", "Message", "Segment", "decode", "parse"]
+
+_CHARSETS = {
+    "": "ascii", "ASCII": "ascii", "8859/1": "latin-1", "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "CP1252": "cp1252", "WINDOWS-1252": "cp1252",
+}
+_MSH18 = re.compile(rb"^MSH(.)(?:[^\r\n]*?\1){16}([^\r\n|^]*)")
+_SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+
+
+def decode(raw: bytes, override: str | None = None) -> str:
+    """Bytes to text by MSH-18 (or the channel's override when a sender's MSH-18 lies).
+
+    ASCII senders routinely send Latin-1 accents; we therefore read "ASCII" as Latin-1 only
+    when the bytes are not valid ASCII, and never fail on a declared charset we do not know:
+    we fall back to UTF-8 and then Latin-1 (which cannot fail), so the raw bytes kept in the
+    journal stay the authority.
+    """
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+        override = override or "utf-8"
+    if override and override != "auto":
+        return raw.decode(override)
+    match = _MSH18.match(raw.lstrip())
+    declared = match.group(2).decode("ascii", "replace").strip().upper() if match else ""
+    codec = _CHARSETS.get(declared)
+    for candidate in (codec, "utf-8", "latin-1"):
+        if candidate is None:
+            continue
+        try:
+            return raw.decode("latin-1" if candidate == "ascii" and not raw.isascii() else candidate)
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("unreachable: latin-1 decodes every byte")
+
+
+class Encoding:
+    __slots__ = ("component", "escape", "field", "repetition", "subcomponent", "truncation", "_unescape_re")
+
+    def __init__(self, field: str, chars: str) -> None:
+        self.field = field
+        self.component = chars[0]
+        self.repetition = chars[1]
+        self.escape = chars[2] if len(chars) > 2 else ""
+        self.subcomponent = chars[3] if len(chars) > 3 else "&"
+        self.truncation = chars[4] if len(chars) > 4 else ""
+        esc = re.escape(self.escape) if self.escape else None
+        self._unescape_re = re.compile(f"{esc}([^{esc}]*){esc}") if esc else None
+
+    def unescape(self, value: str) -> str:
+        if not self._unescape_re or self.escape not in value:
+            return value
+        return self._unescape_re.sub(self._replace, value)
+
+    def _replace(self, m: re.Match[str]) -> str:
+        code = m.group(1)
+        simple = {"F": self.field, "S": self.component, "T": self.subcomponent, "R": self.repetition,
+                  "E": self.escape, "P": self.truncation, ".br": "\n", "H": "", "N": ""}
+        if code in simple:
+            return simple[code]
+        if code[:1] == "X" and len(code) % 2 == 1:
+            try:
+                return bytes.fromhex(code[1:]).decode("latin-1")
+            except ValueError:
+                return m.group(0)
+        return m.group(0)  # unknown escapes (\Cxxyy\, \.sp\ …) are kept as sent, never dropped
+
+
+class Field:
+    """One repetition of a field: components of subcomponents, split on demand."""
+
+    __slots__ = ("_enc", "_parts", "raw")
+
+    def __init__(self, raw: str, enc: Encoding) -> None:
+        self.raw = raw
+        self._enc = enc
+        self._parts: list[str] | None = None
+
+    def __bool__(self) -> bool:
+        return self.raw != "" and self.raw != '""'
+
+    def component(self, c: int = 1, s: int = 1) -> str:
+        """Unescaped text of component `c`, subcomponent `s` (1-based); '' when absent."""
+        if self._parts is None:
+            self._parts = self.raw.split(self._enc.component)
+        if c > len(self._parts):
+            return ""
+        comp = self._parts[c - 1]
+        if self._enc.subcomponent in comp:
+            subs = comp.split(self._enc.subcomponent)
+            comp = subs[s - 1] if s <= len(subs) else ""
+        elif s > 1:
+            return ""
+        return self._enc.unescape(comp)
+
+    def components(self) -> int:
+        if self._parts is None:
+            self._parts = self.raw.split(self._enc.component)
+        return len(self._parts)
+
+    @property
+    def text(self) -> str:
+        return self.component(1, 1)
+
+
+class Segment:
+    __slots__ = ("_enc", "_fields", "name", "raw", "sequence")
+
+    def __init__(self, raw: str, enc: Encoding, sequence: int) -> None:
+        self.raw = raw
+        self.name = raw[:3]
+        self.sequence = sequence
+        self._enc = enc
+        self._fields: list[str] | None = None
+
+    def _split(self) -> list[str]:
+        if self._fields is None:
+            parts = self.raw.split(self._enc.field)
+            if self.name == "MSH":  # MSH-1 is the separator itself, MSH-2 the encoding characters
+                parts = ["MSH", self._enc.field, *parts[1:]]
+            self._fields = parts
+        return self._fields
+
+    def field_raw(self, n: int) -> str:
+        parts = self._split()
+        return parts[n] if n < len(parts) else ""
+
+    def repetitions(self, n: int) -> list[Field]:
+        raw = self.field_raw(n)
+        if raw == "":
+            return []
+        if self.name == "MSH" and n in (1, 2):
+            return [Field(raw, _LITERAL)]
+        return [Field(r, self._enc) for r in raw.split(self._enc.repetition)]
+
+    def field(self, n: int, rep: int = 1) -> Field:
+        reps = self.repetitions(n)
+        return reps[rep - 1] if rep <= len(reps) else Field("", self._enc)
+
+    def __len__(self) -> int:
+        return len(self._split()) - 1
+
+
+_LITERAL = Encoding("\x00", "\x01\x02")
+
+
+class Message:
+    """A parsed ER7 message. Cheap to build: only segments are split up front."""
+
+    def __init__(self, text: str) -> None:
+        text = text.lstrip("\ufeff \t\r\n\x0b")
+        if not text.startswith("MSH"):
+            raise ParseError("message does not start with an MSH segment", segment="MSH", sequence=1, code="100")
+        if len(text) < 8:
+            raise ParseError("MSH segment is truncated", segment="MSH", sequence=1, field=2, code="101")
+        sep = text[3]
+        if sep.isalnum() or sep in "\r\n":
+            raise ParseError("MSH-1 field separator is missing or invalid", segment="MSH", sequence=1, field=1,
+                             code="102")
+        end = text.find(sep, 4)
+        chars = text[4:end] if end != -1 else ""
+        if not 2 <= len(chars) <= 5 or len(set(chars + sep)) != len(chars) + 1 or any(c.isalnum() for c in chars):
+            raise ParseError("MSH-2 encoding characters are missing or invalid", segment="MSH", sequence=1,
+                             field=2, code="102")
+        self.encoding = Encoding(sep, chars)
+        lines = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
+        self.segments: list[Segment] = []
+        for line in lines:
+            line = line.rstrip(" ")
+            if not line.strip():
+                continue
+            seq = len(self.segments) + 1
+            if not _SEGMENT_ID.match(line[:3]) or (len(line) > 3 and line[3] != sep):
+                raise ParseError(f"segment {seq} has no valid segment id", segment=line[:3], sequence=seq,
+                                 code="100")
+            self.segments.append(Segment(line, self.encoding, seq))
+        self.text = text
+
+    @cached_property
+    def msh(self) -> Segment:
+        return self.segments[0]
+
+    def all(self, name: str) -> list[Segment]:
+        return [s for s in self.segments if s.name == name]
+
+    def first(self, name: str) -> Segment | None:
+        for s in self.segments:
+            if s.name == name:
+                return s
+        return None
+
+    # The header values every stage needs, named for what they are.
+    @property
+    def control_id(self) -> str:
+        return self.msh.field(10).text
+
+    @property
+    def message_type(self) -> str:
+        f = self.msh.field(9)
+        return f"{f.component(1)}^{f.component(2)}" if f.component(2) else f.component(1)
+
+    @property
+    def version(self) -> str:
+        return self.msh.field(12).text
+
+    @property
+    def sending_facility(self) -> str:
+        return self.msh.field(4).text
+
+    @property
+    def sending_application(self) -> str:
+        return self.msh.field(3).text
+
+
+def parse(text: str) -> Message:
+    return Message(text)

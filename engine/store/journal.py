@@ -1,0 +1,276 @@
+"""The journal: every message received, every stage it went through, every output it produced.
+
+Writes go through one group-commit writer per process; reads use a connection per thread.
+Raw bodies and FHIR outputs are zlib-compressed; searches go through indexed metadata only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from engine.store.dialect import Dialect, dialect_for
+from engine.store.migrate import migrate
+from engine.store.writer import GroupCommitWriter
+from engine.types import Inbound, Status
+
+__all__ = ["Journal", "MessageRow", "OutputRow", "open_journal"]
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    id: str
+    channel: str
+    received_at: datetime
+    message_type: str
+    control_id: str
+    sender: str
+    status: str
+    stage: str
+    reason: str
+    patient_key: str
+    size: int
+    sha256: str
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRow:
+    message_id: str
+    destination: str
+    status: str
+    attempts: int
+    location: str
+    body: bytes
+
+
+_MSG_COLS = "id, channel, received_at, message_type, control_id, sender, status, stage, reason, patient_key, size, sha256, raw"
+
+
+class Journal:
+    def __init__(self, url: str, *, group_commit_ms: float = 2.0, clock: Clock = _utcnow) -> None:
+        self.dialect: Dialect = dialect_for(url)
+        self.clock = clock
+        conn = self.dialect.connect()
+        try:
+            self.schema_version = migrate(self.dialect, conn)
+        finally:
+            conn.close()
+        self._local = threading.local()
+        self._writer = GroupCommitWriter(self.dialect.connect, max_wait_ms=group_commit_ms)
+        self._hash_key = self._load_hash_key()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _sql(self, s: str) -> str:
+        return self.dialect.sql(s)
+
+    def _read(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.dialect.connect()
+            if self.dialect.name == "postgresql":
+                conn.autocommit = True
+            else:
+                conn.isolation_level = None
+            self._local.conn = conn
+            self._all_readers().append(conn)
+        return conn
+
+    def _all_readers(self) -> list[Any]:
+        if not hasattr(self, "_readers"):
+            self._readers: list[Any] = []
+        return self._readers
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        cur = self._read().cursor()
+        cur.execute(self._sql(sql), params)
+        return list(cur.fetchall())
+
+    def close(self) -> None:
+        self._writer.close()
+        for conn in self._all_readers():
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing is best effort at shutdown
+                pass
+
+    def _load_hash_key(self) -> bytes:
+        """The key for patient-key hashes: from WASLA_PATIENT_KEY_SECRET, else made once and kept in `meta`.
+
+        A keyed hash, not a bare sha256: an 8-digit hospital IPP hashed without a key is reversed
+        by trying every number.
+        """
+        env = os.environ.get("WASLA_PATIENT_KEY_SECRET")
+        if env:
+            return env.encode()
+        candidate = secrets.token_hex(32)
+        ins = ("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)" if self.dialect.name == "sqlite"
+               else "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+
+        def work(cur: Any) -> None:
+            cur.execute(self._sql(ins), ("patient_key_secret", candidate))
+
+        self._writer.run(work)
+        return str(self._query("SELECT value FROM meta WHERE key = ?", ("patient_key_secret",))[0][0]).encode()
+
+    def patient_key(self, system: str, value: str) -> str:
+        if not value:
+            return ""
+        return hmac.new(self._hash_key, f"{system}|{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _event(self, cur: Any, message_id: str, stage: str, status: str, detail: dict[str, Any] | None) -> None:
+        cur.execute(
+            self._sql("INSERT INTO events (message_id, at, stage, status, detail) VALUES (?, ?, ?, ?, ?)"),
+            (message_id, self.dialect.ts(self.clock()), stage, status, orjson.dumps(detail or {}).decode()),
+        )
+
+    # -- writes -----------------------------------------------------------------------------
+    def receive(self, msg: Inbound, detail: dict[str, Any] | None = None) -> None:
+        """Journal a message as received; returns once the commit holding it is durable."""
+        now = self.dialect.ts(msg.received_at)
+        row = (msg.id, msg.channel, now, now, msg.message_type, msg.control_id, msg.sender, msg.status,
+               "intake", msg.reason, msg.patient_key, len(msg.raw), hashlib.sha256(msg.raw).hexdigest(),
+               zlib.compress(msg.raw, 1))
+
+        def work(cur: Any) -> None:
+            cur.execute(self._sql(
+                "INSERT INTO messages (id, channel, received_at, updated_at, message_type, control_id, sender,"
+                " status, stage, reason, patient_key, size, sha256, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
+                row)
+            self._event(cur, msg.id, "intake", msg.status, detail)
+
+        self._writer.run(work)
+
+    def transformed(self, message_id: str, outputs: dict[str, bytes], detail: dict[str, Any] | None = None) -> None:
+        """Record the FHIR output for each destination (pending) and mark the message transformed."""
+        now = self.dialect.ts(self.clock())
+        upsert = ("INSERT INTO outputs (message_id, destination, status, updated_at, body) VALUES (?,?,?,?,?)"
+                  " ON CONFLICT (message_id, destination) DO UPDATE SET body = excluded.body,"
+                  " updated_at = excluded.updated_at WHERE outputs.status <> 'delivered'")
+
+        def work(cur: Any) -> None:
+            for dest, body in outputs.items():
+                cur.execute(self._sql(upsert), (message_id, dest, "pending", now, zlib.compress(body, 1)))
+            cur.execute(self._sql(
+                "UPDATE messages SET status = ?, stage = 'transform', reason = '', updated_at = ?"
+                " WHERE id = ? AND status IN ('received', 'transformed', 'failed')"),
+                (Status.TRANSFORMED, now, message_id))
+            self._event(cur, message_id, "transform", Status.TRANSFORMED, detail)
+
+        self._writer.run(work)
+
+    def failed(self, message_id: str, stage: str, reason: str, detail: dict[str, Any] | None = None) -> None:
+        now = self.dialect.ts(self.clock())
+
+        def work(cur: Any) -> None:
+            cur.execute(self._sql("UPDATE messages SET status = ?, stage = ?, reason = ?, updated_at = ? WHERE id = ?"),
+                        (Status.FAILED, stage, reason[:2000], now, message_id))
+            self._event(cur, message_id, stage, Status.FAILED, {"reason": reason[:2000], **(detail or {})})
+
+        self._writer.run(work)
+
+    def output_writing(self, message_id: str, destination: str, location: str) -> None:
+        """Record the intent to write at `location` before writing: recovery checks it there."""
+        now = self.dialect.ts(self.clock())
+
+        def work(cur: Any) -> None:
+            cur.execute(self._sql("UPDATE outputs SET status = 'writing', location = ?, attempts = attempts + 1,"
+                                  " updated_at = ? WHERE message_id = ? AND destination = ?"),
+                        (location, now, message_id, destination))
+
+        self._writer.run(work)
+
+    def delivered(self, message_id: str, destination: str, location: str, response: str = "") -> bool:
+        """Mark one output delivered; the message becomes delivered when all its outputs are. Returns that."""
+        now = self.dialect.ts(self.clock())
+
+        def work(cur: Any) -> bool:
+            cur.execute(self._sql("UPDATE outputs SET status = 'delivered', location = ?, response = ?,"
+                                  " updated_at = ? WHERE message_id = ? AND destination = ?"),
+                        (location, response, now, message_id, destination))
+            self._event(cur, message_id, "deliver", Status.DELIVERED, {"destination": destination,
+                                                                        "location": location})
+            cur.execute(self._sql(
+                "UPDATE messages SET status = 'delivered', stage = 'deliver', updated_at = ? WHERE id = ?"
+                " AND status <> 'delivered' AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.message_id = ?"
+                " AND o.status <> 'delivered')"), (now, message_id, message_id))
+            return bool(cur.rowcount)
+
+        return bool(self._writer.run(work))
+
+    def event(self, message_id: str, stage: str, status: str, detail: dict[str, Any] | None = None) -> None:
+        self._writer.run(lambda cur: self._event(cur, message_id, stage, status, detail))
+
+    # -- reads ------------------------------------------------------------------------------
+    def _row(self, r: tuple[Any, ...]) -> MessageRow:
+        return MessageRow(r[0], r[1], self.dialect.from_ts(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                          int(r[10]), r[11], zlib.decompress(self.dialect.blob(r[12])))
+
+    def get(self, message_id: str) -> MessageRow | None:
+        rows = self._query(f"SELECT {_MSG_COLS} FROM messages WHERE id = ?", (message_id,))
+        return self._row(rows[0]) if rows else None
+
+    def output(self, message_id: str, destination: str) -> OutputRow | None:
+        rows = self._query("SELECT message_id, destination, status, attempts, location, body FROM outputs"
+                           " WHERE message_id = ? AND destination = ?", (message_id, destination))
+        if not rows:
+            return None
+        r = rows[0]
+        body = zlib.decompress(self.dialect.blob(r[5])) if r[5] is not None else b""
+        return OutputRow(r[0], r[1], r[2], int(r[3]), r[4], body)
+
+    def events(self, message_id: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT at, stage, status, detail FROM events WHERE message_id = ? ORDER BY id",
+                           (message_id,))
+        out = []
+        for at, stage, status, detail in rows:
+            d = detail if isinstance(detail, dict) else orjson.loads(detail)
+            out.append({"at": self.dialect.from_ts(at).isoformat(), "stage": stage, "status": status, "detail": d})
+        return out
+
+    def unfinished(self, batch: int = 500) -> Iterator[MessageRow]:
+        """Messages journaled but not in a final state, oldest first (re-enqueued at start)."""
+        last = ""
+        while True:
+            rows = self._query(f"SELECT {_MSG_COLS} FROM messages WHERE status IN (?, ?) AND id > ?"
+                               f" ORDER BY id LIMIT {int(batch)}", (*Status.UNFINISHED, last))
+            if not rows:
+                return
+            for r in rows:
+                yield self._row(r)
+            last = rows[-1][0]
+
+    def search(self, *, channel: str | None = None, status: str | None = None, control_id: str | None = None,
+               limit: int = 50) -> list[MessageRow]:
+        where, params = [], []
+        for col, val in (("channel", channel), ("status", status), ("control_id", control_id)):
+            if val:
+                where.append(f"{col} = ?")
+                params.append(val)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(f"SELECT {_MSG_COLS} FROM messages {clause} ORDER BY id DESC LIMIT {int(limit)}",
+                           tuple(params))
+        return [self._row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        return {s: int(n) for s, n in self._query("SELECT status, COUNT(*) FROM messages GROUP BY status")}
+
+
+def open_journal(url: str, *, group_commit_ms: float = 2.0) -> Journal:
+    return Journal(url, group_commit_ms=group_commit_ms)

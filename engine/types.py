@@ -1,0 +1,38 @@
+"""Shared value types. Records carry ids and metadata; payloads stay bytes and never reach a log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = ["Inbound", "JSON", "Status"]
+
+JSON = dict[str, Any]
+
+
+class Status:
+    """A message's status in the journal. Final ones: delivered, failed, filtered."""
+
+    RECEIVED = "received"
+    TRANSFORMED = "transformed"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    FILTERED = "filtered"
+    UNFINISHED = (RECEIVED, TRANSFORMED)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message as intake journals it, before anything else happens to it."""
+
+    id: str
+    channel: str
+    received_at: datetime
+    raw: bytes
+    message_type: str = ""
+    control_id: str = ""
+    sender: str = ""
+    patient_key: str = ""
+    status: str = Status.RECEIVED
+    reason: str = ""
