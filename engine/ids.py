@@ -1,0 +1,27 @@
+"""Identity: time-ordered message ids and deterministic FHIR resource ids.
+
+Message ids are UUIDv7 (sortable by receipt). Resource ids are UUIDv5 of declared business
+keys under a namespace derived from the installation's FHIR base, never random and never a
+hash of the whole content: a corrected result keeps its id, two different results never share one.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import uuid6
+
+__all__ = ["message_id", "namespace", "resource_id"]
+
+
+def message_id() -> str:
+    return str(uuid6.uuid7())
+
+
+def namespace(fhir_base: str) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, fhir_base)
+
+
+def resource_id(ns: uuid.UUID, resource_type: str, *key: str) -> str:
+    """UUIDv5 of `resource_type` and its business key parts, joined unambiguously."""
+    return str(uuid.uuid5(ns, resource_type + "\x1f" + "\x1f".join(key)))

@@ -1,0 +1,115 @@
+"""One message → one FHIR R4 transaction Bundle.
+
+Conditional create by identifier for shared resources (Patient…), PUT by deterministic id for
+the rest, a Provenance naming the source message, and lineage in `meta.source`/`meta.tag`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from engine.errors import MappingError
+from engine.hl7v2.er7 import Message
+from engine.ids import resource_id
+from engine.mapping.compiler import CompiledResource, MappingSpec, key_part
+from engine.mapping.context import Context
+from engine.mapping.datatypes import slug, v2_instant
+
+__all__ = ["build_bundle", "instant"]
+
+ACTIVITY = {"system": "http://hl7.org/fhir/uv/v2mappings/CodeSystem/provenance-activity-type-v2-to-fhir",
+            "code": "v2-fhir-transformation", "display": "V2 To FHIR Transformation"}
+ASSEMBLER = {"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+             "code": "assembler", "display": "Assembler"}
+
+
+def instant(now: datetime) -> str:
+    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sender(msg: Message) -> str:
+    return msg.sending_facility or msg.sending_application or "unknown"
+
+
+def _resource_id(res: CompiledResource, spec: MappingSpec, ctx: Context) -> tuple[str, list[str]]:
+    parts = [key_part(p, ctx) for p in res.key]
+    if all(parts):
+        return resource_id(ctx.namespace, res.type, *parts), parts
+    if res.id_fallback == "control_id" and ctx.msg.control_id:
+        ctx.warn("BUSINESS_KEY_MISSING", res.name, ",".join(p.spec for p in res.key),
+                 "identified by sender and control id instead")
+        return resource_id(ctx.namespace, res.type, "msg", _sender(ctx.msg), ctx.msg.control_id), []
+    missing = ", ".join(p.spec for p, v in zip(res.key, parts, strict=True) if not v)
+    raise MappingError(f"cannot identify the {res.type}: {missing} not valued", rule=res.name, field=missing)
+
+
+def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
+    msg = ctx.msg
+    if msg.message_type not in spec.accepts:
+        raise MappingError(f"mapping {spec.name} accepts {', '.join(spec.accepts)}, not {msg.message_type}",
+                           field="MSH-9")
+    sender = _sender(msg)
+    control_id = msg.control_id
+    meta = {"source": f"{ctx.base}/hl7v2/{slug(sender)}#{control_id}",
+            "tag": [{"system": f"{ctx.base}/CodeSystem/wasla-mapping", "version": spec.version,
+                     "code": spec.name}]}
+    present = [r for r in spec.resources if r.segment is None or msg.first(r.segment) is not None]
+    keys: dict[str, list[str]] = {}
+    for res in present:
+        ctx.ids[res.name], keys[res.name] = _resource_id(res, spec, ctx)
+    entries: list[dict[str, Any]] = []
+    for res in present:
+        rid = ctx.ids[res.name]
+        body: dict[str, Any] = {"resourceType": res.type}
+        if res.request == "put":
+            body["id"] = rid
+        body["meta"] = meta
+        ctx.segment = msg.first(res.segment) if res.segment else None
+        for rule in res.rules:
+            rule.apply(ctx, body)
+        ctx.segment = None
+        entries.append({"fullUrl": f"urn:uuid:{rid}", "resource": body, "request": _request(res, rid, body, keys)})
+    if spec.provenance:
+        entries.append(_provenance(spec, ctx, meta, entries, sender, control_id))
+    timestamp = v2_instant(msg.msh.field(7).text, ctx.tz) or instant(ctx.now)
+    return {
+        "resourceType": "Bundle",
+        "id": resource_id(ctx.namespace, "Bundle", sender, control_id),
+        "meta": meta,
+        "identifier": {"system": f"{ctx.base}/sid/hl7v2-control-id/{slug(sender)}", "value": control_id},
+        "type": "transaction",
+        "timestamp": timestamp,
+        "entry": entries,
+    }
+
+
+def _request(res: CompiledResource, rid: str, body: dict[str, Any], keys: dict[str, list[str]]) -> dict[str, str]:
+    if res.request == "put":
+        return {"method": "PUT", "url": f"{res.type}/{rid}"}
+    key = next((k for k in keys.get(res.name, []) if "|" in k), "")
+    if not key:
+        ident = (body.get("identifier") or [{}])[0]
+        key = f"{ident.get('system', '')}|{ident.get('value', '')}" if ident.get("value") else ""
+    if not key:
+        return {"method": "PUT", "url": f"{res.type}/{rid}"}
+    return {"method": "POST", "url": res.type, "ifNoneExist": "identifier=" + quote(key, safe=":/|.-_~")}
+
+
+def _provenance(spec: MappingSpec, ctx: Context, meta: dict[str, Any], entries: list[dict[str, Any]],
+                sender: str, control_id: str) -> dict[str, Any]:
+    pid = resource_id(ctx.namespace, "Provenance", sender, control_id, spec.name)
+    resource = {
+        "resourceType": "Provenance",
+        "id": pid,
+        "meta": meta,
+        "target": [{"reference": e["fullUrl"]} for e in entries],
+        "recorded": instant(ctx.now),
+        "activity": {"coding": [ACTIVITY]},
+        "agent": [{"type": {"coding": [ASSEMBLER]}, "who": {"display": f"Wasla mapping {spec.name} {spec.version}"}}],
+        "entity": [{"role": "source", "what": {
+            "identifier": {"system": f"{ctx.base}/sid/hl7v2-control-id/{slug(sender)}", "value": control_id},
+            "display": f"HL7 v2 {ctx.msg.message_type} message"}}],
+    }
+    return {"fullUrl": f"urn:uuid:{pid}", "resource": resource, "request": {"method": "PUT", "url": f"Provenance/{pid}"}}
