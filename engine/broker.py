@@ -1,0 +1,222 @@
+"""The pipeline transport: one interface over kombu, `memory://` in-process or `amqp://` RabbitMQ.
+
+Topology (ARCHITECTURE §3), the same names on both transports:
+
+    wasla.in   (direct)  --shard.<n>-->                      wasla.transform.<n>
+    wasla.out  (topic)   --<channel>.<type>.<event>.s<n>-->  wasla.deliver.<destination>.<n>
+    wasla.dead (direct)  --<queue role>-->                   wasla.dead.transform, wasla.dead.<destination>
+
+Queues are durable, dead-lettered to `wasla.dead`, and (on RabbitMQ) single-active-consumer so
+each shard keeps its patients' order. Publishes are persistent and, on RabbitMQ, confirmed
+before `publish` returns: that is what lets intake answer AA. On `memory://` durability comes
+from the journal alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from kombu import Connection, Exchange, Queue, binding
+from kombu.exceptions import OperationalError
+
+from engine.config import BrokerSettings
+from engine.errors import BrokerError
+
+__all__ = ["Broker", "Delivery", "Route"]
+
+_log = structlog.get_logger("wasla.broker")
+
+IN = Exchange("wasla.in", type="direct", durable=True)
+OUT = Exchange("wasla.out", type="topic", durable=True)
+DEAD = Exchange("wasla.dead", type="direct", durable=True)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A destination takes messages of these channels (the delivery issue adds type/condition filters)."""
+
+    destination: str
+    channels: tuple[str, ...]
+
+
+@dataclass
+class Delivery:
+    """One message taken from a queue; call exactly one of ack, reject or requeue."""
+
+    body: bytes
+    headers: dict[str, Any]
+    _message: Any
+
+    def ack(self) -> None:
+        self._message.ack()
+
+    def reject(self) -> None:
+        """Dead-letter it (RabbitMQ routes it to wasla.dead.*; the journal keeps it on memory://)."""
+        self._message.reject(requeue=False)
+
+    def requeue(self) -> None:
+        self._message.requeue()
+
+
+def _segment(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "_"
+
+
+class Broker:
+    def __init__(self, settings: BrokerSettings, routes: Iterable[Route] = ()) -> None:
+        self.settings = settings
+        self.url = settings.url
+        self.memory = settings.url.startswith("memory://")
+        self.routes = tuple(routes)
+        self._local = threading.local()
+        self._errors: tuple[type[BaseException], ...] = (OperationalError, OSError,
+                                                          *Connection(self.url).connection_errors)
+
+    # -- topology ------------------------------------------------------------------------------
+    def _queue_args(self, dead_key: str) -> dict[str, Any]:
+        args: dict[str, Any] = {"x-dead-letter-exchange": DEAD.name, "x-dead-letter-routing-key": dead_key}
+        if not self.memory:
+            args["x-single-active-consumer"] = True
+        return args
+
+    def transform_queues(self) -> list[Queue]:
+        return [Queue(f"wasla.transform.{n}", IN, routing_key=f"shard.{n}", durable=True,
+                      queue_arguments=self._queue_args("transform")) for n in range(self.settings.shards)]
+
+    def deliver_queues(self, destination: str) -> list[Queue]:
+        route = next((r for r in self.routes if r.destination == destination), Route(destination, ()))
+        queues = []
+        for n in range(self.settings.shards):
+            bindings = [f"{_segment(ch)}.*.*.s{n}" for ch in route.channels]
+            name = f"wasla.deliver.{destination}.{n}"
+            args = self._queue_args(destination)
+            if not bindings:
+                queues.append(Queue(name, OUT, routing_key=f"none.none.none.s{n}", durable=True,
+                                    queue_arguments=args))
+                continue
+            queues.append(Queue(name, exchange=OUT, bindings=[binding(OUT, routing_key=b) for b in bindings],
+                                durable=True, queue_arguments=args))
+        return queues
+
+    def dead_queues(self) -> list[Queue]:
+        keys = ["transform", *(r.destination for r in self.routes)]
+        return [Queue(f"wasla.dead.{k}", DEAD, routing_key=k, durable=True) for k in keys]
+
+    def all_queues(self) -> list[Queue]:
+        out = self.transform_queues() + self.dead_queues()
+        for r in self.routes:
+            out += self.deliver_queues(r.destination)
+        return out
+
+    def declare(self) -> None:
+        """Declare every exchange, queue and binding (idempotent; every role does it at start)."""
+        with self.connection() as conn:
+            conn.ensure_connection(max_retries=5, interval_start=0.5, interval_step=1, interval_max=3)
+            channel = conn.channel()
+            for ex in (IN, OUT, DEAD):
+                ex(channel).declare()
+            for q in self.all_queues():
+                q(channel).declare()
+
+    # -- connections ---------------------------------------------------------------------------
+    def connection(self) -> Connection:
+        options: dict[str, Any] = {}
+        if self.memory:
+            options["polling_interval"] = 0.005
+        else:
+            options["confirm_publish"] = True
+        return Connection(self.url, transport_options=options, heartbeat=0 if self.memory else 30,
+                          connect_timeout=10)
+
+    def shard_of(self, patient_key: str, fallback: str) -> int:
+        key = patient_key or fallback
+        return zlib.crc32(key.encode()) % self.settings.shards
+
+    # -- publishing ----------------------------------------------------------------------------
+    def _producer(self) -> Any:
+        prod = getattr(self._local, "producer", None)
+        if prod is None:
+            conn = self.connection()
+            conn.ensure_connection(max_retries=5, interval_start=0.5, interval_step=1, interval_max=3)
+            prod = conn.Producer()
+            self._local.conn, self._local.producer = conn, prod
+        return prod
+
+    def _drop_producer(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.producer = self._local.conn = None
+        if conn is not None:
+            try:
+                conn.release()
+            except Exception:  # noqa: BLE001 - the connection is already broken
+                pass
+
+    def _publish(self, body: bytes, exchange: Exchange, routing_key: str, headers: dict[str, Any]) -> None:
+        """Persistent publish; on RabbitMQ returns only after the broker's confirm. One reconnect on failure."""
+        for attempt in (1, 2):
+            try:
+                self._producer().publish(
+                    body, exchange=exchange, routing_key=routing_key, headers=headers, delivery_mode=2,
+                    content_type="application/octet-stream", content_encoding="binary",
+                    declare=[exchange] if attempt == 2 else None, retry=False,
+                    timeout=self.settings.confirm_timeout, confirm_timeout=self.settings.confirm_timeout,
+                )
+                return
+            except self._errors as exc:
+                self._drop_producer()
+                if attempt == 2:
+                    raise BrokerError(f"publish to {exchange.name} not confirmed: {exc.__class__.__name__}") from exc
+                time.sleep(0.2)
+
+    def publish_in(self, body: bytes, *, message_id: str, channel: str, patient_key: str,
+                   headers: dict[str, Any]) -> None:
+        shard = self.shard_of(patient_key, message_id)
+        self._publish(body, IN, f"shard.{shard}", {"message_id": message_id, "channel": channel,
+                                                    "patient_key": patient_key, **headers})
+
+    def publish_out(self, body: bytes, *, message_id: str, channel: str, message_type: str, patient_key: str,
+                    headers: dict[str, Any]) -> None:
+        mtype, _, event = message_type.partition("^")
+        shard = self.shard_of(patient_key, message_id)
+        key = f"{_segment(channel)}.{_segment(mtype)}.{_segment(event or 'none')}.s{shard}"
+        self._publish(body, OUT, key, {"message_id": message_id, "channel": channel, "patient_key": patient_key,
+                                       "message_type": message_type, **headers})
+
+    def close(self) -> None:
+        self._drop_producer()
+
+    # -- consuming -----------------------------------------------------------------------------
+    def consume(self, queues: list[Queue], handler: Callable[[Delivery], None], stop: threading.Event,
+                *, name: str) -> None:
+        """Run `handler` for each message until `stop` is set; reconnect with backoff on broker loss."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                with self.connection() as conn:
+                    conn.ensure_connection(max_retries=3, interval_start=0.5, interval_step=1, interval_max=3)
+
+                    def on_message(body: Any, message: Any) -> None:
+                        raw = message.body if isinstance(message.body, bytes) else bytes(message.body, "latin-1")
+                        handler(Delivery(raw, dict(message.headers or {}), message))
+
+                    with conn.Consumer(queues, callbacks=[on_message], prefetch_count=self.settings.prefetch,
+                                       accept=["application/octet-stream"]):
+                        backoff = 0.5
+                        while not stop.is_set():
+                            try:
+                                conn.drain_events(timeout=0.5)
+                            except TimeoutError:
+                                continue
+            except self._errors as exc:
+                if stop.is_set():
+                    return
+                _log.warning("broker_connection_lost", consumer=name, error=exc.__class__.__name__,
+                             retry_in_s=backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)

@@ -1,0 +1,165 @@
+"""The `wasla` command: run, check, convert.
+
+Errors reach the user as one line each (`file:line:col: field: message`), never as a traceback;
+set WASLA_DEBUG=1 to see the traceback of an internal error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from engine.config import Config, load_config
+from engine.errors import ConfigError, ConfigErrors, MappingError, ParseError, WaslaError
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+EXIT_INPUT = 1
+EXIT_INTERNAL = 70
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigErrors as exc:
+            for e in exc.errors:
+                click.echo(ConfigError.__str__(e), err=True)
+            sys.exit(EXIT_CONFIG)
+        except ConfigError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(EXIT_CONFIG)
+        except WaslaError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_INPUT)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as exc:
+            if os.environ.get("WASLA_DEBUG"):
+                raise
+            click.echo(f"internal error: {exc.__class__.__name__} (set WASLA_DEBUG=1 for details)", err=True)
+            sys.exit(EXIT_INTERNAL)
+
+    return wrapper
+
+
+config_option = click.option("--config", "config_dir", type=click.Path(file_okay=False, path_type=Path),
+                             default=None, help="Configuration folder (default: $WASLA_CONFIG or ./config).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wasla")
+def main() -> None:
+    """Wasla: HL7 v2 / CSV / REST in, FHIR R4 out, every message journaled."""
+
+
+def _check_all(config: Config) -> list[ConfigError]:
+    from engine.runtime import make_converter
+
+    errors: list[ConfigError] = []
+    converter = make_converter(config)
+    names = sorted({ch.mapping for ch in config.channels} |
+                   {p.parent.name for p in config.mappings_dir.glob("*/mapping.yaml")})
+    for name in names:
+        try:
+            converter.spec(name)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+        except ConfigError as exc:
+            errors.append(exc)
+    return errors
+
+
+@main.command()
+@config_option
+@_friendly
+def check(config_dir: Path | None) -> None:
+    """Validate configuration and mappings; print every problem as file:line: message."""
+    config = load_config(config_dir)
+    errors = _check_all(config)
+    if errors:
+        raise ConfigErrors(errors)
+    mappings = len(list(config.mappings_dir.glob("*/mapping.yaml")))
+    click.echo(f"ok: {len(config.channels)} channel(s), {len(config.destinations)} destination(s), "
+               f"{mappings} mapping(s)")
+
+
+@main.command()
+@config_option
+@click.option("--role", "roles", multiple=True, type=click.Choice(["intake", "transform", "deliver"]),
+              help="Run only these roles (repeatable). Default: all of them.")
+@_friendly
+def run(config_dir: Path | None, roles: tuple[str, ...]) -> None:
+    """Run the engine: intake (channels), transform and deliver."""
+    from engine import logs
+    from engine.runtime import ROLES, Engine
+
+    config = load_config(config_dir)
+    errors = _check_all(config)
+    if errors:
+        raise ConfigErrors(errors)
+    logs.configure(config.log_level)
+    chosen = tuple(r for r in ROLES if r in roles) if roles else ROLES
+    if config.broker.url.startswith("memory://") and chosen != ROLES:
+        click.echo("warning: memory:// is in-process; roles not run here will not see these messages", err=True)
+    Engine(config, chosen).run()
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--mapping", default=None, help="Mapping name (default: the one that accepts the message type).")
+@click.option("--now", default=None, help="Transformation time, ISO 8601 (default: MSH-7, else the current time).")
+@click.option("--compact", is_flag=True, help="One line of JSON instead of indented.")
+@config_option
+@_friendly
+def convert(file: Path, mapping: str | None, now: str | None, compact: bool, config_dir: Path | None) -> None:
+    """Convert one HL7 v2 file to a FHIR Bundle on stdout (offline: no broker, no journal)."""
+    from engine.hl7v2.er7 import decode, parse
+    from engine.mapping.datatypes import v2_instant
+    from engine.runtime import make_converter
+
+    config = load_config(config_dir)
+    converter = make_converter(config)
+    raw = file.read_bytes()
+    try:
+        msg = parse(decode(raw))
+    except ParseError as exc:
+        raise WaslaError(f"{file}: not an HL7 v2 message: {exc.message}") from exc
+    name = mapping or _mapping_for(config, converter, msg.message_type, file)
+    if now:
+        try:
+            clock = datetime.fromisoformat(now)
+        except ValueError as exc:
+            raise WaslaError(f"--now: expected an ISO 8601 date-time, got '{now}'") from exc
+        clock = clock if clock.tzinfo else clock.replace(tzinfo=UTC)
+    else:
+        stamp = v2_instant(msg.msh.field(7).text, converter.tz) if msg.msh.field(7).text else None
+        clock = datetime.fromisoformat(stamp) if stamp else datetime.now(UTC)
+    try:
+        result = converter.convert(name, msg, clock)
+    except MappingError as exc:
+        raise WaslaError(f"{file}: cannot convert with mapping {name}: {exc}") from exc
+    if compact:
+        sys.stdout.buffer.write(result.bundle + b"\n")
+    else:
+        sys.stdout.buffer.write(orjson.dumps(orjson.loads(result.bundle), option=orjson.OPT_INDENT_2) + b"\n")
+    for w in result.warnings:
+        click.echo(f"warning: {w['code']} {w['field']} ({w['rule']}) {w.get('detail', '')}".rstrip(), err=True)
+
+
+def _mapping_for(config: Config, converter: Any, message_type: str, file: Path) -> str:
+    for path in sorted(config.mappings_dir.glob("*/mapping.yaml")):
+        spec = converter.spec(path.parent.name)
+        if message_type in spec.accepts:
+            return spec.name
+    raise WaslaError(f"{file}: no mapping accepts {message_type or 'this message type'} (use --mapping)")

@@ -1,0 +1,26 @@
+"""Connectors are found by name through entry points, so `engine/` never imports `channels/`.
+
+`pyproject.toml` declares them:
+
+    [project.entry-points."wasla.inputs"]   mllp = "channels.mllp:MLLPInput"
+    [project.entry-points."wasla.outputs"]  ndjson = "channels.ndjson:NDJSONOutput"
+
+A third-party package adds a connector the same way.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+__all__ = ["connector"]
+
+
+@cache
+def connector(group: str, name: str) -> Any:
+    found = entry_points(group=f"wasla.{group}", name=name)
+    for ep in found:
+        return ep.load()
+    known = sorted(ep.name for ep in entry_points(group=f"wasla.{group}"))
+    raise LookupError(f"no {group[:-1]} connector '{name}' (installed: {', '.join(known) or 'none'})")

@@ -1,0 +1,116 @@
+"""The engine process: the roles it was asked to run, sharing one journal, broker and converter.
+
+`wasla run` runs intake, transform and deliver together; `--role` picks some, so several
+processes (on several machines, sharing a RabbitMQ and a PostgreSQL) can split the work.
+Intake recovers unfinished messages before it listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+
+from engine.broker import Broker, Route
+from engine.config import Config
+from engine.deliver import Deliverer
+from engine.intake import Intake
+from engine.mapping import Converter
+from engine.registry import connector
+from engine.store import Journal
+from engine.transform import Transformer
+
+__all__ = ["ROLES", "Engine", "make_converter"]
+
+ROLES = ("intake", "transform", "deliver")
+_log = structlog.get_logger("wasla.engine")
+
+
+def make_converter(config: Config) -> Converter:
+    return Converter(config.mappings_dir, config.config_dir / "schema", config.nomenclatures_dir / "hl7v2-fhir",
+                     base=config.fhir_base, timezone=config.timezone)
+
+
+def routes_of(config: Config) -> list[Route]:
+    return [Route(dest, tuple(ch.id for ch in config.channels if ch.enabled and dest in ch.outputs))
+            for dest in config.destinations]
+
+
+class Engine:
+    def __init__(self, config: Config, roles: tuple[str, ...] = ROLES) -> None:
+        self.config = config
+        self.roles = roles
+        self.stop_event = threading.Event()
+        self.converter = make_converter(config)
+        for ch in config.channels:
+            self.converter.spec(ch.mapping)  # compile every mapping before taking any message
+        self.journal = Journal(config.store.url, group_commit_ms=config.store.group_commit_ms)
+        self.broker = Broker(config.broker, routes_of(config))
+        self.broker.declare()
+        self.threads: list[threading.Thread] = []
+        self.outputs: list[Any] = []
+
+    def _thread(self, name: str, target: Any) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def start_workers(self) -> None:
+        if "transform" in self.roles:
+            tr = Transformer(self.config, self.journal, self.broker, self.converter)
+            queues = self.broker.transform_queues()
+            self._thread("transform", lambda: self.broker.consume(queues, tr.handle, self.stop_event, name="transform"))
+        if "deliver" in self.roles:
+            for dest in self.config.destinations.values():
+                output = connector("outputs", dest.kind)(dest, self.config.root)
+                self.outputs.append(output)
+                dl = Deliverer(output, self.journal)
+                queues = self.broker.deliver_queues(dest.id)
+                self._thread(f"deliver-{dest.id}",
+                             lambda q=queues, h=dl.handle, n=dest.id: self.broker.consume(q, h, self.stop_event,
+                                                                                          name=f"deliver.{n}"))
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        inputs = []
+        if "intake" in self.roles:
+            intake = Intake(self.journal, self.broker, self.converter)
+            await loop.run_in_executor(None, intake.recover)
+            executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="intake")
+            for ch in self.config.channels:
+                if not ch.enabled:
+                    continue
+                inp = connector("inputs", ch.input_kind)(ch, intake, executor)
+                await inp.start()
+                inputs.append(inp)
+        _log.info("engine_started", roles=list(self.roles), broker=self.broker.url.split("://")[0],
+                  store=self.config.store.url.split(":")[0], channels=len(inputs))
+        await stop.wait()
+        _log.info("engine_stopping")
+        for inp in inputs:
+            await inp.stop()
+
+    def run(self) -> None:
+        self.start_workers()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(5)
+        for out in self.outputs:
+            out.close()
+        self.broker.close()
+        self.journal.close()
