@@ -1,0 +1,142 @@
+"""Test helpers: a project copy in a temp dir, a real engine process, a real MLLP client."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CORPUS = SHARED / "corpus" / "hl7v2-microsoft"
+TOOLS = SHARED / "tools"
+WASLA = str(Path(sys.executable).with_name("wasla"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_project(tmp: Path, port: int | None = None) -> Path:
+    """A copy of the shipped config, mappings and nomenclatures, listening on a free port."""
+    for name in ("config", "mappings", "nomenclatures"):
+        shutil.copytree(ROOT / name, tmp / name)
+    port = port or free_port()
+    ch = tmp / "config" / "channels" / "adt-mllp.yaml"
+    ch.write_text(ch.read_text().replace("port: 2575", f"port: {port}"))
+    return tmp
+
+
+def port_of(project: Path) -> int:
+    text = (project / "config" / "channels" / "adt-mllp.yaml").read_text()
+    return int(text.split("port:")[1].split()[0])
+
+
+def mllp_send(port: int, payload: bytes, timeout: float = 15.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"\x0b" + payload + b"\x1c\r")
+        return mllp_read(s)
+
+
+def mllp_read(s: socket.socket) -> bytes:
+    buf = b""
+    while not buf.endswith(b"\x1c\r"):
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the ACK")
+        buf += chunk
+    return buf[1:-2]
+
+
+def msa(ack: bytes) -> list[str]:
+    for seg in ack.split(b"\r"):
+        if seg.startswith(b"MSA|"):
+            return seg.decode().split("|")
+    raise AssertionError(f"no MSA in {ack!r}")
+
+
+def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"engine exited with {proc.returncode}: {read_log(proc)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return time.monotonic() - start
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port} after {timeout}s")
+
+
+def read_log(proc: subprocess.Popen[bytes]) -> str:
+    log = getattr(proc, "log_path", None)
+    return Path(log).read_text(errors="replace")[-4000:] if log else ""
+
+
+def start_engine(project: Path, env: dict[str, str] | None = None, roles: tuple[str, ...] = (),
+                 name: str = "engine") -> subprocess.Popen[bytes]:
+    args = [WASLA, "run", "--config", str(project / "config")]
+    for r in roles:
+        args += ["--role", r]
+    log_path = project / f"{name}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.Popen(args, cwd=project, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    log.close()  # the child holds its own descriptor
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    return proc
+
+
+def stop_engine(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextmanager
+def engine(project: Path, env: dict[str, str] | None = None, roles: tuple[str, ...] = (),
+           name: str = "engine", wait: bool = True) -> Iterator[subprocess.Popen[bytes]]:
+    proc = start_engine(project, env, roles, name)
+    try:
+        if wait:
+            wait_port(port_of(project), proc=proc)
+        yield proc
+    finally:
+        stop_engine(proc)
+
+
+def out_lines(project: Path, destination: str = "archive-ndjson") -> list[bytes]:
+    folder = project / "var" / "out" / destination
+    lines: list[bytes] = []
+    for f in sorted(folder.glob("*.ndjson")):
+        lines += [ln for ln in f.read_bytes().split(b"\n") if ln]
+    return lines
+
+
+def wait_lines(project: Path, count: int, timeout: float = 20.0) -> list[bytes]:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        lines = out_lines(project)
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.1)
+    return out_lines(project)
+
+
+def adt(control_id: str = "599102", patient: str = "10006579") -> bytes:
+    raw = (CORPUS / "ADT01-23.hl7").read_bytes()
+    return raw.replace(b"|599102|", f"|{control_id}|".encode()).replace(b"10006579", patient.encode())
