@@ -1,0 +1,141 @@
+"""Configuration errors are reported as file:line: field: message, all of them, and nothing starts."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from engine.config import load_config
+from engine.errors import ConfigErrors
+from tests.support import WASLA, make_project
+
+CHANNEL = "config/channels/adt-mllp.yaml"
+
+
+def _write_channel(project: Path, text: str) -> None:
+    (project / CHANNEL).write_text(text)
+
+
+def _check(project: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([WASLA, "check", "--config", str(project / "config")], cwd=project,
+                          capture_output=True, text=True, timeout=60)
+
+
+BROKEN = """\
+description: broken on purpose
+input:
+  mllp:
+    host: 127.0.0.1
+    prot: 2575
+pipeline:
+  mapping: adt_a01
+  mapingg: nope
+output:
+  - archive-ndjson
+enabled: "yes"
+"""
+
+
+class TestLoadConfig:
+    def test_shipped_config_is_valid(self) -> None:
+        """The sample configuration loads: one MLLP channel on 127.0.0.1:2575 to NDJSON."""
+        config = load_config(Path(__file__).resolve().parents[2] / "config", env={})
+        (ch,) = config.channels
+        assert (ch.id, ch.input_kind, ch.input["port"], ch.outputs) == ("adt-mllp", "mllp", 2575, ("archive-ndjson",))
+        assert config.broker.url == "memory://" and config.store.url.endswith("/var/wasla.db")
+
+    def test_every_problem_with_its_line(self, tmp_path: Path) -> None:
+        """Unknown keys, a missing port and a wrong type are all reported, each at its own line."""
+        project = make_project(tmp_path)
+        _write_channel(project, BROKEN)
+        with pytest.raises(ConfigErrors) as info:
+            load_config(project / "config", env={})
+        lines = [str(e) for e in info.value.errors]
+        assert lines == [
+            f"{project}/{CHANNEL}:3:3: input.mllp.port: missing required key 'port' in mllp",
+            f"{project}/{CHANNEL}:5:5: input.mllp.prot: unknown key 'prot' (did you mean 'port'?)",
+            f"{project}/{CHANNEL}:8:3: pipeline.mapingg: unknown key 'mapingg' (did you mean 'mapping'?)",
+            f"{project}/{CHANNEL}:11:10: enabled: expected true or false, got a string",
+        ]
+
+    def test_env_interpolation(self, tmp_path: Path) -> None:
+        """${VAR} is replaced from the environment; an unset one without default is an error at its line."""
+        project = make_project(tmp_path)
+        text = (project / CHANNEL).read_text().replace("host: 127.0.0.1", "host: ${MLLP_HOST}")
+        _write_channel(project, text)
+        assert load_config(project / "config", env={"MLLP_HOST": "0.0.0.0"}).channels[0].input["host"] == "0.0.0.0"
+        with pytest.raises(ConfigErrors) as info:
+            load_config(project / "config", env={})
+        assert str(info.value) == (f"{project}/{CHANNEL}:5:11: input.mllp.host: environment variable MLLP_HOST"
+                                   " is not set (write ${MLLP_HOST:-default} for a default)")
+
+    def test_wiring_errors(self, tmp_path: Path) -> None:
+        """An unknown destination or mapping is reported at the line that names it."""
+        project = make_project(tmp_path)
+        text = (project / CHANNEL).read_text().replace("archive-ndjson", "nowhere").replace("adt_a01", "oru_r99")
+        _write_channel(project, text)
+        with pytest.raises(ConfigErrors) as info:
+            load_config(project / "config", env={})
+        messages = [f"{e.line}: {e.message}" for e in info.value.errors]
+        assert messages == ["8: no mapping 'oru_r99' in mappings/",
+                            "10: unknown destination 'nowhere' (known: archive-ndjson)"]
+
+    def test_environment_overrides_urls(self, tmp_path: Path) -> None:
+        """WASLA_BROKER_URL and WASLA_STORE_URL win over wasla.yaml."""
+        project = make_project(tmp_path)
+        config = load_config(project / "config", env={"WASLA_BROKER_URL": "amqp://u:p@h:5672//",
+                                                       "WASLA_STORE_URL": "postgresql://u@h/db"})
+        assert (config.broker.url, config.store.url) == ("amqp://u:p@h:5672//", "postgresql://u@h/db")
+
+
+class TestCheckCommand:
+    def test_check_ok(self, tmp_path: Path) -> None:
+        """`wasla check` on the shipped configuration says ok and exits 0."""
+        result = _check(make_project(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "ok: 1 channel(s), 1 destination(s), 1 mapping(s)"
+
+    def test_check_broken(self, tmp_path: Path) -> None:
+        """A broken channel YAML: every problem as file:line, exit 2, no traceback."""
+        project = make_project(tmp_path)
+        _write_channel(project, BROKEN)
+        result = _check(project)
+        assert result.returncode == 2
+        assert result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 4 and all(line.startswith(f"{CHANNEL}:") for line in lines)
+        assert "Traceback" not in result.stderr
+
+    def test_run_refuses_with_the_same_message(self, tmp_path: Path) -> None:
+        """`wasla run` prints the same problems, exits 2 and starts nothing."""
+        project = make_project(tmp_path)
+        _write_channel(project, BROKEN)
+        run = subprocess.run([WASLA, "run", "--config", str(project / "config")], cwd=project,
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2
+        assert run.stderr == _check(project).stderr
+        assert not (project / "var").exists()
+
+    def test_invalid_yaml(self, tmp_path: Path) -> None:
+        """A YAML syntax error is reported with its line and column."""
+        project = make_project(tmp_path)
+        _write_channel(project, "input:\n  mllp: {port: 2575\npipeline: x\n")
+        result = _check(project)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"{CHANNEL}:3:")
+        assert "invalid YAML" in result.stderr
+
+    def test_mapping_error_has_file_and_line(self, tmp_path: Path) -> None:
+        """A wrong FHIR target path in a mapping is a file:line error at `wasla check`."""
+        project = make_project(tmp_path)
+        mapping = project / "mappings" / "adt_a01" / "mapping.yaml"
+        mapping.write_text(mapping.read_text().replace("to: birthDate,", "to: birthdate,"))
+        result = _check(project)
+        assert result.returncode == 2
+        line, col = next((i, t.index("birthdate") + 1)
+                         for i, t in enumerate(mapping.read_text().splitlines(), 1) if "birthdate" in t)
+        assert result.stderr.strip() == (
+            f"mappings/adt_a01/mapping.yaml:{line}:{col}: resources[0].rules[2].to: "
+            "Patient has no element 'birthdate' (FHIR R4 Patient)")
