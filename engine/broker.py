@@ -14,6 +14,7 @@ from the journal alone.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import zlib
@@ -152,10 +153,8 @@ class Broker:
         conn = getattr(self._local, "conn", None)
         self._local.producer = self._local.conn = None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort: already broken or absent
                 conn.release()
-            except Exception:  # noqa: BLE001 - the connection is already broken
-                pass
 
     def _publish(self, body: bytes, exchange: Exchange, routing_key: str, headers: dict[str, Any]) -> None:
         """Persistent publish; on RabbitMQ returns only after the broker's confirm. One reconnect on failure."""

@@ -49,7 +49,8 @@ def _render(doc: YamlDoc, err: ValidationError) -> ConfigError:
         extra = [k for k in err.instance if k not in known]
         key = extra[0] if extra else ""
         hint = difflib.get_close_matches(key, known, n=1)
-        msg = f"unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else f"; expected one of: {', '.join(known)}")
+        msg = f"unknown key '{key}'" + (
+            f" (did you mean '{hint[0]}'?)" if hint else f"; expected one of: {', '.join(known)}")
         return doc.error(msg, [*path, key], key=True)
     if v == "required":
         missing = err.message.split("'")[1] if "'" in err.message else str(err.validator_value)

@@ -112,14 +112,17 @@ def _plain(node: Any, path: list[str | int], doc: YamlDoc, env: dict[str, str], 
     return str(node)
 
 
-def _interpolate(value: str, path: list[str | int], doc: YamlDoc, env: dict[str, str], errors: list[ConfigError]) -> str:
+def _interpolate(
+    value: str, path: list[str | int], doc: YamlDoc, env: dict[str, str], errors: list[ConfigError]
+) -> str:
     def repl(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in env and env[name] != "":
             return env[name]
         if default is not None:
             return default
-        errors.append(doc.error(f"environment variable {name} is not set (write ${{{name}:-default}} for a default)", path))
+        hint = f"write ${{{name}:-default}} for a default"
+        errors.append(doc.error(f"environment variable {name} is not set ({hint})", path))
         return ""
 
     return _ENV.sub(repl, str(value))

@@ -112,4 +112,5 @@ def _provenance(spec: MappingSpec, ctx: Context, meta: dict[str, Any], entries: 
             "identifier": {"system": f"{ctx.base}/sid/hl7v2-control-id/{slug(sender)}", "value": control_id},
             "display": f"HL7 v2 {ctx.msg.message_type} message"}}],
     }
-    return {"fullUrl": f"urn:uuid:{pid}", "resource": resource, "request": {"method": "PUT", "url": f"Provenance/{pid}"}}
+    request = {"method": "PUT", "url": f"Provenance/{pid}"}
+    return {"fullUrl": f"urn:uuid:{pid}", "resource": resource, "request": request}

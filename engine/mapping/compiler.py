@@ -117,7 +117,7 @@ class _Compiler:
             p = self.path(text, [*where, "from", i] if isinstance(sources, list) else [*where, "from"])
             if p:
                 paths.append(p)
-        if sources is None and not kinds[:1] in (["value"], ["ref"]):
+        if sources is None and kinds[:1] not in (["value"], ["ref"]):
             self.err("missing 'from' (or give value: or ref:)", where)
             return None
         when = self._when(raw.get("when"), [*where, "when"])

@@ -188,7 +188,8 @@ def xtn_contact_point(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str,
         out["use"] = use
     out.setdefault("system", opts.get("system", "phone"))
     out["value"] = value
-    if "use" not in out and not f.component(2) and opts.get("use"):  # IG: PID-13 home / PID-14 work only when XTN.2 is empty
+    # IG: PID-13 is home and PID-14 work only when XTN.2 is empty
+    if "use" not in out and not f.component(2) and opts.get("use"):
         out["use"] = opts["use"]
     return {k: out[k] for k in ("system", "value", "use") if k in out}
 

@@ -6,6 +6,7 @@ Raw bodies and FHIR outputs are zlib-compressed; searches go through indexed met
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -60,7 +61,8 @@ class OutputRow:
     body: bytes
 
 
-_MSG_COLS = "id, channel, received_at, message_type, control_id, sender, status, stage, reason, patient_key, size, sha256, raw"
+_MSG_COLS = ("id, channel, received_at, message_type, control_id, sender, status, stage, reason, patient_key,"
+             " size, sha256, raw")
 
 
 class Journal:
@@ -105,10 +107,8 @@ class Journal:
     def close(self) -> None:
         self._writer.close()
         for conn in self._all_readers():
-            try:
+            with contextlib.suppress(Exception):  # best effort: already broken or absent
                 conn.close()
-            except Exception:  # noqa: BLE001 - closing is best effort at shutdown
-                pass
 
     def _load_hash_key(self) -> bytes:
         """The key for patient-key hashes: from WASLA_PATIENT_KEY_SECRET, else made once and kept in `meta`.

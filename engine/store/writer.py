@@ -7,6 +7,7 @@ is on disk the next callers queue up, so under load a single fsync covers many m
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -52,10 +53,8 @@ class GroupCommitWriter:
             self._closed = True
             self._queue.put(_STOP)
             self._thread.join(10)
-            try:
+            with contextlib.suppress(Exception):  # best effort: already broken or absent
                 self._conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection must not mask the shutdown
-                pass
 
     def _gather(self, first: Any) -> tuple[list[tuple[Work, Future[Any]]], bool]:
         batch = [first]
@@ -109,8 +108,6 @@ class GroupCommitWriter:
         try:
             self._conn.rollback()
         except Exception:  # noqa: BLE001 - a dead connection is replaced below
-            try:
+            with contextlib.suppress(Exception):  # best effort: already broken or absent
                 self._conn.close()
-            except Exception:  # noqa: BLE001
-                pass
             self._conn = self._connect()

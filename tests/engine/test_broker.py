@@ -14,6 +14,9 @@ from engine.config import BrokerSettings
 def _roundtrip(url: str) -> None:
     broker = Broker(BrokerSettings(url=url, shards=2), [Route("archive-ndjson", ("adt-mllp",))])
     broker.declare()
+    with broker.connection() as conn:  # the memory broker is global to the process: start from empty queues
+        for q in broker.all_queues():
+            q(conn.channel()).purge()
     got: list[Delivery] = []
     stop = threading.Event()
 

@@ -31,7 +31,7 @@ def _bundle_ids(lines: list[bytes]) -> list[str]:
 
 class TestEmbedded:
     def test_quick_start_flow(self, tmp_path: Path) -> None:
-        """On embedded defaults the engine listens within 20 s, answers AA with MSA-2 = MSH-10, and writes the Bundle."""
+        """Embedded defaults: listening within 20 s, AA with MSA-2 = MSH-10, the Bundle written."""
         project = make_project(tmp_path)
         with engine(project) as proc:
             ack = mllp_send(port_of(project), adt("CTRL-1"))

@@ -145,7 +145,8 @@ class TestConvertCommand:
         bad.write_bytes(b"hello")
         result = subprocess.run([WASLA, "convert", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert result.returncode == 1
-        assert result.stderr.strip() == f"error: {bad}: not an HL7 v2 message: message does not start with an MSH segment"
+        assert result.stderr.strip() == (f"error: {bad}: not an HL7 v2 message:"
+                                          " message does not start with an MSH segment")
 
     def test_no_mapping_for_type(self) -> None:
         """A message type no mapping accepts is named in the one-line reason."""

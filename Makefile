@@ -1,0 +1,25 @@
+# Two commands for a newcomer: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+
+.PHONY: run test install install-test lint bench
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+
+install: $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet -e .
+
+install-test: $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet -e ".[test]"
+
+run: install
+	$(VENV)/bin/wasla run
+
+test: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+bench: install
+	$(VENV)/bin/python bench/pipeline.py
