@@ -33,7 +33,7 @@ class BrokerSettings:
 @dataclass(frozen=True)
 class StoreSettings:
     url: str = "sqlite:///var/wasla.db"
-    group_commit_ms: float = 2.0
+    group_commit_ms: float = 0.0
 
 
 @dataclass(frozen=True)

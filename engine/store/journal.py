@@ -66,7 +66,7 @@ _MSG_COLS = ("id, channel, received_at, message_type, control_id, sender, status
 
 
 class Journal:
-    def __init__(self, url: str, *, group_commit_ms: float = 2.0, clock: Clock = _utcnow) -> None:
+    def __init__(self, url: str, *, group_commit_ms: float = 0.0, clock: Clock = _utcnow) -> None:
         self.dialect: Dialect = dialect_for(url)
         self.clock = clock
         conn = self.dialect.connect()
@@ -272,5 +272,5 @@ class Journal:
         return {s: int(n) for s, n in self._query("SELECT status, COUNT(*) FROM messages GROUP BY status")}
 
 
-def open_journal(url: str, *, group_commit_ms: float = 2.0) -> Journal:
+def open_journal(url: str, *, group_commit_ms: float = 0.0) -> Journal:
     return Journal(url, group_commit_ms=group_commit_ms)

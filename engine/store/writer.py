@@ -27,7 +27,7 @@ _STOP = object()
 
 
 class GroupCommitWriter:
-    def __init__(self, connect: Callable[[], Any], *, max_wait_ms: float = 2.0, max_batch: int = 500) -> None:
+    def __init__(self, connect: Callable[[], Any], *, max_wait_ms: float = 0.0, max_batch: int = 500) -> None:
         self._connect = connect
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._max_wait = max_wait_ms / 1000.0
