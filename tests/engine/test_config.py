@@ -63,12 +63,12 @@ class TestLoadConfig:
     def test_env_interpolation(self, tmp_path: Path) -> None:
         """${VAR} is replaced from the environment; an unset one without default is an error at its line."""
         project = make_project(tmp_path)
-        text = (project / CHANNEL).read_text().replace("host: 127.0.0.1", "host: ${MLLP_HOST}")
+        text = "input:\n  mllp:\n    port: 2575\n    host: ${MLLP_HOST}\npipeline:\n  mapping: adt_a01\noutput: [archive-ndjson]\n"
         _write_channel(project, text)
         assert load_config(project / "config", env={"MLLP_HOST": "0.0.0.0"}).channels[0].input["host"] == "0.0.0.0"
         with pytest.raises(ConfigErrors) as info:
             load_config(project / "config", env={})
-        assert str(info.value) == (f"{project}/{CHANNEL}:5:11: input.mllp.host: environment variable MLLP_HOST"
+        assert str(info.value) == (f"{project}/{CHANNEL}:4:11: input.mllp.host: environment variable MLLP_HOST"
                                    " is not set (write ${MLLP_HOST:-default} for a default)")
 
     def test_wiring_errors(self, tmp_path: Path) -> None:
