@@ -63,7 +63,8 @@ class TestLoadConfig:
     def test_env_interpolation(self, tmp_path: Path) -> None:
         """${VAR} is replaced from the environment; an unset one without default is an error at its line."""
         project = make_project(tmp_path)
-        text = "input:\n  mllp:\n    port: 2575\n    host: ${MLLP_HOST}\npipeline:\n  mapping: adt_a01\noutput: [archive-ndjson]\n"
+        text = ("input:\n  mllp:\n    port: 2575\n    host: ${MLLP_HOST}\n"
+                "pipeline:\n  mapping: adt_a01\noutput: [archive-ndjson]\n")
         _write_channel(project, text)
         assert load_config(project / "config", env={"MLLP_HOST": "0.0.0.0"}).channels[0].input["host"] == "0.0.0.0"
         with pytest.raises(ConfigErrors) as info:
