@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import ssl
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
@@ -38,6 +41,22 @@ def frame(payload: bytes) -> bytes:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _subject(cert: dict[str, Any] | None) -> str:
+    """The commonName of a verified client certificate ('' without one)."""
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return ""
+
+
+def _in(ip: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in net
+    except ValueError:
+        return False
 
 
 def ack_for(receipt: Receipt, now: datetime) -> bytes:
@@ -63,21 +82,59 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.worker: asyncio.Task[None] | None = None
         self.peer = ""
+        self.subject = ""
+        self.senders: frozenset[str] | None = None
+        self.idle: asyncio.TimerHandle | None = None
+        self.busy = False
+        self.count = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
+        srv = self.server
+        refusal = srv.refuse(peer[0] if peer else "")
+        if refusal:
+            _log.warning("mllp_connection_refused", channel=srv.channel.id, peer=self.peer, reason=refusal)
+            transport.abort()
+            return
+        self.subject = _subject(transport.get_extra_info("peercert"))
+        self.senders = srv.senders_for(self.subject)
+        srv.connections.add(self)
         self.worker = asyncio.ensure_future(self._work())
-        self.server.connections.add(self)
+        self._touch()
+        _log.info("mllp_connection_open", channel=srv.channel.id, peer=self.peer, client=self.subject or None)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self not in self.server.connections:
+            return
         self.server.connections.discard(self)
+        if self.idle is not None:
+            self.idle.cancel()
         self.frames.append(b"")  # sentinel: finish what is queued, then stop
         self.wakeup.set()
+        _log.info("mllp_connection_closed", channel=self.server.channel.id, peer=self.peer,
+                  messages=self.count, error=exc.__class__.__name__ if exc else None)
+
+    def _touch(self) -> None:
+        timeout = self.server.idle_timeout
+        if timeout <= 0:
+            return
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(timeout, self._idle_close)
+
+    def _idle_close(self) -> None:
+        if self.frames or self.busy:
+            self._touch()
+            return
+        _log.info("mllp_idle_timeout", channel=self.server.channel.id, peer=self.peer)
+        if self.transport is not None:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self._touch()
         self.buffer += data
         limit = self.server.max_bytes
         while True:
@@ -130,13 +187,17 @@ class _Connection(asyncio.Protocol):
             if self.paused and len(self.frames) < _MAX_PENDING // 2 and self.transport:
                 self.transport.resume_reading()
                 self.paused = False
+            self.busy = True
+            self.count += 1
             try:
-                receipt = await loop.run_in_executor(self.server.executor, self.server.receive, payload, self.peer)
+                receipt = await loop.run_in_executor(self.server.executor, self.server.receive, payload, self.peer,
+                                                     self.senders, self.subject)
                 reply = ack_for(receipt, self.server.clock())
             except Exception as exc:  # noqa: BLE001 - the sender gets AE, the operator the error class
                 _log.error("mllp_intake_error", channel=self.server.channel.id, **error_fields(exc))
                 reply = build_ack(None, "AE", control_id="", now=self.server.clock(), error_code="207",
                                   text="message not accepted: journal unavailable, resend later").encode()
+            self.busy = False
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(frame(reply))
 
@@ -154,15 +215,49 @@ class MLLPInput:
         self.port = int(channel.input["port"])
         self.max_bytes = int(channel.input.get("max_message_bytes", 16 * 1024 * 1024))
         self.connections: set[_Connection] = set()
+        self.idle_timeout = float(channel.input.get("idle_timeout_s", 300))
+        self.max_connections = int(channel.input.get("max_connections", 100))
+        self.allow = [ipaddress.ip_network(n, strict=False) for n in channel.input.get("allow", ())]
+        tls = channel.input.get("tls") or {}
+        bound = tls.get("client_facilities") or {}
+        self.bindings: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in bound.items()}
         self._server: asyncio.base_events.Server | None = None
 
-    def receive(self, payload: bytes, peer: str) -> Receipt:
-        return self.intake.receive(self.channel, payload, peer=peer)
+    def receive(self, payload: bytes, peer: str, senders: frozenset[str] | None = None, client: str = "") -> Receipt:
+        return self.intake.receive(self.channel, payload, peer=peer, senders=senders, client=client)
+
+    def refuse(self, ip: str) -> str:
+        """Why a new connection from `ip` is refused, or '' to accept it."""
+        if self.allow and not any(_in(ip, net) for net in self.allow):
+            return "source address not in allow list"
+        if len(self.connections) >= self.max_connections:
+            return f"max_connections ({self.max_connections}) reached"
+        return ""
+
+    def senders_for(self, subject: str) -> frozenset[str] | None:
+        """MSH-4 values this client certificate may send for; None when the channel binds none."""
+        if not self.bindings:
+            return None
+        return frozenset(self.bindings.get(subject, ()))
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        tls = self.channel.input.get("tls")
+        if not tls:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(tls["cert"]), str(tls["key"]))
+        if tls.get("client_ca"):
+            ctx.load_verify_locations(str(tls["client_ca"]))
+            ctx.verify_mode = ssl.CERT_REQUIRED if tls.get("require_client_cert", True) else ssl.CERT_OPTIONAL
+        return ctx
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port, reuse_address=True)
-        _log.info("mllp_listening", channel=self.channel.id, host=self.host, port=self.port)
+        self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port, reuse_address=True,
+                                                ssl=self._ssl())
+        _log.info("mllp_listening", channel=self.channel.id, host=self.host, port=self.port,
+                  tls=bool(self.channel.input.get("tls")))
 
     async def stop(self) -> None:
         if self._server is not None:

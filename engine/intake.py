@@ -8,9 +8,10 @@ with the reason, so nothing a sender sent is ever lost, even garbage.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -38,6 +39,7 @@ class Receipt:
     accepted: bool
     error: ParseError | None = None
     reason: str = ""
+    duplicate_of: str | None = None
 
 
 def _now() -> datetime:
@@ -52,8 +54,13 @@ class Intake:
         self.converter = converter
         self.clock = clock
 
-    def receive(self, channel: ChannelConfig, raw: bytes, *, peer: str = "") -> Receipt:
-        """Journal, publish, and report. Blocking: channels call it from a worker thread."""
+    def receive(self, channel: ChannelConfig, raw: bytes, *, peer: str = "", senders: frozenset[str] | None = None,
+                client: str = "") -> Receipt:
+        """Journal, publish, and report. Blocking: channels call it from a worker thread.
+
+        `senders`, when given, are the MSH-4 facilities the authenticated client may send for
+        (a TLS certificate bound to facilities); any other MSH-4 is refused and audited.
+        """
         mid, now = message_id(), self.clock()
         try:
             msg = parse(decode(raw, channel.input.get("encoding")))
@@ -64,6 +71,23 @@ class Intake:
                                  {"reason": err.message, "segment": err.segment, "field": err.field, "peer": peer})
             _log.warning("message_unreadable", message_id=mid, channel=channel.id, code=err.code, size=len(raw))
             return Receipt(mid, None, False, err, err.message)
+        if senders is not None and msg.sending_facility not in senders:
+            reason = "sending facility (MSH-4) not authorised for this client certificate"
+            self.journal.receive(Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id,
+                                         msg.sending_facility, status=Status.FAILED, reason=reason),
+                                 {"reason": reason, "audit": "sender_mismatch", "client": client, "peer": peer})
+            _log.warning("sender_mismatch", message_id=mid, channel=channel.id, client=client)
+            return Receipt(mid, msg, False, ParseError(reason, segment="MSH", sequence=1, field=4, code="207"),
+                           reason)
+        window = int(channel.input.get("duplicate_window_s", 86400))
+        if window > 0:
+            original = self.journal.find_duplicate(channel.id, msg.sending_facility, msg.control_id,
+                                                   now - timedelta(seconds=window))
+            if original is not None:
+                self.journal.event(original, "intake", "duplicate", {
+                    "peer": peer, "sha256": hashlib.sha256(raw).hexdigest(), "at": now.isoformat()})
+                _log.info("duplicate", message_id=original, channel=channel.id, control_id=msg.control_id)
+                return Receipt(original, msg, True, duplicate_of=original)
         patient_key = self._patient_key(channel, msg)
         inbound = Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                           patient_key)

@@ -153,8 +153,12 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
             continue
         d = doc.data
         kind = next(iter(d["input"]))
+        inp = dict(d["input"][kind])
+        if isinstance(inp.get("tls"), dict):  # certificate paths are relative to the project root
+            inp["tls"] = {k: str((root / v).resolve()) if k in ("cert", "key", "client_ca") else v
+                          for k, v in inp["tls"].items()}
         ch = ChannelConfig(
-            id=path.stem, file=doc.file, input_kind=kind, input=MappingProxyType(dict(d["input"][kind])),
+            id=path.stem, file=doc.file, input_kind=kind, input=MappingProxyType(inp),
             mapping=d["pipeline"]["mapping"], outputs=tuple(d["output"]), description=d.get("description", ""),
             enabled=d.get("enabled", True),
         )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +54,22 @@ def server(tmp_path: Path) -> Iterator[Server]:
     s = Server(make_project(tmp_path))
     yield s
     s.close()
+
+
+def configure(project: Path, extra: str) -> Path:
+    """Add YAML lines (indented for the mllp block) to the sample channel."""
+    ch = project / "config" / "channels" / "adt-mllp.yaml"
+    ch.write_text(ch.read_text().replace("    port:", extra + "    port:"))
+    return project
+
+
+@contextmanager
+def running(project: Path) -> Iterator[Server]:
+    srv = Server(project)
+    try:
+        yield srv
+    finally:
+        srv.close()
 
 
 class TestFraming:
@@ -98,3 +118,115 @@ class TestFraming:
                 assert s.recv(10) == b""
         finally:
             srv.close()
+
+
+class TestDuplicates:
+    def test_same_facility_and_control_id(self, server: Server) -> None:
+        """The same MSH-4 + MSH-10 again gets AA again, is journaled once, and the repeat is an event."""
+        with server.connect() as s:
+            for _ in range(2):
+                s.sendall(b"\x0b" + adt("DUP-1") + b"\x1c\r")
+                assert msa(mllp_read(s))[1:3] == ["AA", "DUP-1"]
+        (row,) = server.journal.search(control_id="DUP-1")
+        assert [e["status"] for e in server.journal.events(row.id)][-1] == "duplicate"
+
+    def test_window_zero_turns_it_off(self, tmp_path: Path) -> None:
+        """With duplicate_window_s: 0 every message is processed."""
+        with running(configure(make_project(tmp_path), "    duplicate_window_s: 0\n")) as srv, srv.connect() as s:
+            for _ in range(2):
+                s.sendall(b"\x0b" + adt("DUP-2") + b"\x1c\r")
+                assert msa(mllp_read(s))[1] == "AA"
+            assert len(srv.journal.search(control_id="DUP-2")) == 2
+
+
+class TestLimits:
+    def test_idle_timeout(self, tmp_path: Path) -> None:
+        """A silent connection is closed after idle_timeout_s."""
+        with running(configure(make_project(tmp_path), "    idle_timeout_s: 0.3\n")) as srv, srv.connect() as s:
+            s.settimeout(5)
+            t0 = time.monotonic()
+            assert s.recv(10) == b""
+            assert 0.2 < time.monotonic() - t0 < 4
+
+    def test_max_connections(self, tmp_path: Path) -> None:
+        """Past max_connections a new connection is closed at once; the others keep working."""
+        with running(configure(make_project(tmp_path), "    max_connections: 1\n")) as srv, srv.connect() as a:
+            a.sendall(b"\x0b" + adt("MAX-1") + b"\x1c\r")
+            assert msa(mllp_read(a))[1] == "AA"
+            with srv.connect() as b:
+                b.settimeout(5)
+                with contextlib.suppress(ConnectionResetError):
+                    assert b.recv(10) == b""
+
+    def test_allow_list(self, tmp_path: Path) -> None:
+        """A source address outside `allow` is refused before any byte is read."""
+        with running(configure(make_project(tmp_path), "    allow: [10.0.0.0/8]\n")) as srv, srv.connect() as s:
+            s.settimeout(5)
+            try:
+                s.sendall(b"\x0b" + adt("DENIED") + b"\x1c\r")
+                assert s.recv(10) == b""
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            assert srv.journal.search(control_id="DENIED") == []
+
+
+class TestTLS:
+    @pytest.fixture
+    def pki(self, tmp_path: Path) -> dict[str, Path]:
+        from tests.channels.certs import CA
+
+        (tmp_path / "rogue").mkdir()
+        ca, rogue = CA(tmp_path, "wasla-test-ca"), CA(tmp_path / "rogue", "rogue-ca")
+        out = {"ca": ca.path}
+        out["server"], out["server_key"] = ca.issue("localhost", server=True)
+        out["lab"], out["lab_key"] = ca.issue("lab-central")
+        out["rogue"], out["rogue_key"] = rogue.issue("lab-central")
+        return out
+
+    def _project(self, tmp_path: Path, pki: dict[str, Path], extra: str = "") -> Path:
+        project = make_project(tmp_path / "p")
+        return configure(project, f"    tls:\n      cert: {pki['server']}\n      key: {pki['server_key']}\n"
+                                  f"      client_ca: {pki['ca']}\n{extra}")
+
+    def _client(self, pki: dict[str, Path], cert: str, port: int) -> ssl.SSLSocket:
+        ctx = ssl.create_default_context(cafile=str(pki["ca"]))
+        ctx.load_cert_chain(str(pki[cert]), str(pki[f"{cert}_key"]))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+
+    def test_mutual_tls(self, tmp_path: Path, pki: dict[str, Path]) -> None:
+        """A client with a certificate from the channel's CA is served over TLS."""
+        with running(self._project(tmp_path, pki)) as srv, self._client(pki, "lab", srv.input.port) as s:
+            s.sendall(b"\x0b" + adt("TLS-1") + b"\x1c\r")
+            assert msa(mllp_read(s))[1:3] == ["AA", "TLS-1"]
+
+    def test_rejected_client_certificate(self, tmp_path: Path, pki: dict[str, Path]) -> None:
+        """A certificate from another CA fails the handshake; nothing is journaled."""
+        with running(self._project(tmp_path, pki)) as srv:
+            with pytest.raises((ssl.SSLError, ConnectionError)), self._client(pki, "rogue", srv.input.port) as s:
+                s.sendall(b"\x0b" + adt("ROGUE") + b"\x1c\r")
+                mllp_read(s)
+            assert srv.journal.search(control_id="ROGUE") == []
+
+    def test_plain_tcp_to_tls_port(self, tmp_path: Path, pki: dict[str, Path]) -> None:
+        """A client speaking plain MLLP to a TLS channel gets no ACK and nothing is journaled."""
+        with running(self._project(tmp_path, pki)) as srv, srv.connect() as s:
+            s.settimeout(5)
+            s.sendall(b"\x0b" + adt("PLAIN") + b"\x1c\r")
+            with contextlib.suppress(ConnectionResetError):
+                assert b"MSA|" not in s.recv(100)
+            assert srv.journal.search(control_id="PLAIN") == []
+
+    def test_facility_binding(self, tmp_path: Path, pki: dict[str, Path]) -> None:
+        """A certificate bound to other facilities than MSH-4 gets AR; the refusal is journaled as an audit event."""
+        extra = "      client_facilities:\n        lab-central: [LABCENTRAL]\n"
+        with running(self._project(tmp_path, pki, extra)) as srv, self._client(pki, "lab", srv.input.port) as s:
+            s.sendall(b"\x0b" + adt("BIND-1") + b"\x1c\r")  # MSH-4 is "1"
+            ack = mllp_read(s)
+            assert msa(ack)[1:3] == ["AR", "BIND-1"] and b"not authorised" in ack
+            ok = adt("BIND-2").replace(b"|AccMgr|1|", b"|AccMgr|LABCENTRAL|")
+            s.sendall(b"\x0b" + ok + b"\x1c\r")
+            assert msa(mllp_read(s))[1:3] == ["AA", "BIND-2"]
+            (row,) = srv.journal.search(control_id="BIND-1")
+            assert row.status == "failed"
+            assert srv.journal.events(row.id)[0]["detail"]["audit"] == "sender_mismatch"
