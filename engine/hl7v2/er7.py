@@ -29,8 +29,8 @@ _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 def decode(raw: bytes, override: str | None = None) -> str:
     """Bytes to text by MSH-18 (or the channel's override when a sender's MSH-18 lies).
 
-    ASCII senders routinely send Latin-1 accents; we therefore read "ASCII" as Latin-1 only
-    when the bytes are not valid ASCII, and never fail on a declared charset we do not know:
+    ASCII senders routinely send accents; we therefore read "ASCII" that is not ASCII as UTF-8
+    when the bytes are valid UTF-8, else as Latin-1, and never fail on a declared charset we do not know:
     we fall back to UTF-8 and then Latin-1 (which cannot fail), so the raw bytes kept in the
     journal stay the authority.
     """
@@ -42,11 +42,13 @@ def decode(raw: bytes, override: str | None = None) -> str:
     match = _MSH18.match(raw.lstrip())
     declared = match.group(2).decode("ascii", "replace").strip().upper() if match else ""
     codec = _CHARSETS.get(declared)
+    if codec == "ascii" and not raw.isascii():
+        codec = None  # "ASCII" that is not: valid UTF-8 first, then Latin-1
     for candidate in (codec, "utf-8", "latin-1"):
         if candidate is None:
             continue
         try:
-            return raw.decode("latin-1" if candidate == "ascii" and not raw.isascii() else candidate)
+            return raw.decode(candidate)
         except UnicodeDecodeError:
             continue
     raise AssertionError("unreachable: latin-1 decodes every byte")
@@ -184,7 +186,7 @@ class Message:
         lines = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
         self.segments: list[Segment] = []
         for line in lines:
-            line = line.rstrip(" ")
+            line = line.strip("\ufeff").rstrip(" ")  # a stray BOM (concatenated files) is not a segment
             if not line.strip():
                 continue
             seq = len(self.segments) + 1

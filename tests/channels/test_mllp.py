@@ -230,3 +230,35 @@ class TestTLS:
             (row,) = srv.journal.search(control_id="BIND-1")
             assert row.status == "failed"
             assert srv.journal.events(row.id)[0]["detail"]["audit"] == "sender_mismatch"
+
+
+class TestInterop:
+    def test_python_hl7_mllp_send_whole_corpus(self, server: Server, tmp_path: Path) -> None:
+        """python-hl7's `mllp_send` sends all 139 corpus messages; each ACK parses and MSA-2 = its MSH-10."""
+        import subprocess
+        import sys
+
+        import hl7
+        import hl7.client
+
+        from engine.hl7v2 import decode, parse
+        from tests.support import CORPUS
+
+        blob = tmp_path / "corpus.hl7"
+        blob.write_bytes(b"".join(p.read_bytes() + b"\n" for p in sorted(CORPUS.glob("*.hl7"))))
+        with blob.open("rb") as fh:
+            expected = [parse(decode(m)).control_id for m in hl7.client.read_loose(fh)]
+        assert len(expected) == len(list(CORPUS.glob("*.hl7"))) == 139
+        tool = Path(sys.executable).with_name("mllp_send")
+        result = subprocess.run([str(tool), "--loose", "--file", str(blob), "--port", str(server.input.port),
+                                 "127.0.0.1"], capture_output=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        acks = [a for a in result.stdout.decode().replace("\n", "\r").split("MSH|") if a.strip()]
+        assert len(acks) == 139
+        seen = []
+        for text in acks:
+            ack = hl7.parse("MSH|" + text.strip("\r"))
+            assert str(ack.segment("MSH")[9][0][0]) == "ACK"
+            assert str(ack.segment("MSA")[1]) == "AA"
+            seen.append(str(ack.segment("MSA")[2]))
+        assert seen == expected
