@@ -210,24 +210,24 @@ class Message:
         return None
 
     # The header values every stage needs, named for what they are.
-    @property
+    @cached_property
     def control_id(self) -> str:
         return self.msh.field(10).text
 
-    @property
+    @cached_property
     def message_type(self) -> str:
         f = self.msh.field(9)
         return f"{f.component(1)}^{f.component(2)}" if f.component(2) else f.component(1)
 
-    @property
+    @cached_property
     def version(self) -> str:
         return self.msh.field(12).text
 
-    @property
+    @cached_property
     def sending_facility(self) -> str:
         return self.msh.field(4).text
 
-    @property
+    @cached_property
     def sending_application(self) -> str:
         return self.msh.field(3).text
 

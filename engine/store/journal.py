@@ -14,6 +14,7 @@ import secrets
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +61,10 @@ class OutputRow:
     location: str
     body: bytes
 
+
+# Messages refused at intake (the sender was told to resend) do not count as originals.
+_DUPLICATE = ("SELECT id FROM messages WHERE channel = ? AND sender = ? AND control_id = ? AND received_at >= ?"
+              " AND NOT (status = 'failed' AND stage = 'intake') ORDER BY received_at LIMIT 1")
 
 _MSG_COLS = ("id, channel, received_at, message_type, control_id, sender, status, stage, reason, patient_key,"
              " size, sha256, raw")
@@ -132,7 +137,7 @@ class Journal:
     def patient_key(self, system: str, value: str) -> str:
         if not value:
             return ""
-        return hmac.new(self._hash_key, f"{system}|{value}".encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self._hash_key, f"{system}|{value}".encode(), "sha256").hex()[:32]
 
     def _event(self, cur: Any, message_id: str, stage: str, status: str, detail: dict[str, Any] | None) -> None:
         cur.execute(
@@ -143,22 +148,67 @@ class Journal:
     # -- writes -----------------------------------------------------------------------------
     def receive(self, msg: Inbound, detail: dict[str, Any] | None = None) -> None:
         """Journal a message as received; returns once the commit holding it is durable."""
+        self.submit_receive(msg, detail).result(60)
+
+    def submit_receive(self, msg: Inbound, detail: dict[str, Any] | None = None, *,
+                       duplicate_since: datetime | None = None,
+                       duplicate_detail: dict[str, Any] | None = None) -> Future[str | None]:
+        """Queue a received message; the future resolves once it is durable.
+
+        With `duplicate_since`, the check for an earlier (channel, MSH-4, MSH-10) and the insert
+        happen in the same transaction: the future then gives the original's id (and records a
+        `duplicate` event on it) instead of inserting, or None when the message is new.
+        """
         now = self.dialect.ts(msg.received_at)
         row = (msg.id, msg.channel, now, now, msg.message_type, msg.control_id, msg.sender, msg.status,
                "intake", msg.reason, msg.patient_key, len(msg.raw), hashlib.sha256(msg.raw).hexdigest(),
                zlib.compress(msg.raw, 1))
+        check = duplicate_since is not None and bool(msg.control_id)
+        since = self.dialect.ts(duplicate_since) if duplicate_since is not None else None
 
-        def work(cur: Any) -> None:
+        def work(cur: Any) -> str | None:
+            if check:
+                cur.execute(self._sql(_DUPLICATE), (msg.channel, msg.sender, msg.control_id, since))
+                found = cur.fetchone()
+                if found is not None:
+                    self._event(cur, str(found[0]), "intake", "duplicate",
+                                {"sha256": row[12], **(duplicate_detail or {})})
+                    return str(found[0])
             cur.execute(self._sql(
                 "INSERT INTO messages (id, channel, received_at, updated_at, message_type, control_id, sender,"
                 " status, stage, reason, patient_key, size, sha256, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
                 row)
             self._event(cur, msg.id, "intake", msg.status, detail)
+            return None
 
-        self._writer.run(work)
+        return self._writer.submit(work)
 
-    def transformed(self, message_id: str, outputs: dict[str, bytes], detail: dict[str, Any] | None = None) -> None:
-        """Record the FHIR output for each destination (pending) and mark the message transformed."""
+    def note(self, message_id: str, stage: str, status: str, detail: dict[str, Any] | None = None) -> None:
+        """Record an event nobody waits for (e.g. the ACK sent); it is committed with the next commit."""
+        self._writer.submit(lambda cur: self._event(cur, message_id, stage, status, detail), lazy=True)
+
+    def connection_opened(self, conn_id: str, channel: str, peer: str, client: str = "",
+                          outcome: str = "open") -> None:
+        at = self.dialect.ts(self.clock())
+        closed = at if outcome != "open" else None
+        self._writer.submit(lambda cur: cur.execute(self._sql(
+            "INSERT INTO connections (id, channel, peer, client, opened_at, closed_at, outcome)"
+            " VALUES (?,?,?,?,?,?,?)"), (conn_id, channel, peer, client, at, closed, outcome)), lazy=True)
+
+    def connection_closed(self, conn_id: str, messages: int, outcome: str = "closed") -> None:
+        at = self.dialect.ts(self.clock())
+        self._writer.submit(lambda cur: cur.execute(self._sql(
+            "UPDATE connections SET closed_at = ?, messages = ?, outcome = ? WHERE id = ?"),
+            (at, messages, outcome, conn_id)), lazy=True)
+
+    def transformed(self, message_id: str, outputs: dict[str, bytes], detail: dict[str, Any] | None = None, *,
+                    wait: bool = True) -> None:
+        """Record the FHIR output for each destination (pending) and mark the message transformed.
+
+        `wait=False` only where every stage shares this journal's one writer (the embedded
+        broker): writes then commit in submission order, and a crash before the commit only
+        means the message is transformed again at recovery.
+        """
         now = self.dialect.ts(self.clock())
         upsert = ("INSERT INTO outputs (message_id, destination, status, updated_at, body) VALUES (?,?,?,?,?)"
                   " ON CONFLICT (message_id, destination) DO UPDATE SET body = excluded.body,"
@@ -173,7 +223,9 @@ class Journal:
                 (Status.TRANSFORMED, now, message_id))
             self._event(cur, message_id, "transform", Status.TRANSFORMED, detail)
 
-        self._writer.run(work)
+        fut = self._writer.submit(work, lazy=not wait)
+        if wait:
+            fut.result(60)
 
     def failed(self, message_id: str, stage: str, reason: str, detail: dict[str, Any] | None = None) -> None:
         now = self.dialect.ts(self.clock())
@@ -196,8 +248,13 @@ class Journal:
 
         self._writer.run(work)
 
-    def delivered(self, message_id: str, destination: str, location: str, response: str = "") -> bool:
-        """Mark one output delivered; the message becomes delivered when all its outputs are. Returns that."""
+    def delivered(self, message_id: str, destination: str, location: str, response: str = "", *,
+                  wait: bool = True) -> bool:
+        """Mark one output delivered; the message becomes delivered when all its outputs are. Returns that.
+
+        `wait=False` (embedded broker only, as for `transformed`) returns False at once; the
+        destination's durable intent record makes a redelivery after a crash harmless.
+        """
         now = self.dialect.ts(self.clock())
 
         def work(cur: Any) -> bool:
@@ -212,7 +269,8 @@ class Journal:
                 " AND o.status <> 'delivered')"), (now, message_id, message_id))
             return bool(cur.rowcount)
 
-        return bool(self._writer.run(work))
+        fut = self._writer.submit(work, lazy=not wait)
+        return bool(fut.result(60)) if wait else False
 
     def event(self, message_id: str, stage: str, status: str, detail: dict[str, Any] | None = None) -> None:
         self._writer.run(lambda cur: self._event(cur, message_id, stage, status, detail))
@@ -263,9 +321,7 @@ class Journal:
         """
         if not control_id:
             return None
-        rows = self._query("SELECT id FROM messages WHERE channel = ? AND sender = ? AND control_id = ?"
-                           " AND received_at >= ? AND NOT (status = 'failed' AND stage = 'intake')"
-                           " ORDER BY id LIMIT 1", (channel, sender, control_id, self.dialect.ts(since)))
+        rows = self._query(_DUPLICATE, (channel, sender, control_id, self.dialect.ts(since)))
         return str(rows[0][0]) if rows else None
 
     def search(self, *, channel: str | None = None, status: str | None = None, control_id: str | None = None,
@@ -279,6 +335,21 @@ class Journal:
         rows = self._query(f"SELECT {_MSG_COLS} FROM messages {clause} ORDER BY id DESC LIMIT {int(limit)}",
                            tuple(params))
         return [self._row(r) for r in rows]
+
+    def connections(self, channel: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest inbound connections, newest first."""
+        clause, params = ("WHERE channel = ?", (channel,)) if channel else ("", ())
+        rows = self._query("SELECT id, channel, peer, client, opened_at, closed_at, messages, outcome"
+                           f" FROM connections {clause} ORDER BY id DESC LIMIT {int(limit)}", params)
+        keys = ("id", "channel", "peer", "client", "opened_at", "closed_at", "messages", "outcome")
+        out = []
+        for r in rows:
+            item = dict(zip(keys, r, strict=True))
+            for k in ("opened_at", "closed_at"):
+                if item[k] is not None:
+                    item[k] = self.dialect.from_ts(item[k]).isoformat()
+            out.append(item)
+        return out
 
     def counts(self) -> dict[str, int]:
         return {s: int(n) for s, n in self._query("SELECT status, COUNT(*) FROM messages GROUP BY status")}
