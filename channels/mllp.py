@@ -5,8 +5,10 @@ are skipped, a missing CR after FS is accepted, several frames in one read or on
 many reads are both fine. Frames of one connection are handled in order; while a connection
 has too many frames waiting, reading from it pauses (TCP backpressure) rather than dropping.
 
-This is the foundation's channel; the MLLP issue adds TLS, enhanced-mode ACKs, batches and
-duplicate detection.
+ACKs: original mode (AA/AE/AR), or enhanced mode when MSH-15/MSH-16 ask (the accept ACK
+CA/CE/CR once durable, then the application ACK once transformed, on the same connection);
+`ack: after_transform` holds the original-mode ACK until the transform is done. Batches
+(FHS/BHS … BTS/FTS) are split, each message journaled, and answered with one batch of ACKs.
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ from typing import Any
 import structlog
 
 from engine.config import ChannelConfig
-from engine.hl7v2.ack import build_ack
+from engine.errors import ParseError
+from engine.hl7v2.ack import build_ack, enhanced_modes, wants
+from engine.hl7v2.batch import batch_ack, is_batch, split_batch
+from engine.hl7v2.er7 import Message
+from engine.ids import message_id
 from engine.intake import Intake, Receipt
 from engine.logs import error_fields
+from engine.store import Journal
 
 __all__ = ["MLLPInput", "frame"]
 
@@ -59,17 +66,17 @@ def _in(ip: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
         return False
 
 
-def ack_for(receipt: Receipt, now: datetime) -> bytes:
+def ack_for(receipt: Receipt, now: datetime, code: str, text: str = "") -> bytes:
+    """The ACK for a receipt with this MSA-1 code; errors carry ERR with the code and location."""
     control = receipt.message_id.replace("-", "")[:20]
-    if receipt.accepted:
-        text = build_ack(receipt.message, "AA", control_id=control, now=now)
-    elif receipt.error is not None:
-        e = receipt.error
-        text = build_ack(receipt.message, "AR", control_id=control, now=now, text=e.message, error_code=e.code,
-                         segment=e.segment, sequence=e.sequence, field=e.field)
-    else:
-        text = build_ack(receipt.message, "AE", control_id=control, now=now, text=receipt.reason, error_code="207")
-    return text.encode("utf-8")
+    if code in ("AA", "CA"):
+        return build_ack(receipt.message, code, control_id=control, now=now).encode("utf-8")
+    e = receipt.error
+    if e is not None and code in ("AR", "CR"):
+        return build_ack(receipt.message, code, control_id=control, now=now, text=e.message, error_code=e.code,
+                         segment=e.segment, sequence=e.sequence, field=e.field).encode("utf-8")
+    return build_ack(receipt.message, code, control_id=control, now=now, text=text or receipt.reason,
+                     error_code="207").encode("utf-8")
 
 
 class _Connection(asyncio.Protocol):
@@ -85,8 +92,12 @@ class _Connection(asyncio.Protocol):
         self.subject = ""
         self.senders: frozenset[str] | None = None
         self.idle: asyncio.TimerHandle | None = None
+        self.last_active = 0.0
         self.busy = False
         self.count = 0
+        self.id = message_id()
+        self.sent_application_acks: set[str] = set()  # their commit ACKs for these are not answered
+        self.outcome = "closed"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -95,16 +106,19 @@ class _Connection(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
         srv = self.server
         refusal = srv.refuse(peer[0] if peer else "")
+        self.subject = _subject(transport.get_extra_info("peercert"))
         if refusal:
-            _log.warning("mllp_connection_refused", channel=srv.channel.id, peer=self.peer, reason=refusal)
+            _log.warning("mllp_connection_refused", channel=srv.channel.id, connection=self.id, reason=refusal)
+            srv.record(lambda j: j.connection_opened(self.id, srv.channel.id, self.peer, self.subject,
+                                                     outcome=f"refused: {refusal}"))
             transport.abort()
             return
-        self.subject = _subject(transport.get_extra_info("peercert"))
         self.senders = srv.senders_for(self.subject)
         srv.connections.add(self)
         self.worker = asyncio.ensure_future(self._work())
         self._touch()
-        _log.info("mllp_connection_open", channel=srv.channel.id, peer=self.peer, client=self.subject or None)
+        srv.record(lambda j: j.connection_opened(self.id, srv.channel.id, self.peer, self.subject))
+        _log.info("mllp_connection_open", channel=srv.channel.id, connection=self.id, client=self.subject or None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self not in self.server.connections:
@@ -114,22 +128,30 @@ class _Connection(asyncio.Protocol):
             self.idle.cancel()
         self.frames.append(b"")  # sentinel: finish what is queued, then stop
         self.wakeup.set()
-        _log.info("mllp_connection_closed", channel=self.server.channel.id, peer=self.peer,
-                  messages=self.count, error=exc.__class__.__name__ if exc else None)
+        outcome = f"error: {exc.__class__.__name__}" if exc and self.outcome == "closed" else self.outcome
+        self.server.record(lambda j: j.connection_closed(self.id, self.count, outcome))
+        _log.info("mllp_connection_closed", channel=self.server.channel.id, connection=self.id,
+                  messages=self.count, outcome=outcome)
 
     def _touch(self) -> None:
+        """Note activity; one timer per connection re-arms itself instead of one timer per read."""
         timeout = self.server.idle_timeout
         if timeout <= 0:
             return
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(timeout, self._idle_close)
+        loop = asyncio.get_running_loop()
+        self.last_active = loop.time()
+        if self.idle is None:
+            self.idle = loop.call_later(timeout, self._idle_check)
 
-    def _idle_close(self) -> None:
-        if self.frames or self.busy:
-            self._touch()
+    def _idle_check(self) -> None:
+        loop = asyncio.get_running_loop()
+        remaining = self.last_active + self.server.idle_timeout - loop.time()
+        if remaining > 0 or self.frames or self.busy:
+            self.idle = loop.call_later(max(remaining, 0.05), self._idle_check)
             return
-        _log.info("mllp_idle_timeout", channel=self.server.channel.id, peer=self.peer)
+        self.idle = None
+        _log.info("mllp_idle_timeout", channel=self.server.channel.id, connection=self.id)
+        self.outcome = "idle_timeout"
         if self.transport is not None:
             self.transport.close()
 
@@ -167,7 +189,9 @@ class _Connection(asyncio.Protocol):
                 self.paused = True
 
     def _too_large(self) -> None:
-        _log.warning("mllp_frame_too_large", channel=self.server.channel.id, limit=self.server.max_bytes)
+        _log.warning("mllp_frame_too_large", channel=self.server.channel.id, connection=self.id,
+                     limit=self.server.max_bytes)
+        self.outcome = "too_large"
         text = build_ack(None, "AR", control_id="", now=self.server.clock(), error_code="207",
                          text=f"message larger than {self.server.max_bytes} bytes")
         if self.transport:
@@ -176,7 +200,6 @@ class _Connection(asyncio.Protocol):
         self.buffer.clear()
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             while not self.frames:
                 self.wakeup.clear()
@@ -188,18 +211,128 @@ class _Connection(asyncio.Protocol):
                 self.transport.resume_reading()
                 self.paused = False
             self.busy = True
-            self.count += 1
             try:
-                receipt = await loop.run_in_executor(self.server.executor, self.server.receive, payload, self.peer,
-                                                     self.senders, self.subject)
-                reply = ack_for(receipt, self.server.clock())
+                if is_batch(payload):
+                    await self._batch(payload)
+                else:
+                    await self._message(payload)
             except Exception as exc:  # noqa: BLE001 - the sender gets AE, the operator the error class
                 _log.error("mllp_intake_error", channel=self.server.channel.id, **error_fields(exc))
-                reply = build_ack(None, "AE", control_id="", now=self.server.clock(), error_code="207",
-                                  text="message not accepted: journal unavailable, resend later").encode()
+                self._write(build_ack(None, "AE", control_id="", now=self.server.clock(), error_code="207",
+                                      text="message not accepted: journal unavailable, resend later").encode())
             self.busy = False
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.write(frame(reply))
+
+    def _write(self, data: bytes) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self.transport.write(frame(data))
+        return True
+
+    async def _message(self, payload: bytes) -> None:
+        srv = self.server
+        started = asyncio.get_running_loop().time()
+        self.count += 1
+        receipt = await srv.intake.receive_async(
+            srv.channel, payload, peer=self.peer, senders=self.senders, client=self.subject,
+            executor=srv.executor, watch=srv.intake.outcomes if srv.watches else None)
+        msg = receipt.message
+        if msg is not None and receipt.accepted and self._acknowledges_ours(msg):
+            # the sender's commit ACK for one of our application ACKs: journaled (filtered), never answered
+            _log.info("mllp_ack_received", channel=srv.channel.id, control_id=msg.control_id)
+            return
+        modes = enhanced_modes(msg) if srv.acknowledgment == "auto" else None
+        waits = receipt.watching is not None
+        if modes is not None:
+            accept, application = modes
+            code = "CA" if receipt.accepted else ("CR" if receipt.error is not None else "CE")
+            if wants(accept, code):
+                self._answer(receipt, code, ack_for(receipt, srv.clock(), code), started)
+            if waits and application != "NE":
+                task = asyncio.ensure_future(self._application_ack(receipt, application, started))
+                srv.tasks.add(task)
+                task.add_done_callback(srv.tasks.discard)
+            elif waits:
+                srv.intake.outcomes.forget(receipt.message_id)
+            return
+        if waits and srv.after_transform:
+            code, reply = await self._after_transform(receipt)
+        else:
+            if waits:
+                srv.intake.outcomes.forget(receipt.message_id)
+            code = "AA" if receipt.accepted else ("AR" if receipt.error is not None else "AE")
+            reply = ack_for(receipt, srv.clock(), code)
+        self._answer(receipt, code, reply, started)
+
+    def _acknowledges_ours(self, msg: Message) -> bool:
+        """An ACK whose MSA-2 is the control id of an application ACK we sent on this connection."""
+        if not self.sent_application_acks or msg.message_type.split("^")[0] != "ACK":
+            return False
+        msa = msg.first("MSA")
+        ref = msa.field(2).text if msa is not None else ""
+        if ref in self.sent_application_acks:
+            self.sent_application_acks.discard(ref)
+            return True
+        return False
+
+    async def _after_transform(self, receipt: Receipt) -> tuple[str, bytes]:
+        """Wait for the transform: AA when converted, AE with the mapping error (or the timeout) when not."""
+        srv = self.server
+        assert receipt.watching is not None
+        outcome = await srv.intake.outcomes.wait(receipt.message_id, receipt.watching, srv.ack_timeout)
+        if outcome.ok:
+            return "AA", ack_for(receipt, srv.clock(), "AA")
+        return "AE", ack_for(receipt, srv.clock(), "AE", outcome.reason)
+
+    async def _application_ack(self, receipt: Receipt, condition: str, started: float) -> None:
+        """Enhanced mode: the application ACK once the transform is done, if MSH-16 asks for this outcome."""
+        code, reply = await self._after_transform(receipt)
+        if wants(condition, code):
+            self.sent_application_acks.add(receipt.message_id.replace("-", "")[:20])
+            self._answer(receipt, code, reply, started, stage="application_ack")
+
+    def _answer(self, receipt: Receipt, code: str, reply: bytes, started: float, stage: str = "ack") -> None:
+        """Send an ACK and journal it: code and latency (an event nobody waits for)."""
+        if not self._write(reply):
+            return
+        latency = (asyncio.get_running_loop().time() - started) * 1000
+        with contextlib.suppress(Exception):  # the journal being down already answered AE
+            self.server.intake.journal.note(receipt.message_id, stage, code, {
+                "latency_ms": round(latency, 3), "connection": self.id,
+                **({"duplicate": True} if receipt.duplicate_of else {})})
+
+    async def _batch(self, payload: bytes) -> None:
+        """A batch: every message journaled (one group commit for all), one batch of ACKs back, in order."""
+        srv = self.server
+        started = asyncio.get_running_loop().time()
+        try:
+            batch = split_batch(payload)
+        except ParseError as exc:
+            receipt = await srv.intake.receive_async(srv.channel, payload, peer=self.peer, client=self.subject,
+                                                     executor=srv.executor)  # journaled as failed: not HL7 v2
+            self._answer(receipt, "AR", build_ack(None, "AR", control_id=receipt.message_id.replace("-", "")[:20],
+                                                  now=srv.clock(), text=exc.message, error_code=exc.code,
+                                                  segment=exc.segment).encode(), started)
+            return
+        self.count += len(batch.messages)
+        receipts = await asyncio.gather(*(srv.intake.receive_async(
+            srv.channel, raw, peer=self.peer, senders=self.senders, client=self.subject, executor=srv.executor)
+            for raw in batch.messages))
+        now = srv.clock()
+        acks = []
+        for r in receipts:
+            code = "AA" if r.accepted else ("AR" if r.error is not None else "AE")
+            acks.append((r, code, ack_for(r, now, code).decode("utf-8")))
+        control = receipts[0].message_id.replace("-", "")[:20] if receipts else message_id().replace("-", "")[:20]
+        reply = batch_ack(batch, [a for _, _, a in acks], control_id=control, now=now).encode("utf-8")
+        if not self._write(reply):
+            return
+        latency = round((asyncio.get_running_loop().time() - started) * 1000, 3)
+        for r, code, _ in acks:
+            with contextlib.suppress(Exception):
+                srv.intake.journal.note(r.message_id, "ack", code, {"latency_ms": latency, "connection": self.id,
+                                                                    "batch": True})
+        _log.info("mllp_batch", channel=srv.channel.id, connection=self.id, messages=len(receipts),
+                  declared=batch.declared)
 
 
 class MLLPInput:
@@ -221,10 +354,19 @@ class MLLPInput:
         tls = channel.input.get("tls") or {}
         bound = tls.get("client_facilities") or {}
         self.bindings: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in bound.items()}
+        self.after_transform = channel.input.get("ack", "on_receipt") == "after_transform"
+        self.ack_timeout = float(channel.input.get("ack_timeout_s", 30))
+        self.acknowledgment = str(channel.input.get("acknowledgment", "auto"))
+        self.watches = self.after_transform or self.acknowledgment == "auto"
+        self.tasks: set[asyncio.Task[None]] = set()  # enhanced-mode application ACKs in flight
         self._server: asyncio.base_events.Server | None = None
 
-    def receive(self, payload: bytes, peer: str, senders: frozenset[str] | None = None, client: str = "") -> Receipt:
-        return self.intake.receive(self.channel, payload, peer=peer, senders=senders, client=client)
+    def record(self, write: Callable[[Journal], None]) -> None:
+        """Journal a connection event; the journal being down must not break the connection itself."""
+        try:
+            write(self.intake.journal)
+        except Exception as exc:  # noqa: BLE001 - logged; the connection goes on
+            _log.warning("mllp_event_not_journaled", channel=self.channel.id, **error_fields(exc))
 
     def refuse(self, ip: str) -> str:
         """Why a new connection from `ip` is refused, or '' to accept it."""

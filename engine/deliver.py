@@ -35,10 +35,11 @@ class Output(Protocol):
 
 
 class Deliverer:
-    def __init__(self, output: Output, journal: Journal, *, attempts: int = 3) -> None:
+    def __init__(self, output: Output, journal: Journal, *, attempts: int = 3, shared_writer: bool = False) -> None:
         self.output = output
         self.journal = journal
         self.attempts = attempts
+        self.shared_writer = shared_writer  # every stage in this process: "delivered" may ride the next commit
 
     def handle(self, d: Delivery) -> None:
         mid = str(d.headers.get("message_id", ""))
@@ -53,7 +54,7 @@ class Deliverer:
             if location is None:
                 self.journal.event(mid, "deliver", "duplicate_skipped", {"destination": dest})
                 location = (self.journal.output(mid, dest) or done or _Empty()).location
-            self.journal.delivered(mid, dest, location)
+            self.journal.delivered(mid, dest, location, wait=not self.shared_writer)
         except (TransientDeliveryError, PermanentDeliveryError) as exc:
             self._fail(d, mid, exc)
             return

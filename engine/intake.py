@@ -8,8 +8,10 @@ with the reason, so nothing a sender sent is ever lost, even garbage.
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import dataclasses
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +24,7 @@ from engine.hl7v2.er7 import Message, decode, parse
 from engine.ids import message_id
 from engine.logs import error_fields
 from engine.mapping import Converter
+from engine.outcomes import Outcome, Outcomes
 from engine.store import Journal
 from engine.types import Inbound, Status
 
@@ -40,6 +43,17 @@ class Receipt:
     error: ParseError | None = None
     reason: str = ""
     duplicate_of: str | None = None
+    watching: asyncio.Future[Outcome] | None = None  # set when the caller asked to wait for the transform
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A message admitted by intake: its journal write in flight, and either a refusal or what to publish."""
+
+    durable: Future[str | None]
+    receipt: Receipt | None
+    inbound: Inbound | None = None
+    message: Message | None = None
 
 
 def _now() -> datetime:
@@ -48,7 +62,8 @@ def _now() -> datetime:
 
 class Intake:
     def __init__(self, journal: Journal, broker: Broker, converter: Converter,
-                 clock: Callable[[], datetime] = _now) -> None:
+                 clock: Callable[[], datetime] = _now, *, outcomes: Outcomes | None = None) -> None:
+        self.outcomes = outcomes or Outcomes(journal, local=False)  # polls the journal when transform runs elsewhere
         self.journal = journal
         self.broker = broker
         self.converter = converter
@@ -56,7 +71,41 @@ class Intake:
 
     def receive(self, channel: ChannelConfig, raw: bytes, *, peer: str = "", senders: frozenset[str] | None = None,
                 client: str = "") -> Receipt:
-        """Journal, publish, and report. Blocking: channels call it from a worker thread.
+        """Journal, publish, and report. Blocking: for callers on a worker thread."""
+        plan = self.admit(channel, raw, peer=peer, senders=senders, client=client)
+        return self.finish(plan, plan.durable.result(60))
+
+    async def receive_async(self, channel: ChannelConfig, raw: bytes, *, peer: str = "",
+                            senders: frozenset[str] | None = None, client: str = "",
+                            executor: Executor | None = None, watch: Outcomes | None = None) -> Receipt:
+        """The same from an event loop: waits for the journal commit without holding a thread.
+
+        The publish runs inline on the in-memory transport (a queue put) and on `executor`
+        when it waits for a RabbitMQ confirm. With `watch`, the receipt carries a future for the
+        message's transform outcome (registered before the publish, so it cannot be missed).
+        """
+        plan = self.admit(channel, raw, peer=peer, senders=senders, client=client)
+        watching = watch.watch(plan.inbound.id) if watch is not None and plan.inbound is not None else None
+        try:
+            original = await asyncio.wrap_future(plan.durable)
+            if self.broker.memory or plan.receipt is not None or original is not None:
+                receipt = self.finish(plan, original)
+            else:
+                receipt = await asyncio.get_running_loop().run_in_executor(executor, self.finish, plan, original)
+        except BaseException:
+            if watch is not None and plan.inbound is not None:
+                watch.forget(plan.inbound.id)
+            raise
+        if watching is not None and watch is not None and plan.inbound is not None:
+            if not receipt.accepted or receipt.duplicate_of:
+                watch.forget(plan.inbound.id)
+                return receipt
+            return dataclasses.replace(receipt, watching=watching)
+        return receipt
+
+    def admit(self, channel: ChannelConfig, raw: bytes, *, peer: str = "", senders: frozenset[str] | None = None,
+              client: str = "") -> _Plan:
+        """Read the message and queue its journal write; cheap and non-blocking.
 
         `senders`, when given, are the MSH-4 facilities the authenticated client may send for
         (a TLS certificate bound to facilities); any other MSH-4 is refused and audited.
@@ -67,42 +116,58 @@ class Intake:
         except (ParseError, UnicodeDecodeError, LookupError) as exc:
             err = exc if isinstance(exc, ParseError) else ParseError(
                 f"cannot decode the message with the channel's encoding ({exc.__class__.__name__})", code="102")
-            self.journal.receive(Inbound(mid, channel.id, now, raw, status=Status.FAILED, reason=err.message),
-                                 {"reason": err.message, "segment": err.segment, "field": err.field, "peer": peer})
+            fut = self.journal.submit_receive(
+                Inbound(mid, channel.id, now, raw, status=Status.FAILED, reason=err.message),
+                {"reason": err.message, "segment": err.segment, "field": err.field, "peer": peer})
             _log.warning("message_unreadable", message_id=mid, channel=channel.id, code=err.code, size=len(raw))
-            return Receipt(mid, None, False, err, err.message)
+            return _Plan(fut, Receipt(mid, None, False, err, err.message))
         if senders is not None and msg.sending_facility not in senders:
             reason = "sending facility (MSH-4) not authorised for this client certificate"
-            self.journal.receive(Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id,
-                                         msg.sending_facility, status=Status.FAILED, reason=reason),
-                                 {"reason": reason, "audit": "sender_mismatch", "client": client, "peer": peer})
+            fut = self.journal.submit_receive(
+                Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
+                        status=Status.FAILED, reason=reason),
+                {"reason": reason, "audit": "sender_mismatch", "client": client, "peer": peer})
             _log.warning("sender_mismatch", message_id=mid, channel=channel.id, client=client)
-            return Receipt(mid, msg, False, ParseError(reason, segment="MSH", sequence=1, field=4, code="207"),
-                           reason)
+            return _Plan(fut, Receipt(mid, msg, False, ParseError(reason, segment="MSH", sequence=1, field=4,
+                                                                  code="207"), reason))
+        if msg.message_type.split("^")[0] == "ACK":
+            reason = "an acknowledgment (MSH-9 ACK): recorded, nothing to transform"
+            fut = self.journal.submit_receive(
+                Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
+                        status=Status.FILTERED, reason=reason), {"reason": reason, "peer": peer})
+            return _Plan(fut, Receipt(mid, msg, True, reason=reason))
         window = int(channel.input.get("duplicate_window_s", 86400))
-        if window > 0:
-            original = self.journal.find_duplicate(channel.id, msg.sending_facility, msg.control_id,
-                                                   now - timedelta(seconds=window))
-            if original is not None:
-                self.journal.event(original, "intake", "duplicate", {
-                    "peer": peer, "sha256": hashlib.sha256(raw).hexdigest(), "at": now.isoformat()})
-                _log.info("duplicate", message_id=original, channel=channel.id, control_id=msg.control_id)
-                return Receipt(original, msg, True, duplicate_of=original)
         patient_key = self._patient_key(channel, msg)
         inbound = Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                           patient_key)
-        self.journal.receive(inbound, {"peer": peer} if peer else None)
+        fut = self.journal.submit_receive(
+            inbound, {"peer": peer} if peer else None,
+            duplicate_since=now - timedelta(seconds=window) if window > 0 else None,
+            duplicate_detail={"peer": peer, "at": now.isoformat()})
+        return _Plan(fut, None, inbound, msg)
+
+    def finish(self, plan: _Plan, original: str | None) -> Receipt:
+        """After the journal commit: report a refusal or a duplicate, or publish and accept."""
+        if plan.receipt is not None:
+            return plan.receipt
+        inbound, msg = plan.inbound, plan.message
+        assert inbound is not None and msg is not None
+        if original is not None:
+            _log.info("duplicate", message_id=original, channel=inbound.channel, control_id=msg.control_id)
+            return Receipt(original, msg, True, duplicate_of=original)
         try:
-            self.broker.publish_in(raw, message_id=mid, channel=channel.id, patient_key=patient_key,
-                                   headers={"received_at": now.isoformat(), "message_type": msg.message_type})
+            self.broker.publish_in(inbound.raw, message_id=inbound.id, channel=inbound.channel,
+                                   patient_key=inbound.patient_key,
+                                   headers={"received_at": inbound.received_at.isoformat(),
+                                            "message_type": msg.message_type})
         except BrokerError as exc:
             reason = "pipeline unavailable: message journaled but not queued; the sender should resend"
-            self.journal.failed(mid, "intake", reason)
-            _log.error("publish_failed", message_id=mid, channel=channel.id, **error_fields(exc))
-            return Receipt(mid, msg, False, None, reason)
-        _log.info("received", message_id=mid, channel=channel.id, control_id=msg.control_id,
-                  type=msg.message_type, size=len(raw))
-        return Receipt(mid, msg, True)
+            self.journal.failed(inbound.id, "intake", reason)
+            _log.error("publish_failed", message_id=inbound.id, channel=inbound.channel, **error_fields(exc))
+            return Receipt(inbound.id, msg, False, None, reason)
+        _log.info("received", message_id=inbound.id, channel=inbound.channel, control_id=msg.control_id,
+                  type=msg.message_type, size=len(inbound.raw))
+        return Receipt(inbound.id, msg, True)
 
     def _patient_key(self, channel: ChannelConfig, msg: Message) -> str:
         try:

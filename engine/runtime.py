@@ -21,6 +21,7 @@ from engine.config import Config
 from engine.deliver import Deliverer
 from engine.intake import Intake
 from engine.mapping import Converter
+from engine.outcomes import Outcomes
 from engine.registry import connector
 from engine.store import Journal
 from engine.transform import Transformer
@@ -52,6 +53,7 @@ class Engine:
         self.journal = Journal(config.store.url, group_commit_ms=config.store.group_commit_ms)
         self.broker = Broker(config.broker, routes_of(config))
         self.broker.declare()
+        self.outcomes = Outcomes(self.journal, local="transform" in roles)
         self.threads: list[threading.Thread] = []
         self.outputs: list[Any] = []
 
@@ -62,14 +64,14 @@ class Engine:
 
     def start_workers(self) -> None:
         if "transform" in self.roles:
-            tr = Transformer(self.config, self.journal, self.broker, self.converter)
+            tr = Transformer(self.config, self.journal, self.broker, self.converter, self.outcomes)
             queues = self.broker.transform_queues()
             self._thread("transform", lambda: self.broker.consume(queues, tr.handle, self.stop_event, name="transform"))
         if "deliver" in self.roles:
             for dest in self.config.destinations.values():
                 output = connector("outputs", dest.kind)(dest, self.config.root)
                 self.outputs.append(output)
-                dl = Deliverer(output, self.journal)
+                dl = Deliverer(output, self.journal, shared_writer=self.broker.memory)
                 queues = self.broker.deliver_queues(dest.id)
                 self._thread(f"deliver-{dest.id}",
                              lambda q=queues, h=dl.handle, n=dest.id: self.broker.consume(q, h, self.stop_event,
@@ -83,7 +85,7 @@ class Engine:
                 loop.add_signal_handler(sig, stop.set)
         inputs = []
         if "intake" in self.roles:
-            intake = Intake(self.journal, self.broker, self.converter)
+            intake = Intake(self.journal, self.broker, self.converter, outcomes=self.outcomes)
             await loop.run_in_executor(None, intake.recover)
             executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="intake")
             for ch in self.config.channels:

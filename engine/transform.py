@@ -18,7 +18,9 @@ from engine.errors import BrokerError, ConfigError, MappingError, ParseError, St
 from engine.hl7v2.er7 import decode, parse
 from engine.logs import error_fields
 from engine.mapping import Converter
+from engine.outcomes import Outcomes
 from engine.store import Journal
+from engine.types import Status
 
 __all__ = ["Transformer"]
 
@@ -26,7 +28,9 @@ _log = structlog.get_logger("wasla.transform")
 
 
 class Transformer:
-    def __init__(self, config: Config, journal: Journal, broker: Broker, converter: Converter) -> None:
+    def __init__(self, config: Config, journal: Journal, broker: Broker, converter: Converter,
+                 outcomes: Outcomes | None = None) -> None:
+        self.outcomes = outcomes  # channels in this process waiting on a message's outcome
         self.config = config
         self.journal = journal
         self.broker = broker
@@ -51,7 +55,8 @@ class Transformer:
         try:
             self.journal.transformed(mid, dict.fromkeys(channel.outputs, conversion.bundle),
                                      {"mapping": spec.name, "version": spec.version,
-                                      "warnings": conversion.warnings, "destinations": list(channel.outputs)})
+                                      "warnings": conversion.warnings, "destinations": list(channel.outputs)},
+                                     wait=not self.broker.memory)
             self.broker.publish_out(conversion.bundle, message_id=mid, channel=channel_id,
                                     message_type=msg.message_type, patient_key=str(d.headers.get("patient_key", "")),
                                     headers={"received_at": received_at.isoformat()})
@@ -61,6 +66,8 @@ class Transformer:
             d.requeue()
             return
         d.ack()
+        if self.outcomes is not None:
+            self.outcomes.settle(mid, Status.TRANSFORMED)
         _log.info("transformed", message_id=mid, channel=channel_id, control_id=msg.control_id,
                   mapping=spec.name, warnings=len(conversion.warnings))
 
@@ -72,6 +79,8 @@ class Transformer:
             d.requeue()
             return
         d.reject()
+        if self.outcomes is not None:
+            self.outcomes.settle(mid, Status.FAILED, reason)
         _log.warning("transform_failed", message_id=mid, channel=channel_id)
 
 

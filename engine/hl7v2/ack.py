@@ -5,7 +5,7 @@ MSH-10 a fresh control id, MSH-12 echoing the version; MSA-1/MSA-2; for AE/AR an
 an HL7 table 0357 code and the error location (ERR-2..4 from v2.5, ERR-1 before).
 
 Built as text rather than through hl7apy: an ACK is six fields and one lookup, and the
-sender is waiting. The MLLP issue extends this with enhanced mode.
+sender is waiting. Enhanced mode (table 0155 conditions in MSH-15/MSH-16) is decided here too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime
 
 from engine.hl7v2.er7 import Message
 
-__all__ = ["ERROR_TEXT", "build_ack"]
+__all__ = ["ERROR_TEXT", "build_ack", "enhanced_modes", "wants"]
 
 #: HL7 table 0357 (message error condition codes) used by Wasla.
 ERROR_TEXT = {
@@ -94,7 +94,34 @@ def build_ack(
             severity = "E"
             segments.append(fs.join(["ERR", "", location, cs.join([ec, ERROR_TEXT.get(ec, ""), "HL70357"]),
                                      severity, "", "", "", err_text]))
-    return "\r".join(segments) + "\r"
+    text = "\r".join(segments) + "\r"
+    # Values echoed from the message are unescaped on read: a \X1C\ there must not end our frame.
+    return text.replace("\x0b", "\\X0B\\").replace("\x1c", "\\X1C\\") if "\x0b" in text or "\x1c" in text else text
+
+
+def enhanced_modes(msg: Message | None) -> tuple[str, str] | None:
+    """(MSH-15, MSH-16) when the sender asks for enhanced mode, None for original mode.
+
+    Both empty means original mode (HL7 v2.5 §2.9.2); when only one is valued, the empty one
+    is taken as AL (always), so a sender asking for an application ACK still gets the accept ACK.
+    """
+    if msg is None:
+        return None
+    accept, application = msg.msh.field(15).text.upper(), msg.msh.field(16).text.upper()
+    if not accept and not application:
+        return None
+    return accept or "AL", application or "AL"
+
+
+def wants(condition: str, code: str) -> bool:
+    """Whether an acknowledgment with MSA-1 `code` is sent under HL7 table 0155 `condition`."""
+    if condition == "NE":
+        return False
+    if condition == "ER":
+        return code in ("CE", "CR", "AE", "AR")
+    if condition == "SU":
+        return code in ("CA", "AA")
+    return True  # AL, or a value outside table 0155: answering is the safe side
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
