@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,14 +48,22 @@ def mllp_send(port: int, payload: bytes, timeout: float = 15.0) -> bytes:
         return mllp_read(s)
 
 
+_PENDING: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
+
+
 def mllp_read(s: socket.socket) -> bytes:
-    buf = b""
-    while not buf.endswith(b"\x1c\r"):
+    """One MLLP frame's payload; bytes of the next frames read along with it are kept for the next call."""
+    buf = _PENDING.pop(s, b"")
+    while b"\x1c\r" not in buf:
         chunk = s.recv(65536)
         if not chunk:
             raise ConnectionError("closed before the ACK")
         buf += chunk
-    return buf[1:-2]
+    frame, _, rest = buf.partition(b"\x1c\r")
+    if rest:
+        _PENDING[s] = rest
+    start = frame.find(b"\x0b")
+    return frame[start + 1:] if start != -1 else frame
 
 
 def msa(ack: bytes) -> list[str]:
