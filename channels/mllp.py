@@ -234,7 +234,7 @@ class _Connection(asyncio.Protocol):
         self.count += 1
         receipt = await srv.intake.receive_async(
             srv.channel, payload, peer=self.peer, senders=self.senders, client=self.subject,
-            executor=srv.executor, watch=srv.intake.outcomes if srv.watches else None)
+            executor=srv.executor, wait_if=srv.waits_for_outcome)
         msg = receipt.message
         if msg is not None and receipt.accepted and self._acknowledges_ours(msg):
             # the sender's commit ACK for one of our application ACKs: journaled (filtered), never answered
@@ -247,18 +247,14 @@ class _Connection(asyncio.Protocol):
             code = "CA" if receipt.accepted else ("CR" if receipt.error is not None else "CE")
             if wants(accept, code):
                 self._answer(receipt, code, ack_for(receipt, srv.clock(), code), started)
-            if waits and application != "NE":
+            if waits:
                 task = asyncio.ensure_future(self._application_ack(receipt, application, started))
                 srv.tasks.add(task)
                 task.add_done_callback(srv.tasks.discard)
-            elif waits:
-                srv.intake.outcomes.forget(receipt.message_id)
             return
         if waits and srv.after_transform:
             code, reply = await self._after_transform(receipt)
         else:
-            if waits:
-                srv.intake.outcomes.forget(receipt.message_id)
             code = "AA" if receipt.accepted else ("AR" if receipt.error is not None else "AE")
             reply = ack_for(receipt, srv.clock(), code)
         self._answer(receipt, code, reply, started)
@@ -357,9 +353,16 @@ class MLLPInput:
         self.after_transform = channel.input.get("ack", "on_receipt") == "after_transform"
         self.ack_timeout = float(channel.input.get("ack_timeout_s", 30))
         self.acknowledgment = str(channel.input.get("acknowledgment", "auto"))
-        self.watches = self.after_transform or self.acknowledgment == "auto"
         self.tasks: set[asyncio.Task[None]] = set()  # enhanced-mode application ACKs in flight
         self._server: asyncio.base_events.Server | None = None
+
+    def waits_for_outcome(self, msg: Message) -> bool:
+        """Whether this message's answer waits for its transform: after_transform, or an application ACK asked for."""
+        if self.acknowledgment == "auto":
+            modes = enhanced_modes(msg)
+            if modes is not None:
+                return modes[1] != "NE"
+        return self.after_transform
 
     def record(self, write: Callable[[Journal], None]) -> None:
         """Journal a connection event; the journal being down must not break the connection itself."""

@@ -77,14 +77,18 @@ class Intake:
 
     async def receive_async(self, channel: ChannelConfig, raw: bytes, *, peer: str = "",
                             senders: frozenset[str] | None = None, client: str = "",
-                            executor: Executor | None = None, watch: Outcomes | None = None) -> Receipt:
+                            executor: Executor | None = None,
+                            wait_if: Callable[[Message], bool] | None = None) -> Receipt:
         """The same from an event loop: waits for the journal commit without holding a thread.
 
         The publish runs inline on the in-memory transport (a queue put) and on `executor`
         when it waits for a RabbitMQ confirm. With `watch`, the receipt carries a future for the
-        message's transform outcome (registered before the publish, so it cannot be missed).
+        message's transform outcome when `wait_if(message)` says so (registered before the publish,
+        so it cannot be missed; messages that need no outcome register nothing).
         """
         plan = self.admit(channel, raw, peer=peer, senders=senders, client=client)
+        watch = self.outcomes if (wait_if is not None and plan.inbound is not None and plan.message is not None
+                                  and wait_if(plan.message)) else None
         watching = watch.watch(plan.inbound.id) if watch is not None and plan.inbound is not None else None
         try:
             original = await asyncio.wrap_future(plan.durable)

@@ -314,16 +314,6 @@ class Journal:
                 yield self._row(r)
             last = rows[-1][0]
 
-    def find_duplicate(self, channel: str, sender: str, control_id: str, since: datetime) -> str | None:
-        """The id of an earlier message with the same (channel, MSH-4, MSH-10) received since `since`.
-
-        Messages refused at intake (the sender was told to resend) do not count.
-        """
-        if not control_id:
-            return None
-        rows = self._query(_DUPLICATE, (channel, sender, control_id, self.dialect.ts(since)))
-        return str(rows[0][0]) if rows else None
-
     def search(self, *, channel: str | None = None, status: str | None = None, control_id: str | None = None,
                limit: int = 50) -> list[MessageRow]:
         where, params = [], []
