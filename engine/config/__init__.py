@@ -19,7 +19,7 @@ from engine.errors import ConfigError, ConfigErrors
 __all__ = ["BrokerSettings", "ChannelConfig", "Config", "DestinationConfig", "StoreSettings", "load_config"]
 
 INPUT_KINDS = ("mllp",)
-OUTPUT_KINDS = ("ndjson",)
+OUTPUT_KINDS = ("ndjson", "mllp")
 
 
 @dataclass(frozen=True)
