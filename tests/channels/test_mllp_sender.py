@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,8 +45,9 @@ def silent(message: hl7.Message) -> None:
 class Remote:
     """python-hl7's MLLP server on a thread; answers with the next `answers` entry (the last one repeats)."""
 
-    def __init__(self, answers: list[Answer]) -> None:
+    def __init__(self, answers: list[Answer], tls: ssl.SSLContext | None = None) -> None:
         self.answers = answers
+        self.tls = tls
         self.port = free_port()
         self.received: list[str] = []
         self.connections = 0
@@ -56,7 +58,7 @@ class Remote:
         self.server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
 
     async def _start(self) -> asyncio.base_events.Server:
-        return await hl7.mllp.start_hl7_server(self._client, "127.0.0.1", self.port)
+        return await hl7.mllp.start_hl7_server(self._client, "127.0.0.1", self.port, ssl=self.tls)
 
     async def _client(self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter) -> None:
         self.connections += 1
@@ -185,6 +187,51 @@ class TestSender:
                                            MappingProxyType({"host": "127.0.0.1", "port": port})), Path("."))
         with pytest.raises(TransientDeliveryError, match=f"cannot connect to 127.0.0.1:{port}"):
             out.deliver(stored(journal), b"{}", journal)
+
+
+class TestSenderTLS:
+    @pytest.fixture
+    def pki(self, tmp_path: Path) -> dict[str, Path]:
+        from tests.channels.certs import CA
+
+        (tmp_path / "rogue").mkdir()
+        ca, rogue = CA(tmp_path, "remote-ca"), CA(tmp_path / "rogue", "rogue-ca")
+        out = {"ca": ca.path}
+        out["server"], out["server_key"] = ca.issue("localhost", server=True)
+        out["rogue_server"], out["rogue_server_key"] = rogue.issue("localhost", server=True)
+        out["wasla"], out["wasla_key"] = ca.issue("wasla-chu-rabat")
+        return out
+
+    def _remote(self, pki: dict[str, Path], server: str) -> Remote:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca"]))
+        ctx.verify_mode = ssl.CERT_REQUIRED  # the remote insists on our client certificate
+        ctx.load_cert_chain(str(pki[server]), str(pki[f"{server}_key"]))
+        return Remote([ack("AA")], tls=ctx)
+
+    def _output(self, pki: dict[str, Path], port: int) -> MLLPOutput:
+        tls = {"ca": str(pki["ca"]), "cert": str(pki["wasla"]), "key": str(pki["wasla_key"]),
+               "server_name": "localhost"}
+        return MLLPOutput(DestinationConfig("lis", "lis.yaml", "mllp", MappingProxyType(
+            {"host": "127.0.0.1", "port": port, "ack_timeout_s": 2, "tls": tls})), Path("."))
+
+    def test_mutual_tls(self, journal: Journal, pki: dict[str, Path]) -> None:
+        r = self._remote(pki, "server")
+        try:
+            out = self._output(pki, r.port)
+            assert out.deliver(stored(journal, "TLS-1"), b"{}", journal) == f"mllp://127.0.0.1:{r.port} AA RTLS-1"
+            out.close()
+        finally:
+            r.close()
+
+    def test_remote_certificate_from_another_ca_is_refused(self, journal: Journal, pki: dict[str, Path]) -> None:
+        r = self._remote(pki, "rogue_server")
+        try:
+            out = self._output(pki, r.port)
+            with pytest.raises(TransientDeliveryError, match="TLS handshake with 127.0.0.1:.* failed"):
+                out.deliver(stored(journal), b"{}", journal)
+        finally:
+            r.close()
+        assert r.received == []
 
 
 def forwarding_project(tmp_path: Path, port: int) -> Path:
