@@ -2,7 +2,8 @@
 
 Exactly once across crashes: under an exclusive lock the destination records in the journal
 the offset it is about to write at, writes the whole line in one call, fsyncs, and only then
-is the output marked delivered. A redelivered message whose recorded offset already holds its
+is the output marked delivered. A batch does the same for all its lines: one commit of their
+offsets, one write, one fsync. A redelivered message whose recorded offset already holds its
 line is recognised and not written again; a torn last line (crash mid-write) is cut at start.
 """
 
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.config import DestinationConfig
-from engine.errors import PermanentDeliveryError, TransientDeliveryError
+from engine.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from engine.store import Journal
 
 __all__ = ["NDJSONOutput"]
@@ -72,12 +73,31 @@ class NDJSONOutput:
             return False
 
     def deliver(self, message_id: str, body: bytes, journal: Journal) -> str | None:
-        if b"\n" in body:
-            raise PermanentDeliveryError("bundle contains a newline; NDJSON needs one JSON document per line")
-        line = body + b"\n"
-        prior = journal.output(message_id, self.id)
-        if prior is not None and prior.status == "writing" and prior.location and self._holds(prior.location, line):
-            return None
+        result = self.deliver_batch([(message_id, body)], journal)[0]
+        if isinstance(result, DeliveryError):
+            raise result
+        return result
+
+    def deliver_batch(self, items: list[tuple[str, bytes]], journal: Journal) -> list[str | None | DeliveryError]:
+        """Append every line in one write and one fsync, after one journal commit of their offsets."""
+        results: list[str | None | DeliveryError] = [None] * len(items)
+        priors = journal.outputs([mid for mid, _ in items], self.id)
+        lines: list[tuple[int, str, bytes]] = []
+        for i, (mid, body) in enumerate(items):
+            if b"\n" in body:
+                results[i] = PermanentDeliveryError("bundle contains a newline; NDJSON needs one document per line")
+                continue
+            line = body + b"\n"
+            prior = priors.get(mid)
+            if prior is not None and prior.status == "writing" and prior.location and self._holds(prior.location, line):
+                continue  # None: already written before a crash
+            lines.append((i, mid, line))
+        if lines:
+            for i, location in self._append(lines, journal):
+                results[i] = location
+        return results
+
+    def _append(self, lines: list[tuple[int, str, bytes]], journal: Journal) -> list[tuple[int, str]]:
         path = self._path()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
@@ -85,16 +105,20 @@ class NDJSONOutput:
             raise TransientDeliveryError(f"cannot open {path.name}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            offset = os.fstat(fd).st_size
-            location = f"{path}:{offset}"
-            journal.output_writing(message_id, self.id, location)
-            written = os.write(fd, line)
-            if written != len(line):
-                os.ftruncate(fd, offset)
+            offset = start = os.fstat(fd).st_size
+            placed: list[tuple[int, str]] = []
+            for i, _, line in lines:
+                placed.append((i, f"{path}:{offset}"))
+                offset += len(line)
+            journal.outputs_writing(self.id, [(mid, loc) for (_, mid, _), (_, loc) in zip(lines, placed, strict=True)])
+            data = b"".join(line for _, _, line in lines)
+            written = os.write(fd, data)
+            if written != len(data):
+                os.ftruncate(fd, start)
                 raise TransientDeliveryError(f"short write to {path.name} (disk full?)")
             if self.fsync:
                 os.fsync(fd)
-            return location
+            return placed
         except OSError as exc:
             raise TransientDeliveryError(f"cannot write {path.name}: {exc.strerror}") from exc
         finally:

@@ -8,7 +8,9 @@ dead-lettered; an infrastructure fault (journal, broker) puts it back in the que
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -27,6 +29,19 @@ __all__ = ["Transformer"]
 _log = structlog.get_logger("wasla.transform")
 
 
+@dataclass(frozen=True, slots=True)
+class _Converted:
+    delivery: Delivery
+    mid: str
+    channel: str
+    message_type: str
+    control_id: str
+    received_at: str
+    bundle: bytes
+    outputs: tuple[str, ...]
+    detail: dict[str, Any]
+
+
 class Transformer:
     def __init__(self, config: Config, journal: Journal, broker: Broker, converter: Converter,
                  outcomes: Outcomes | None = None) -> None:
@@ -36,40 +51,52 @@ class Transformer:
         self.broker = broker
         self.converter = converter
 
-    def handle(self, d: Delivery) -> None:
+    def handle(self, batch: list[Delivery]) -> None:
+        """Convert a batch, journal every result in one commit, then publish and acknowledge each."""
+        done = [c for c in map(self._convert, batch) if c is not None]
+        if not done:
+            return
+        try:
+            self.journal.transformed_many(
+                [(c.mid, dict.fromkeys(c.outputs, c.bundle), c.detail) for c in done], wait=not self.broker.memory)
+            for c in done:
+                self.broker.publish_out(c.bundle, message_id=c.mid, channel=c.channel, message_type=c.message_type,
+                                        patient_key=str(c.delivery.headers.get("patient_key", "")),
+                                        headers={"received_at": c.received_at})
+        except (StoreError, BrokerError) as exc:
+            _log.error("transform_requeued", messages=len(done), **error_fields(exc))
+            threading.Event().wait(0.5)
+            for c in done:  # a redelivered message converts to the same bytes; destinations skip what they hold
+                c.delivery.requeue()
+            return
+        for c in done:
+            c.delivery.ack()
+            if self.outcomes is not None:
+                self.outcomes.settle(c.mid, Status.TRANSFORMED)
+            _log.info("transformed", message_id=c.mid, channel=c.channel, control_id=c.control_id,
+                      mapping=c.detail["mapping"], warnings=len(c.detail["warnings"]))
+
+    def _convert(self, d: Delivery) -> _Converted | None:
+        """Map one message; a message that cannot be converted is failed and dead-lettered here."""
         mid = str(d.headers.get("message_id", ""))
         channel_id = str(d.headers.get("channel", ""))
         try:
             channel = self.config.channel(channel_id)
         except KeyError:
             self._fail(d, mid, f"channel '{channel_id}' is not configured any more", channel_id)
-            return
+            return None
         try:
             received_at = datetime.fromisoformat(str(d.headers["received_at"]))
             msg = parse(decode(d.body, channel.input.get("encoding")))
             conversion = self.converter.convert(channel.mapping, msg, received_at)
         except (ParseError, MappingError, ConfigError, KeyError, ValueError) as exc:
             self._fail(d, mid, _reason(exc), channel_id)
-            return
+            return None
         spec = self.converter.spec(channel.mapping)
-        try:
-            self.journal.transformed(mid, dict.fromkeys(channel.outputs, conversion.bundle),
-                                     {"mapping": spec.name, "version": spec.version,
-                                      "warnings": conversion.warnings, "destinations": list(channel.outputs)},
-                                     wait=not self.broker.memory)
-            self.broker.publish_out(conversion.bundle, message_id=mid, channel=channel_id,
-                                    message_type=msg.message_type, patient_key=str(d.headers.get("patient_key", "")),
-                                    headers={"received_at": received_at.isoformat()})
-        except (StoreError, BrokerError) as exc:
-            _log.error("transform_requeued", message_id=mid, channel=channel_id, **error_fields(exc))
-            threading.Event().wait(0.5)
-            d.requeue()
-            return
-        d.ack()
-        if self.outcomes is not None:
-            self.outcomes.settle(mid, Status.TRANSFORMED)
-        _log.info("transformed", message_id=mid, channel=channel_id, control_id=msg.control_id,
-                  mapping=spec.name, warnings=len(conversion.warnings))
+        detail = {"mapping": spec.name, "version": spec.version, "warnings": conversion.warnings,
+                  "destinations": list(channel.outputs)}
+        return _Converted(d, mid, channel_id, msg.message_type, msg.control_id, received_at.isoformat(),
+                          conversion.bundle, channel.outputs, detail)
 
     def _fail(self, d: Delivery, mid: str, reason: str, channel_id: str) -> None:
         try:

@@ -145,6 +145,13 @@ class Journal:
             (message_id, self.dialect.ts(self.clock()), stage, status, orjson.dumps(detail or {}).decode()),
         )
 
+    def _events(self, cur: Any, events: list[tuple[str, str, str, dict[str, Any] | None]]) -> None:
+        at = self.dialect.ts(self.clock())
+        cur.executemany(
+            self._sql("INSERT INTO events (message_id, at, stage, status, detail) VALUES (?, ?, ?, ?, ?)"),
+            [(mid, at, stage, status, orjson.dumps(detail or {}).decode()) for mid, stage, status, detail in events],
+        )
+
     # -- writes -----------------------------------------------------------------------------
     def receive(self, msg: Inbound, detail: dict[str, Any] | None = None) -> None:
         """Journal a message as received; returns once the commit holding it is durable."""
@@ -209,19 +216,26 @@ class Journal:
         broker): writes then commit in submission order, and a crash before the commit only
         means the message is transformed again at recovery.
         """
+        self.transformed_many([(message_id, outputs, detail)], wait=wait)
+
+    def transformed_many(self, items: list[tuple[str, dict[str, bytes], dict[str, Any] | None]], *,
+                         wait: bool = True) -> None:
+        """`transformed` for a batch of messages, in one transaction."""
         now = self.dialect.ts(self.clock())
-        upsert = ("INSERT INTO outputs (message_id, destination, status, updated_at, body) VALUES (?,?,?,?,?)"
-                  " ON CONFLICT (message_id, destination) DO UPDATE SET body = excluded.body,"
-                  " updated_at = excluded.updated_at WHERE outputs.status <> 'delivered'")
+        upsert = self._sql("INSERT INTO outputs (message_id, destination, status, updated_at, body)"
+                           " VALUES (?,?,?,?,?) ON CONFLICT (message_id, destination) DO UPDATE SET"
+                           " body = excluded.body, updated_at = excluded.updated_at"
+                           " WHERE outputs.status <> 'delivered'")
+        mark = self._sql("UPDATE messages SET status = ?, stage = 'transform', reason = '', updated_at = ?"
+                         " WHERE id = ? AND status IN ('received', 'transformed', 'failed')")
+        rows = [(mid, dest, "pending", now, zlib.compress(body, 1))
+                for mid, outputs, _ in items for dest, body in outputs.items()]
 
         def work(cur: Any) -> None:
-            for dest, body in outputs.items():
-                cur.execute(self._sql(upsert), (message_id, dest, "pending", now, zlib.compress(body, 1)))
-            cur.execute(self._sql(
-                "UPDATE messages SET status = ?, stage = 'transform', reason = '', updated_at = ?"
-                " WHERE id = ? AND status IN ('received', 'transformed', 'failed')"),
-                (Status.TRANSFORMED, now, message_id))
-            self._event(cur, message_id, "transform", Status.TRANSFORMED, detail)
+            if rows:
+                cur.executemany(upsert, rows)
+            cur.executemany(mark, [(Status.TRANSFORMED, now, mid) for mid, _, _ in items])
+            self._events(cur, [(mid, "transform", Status.TRANSFORMED, detail) for mid, _, detail in items])
 
         fut = self._writer.submit(work, lazy=not wait)
         if wait:
@@ -239,14 +253,14 @@ class Journal:
 
     def output_writing(self, message_id: str, destination: str, location: str) -> None:
         """Record the intent to write at `location` before writing: recovery checks it there."""
+        self.outputs_writing(destination, [(message_id, location)])
+
+    def outputs_writing(self, destination: str, items: list[tuple[str, str]]) -> None:
+        """`output_writing` for a batch, in one commit: (message id, location) pairs."""
         now = self.dialect.ts(self.clock())
-
-        def work(cur: Any) -> None:
-            cur.execute(self._sql("UPDATE outputs SET status = 'writing', location = ?, attempts = attempts + 1,"
-                                  " updated_at = ? WHERE message_id = ? AND destination = ?"),
-                        (location, now, message_id, destination))
-
-        self._writer.run(work)
+        sql = self._sql("UPDATE outputs SET status = 'writing', location = ?, attempts = attempts + 1,"
+                        " updated_at = ? WHERE message_id = ? AND destination = ?")
+        self._writer.run(lambda cur: cur.executemany(sql, [(loc, now, mid, destination) for mid, loc in items]))
 
     def delivered(self, message_id: str, destination: str, location: str, response: str = "", *,
                   wait: bool = True) -> bool:
@@ -255,22 +269,32 @@ class Journal:
         `wait=False` (embedded broker only, as for `transformed`) returns False at once; the
         destination's durable intent record makes a redelivery after a crash harmless.
         """
-        now = self.dialect.ts(self.clock())
+        return bool(self.delivered_many(destination, [(message_id, location, response)], wait=wait))
 
-        def work(cur: Any) -> bool:
-            cur.execute(self._sql("UPDATE outputs SET status = 'delivered', location = ?, response = ?,"
-                                  " updated_at = ? WHERE message_id = ? AND destination = ?"),
-                        (location, response, now, message_id, destination))
-            self._event(cur, message_id, "deliver", Status.DELIVERED, {"destination": destination,
-                                                                        "location": location})
-            cur.execute(self._sql(
-                "UPDATE messages SET status = 'delivered', stage = 'deliver', updated_at = ? WHERE id = ?"
-                " AND status <> 'delivered' AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.message_id = ?"
-                " AND o.status <> 'delivered')"), (now, message_id, message_id))
-            return bool(cur.rowcount)
+    def delivered_many(self, destination: str, items: list[tuple[str, str, str]], *, wait: bool = True) -> int:
+        """`delivered` for a batch of (message id, location, response), in one transaction.
+
+        Returns how many messages became delivered (0 at once with `wait=False`).
+        """
+        now = self.dialect.ts(self.clock())
+        out = self._sql("UPDATE outputs SET status = 'delivered', location = ?, response = ?, updated_at = ?"
+                        " WHERE message_id = ? AND destination = ?")
+        msg = self._sql("UPDATE messages SET status = 'delivered', stage = 'deliver', updated_at = ? WHERE id = ?"
+                        " AND status <> 'delivered' AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.message_id = ?"
+                        " AND o.status <> 'delivered')")
+
+        def work(cur: Any) -> int:
+            cur.executemany(out, [(loc, resp, now, mid, destination) for mid, loc, resp in items])
+            self._events(cur, [(mid, "deliver", Status.DELIVERED, {"destination": destination, "location": loc})
+                               for mid, loc, _ in items])
+            done = 0
+            for mid, _, _ in items:
+                cur.execute(msg, (now, mid, mid))
+                done += max(cur.rowcount, 0)
+            return done
 
         fut = self._writer.submit(work, lazy=not wait)
-        return bool(fut.result(60)) if wait else False
+        return int(fut.result(60)) if wait else 0
 
     def event(self, message_id: str, stage: str, status: str, detail: dict[str, Any] | None = None) -> None:
         self._writer.run(lambda cur: self._event(cur, message_id, stage, status, detail))
@@ -292,6 +316,15 @@ class Journal:
         r = rows[0]
         body = zlib.decompress(self.dialect.blob(r[5])) if r[5] is not None else b""
         return OutputRow(r[0], r[1], r[2], int(r[3]), r[4], body)
+
+    def outputs(self, message_ids: list[str], destination: str) -> dict[str, OutputRow]:
+        """`output` for many messages in one query (without bodies): id → row, for those that have one."""
+        if not message_ids:
+            return {}
+        marks = ",".join("?" * len(message_ids))
+        rows = self._query("SELECT message_id, destination, status, attempts, location FROM outputs"
+                           f" WHERE destination = ? AND message_id IN ({marks})", (destination, *message_ids))
+        return {r[0]: OutputRow(r[0], r[1], r[2], int(r[3]), r[4], b"") for r in rows}
 
     def events(self, message_id: str) -> list[dict[str, Any]]:
         rows = self._query("SELECT at, stage, status, detail FROM events WHERE message_id = ? ORDER BY id",

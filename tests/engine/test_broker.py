@@ -20,9 +20,10 @@ def _roundtrip(url: str) -> None:
     got: list[Delivery] = []
     stop = threading.Event()
 
-    def handler(d: Delivery) -> None:
-        got.append(d)
-        d.ack()
+    def handler(batch: list[Delivery]) -> None:
+        for d in batch:
+            got.append(d)
+            d.ack()
         if len(got) == 2:
             stop.set()
 
@@ -40,7 +41,48 @@ def _roundtrip(url: str) -> None:
                                                                      ("m2", b'{"x":1}')]
 
 
+def _batches(url: str) -> list[list[str]]:
+    """50 messages already waiting in one shard, consumed with max_batch 20."""
+    broker = Broker(BrokerSettings(url=url, shards=1), [Route("archive-ndjson", ("adt-mllp",))])
+    broker.declare()
+    with broker.connection() as conn:
+        for q in broker.all_queues():
+            q(conn.channel()).purge()
+    for i in range(50):
+        broker.publish_in(b"x", message_id=f"m{i}", channel="adt-mllp", patient_key="p1", headers={})
+    seen: list[list[str]] = []
+    stop = threading.Event()
+
+    def handler(batch: list[Delivery]) -> None:
+        seen.append([str(d.headers["message_id"]) for d in batch])
+        for d in batch:
+            d.ack()
+        if sum(map(len, seen)) >= 50:
+            stop.set()
+
+    t = threading.Thread(target=broker.consume, args=(broker.transform_queues(), handler, stop),
+                         kwargs={"name": "test", "max_batch": 20}, daemon=True)
+    t.start()
+    stop.wait(15)
+    stop.set()
+    t.join(5)
+    broker.close()
+    return seen
+
+
 class TestBroker:
+    def test_memory_batches_keep_order(self) -> None:
+        """What is waiting is handed over in batches of at most max_batch, in queue order."""
+        seen = _batches("memory://")
+        assert [m for b in seen for m in b] == [f"m{i}" for i in range(50)]
+        assert max(map(len, seen)) == 20 and len(seen) < 50
+
+    @pytest.mark.rabbitmq
+    def test_rabbitmq_batches_keep_order(self, rabbitmq_url: str) -> None:
+        seen = _batches(rabbitmq_url)
+        assert [m for b in seen for m in b] == [f"m{i}" for i in range(50)]
+        assert max(map(len, seen)) <= 20 and len(seen) < 50
+
     def test_memory_roundtrip(self) -> None:
         """Bytes and headers survive the embedded broker unchanged, through both exchanges."""
         _roundtrip("memory://")
@@ -58,8 +100,9 @@ class TestBroker:
         broker.publish_in(b"bad", message_id="m-dead", channel="adt-mllp", patient_key="", headers={})
         stop = threading.Event()
 
-        def reject(d: Delivery) -> None:
-            d.reject()
+        def reject(batch: list[Delivery]) -> None:
+            for d in batch:
+                d.reject()
             stop.set()
 
         t = threading.Thread(target=broker.consume, args=(broker.transform_queues(), reject, stop),
