@@ -27,6 +27,8 @@ class BrokerSettings:
     url: str = "memory://"
     prefetch: int = 100
     shards: int = 1
+    batch_max: int = 100
+    batch_linger_ms: float = 20.0
     confirm_timeout: float = 10.0
 
 
@@ -123,6 +125,8 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         url=env.get("WASLA_BROKER_URL") or b.get("url", BrokerSettings.url),
         prefetch=b.get("prefetch", BrokerSettings.prefetch),
         shards=b.get("shards", BrokerSettings.shards),
+        batch_max=int(b.get("batch_max", BrokerSettings.batch_max)),
+        batch_linger_ms=float(b.get("batch_linger_ms", BrokerSettings.batch_linger_ms)),
         confirm_timeout=float(b.get("confirm_timeout", BrokerSettings.confirm_timeout)),
     )
     store = StoreSettings(

@@ -27,6 +27,8 @@ class Dialect:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # an AA promises the message survives power loss too
             conn.execute("PRAGMA busy_timeout=30000")
+            # Checkpoints run on their own thread (Journal), not inside a commit someone waits for.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             return conn
         import psycopg
 
