@@ -28,7 +28,7 @@ class BrokerSettings:
     prefetch: int = 100
     shards: int = 1
     batch_max: int = 100
-    batch_linger_ms: float = 20.0
+    batch_linger_ms: float | None = None  # None: 5 ms on memory://, 20 ms on RabbitMQ (measured)
     confirm_timeout: float = 10.0
 
 
@@ -126,7 +126,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         prefetch=b.get("prefetch", BrokerSettings.prefetch),
         shards=b.get("shards", BrokerSettings.shards),
         batch_max=int(b.get("batch_max", BrokerSettings.batch_max)),
-        batch_linger_ms=float(b.get("batch_linger_ms", BrokerSettings.batch_linger_ms)),
+        batch_linger_ms=float(b["batch_linger_ms"]) if "batch_linger_ms" in b else None,
         confirm_timeout=float(b.get("confirm_timeout", BrokerSettings.confirm_timeout)),
     )
     store = StoreSettings(
