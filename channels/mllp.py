@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any
 import structlog
 
 from engine.config import ChannelConfig
-from engine.errors import ParseError
+from engine.errors import ConfigError, ParseError
 from engine.hl7v2.ack import build_ack, enhanced_modes, wants
 from engine.hl7v2.batch import batch_ack, is_batch, split_batch
 from engine.hl7v2.er7 import Message
@@ -399,8 +400,13 @@ class MLLPInput:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port, reuse_address=True,
-                                                ssl=self._ssl())
+        try:
+            self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port,
+                                                    reuse_address=True, ssl=self._ssl())
+        except OSError as exc:  # port taken, address not on this host, certificate file unreadable
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(f"cannot listen on {self.host}:{self.port}: {why}",
+                              file=self.channel.file, field="input.mllp") from exc
         _log.info("mllp_listening", channel=self.channel.id, host=self.host, port=self.port,
                   tls=bool(self.channel.input.get("tls")))
 

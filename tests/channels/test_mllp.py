@@ -198,6 +198,22 @@ class TestJournalEvents:
             assert refused[0]["outcome"] == "refused: source address not in allow list"
 
 
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    """A second engine on the same port says which channel file and address, not a traceback."""
+    import subprocess
+
+    from tests.support import WASLA, engine, port_of
+
+    project = make_project(tmp_path)
+    with engine(project):
+        done = subprocess.run([WASLA, "run", "--config", str(project / "config")], cwd=project, capture_output=True,
+                              timeout=60)
+    assert done.returncode == 2
+    assert f"adt-mllp.yaml: input.mllp: cannot listen on 127.0.0.1:{port_of(project)}: Address already in use" \
+        in done.stderr.decode()
+    assert "Traceback" not in done.stderr.decode()
+
+
 class TestLimits:
     def test_idle_timeout(self, tmp_path: Path) -> None:
         """A silent connection is closed after idle_timeout_s."""
