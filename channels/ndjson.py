@@ -17,7 +17,7 @@ from pathlib import Path
 
 from engine.config import DestinationConfig
 from engine.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from engine.store import Journal
+from engine.store import Journal, OutputRow
 
 __all__ = ["NDJSONOutput"]
 
@@ -73,22 +73,21 @@ class NDJSONOutput:
             return False
 
     def deliver(self, message_id: str, body: bytes, journal: Journal) -> str | None:
-        result = self.deliver_batch([(message_id, body)], journal)[0]
+        result = self.deliver_batch([(message_id, body, journal.output(message_id, self.id))], journal)[0]
         if isinstance(result, DeliveryError):
             raise result
         return result
 
-    def deliver_batch(self, items: list[tuple[str, bytes]], journal: Journal) -> list[str | None | DeliveryError]:
+    def deliver_batch(self, items: list[tuple[str, bytes, OutputRow | None]],
+                      journal: Journal) -> list[str | None | DeliveryError]:
         """Append every line in one write and one fsync, after one journal commit of their offsets."""
         results: list[str | None | DeliveryError] = [None] * len(items)
-        priors = journal.outputs([mid for mid, _ in items], self.id)
         lines: list[tuple[int, str, bytes]] = []
-        for i, (mid, body) in enumerate(items):
+        for i, (mid, body, prior) in enumerate(items):
             if b"\n" in body:
                 results[i] = PermanentDeliveryError("bundle contains a newline; NDJSON needs one document per line")
                 continue
             line = body + b"\n"
-            prior = priors.get(mid)
             if prior is not None and prior.status == "writing" and prior.location and self._holds(prior.location, line):
                 continue  # None: already written before a crash
             lines.append((i, mid, line))

@@ -192,18 +192,17 @@ class Broker:
 
     # -- consuming -----------------------------------------------------------------------------
     def consume(self, queues: list[Queue], handler: Callable[[list[Delivery]], None], stop: threading.Event,
-                *, name: str, max_batch: int | None = None, linger_ms: float | None = None) -> None:
+                *, name: str, max_batch: int | None = None) -> None:
         """Run `handler` on batches of messages until `stop` is set; reconnect with backoff on broker loss.
 
-        A batch starts with the first message and takes what else arrives within `linger_ms`, up
-        to `max_batch` (never more than the prefetch), as Benthos and Vector batch: under load the
-        handler pays one journal commit and one fsync for many messages, and a lone message
-        waits at most `linger_ms` for company.
+        A batch starts with the first message and takes what else arrives within the linger time
+        (`batch_linger_ms`), up to `max_batch` (never more than the prefetch), as Benthos and Vector
+        batch: under load the handler pays one journal commit and one fsync for many messages, and
+        a lone message waits at most the linger time for company.
         """
         backoff = 0.5
         limit = max(1, min(max_batch or self.settings.batch_max, self.settings.prefetch))
-        if linger_ms is None:
-            linger_ms = self.settings.batch_linger_ms
+        linger_ms = self.settings.batch_linger_ms
         if linger_ms is None:  # a RabbitMQ batch pays a confirmed commit: worth waiting longer for company
             linger_ms = 5.0 if self.memory else 20.0
         linger = linger_ms / 1000.0

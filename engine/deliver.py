@@ -9,7 +9,7 @@ redelivered message is recognised and not written twice. Short glitches are retr
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import structlog
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -38,12 +38,14 @@ class Output(Protocol):
 class BatchOutput(Output, Protocol):
     """A connector that takes many messages in one write (one fsync, one request).
 
-    `deliver_batch` returns, per item and in order, the location, None (already there), or the
-    PermanentDeliveryError of that item alone; it raises TransientDeliveryError when the whole
-    write must be retried.
+    Items are (message id, body, the output's journal row or None), the row read once by the
+    deliverer for the whole batch. `deliver_batch` returns, per item and in order, the location,
+    None (already there, at the row's location), or the PermanentDeliveryError of that item
+    alone; it raises TransientDeliveryError when the whole write must be retried.
     """
 
-    def deliver_batch(self, items: list[tuple[str, bytes]], journal: Journal) -> list[str | None | DeliveryError]: ...
+    def deliver_batch(self, items: list[tuple[str, bytes, OutputRow | None]],
+                      journal: Journal) -> list[str | None | DeliveryError]: ...
 
 
 class Deliverer:
@@ -84,12 +86,13 @@ class Deliverer:
     def _deliver_batch(self, todo: list[tuple[Delivery, str]], known: dict[str, OutputRow]) -> None:
         output = self.output
         assert isinstance(output, BatchOutput)
-        items = [(mid, d.body) for d, mid in todo]
         try:
             results: list[str | None | DeliveryError] = []
             for attempt in self._retrying():
                 with attempt:
-                    results = output.deliver_batch(items, self.journal)
+                    if attempt.retry_state.attempt_number > 1:  # a failed try may have recorded intents
+                        known = self.journal.outputs([mid for _, mid in todo], self.output.id)
+                    results = output.deliver_batch([(mid, d.body, known.get(mid)) for d, mid in todo], self.journal)
         except TransientDeliveryError as exc:
             for d, mid in todo:
                 self._fail(d, mid, exc)
@@ -123,7 +126,8 @@ class Deliverer:
                 continue
             if result is None:  # already written before a crash: recognised, not written twice
                 self.journal.note(mid, "deliver", "duplicate_skipped", {"destination": dest})
-                result = (self.journal.output(mid, dest) or known.get(mid) or _Empty()).location
+                prior = known.get(mid) or self.journal.output(mid, dest)  # the output's own record, if it made one
+                result = prior.location if prior is not None else ""
             done.append((d, mid, result))
         if not done:
             return
@@ -152,6 +156,3 @@ class Deliverer:
         d.reject()
         _log.warning("delivery_failed", message_id=mid, destination=self.output.id, kind=kind, **error_fields(exc))
 
-
-class _Empty:
-    location: Any = ""

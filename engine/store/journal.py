@@ -165,10 +165,7 @@ class Journal:
 
     def _event(self, cur: Any, message_id: str, stage: str, status: str, detail: dict[str, Any] | None,
                at: Any = None) -> None:
-        cur.execute(
-            self._sql("INSERT INTO events (message_id, at, stage, status, detail) VALUES (?, ?, ?, ?, ?)"),
-            (message_id, at or self.dialect.ts(self.clock()), stage, status, orjson.dumps(detail or {}).decode()),
-        )
+        self._events(cur, [(message_id, stage, status, detail)], at or self.dialect.ts(self.clock()))
 
     def _events(self, cur: Any, events: list[tuple[str, str, str, dict[str, Any] | None]], at: Any) -> None:
         cur.executemany(

@@ -52,3 +52,16 @@ class CA:
             builder = builder.add_extension(x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
         return _write(self.folder, cn, builder.sign(self.key, hashes.SHA256()), key)
+
+
+def pki(folder: Path) -> dict[str, Path]:
+    """A test PKI: our CA, a server certificate for 127.0.0.1/localhost and a client one (CN lab-central),
+    and the same two from a rogue CA the peer does not trust. Keys are `<name>_key`."""
+    (folder / "rogue").mkdir()
+    ca, rogue = CA(folder, "wasla-test-ca"), CA(folder / "rogue", "rogue-ca")
+    out = {"ca": ca.path}
+    out["server"], out["server_key"] = ca.issue("localhost", server=True)
+    out["lab"], out["lab_key"] = ca.issue("lab-central")
+    out["rogue"], out["rogue_key"] = rogue.issue("lab-central")
+    out["rogue_server"], out["rogue_server_key"] = rogue.issue("localhost", server=True)
+    return out

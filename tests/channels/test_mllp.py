@@ -248,15 +248,9 @@ class TestLimits:
 class TestTLS:
     @pytest.fixture
     def pki(self, tmp_path: Path) -> dict[str, Path]:
-        from tests.channels.certs import CA
+        from tests.channels.certs import pki
 
-        (tmp_path / "rogue").mkdir()
-        ca, rogue = CA(tmp_path, "wasla-test-ca"), CA(tmp_path / "rogue", "rogue-ca")
-        out = {"ca": ca.path}
-        out["server"], out["server_key"] = ca.issue("localhost", server=True)
-        out["lab"], out["lab_key"] = ca.issue("lab-central")
-        out["rogue"], out["rogue_key"] = rogue.issue("lab-central")
-        return out
+        return pki(tmp_path)
 
     def _project(self, tmp_path: Path, pki: dict[str, Path], extra: str = "") -> Path:
         project = make_project(tmp_path / "p")

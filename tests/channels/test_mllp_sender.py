@@ -192,15 +192,9 @@ class TestSender:
 class TestSenderTLS:
     @pytest.fixture
     def pki(self, tmp_path: Path) -> dict[str, Path]:
-        from tests.channels.certs import CA
+        from tests.channels.certs import pki
 
-        (tmp_path / "rogue").mkdir()
-        ca, rogue = CA(tmp_path, "remote-ca"), CA(tmp_path / "rogue", "rogue-ca")
-        out = {"ca": ca.path}
-        out["server"], out["server_key"] = ca.issue("localhost", server=True)
-        out["rogue_server"], out["rogue_server_key"] = rogue.issue("localhost", server=True)
-        out["wasla"], out["wasla_key"] = ca.issue("wasla-chu-rabat")
-        return out
+        return pki(tmp_path)
 
     def _remote(self, pki: dict[str, Path], server: str) -> Remote:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca"]))
@@ -209,7 +203,7 @@ class TestSenderTLS:
         return Remote([ack("AA")], tls=ctx)
 
     def _output(self, pki: dict[str, Path], port: int) -> MLLPOutput:
-        tls = {"ca": str(pki["ca"]), "cert": str(pki["wasla"]), "key": str(pki["wasla_key"]),
+        tls = {"ca": str(pki["ca"]), "cert": str(pki["lab"]), "key": str(pki["lab_key"]),
                "server_name": "localhost"}
         return MLLPOutput(DestinationConfig("lis", "lis.yaml", "mllp", MappingProxyType(
             {"host": "127.0.0.1", "port": port, "ack_timeout_s": 2, "tls": tls})), Path("."))

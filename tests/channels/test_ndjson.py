@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 from channels.ndjson import NDJSONOutput
 from engine.config import DestinationConfig
+from engine.errors import TransientDeliveryError
 from engine.ids import message_id
 from engine.store import Journal
 from engine.types import Inbound
@@ -54,3 +55,58 @@ class TestNDJSON:
         dest = DestinationConfig("out", "x.yaml", "ndjson", MappingProxyType({"path": "files"}))
         NDJSONOutput(dest, tmp_path)
         assert (folder / "bundles-2026-01-01.ndjson").read_bytes() == b'{"ok":1}\n'
+
+
+class _Message:
+    """The broker message a Delivery wraps; records which of ack/reject/requeue was called."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def ack(self) -> None:
+        self.calls.append("ack")
+
+    def reject(self, requeue: bool = False) -> None:
+        self.calls.append("reject")
+
+    def requeue(self) -> None:
+        self.calls.append("requeue")
+
+
+class _FailsAfterWriting(NDJSONOutput):
+    """Writes the batch, then fails once as an fsync error would: the retry must not write it again."""
+
+    failed = False
+
+    def deliver_batch(self, items, journal):  # type: ignore[no-untyped-def]
+        results = super().deliver_batch(items, journal)
+        if not self.failed:
+            self.failed = True
+            raise TransientDeliveryError("fsync failed")
+        return results
+
+
+def test_retry_after_a_failed_write_does_not_write_twice(tmp_path: Path) -> None:
+    from engine.broker import Delivery
+    from engine.deliver import Deliverer
+
+    journal = Journal(f"sqlite:///{tmp_path}/j.db")
+    try:
+        mids = []
+        for _ in range(3):
+            mid = message_id()
+            journal.receive(Inbound(mid, "c", datetime.now(UTC), b"raw"))
+            journal.transformed(mid, {"out": b'{"m":"' + mid.encode() + b'"}'})
+            mids.append(mid)
+        out = _FailsAfterWriting(DestinationConfig("out", "x.yaml", "ndjson", MappingProxyType({"path": "files"})),
+                                 tmp_path)
+        msgs = [_Message() for _ in mids]
+        batch = [Delivery(b'{"m":"' + mid.encode() + b'"}', {"message_id": mid}, m)
+                 for mid, m in zip(mids, msgs, strict=True)]
+        Deliverer(out, journal).handle(batch)
+        (f,) = (tmp_path / "files").glob("*.ndjson")
+        assert f.read_bytes().count(b"\n") == 3
+        assert [m.calls for m in msgs] == [["ack"]] * 3
+        assert {journal.output(mid, "out").status for mid in mids} == {"delivered"}
+    finally:
+        journal.close()
