@@ -28,6 +28,7 @@ from kombu.exceptions import OperationalError
 
 from engine.config import BrokerSettings
 from engine.errors import BrokerError
+from engine.membus import BUS, Envelope
 
 __all__ = ["Broker", "Delivery", "Route"]
 
@@ -63,6 +64,24 @@ class Delivery:
 
     def requeue(self) -> None:
         self._message.requeue()
+
+
+class _Local:
+    """What a Delivery calls on the embedded bus: taking was acknowledging."""
+
+    __slots__ = ("envelope",)
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
+
+    def ack(self) -> None:
+        pass
+
+    def reject(self, requeue: bool = False) -> None:
+        BUS.reject(self.envelope)
+
+    def requeue(self) -> None:
+        BUS.requeue(self.envelope)
 
 
 def _segment(text: str) -> str:
@@ -117,6 +136,14 @@ class Broker:
 
     def declare(self) -> None:
         """Declare every exchange, queue and binding (idempotent; every role does it at start)."""
+        if self.memory:
+            for q in self.all_queues():
+                args = q.queue_arguments or {}
+                pairs = [(b.exchange.name, b.exchange.type, b.routing_key) for b in q.bindings] or [
+                    (q.exchange.name, q.exchange.type, q.routing_key)]
+                BUS.declare(q.name, pairs, args.get("x-dead-letter-exchange", ""),
+                            args.get("x-dead-letter-routing-key", ""))
+            return
         with self.connection() as conn:
             conn.ensure_connection(max_retries=5, interval_start=0.5, interval_step=1, interval_max=3)
             channel = conn.channel()
@@ -127,13 +154,19 @@ class Broker:
 
     # -- connections ---------------------------------------------------------------------------
     def connection(self) -> Connection:
-        options: dict[str, Any] = {}
+        """A kombu connection to RabbitMQ (the embedded transport has none: see engine.membus)."""
+        return Connection(self.url, transport_options={"confirm_publish": True}, heartbeat=30, connect_timeout=10)
+
+    def purge(self) -> None:
+        """Empty every queue of the topology (tests and benchmarks start from nothing)."""
         if self.memory:
-            options["polling_interval"] = 0.005
-        else:
-            options["confirm_publish"] = True
-        return Connection(self.url, transport_options=options, heartbeat=0 if self.memory else 30,
-                          connect_timeout=10)
+            for q in self.all_queues():
+                BUS.purge(q.name)
+            return
+        with self.connection() as conn:
+            for q in self.all_queues():
+                with contextlib.suppress(Exception):  # not declared yet: nothing to purge
+                    q(conn.channel()).purge()
 
     def shard_of(self, patient_key: str, fallback: str) -> int:
         key = patient_key or fallback
@@ -158,6 +191,9 @@ class Broker:
 
     def _publish(self, body: bytes, exchange: Exchange, routing_key: str, headers: dict[str, Any]) -> None:
         """Persistent publish; on RabbitMQ returns only after the broker's confirm. One reconnect on failure."""
+        if self.memory:
+            BUS.publish(exchange.name, routing_key, body, headers)
+            return
         for attempt in (1, 2):
             try:
                 self._producer().publish(
@@ -206,6 +242,13 @@ class Broker:
         if linger_ms is None:  # a RabbitMQ batch pays a confirmed commit: worth waiting longer for company
             linger_ms = 5.0 if self.memory else 20.0
         linger = linger_ms / 1000.0
+        if self.memory:
+            names = [q.name for q in queues]
+            while not stop.is_set():
+                taken = BUS.take(names, limit, linger, stop)
+                if taken:
+                    handler([Delivery(e.body, e.headers, _Local(e)) for e in taken])
+            return
         while not stop.is_set():
             try:
                 with self.connection() as conn:

@@ -14,9 +14,7 @@ from engine.config import BrokerSettings
 def _roundtrip(url: str) -> None:
     broker = Broker(BrokerSettings(url=url, shards=2), [Route("archive-ndjson", ("adt-mllp",))])
     broker.declare()
-    with broker.connection() as conn:  # the memory broker is global to the process: start from empty queues
-        for q in broker.all_queues():
-            q(conn.channel()).purge()
+    broker.purge()  # the memory broker is global to the process: start from empty queues
     got: list[Delivery] = []
     stop = threading.Event()
 
@@ -45,9 +43,7 @@ def _batches(url: str) -> list[list[str]]:
     """50 messages already waiting in one shard, consumed with max_batch 20."""
     broker = Broker(BrokerSettings(url=url, shards=1), [Route("archive-ndjson", ("adt-mllp",))])
     broker.declare()
-    with broker.connection() as conn:
-        for q in broker.all_queues():
-            q(conn.channel()).purge()
+    broker.purge()
     for i in range(50):
         broker.publish_in(b"x", message_id=f"m{i}", channel="adt-mllp", patient_key="p1", headers={})
     seen: list[list[str]] = []
