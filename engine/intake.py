@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -26,6 +26,7 @@ from engine.logs import error_fields
 from engine.mapping import Converter
 from engine.outcomes import Outcome, Outcomes
 from engine.store import Journal
+from engine.store.writer import Work
 from engine.types import Inbound, Status
 
 __all__ = ["Intake", "Receipt"]
@@ -48,9 +49,9 @@ class Receipt:
 
 @dataclass(frozen=True)
 class _Plan:
-    """A message admitted by intake: its journal write in flight, and either a refusal or what to publish."""
+    """A message admitted by intake: its journal write (not yet committed), and either a refusal or what to publish."""
 
-    durable: Future[str | None]
+    work: Work
     receipt: Receipt | None
     inbound: Inbound | None = None
     message: Message | None = None
@@ -73,13 +74,14 @@ class Intake:
                 client: str = "") -> Receipt:
         """Journal, publish, and report. Blocking: for callers on a worker thread."""
         plan = self.admit(channel, raw, peer=peer, senders=senders, client=client)
-        return self.finish(plan, plan.durable.result(60))
+        return self.finish(plan, self.journal.commit(plan.work))
 
     async def receive_async(self, channel: ChannelConfig, raw: bytes, *, peer: str = "",
                             senders: frozenset[str] | None = None, client: str = "",
                             executor: Executor | None = None,
                             wait_if: Callable[[Message], bool] | None = None) -> Receipt:
-        """The same from an event loop: waits for the journal commit without holding a thread.
+        """The same from an event loop: the journal commit runs on the loop's thread, grouped with
+        every other message of this loop iteration (`Journal.commit_async`).
 
         The publish runs inline on the in-memory transport (a queue put) and on `executor`
         when it waits for a RabbitMQ confirm. With `watch`, the receipt carries a future for the
@@ -91,7 +93,7 @@ class Intake:
                                   and wait_if(plan.message)) else None
         watching = watch.watch(plan.inbound.id) if watch is not None and plan.inbound is not None else None
         try:
-            original = await asyncio.wrap_future(plan.durable)
+            original = await self.journal.commit_async(plan.work)
             if self.broker.memory or plan.receipt is not None or original is not None:
                 receipt = self.finish(plan, original)
             else:
@@ -109,7 +111,7 @@ class Intake:
 
     def admit(self, channel: ChannelConfig, raw: bytes, *, peer: str = "", senders: frozenset[str] | None = None,
               client: str = "") -> _Plan:
-        """Read the message and queue its journal write; cheap and non-blocking.
+        """Read the message and prepare its journal write; cheap and non-blocking.
 
         `senders`, when given, are the MSH-4 facilities the authenticated client may send for
         (a TLS certificate bound to facilities); any other MSH-4 is refused and audited.
@@ -120,35 +122,35 @@ class Intake:
         except (ParseError, UnicodeDecodeError, LookupError) as exc:
             err = exc if isinstance(exc, ParseError) else ParseError(
                 f"cannot decode the message with the channel's encoding ({exc.__class__.__name__})", code="102")
-            fut = self.journal.submit_receive(
+            work = self.journal.receive_work(
                 Inbound(mid, channel.id, now, raw, status=Status.FAILED, reason=err.message),
                 {"reason": err.message, "segment": err.segment, "field": err.field, "peer": peer})
             _log.warning("message_unreadable", message_id=mid, channel=channel.id, code=err.code, size=len(raw))
-            return _Plan(fut, Receipt(mid, None, False, err, err.message))
+            return _Plan(work, Receipt(mid, None, False, err, err.message))
         if senders is not None and msg.sending_facility not in senders:
             reason = "sending facility (MSH-4) not authorised for this client certificate"
-            fut = self.journal.submit_receive(
+            work = self.journal.receive_work(
                 Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                         status=Status.FAILED, reason=reason),
                 {"reason": reason, "audit": "sender_mismatch", "client": client, "peer": peer})
             _log.warning("sender_mismatch", message_id=mid, channel=channel.id, client=client)
-            return _Plan(fut, Receipt(mid, msg, False, ParseError(reason, segment="MSH", sequence=1, field=4,
+            return _Plan(work, Receipt(mid, msg, False, ParseError(reason, segment="MSH", sequence=1, field=4,
                                                                   code="207"), reason))
         if msg.message_type.split("^")[0] == "ACK":
             reason = "an acknowledgment (MSH-9 ACK): recorded, nothing to transform"
-            fut = self.journal.submit_receive(
+            work = self.journal.receive_work(
                 Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                         status=Status.FILTERED, reason=reason), {"reason": reason, "peer": peer})
-            return _Plan(fut, Receipt(mid, msg, True, reason=reason))
+            return _Plan(work, Receipt(mid, msg, True, reason=reason))
         window = int(channel.input.get("duplicate_window_s", 86400))
         patient_key = self._patient_key(channel, msg)
         inbound = Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                           patient_key)
-        fut = self.journal.submit_receive(
+        work = self.journal.receive_work(
             inbound, {"peer": peer} if peer else None,
             duplicate_since=now - timedelta(seconds=window) if window > 0 else None,
             duplicate_detail={"peer": peer, "at": now.isoformat()})
-        return _Plan(fut, None, inbound, msg)
+        return _Plan(work, None, inbound, msg)
 
     def finish(self, plan: _Plan, original: str | None) -> Receipt:
         """After the journal commit: report a refusal or a duplicate, or publish and accept."""

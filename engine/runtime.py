@@ -100,6 +100,7 @@ class Engine:
         _log.info("engine_stopping")
         for inp in inputs:
             await inp.stop()
+        self.journal.flush_loop()  # the channels' last events (ACKs sent, connections closed)
 
     def run(self) -> None:
         self.start_workers()

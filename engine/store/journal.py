@@ -6,6 +6,7 @@ Raw bodies and FHIR outputs are zlib-compressed; searches go through indexed met
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -23,7 +24,7 @@ import orjson
 
 from engine.store.dialect import Dialect, dialect_for
 from engine.store.migrate import migrate
-from engine.store.writer import GroupCommitWriter
+from engine.store.writer import GroupCommitWriter, LoopCommitter, Work
 from engine.types import Inbound, Status
 
 __all__ = ["Journal", "MessageRow", "OutputRow", "open_journal"]
@@ -81,6 +82,7 @@ class Journal:
             conn.close()
         self._local = threading.local()
         self._writer = GroupCommitWriter(self.dialect.connect, max_wait_ms=group_commit_ms)
+        self._committers: dict[asyncio.AbstractEventLoop, LoopCommitter] = {}
         self._hash_key = self._load_hash_key()
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
@@ -114,6 +116,42 @@ class Journal:
         cur = self._read().cursor()
         cur.execute(self._sql(sql), params)
         return list(cur.fetchall())
+
+    def _committer(self) -> LoopCommitter | None:
+        """The group commit of the event loop running on this thread, if one is."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        committer = self._committers.get(loop)
+        if committer is None:
+            committer = self._committers[loop] = LoopCommitter(self._writer, loop)
+        return committer
+
+    def commit(self, work: Work, timeout: float = 60.0) -> Any:
+        """From a plain thread: `work` committed by the writer thread (group commit); its result."""
+        return self._writer.run(work, timeout)
+
+    def commit_async(self, work: Work) -> asyncio.Future[Any]:
+        """From an event loop: `work` committed on the loop's thread with this iteration's other work."""
+        committer = self._committer()
+        if committer is None:
+            raise RuntimeError("commit_async needs a running event loop")
+        return committer.submit(work)
+
+    def flush_loop(self) -> None:
+        """Commit the running loop's lazy work now (before the loop ends)."""
+        committer = self._committer()
+        if committer is not None:
+            committer.flush()
+            self._committers.pop(asyncio.get_running_loop(), None)
+
+    def _lazy(self, work: Work) -> None:
+        committer = self._committer()
+        if committer is not None:
+            committer.lazy(work)
+        else:
+            self._writer.submit(work, lazy=True)
 
     def _checkpoints(self, every_s: float = 1.0) -> None:
         """Copy the SQLite WAL into the database now and then, off the commit path.
@@ -187,6 +225,13 @@ class Journal:
         happen in the same transaction: the future then gives the original's id (and records a
         `duplicate` event on it) instead of inserting, or None when the message is new.
         """
+        return self._writer.submit(self.receive_work(msg, detail, duplicate_since=duplicate_since,
+                                                     duplicate_detail=duplicate_detail))
+
+    def receive_work(self, msg: Inbound, detail: dict[str, Any] | None = None, *,
+                     duplicate_since: datetime | None = None,
+                     duplicate_detail: dict[str, Any] | None = None) -> Work:
+        """The write of `submit_receive`, for the caller to commit where it suits (`commit_async`)."""
         now = self.dialect.ts(msg.received_at)
         row = (msg.id, msg.channel, now, now, msg.message_type, msg.control_id, msg.sender, msg.status,
                "intake", msg.reason, msg.patient_key, len(msg.raw), hashlib.sha256(msg.raw).hexdigest(),
@@ -209,26 +254,26 @@ class Journal:
             self._event(cur, msg.id, "intake", msg.status, detail)
             return None
 
-        return self._writer.submit(work)
+        return work
 
     def note(self, message_id: str, stage: str, status: str, detail: dict[str, Any] | None = None) -> None:
         """Record an event nobody waits for (e.g. the ACK sent); it is committed shortly, timed now."""
         at = self.dialect.ts(self.clock())
-        self._writer.submit(lambda cur: self._event(cur, message_id, stage, status, detail, at), lazy=True)
+        self._lazy(lambda cur: self._event(cur, message_id, stage, status, detail, at))
 
     def connection_opened(self, conn_id: str, channel: str, peer: str, client: str = "",
                           outcome: str = "open") -> None:
         at = self.dialect.ts(self.clock())
         closed = at if outcome != "open" else None
-        self._writer.submit(lambda cur: cur.execute(self._sql(
+        self._lazy(lambda cur: cur.execute(self._sql(
             "INSERT INTO connections (id, channel, peer, client, opened_at, closed_at, outcome)"
-            " VALUES (?,?,?,?,?,?,?)"), (conn_id, channel, peer, client, at, closed, outcome)), lazy=True)
+            " VALUES (?,?,?,?,?,?,?)"), (conn_id, channel, peer, client, at, closed, outcome)))
 
     def connection_closed(self, conn_id: str, messages: int, outcome: str = "closed") -> None:
         at = self.dialect.ts(self.clock())
-        self._writer.submit(lambda cur: cur.execute(self._sql(
+        self._lazy(lambda cur: cur.execute(self._sql(
             "UPDATE connections SET closed_at = ?, messages = ?, outcome = ? WHERE id = ?"),
-            (at, messages, outcome, conn_id)), lazy=True)
+            (at, messages, outcome, conn_id)))
 
     def transformed(self, message_id: str, outputs: dict[str, bytes], detail: dict[str, Any] | None = None, *,
                     wait: bool = True) -> None:

@@ -7,10 +7,19 @@ is on disk the next callers queue up, so under load a single fsync covers many m
 Work nobody waits for (ACK-sent and connection events) is *lazy*: it rides along with the
 next commit someone does wait for, or is committed on its own after `lazy_ms`. An fsync of
 its own per event would otherwise sit in front of the next message's commit.
+
+An event loop that waits for commits (intake: the sender's ACK waits for the journal) commits
+on its own thread instead, through a `LoopCommitter`: everything its callbacks submitted in
+one loop iteration goes into one transaction, run inline. Handing the work to the writer
+thread and the result back (two thread wake-ups, two GIL hand-offs) cost more than the
+commit's own CPU; the fsync releases the GIL, so the other stages keep working meanwhile.
+Both paths take the same lock around a transaction, so SQLite's busy handler (which sleeps
+in milliseconds) never runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import threading
@@ -23,7 +32,7 @@ import structlog
 
 from engine.errors import StoreError
 
-__all__ = ["GroupCommitWriter", "Work"]
+__all__ = ["GroupCommitWriter", "LoopCommitter", "Work"]
 
 Work = Callable[[Any], Any]  # receives a DB-API cursor, returns a result for its caller
 _log = structlog.get_logger("wasla.store")
@@ -39,6 +48,7 @@ class GroupCommitWriter:
         self._lazy_wait = lazy_ms / 1000.0
         self._max_batch = max_batch
         self._conn = connect()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="wasla-journal-writer", daemon=True)
         self._thread.start()
         self._closed = False
@@ -57,9 +67,9 @@ class GroupCommitWriter:
 
     def close(self) -> None:
         if not self._closed:
-            self._closed = True
             self._queue.put(_STOP)
             self._thread.join(10)
+            self._closed = True
             with contextlib.suppress(Exception):  # best effort: already broken or absent
                 self._conn.close()
 
@@ -99,22 +109,35 @@ class GroupCommitWriter:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[Work, Future[Any], bool]]) -> None:
+    def transact(self, works: list[Work]) -> list[tuple[bool, Any]]:
+        """Run `works` in one transaction on the caller's thread: (True, result) or (False, error) each.
+
+        If the transaction fails, each work is retried alone, so one bad write fails alone.
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreError("journal is closed")
+            return self._transact(works)
+
+    def _transact(self, works: list[Work]) -> list[tuple[bool, Any]]:
         try:
             cur = self._conn.cursor()
-            results = [work(cur) for work, _, _ in batch]
+            results = [work(cur) for work in works]
             self._conn.commit()
         except Exception as exc:  # noqa: BLE001 - retried one by one so one bad write fails alone
             self._rollback()
-            if len(batch) == 1:
+            if len(works) == 1:
                 _log.error("journal_write_failed", error=exc.__class__.__name__)
-                _settle(batch[0][1], error=StoreError(f"journal write failed: {exc.__class__.__name__}: {exc}"))
-                return
-            for item in batch:
-                self._commit([item])
-            return
-        for (_, fut, _), result in zip(batch, results, strict=True):
-            _settle(fut, result)
+                return [(False, StoreError(f"journal write failed: {exc.__class__.__name__}: {exc}"))]
+            return [self._transact([w])[0] for w in works]
+        return [(True, r) for r in results]
+
+    def _commit(self, batch: list[tuple[Work, Future[Any], bool]]) -> None:
+        for (_, fut, _), (ok, value) in zip(batch, self.transact([w for w, _, _ in batch]), strict=True):
+            if ok:
+                _settle(fut, value)
+            else:
+                _settle(fut, error=value)
 
     def _rollback(self) -> None:
         try:
@@ -123,6 +146,60 @@ class GroupCommitWriter:
             with contextlib.suppress(Exception):  # best effort: already broken or absent
                 self._conn.close()
             self._conn = self._connect()
+
+
+class LoopCommitter:
+    """Group commit for callers on one event loop, run on the loop's own thread (see the module doc).
+
+    `submit` returns an asyncio future; the first submit of a loop iteration schedules one
+    flush for the next, which commits everything submitted until then in one transaction.
+    Lazy work waits for the next flush, or `lazy_ms` at most.
+    """
+
+    def __init__(self, writer: GroupCommitWriter, loop: asyncio.AbstractEventLoop, *, lazy_ms: float = 50.0) -> None:
+        self._writer = writer
+        self._loop = loop
+        self._lazy_s = lazy_ms / 1000.0
+        self._pending: list[tuple[Work, asyncio.Future[Any] | None]] = []
+        self._flush_soon = False
+        self._flush_later: asyncio.TimerHandle | None = None
+
+    def submit(self, work: Work) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._pending.append((work, fut))
+        if not self._flush_soon:
+            self._flush_soon = True
+            self._loop.call_soon(self._flush)
+        return fut
+
+    def lazy(self, work: Work) -> None:
+        self._pending.append((work, None))
+        if not self._flush_soon and self._flush_later is None:
+            self._flush_later = self._loop.call_later(self._lazy_s, self._flush)
+
+    def flush(self) -> None:
+        """Commit what is pending now."""
+        self._flush()
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        if self._flush_later is not None:
+            self._flush_later.cancel()
+            self._flush_later = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            outcomes = self._writer.transact([w for w, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - the lock or the reconnect failed: every caller hears it
+            outcomes = [(False, StoreError(f"journal write failed: {exc.__class__.__name__}"))] * len(batch)
+        for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
+            if fut is None or fut.done():
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
 
 
 def _settle(fut: Future[Any], result: Any = None, error: BaseException | None = None) -> None:
