@@ -112,3 +112,45 @@ class TestJournal:
             assert k not in hashlib.sha256(b"sys|123").hexdigest()
         finally:
             j.close()
+
+
+class TestLoopCommit:
+    def test_one_loop_iteration_is_one_transaction(self, store_url: str) -> None:
+        """Messages admitted in the same loop iteration commit together, on the loop's thread;
+        a bad write among them fails alone, and a lazy event rides along with the next commit."""
+        import asyncio
+
+        import pytest
+
+        from engine.errors import StoreError
+
+        j = Journal(store_url)
+        try:
+            first = _inbound()
+            j.receive(first)
+            commits: list[int] = []
+            real = j._writer._transact
+
+            def counting(works: list) -> list:  # type: ignore[type-arg]
+                commits.append(len(works))
+                return real(works)
+
+            j._writer._transact = counting  # type: ignore[method-assign]
+
+            async def main() -> list[object]:
+                msgs = [_inbound() for _ in range(5)]
+                j.note(first.id, "ack", "AA", {"latency_ms": 1.0})  # lazy: no commit of its own
+                futs = [j.commit_async(j.receive_work(m)) for m in msgs]
+                futs.append(j.commit_async(j.receive_work(first)))  # same id again: refused alone
+                out = await asyncio.gather(*futs, return_exceptions=True)
+                assert all(j.get(m.id) is not None for m in msgs)
+                return out
+
+            out = asyncio.run(main())
+            assert out[:5] == [None] * 5 and isinstance(out[5], StoreError)
+            assert commits[0] == 7  # 5 messages + the duplicate id + the ACK event, one transaction
+            assert [e["status"] for e in j.events(first.id)] == ["received", "AA"]
+            with pytest.raises(RuntimeError):
+                j.commit_async(j.receive_work(_inbound()))  # outside a loop: use commit()
+        finally:
+            j.close()
