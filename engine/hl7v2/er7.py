@@ -174,12 +174,13 @@ class Message:
         if len(text) < 8:
             raise ParseError("MSH segment is truncated", segment="MSH", sequence=1, field=2, code="101")
         sep = text[3]
-        if sep.isalnum() or sep in "\r\n":
+        if sep.isalnum() or not sep.isprintable() or sep.isspace():  # control bytes would make an unreadable ACK
             raise ParseError("MSH-1 field separator is missing or invalid", segment="MSH", sequence=1, field=1,
                              code="102")
         end = text.find(sep, 4)
         chars = text[4:end] if end != -1 else ""
-        if not 2 <= len(chars) <= 5 or len(set(chars + sep)) != len(chars) + 1 or any(c.isalnum() for c in chars):
+        if not 2 <= len(chars) <= 5 or len(set(chars + sep)) != len(chars) + 1 or any(
+                c.isalnum() or not c.isprintable() or c.isspace() for c in chars):
             raise ParseError("MSH-2 encoding characters are missing or invalid", segment="MSH", sequence=1,
                              field=2, code="102")
         self.encoding = Encoding(sep, chars)

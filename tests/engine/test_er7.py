@@ -45,6 +45,9 @@ class TestParse:
         ("MSH", "101", 2),
         ("MSH|ab|x", "102", 2),
         ("MSH|^~\\&|A\rpi|x", "100", None),
+        ("MSH\x00\x01\x02\x00APP\x00FAC", "102", 1),  # control bytes as delimiters (found by the fuzz test)
+        ("MSH |^~&|APP", "102", 1),
+        ("MSH|^\x01\\&|APP", "102", 2),
     ])
     def test_errors(self, text: str, code: str, field: int | None) -> None:
         """Unreadable input raises ParseError with an HL7 0357 code and the field at fault."""
