@@ -83,8 +83,9 @@ class Intake:
         """The same from an event loop: the journal commit runs on the loop's thread, grouped with
         every other message of this loop iteration (`Journal.commit_async`).
 
-        The publish runs inline on the in-memory transport (a queue put) and on `executor`
-        when it waits for a RabbitMQ confirm. With `watch`, the receipt carries a future for the
+        On the in-memory transport the publish (a queue put) follows the commit. On RabbitMQ it
+        runs on `executor` at the same time as the commit, both waits overlapping (`_commit_and_publish`).
+        With `wait_if`, the receipt carries a future for the
         message's transform outcome when `wait_if(message)` says so (registered before the publish,
         so it cannot be missed; messages that need no outcome register nothing).
         """
@@ -93,11 +94,10 @@ class Intake:
                                   and wait_if(plan.message)) else None
         watching = watch.watch(plan.inbound.id) if watch is not None and plan.inbound is not None else None
         try:
-            original = await self.journal.commit_async(plan.work)
-            if self.broker.memory or plan.receipt is not None or original is not None:
-                receipt = self.finish(plan, original)
+            if self.broker.memory or plan.receipt is not None:
+                receipt = self.finish(plan, await self.journal.commit_async(plan.work))
             else:
-                receipt = await asyncio.get_running_loop().run_in_executor(executor, self.finish, plan, original)
+                receipt = await self._commit_and_publish(plan, executor)
         except BaseException:
             if watch is not None and plan.inbound is not None:
                 watch.forget(plan.inbound.id)
@@ -152,8 +152,35 @@ class Intake:
             duplicate_detail={"peer": peer, "at": now.isoformat()})
         return _Plan(work, None, inbound, msg)
 
-    def finish(self, plan: _Plan, original: str | None) -> Receipt:
-        """After the journal commit: report a refusal or a duplicate, or publish and accept."""
+    async def _commit_and_publish(self, plan: _Plan, executor: Executor | None) -> Receipt:
+        """RabbitMQ: publish and wait for its confirm on `executor` while the journal commits on the loop.
+
+        The sender hears AA only when both succeeded. A publish whose commit then fails, or finds
+        the message is a duplicate, is void: the transform drops what the journal does not hold
+        (`Transformer` checks before converting), so nothing is processed twice.
+        """
+        published = asyncio.get_running_loop().run_in_executor(executor, self._publish, plan)
+        try:
+            original = await self.journal.commit_async(plan.work)
+        finally:
+            error = await published
+        return self.finish(plan, original, published=error)
+
+    def _publish(self, plan: _Plan) -> BrokerError | None:
+        inbound, msg = plan.inbound, plan.message
+        assert inbound is not None and msg is not None
+        try:
+            self.broker.publish_in(inbound.raw, message_id=inbound.id, channel=inbound.channel,
+                                   patient_key=inbound.patient_key,
+                                   headers={"received_at": inbound.received_at.isoformat(),
+                                            "message_type": msg.message_type})
+        except BrokerError as exc:
+            return exc
+        return None
+
+    def finish(self, plan: _Plan, original: str | None, *, published: BrokerError | None | bool = False) -> Receipt:
+        """After the journal commit: report a refusal or a duplicate, or publish (unless `published`
+        already says how that went: None for confirmed, the error otherwise) and accept."""
         if plan.receipt is not None:
             return plan.receipt
         inbound, msg = plan.inbound, plan.message
@@ -161,15 +188,11 @@ class Intake:
         if original is not None:
             _log.info("duplicate", message_id=original, channel=inbound.channel, control_id=msg.control_id)
             return Receipt(original, msg, True, duplicate_of=original)
-        try:
-            self.broker.publish_in(inbound.raw, message_id=inbound.id, channel=inbound.channel,
-                                   patient_key=inbound.patient_key,
-                                   headers={"received_at": inbound.received_at.isoformat(),
-                                            "message_type": msg.message_type})
-        except BrokerError as exc:
+        error = self._publish(plan) if published is False else published
+        if isinstance(error, BrokerError):
             reason = "pipeline unavailable: message journaled but not queued; the sender should resend"
             self.journal.failed(inbound.id, "intake", reason)
-            _log.error("publish_failed", message_id=inbound.id, channel=inbound.channel, **error_fields(exc))
+            _log.error("publish_failed", message_id=inbound.id, channel=inbound.channel, **error_fields(error))
             return Receipt(inbound.id, msg, False, None, reason)
         _log.info("received", message_id=inbound.id, channel=inbound.channel, control_id=msg.control_id,
                   type=msg.message_type, size=len(inbound.raw))

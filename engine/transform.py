@@ -53,6 +53,8 @@ class Transformer:
 
     def handle(self, batch: list[Delivery]) -> None:
         """Convert a batch, journal every result in one commit, then publish and acknowledge each."""
+        if not self.broker.memory:
+            batch = self._journaled(batch)
         done = [c for c in map(self._convert, batch) if c is not None]
         if not done:
             return
@@ -75,6 +77,30 @@ class Transformer:
                 self.outcomes.settle(c.mid, Status.TRANSFORMED)
             _log.info("transformed", message_id=c.mid, channel=c.channel, control_id=c.control_id,
                       mapping=c.detail["mapping"], warnings=len(c.detail["warnings"]))
+
+    def _journaled(self, batch: list[Delivery], patience_s: float = 5.0) -> list[Delivery]:
+        """The deliveries whose message the journal holds; the others are void and dropped.
+
+        On RabbitMQ intake publishes while its journal commit is still running, to overlap the
+        two waits. A message can therefore arrive here a moment before its row is visible
+        (waited for, up to `patience_s`), or never get a row: its commit failed (the sender was
+        answered AE) or found it a duplicate (the original is processed instead).
+        """
+        ids = [str(d.headers.get("message_id", "")) for d in batch]
+        found = self.journal.present(ids)
+        waited = 0.0
+        while len(found) < len(set(ids)) and waited < patience_s:
+            threading.Event().wait(0.02)
+            waited += 0.02
+            found = self.journal.present(ids)
+        kept = []
+        for mid, d in zip(ids, batch, strict=True):
+            if mid in found:
+                kept.append(d)
+            else:
+                _log.warning("publish_void", message_id=mid, reason="not in the journal: duplicate or failed commit")
+                d.ack()
+        return kept
 
     def _convert(self, d: Delivery) -> _Converted | None:
         """Map one message; a message that cannot be converted is failed and dead-lettered here."""

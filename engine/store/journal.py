@@ -67,8 +67,28 @@ class OutputRow:
 _DUPLICATE = ("SELECT id FROM messages WHERE channel = ? AND sender = ? AND control_id = ? AND received_at >= ?"
               " AND NOT (status = 'failed' AND stage = 'intake') ORDER BY received_at LIMIT 1")
 
+_INSERT_MESSAGE = ("INSERT INTO messages (id, channel, received_at, updated_at, message_type, control_id, sender,"
+                   " status, stage, reason, patient_key, size, sha256, raw)")
+_PG_RECEIVE = (
+    "WITH ins AS (" + _INSERT_MESSAGE + " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id)"
+    " INSERT INTO events (message_id, at, stage, status, detail) SELECT id, %s, 'intake', %s, %s FROM ins")
+_PG_RECEIVE_CHECKED = (
+    "WITH dup AS (" + _DUPLICATE.replace("?", "%s") + "),"
+    " ins AS (" + _INSERT_MESSAGE + " SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s"
+    " WHERE NOT EXISTS (SELECT 1 FROM dup) RETURNING id),"
+    " ev AS (INSERT INTO events (message_id, at, stage, status, detail) SELECT id, %s, 'intake', %s, %s FROM ins)"
+    " SELECT id FROM dup")
+
 _MSG_COLS = ("id, channel, received_at, message_type, control_id, sender, status, stage, reason, patient_key,"
              " size, sha256, raw")
+
+
+def _many(cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """executemany, except for one row: psycopg runs executemany as a pipeline, two extra round trips."""
+    if len(rows) == 1:
+        cur.execute(sql, rows[0])
+    elif rows:
+        cur.executemany(sql, rows)
 
 
 class Journal:
@@ -206,10 +226,9 @@ class Journal:
         self._events(cur, [(message_id, stage, status, detail)], at or self.dialect.ts(self.clock()))
 
     def _events(self, cur: Any, events: list[tuple[str, str, str, dict[str, Any] | None]], at: Any) -> None:
-        cur.executemany(
-            self._sql("INSERT INTO events (message_id, at, stage, status, detail) VALUES (?, ?, ?, ?, ?)"),
-            [(mid, at, stage, status, orjson.dumps(detail or {}).decode()) for mid, stage, status, detail in events],
-        )
+        sql = self._sql("INSERT INTO events (message_id, at, stage, status, detail) VALUES (?, ?, ?, ?, ?)")
+        rows = [(mid, at, stage, status, orjson.dumps(detail or {}).decode()) for mid, stage, status, detail in events]
+        _many(cur, sql, rows)
 
     # -- writes -----------------------------------------------------------------------------
     def receive(self, msg: Inbound, detail: dict[str, Any] | None = None) -> None:
@@ -239,6 +258,9 @@ class Journal:
         check = duplicate_since is not None and bool(msg.control_id)
         since = self.dialect.ts(duplicate_since) if duplicate_since is not None else None
 
+        if self.dialect.name == "postgresql":
+            return self._receive_work_pg(row, detail, check, since, duplicate_detail)
+
         def work(cur: Any) -> str | None:
             if check:
                 cur.execute(self._sql(_DUPLICATE), (msg.channel, msg.sender, msg.control_id, since))
@@ -252,6 +274,31 @@ class Journal:
                 " status, stage, reason, patient_key, size, sha256, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
                 row)
             self._event(cur, msg.id, "intake", msg.status, detail)
+            return None
+
+        return work
+
+    def _receive_work_pg(self, row: tuple[Any, ...], detail: dict[str, Any] | None, check: bool, since: Any,
+                         duplicate_detail: dict[str, Any] | None) -> Work:
+        """`receive_work` on PostgreSQL: the duplicate check, the insert and its event in one statement.
+
+        Each statement is a network round trip (~120 µs here); the three of them were half the
+        time of an ACK on PostgreSQL.
+        """
+        event = (row[2], row[7], orjson.dumps(detail or {}).decode())
+        if check:
+            sql = _PG_RECEIVE_CHECKED
+            params: tuple[Any, ...] = (row[1], row[6], row[5], since, *row, *event)
+        else:
+            sql = _PG_RECEIVE
+            params = (*row, *event)
+
+        def work(cur: Any) -> str | None:
+            cur.execute(sql, params)
+            found = cur.fetchone() if check else None
+            if found is not None:
+                self._event(cur, str(found[0]), "intake", "duplicate", {"sha256": row[12], **(duplicate_detail or {})})
+                return str(found[0])
             return None
 
         return work
@@ -300,8 +347,8 @@ class Journal:
 
         def work(cur: Any) -> None:
             if rows:
-                cur.executemany(upsert, rows)
-            cur.executemany(mark, [(Status.TRANSFORMED, now, mid) for mid, _, _ in items])
+                _many(cur, upsert, rows)
+            _many(cur, mark, [(Status.TRANSFORMED, now, mid) for mid, _, _ in items])
             self._events(cur, [(mid, "transform", Status.TRANSFORMED, detail) for mid, _, detail in items], now)
 
         fut = self._writer.submit(work, lazy=not wait)
@@ -327,7 +374,7 @@ class Journal:
         now = self.dialect.ts(self.clock())
         sql = self._sql("UPDATE outputs SET status = 'writing', location = ?, attempts = attempts + 1,"
                         " updated_at = ? WHERE message_id = ? AND destination = ?")
-        self._writer.run(lambda cur: cur.executemany(sql, [(loc, now, mid, destination) for mid, loc in items]))
+        self._writer.run(lambda cur: _many(cur, sql, [(loc, now, mid, destination) for mid, loc in items]))
 
     def delivered(self, message_id: str, destination: str, location: str, response: str = "", *,
                   wait: bool = True) -> bool:
@@ -351,7 +398,7 @@ class Journal:
                         " AND o.status <> 'delivered')")
 
         def work(cur: Any) -> int:
-            cur.executemany(out, [(loc, resp, now, mid, destination) for mid, loc, resp in items])
+            _many(cur, out, [(loc, resp, now, mid, destination) for mid, loc, resp in items])
             self._events(cur, [(mid, "deliver", Status.DELIVERED, {"destination": destination, "location": loc})
                                for mid, loc, _ in items], now)
             done = 0
@@ -370,6 +417,13 @@ class Journal:
     def _row(self, r: tuple[Any, ...]) -> MessageRow:
         return MessageRow(r[0], r[1], self.dialect.from_ts(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                           int(r[10]), r[11], zlib.decompress(self.dialect.blob(r[12])))
+
+    def present(self, message_ids: list[str]) -> set[str]:
+        """Which of these messages the journal holds (committed)."""
+        if not message_ids:
+            return set()
+        marks = ",".join("?" * len(message_ids))
+        return {str(r[0]) for r in self._query(f"SELECT id FROM messages WHERE id IN ({marks})", tuple(message_ids))}
 
     def get(self, message_id: str) -> MessageRow | None:
         rows = self._query(f"SELECT {_MSG_COLS} FROM messages WHERE id = ?", (message_id,))

@@ -90,6 +90,29 @@ class TestRabbitPostgres:
         finally:
             j.close()
 
+    def test_duplicate_published_during_its_commit_is_not_processed(self, tmp_path: Path, rabbitmq_url: str,
+                                                                     postgres_url: str) -> None:
+        """On RabbitMQ intake publishes while the journal commits; the commit of a resent message
+        finds the original, so that publish is void: the transform drops it, nothing is converted twice."""
+        project = make_project(tmp_path)
+        env = {"WASLA_BROKER_URL": rabbitmq_url, "WASLA_STORE_URL": postgres_url}
+        with engine(project, env) as proc:
+            first = msa(mllp_send(port_of(project), adt("DUP-1", "P1")))
+            again = msa(mllp_send(port_of(project), adt("DUP-1", "P1")))
+            assert first[1:3] == again[1:3] == ["AA", "DUP-1"]
+            assert _bundle_ids(wait_lines(project, 1)) == ["DUP-1"]
+            deadline = time.monotonic() + 10
+            while b"publish_void" not in Path(proc.log_path).read_bytes() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                time.sleep(0.1)
+            time.sleep(0.5)
+            assert _bundle_ids(out_lines(project)) == ["DUP-1"]
+            assert b"publish_void" in Path(proc.log_path).read_bytes()  # type: ignore[attr-defined]
+        j = Journal(postgres_url)
+        try:
+            assert j.counts() == {"delivered": 1}
+        finally:
+            j.close()
+
     def test_three_processes(self, tmp_path: Path, rabbitmq_url: str, postgres_url: str) -> None:
         """intake, transform and deliver as three processes sharing RabbitMQ and PostgreSQL."""
         project = make_project(tmp_path)
