@@ -164,7 +164,7 @@ class Intake:
             original = await self.journal.commit_async(plan.work)
         finally:
             error = await published
-        return self.finish(plan, original, published=error)
+        return self._answer(plan, original, error)
 
     def _publish(self, plan: _Plan) -> BrokerError | None:
         inbound, msg = plan.inbound, plan.message
@@ -178,9 +178,13 @@ class Intake:
             return exc
         return None
 
-    def finish(self, plan: _Plan, original: str | None, *, published: BrokerError | None | bool = False) -> Receipt:
-        """After the journal commit: report a refusal or a duplicate, or publish (unless `published`
-        already says how that went: None for confirmed, the error otherwise) and accept."""
+    def finish(self, plan: _Plan, original: str | None) -> Receipt:
+        """After the journal commit: report a refusal or a duplicate, or publish and accept."""
+        published = self._publish(plan) if plan.receipt is None and original is None else None
+        return self._answer(plan, original, published)
+
+    def _answer(self, plan: _Plan, original: str | None, published: BrokerError | None) -> Receipt:
+        """The receipt, once the commit (`original`: a duplicate's original) and the publish are known."""
         if plan.receipt is not None:
             return plan.receipt
         inbound, msg = plan.inbound, plan.message
@@ -188,11 +192,10 @@ class Intake:
         if original is not None:
             _log.info("duplicate", message_id=original, channel=inbound.channel, control_id=msg.control_id)
             return Receipt(original, msg, True, duplicate_of=original)
-        error = self._publish(plan) if published is False else published
-        if isinstance(error, BrokerError):
+        if published is not None:
             reason = "pipeline unavailable: message journaled but not queued; the sender should resend"
             self.journal.failed(inbound.id, "intake", reason)
-            _log.error("publish_failed", message_id=inbound.id, channel=inbound.channel, **error_fields(error))
+            _log.error("publish_failed", message_id=inbound.id, channel=inbound.channel, **error_fields(published))
             return Receipt(inbound.id, msg, False, None, reason)
         _log.info("received", message_id=inbound.id, channel=inbound.channel, control_id=msg.control_id,
                   type=msg.message_type, size=len(inbound.raw))

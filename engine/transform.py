@@ -8,6 +8,7 @@ dead-lettered; an infrastructure fault (journal, broker) puts it back in the que
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,21 +79,24 @@ class Transformer:
             _log.info("transformed", message_id=c.mid, channel=c.channel, control_id=c.control_id,
                       mapping=c.detail["mapping"], warnings=len(c.detail["warnings"]))
 
-    def _journaled(self, batch: list[Delivery], patience_s: float = 5.0) -> list[Delivery]:
+    def _journaled(self, batch: list[Delivery], grace_s: float = 2.0) -> list[Delivery]:
         """The deliveries whose message the journal holds; the others are void and dropped.
 
         On RabbitMQ intake publishes while its journal commit is still running, to overlap the
-        two waits. A message can therefore arrive here a moment before its row is visible
-        (waited for, up to `patience_s`), or never get a row: its commit failed (the sender was
-        answered AE) or found it a duplicate (the original is processed instead).
+        two waits. A message can therefore arrive here a moment before its row is visible, or
+        never get a row: its commit failed (the sender was answered AE) or found it a duplicate
+        (the original is processed instead). A missing row is waited for until `grace_s` after
+        the message's receipt, never longer: a commit takes milliseconds.
         """
         ids = [str(d.headers.get("message_id", "")) for d in batch]
         found = self.journal.present(ids)
-        waited = 0.0
-        while len(found) < len(set(ids)) and waited < patience_s:
-            threading.Event().wait(0.02)
-            waited += 0.02
-            found = self.journal.present(ids)
+        missing = [d for mid, d in zip(ids, batch, strict=True) if mid not in found]
+        if missing:
+            deadline = max(map(_received_at, missing)) + grace_s
+            while missing and time.time() < deadline:
+                threading.Event().wait(0.02)
+                found |= self.journal.present([str(d.headers.get("message_id", "")) for d in missing])
+                missing = [d for d in missing if str(d.headers.get("message_id", "")) not in found]
         kept = []
         for mid, d in zip(ids, batch, strict=True):
             if mid in found:
@@ -135,6 +139,14 @@ class Transformer:
         if self.outcomes is not None:
             self.outcomes.settle(mid, Status.FAILED, reason)
         _log.warning("transform_failed", message_id=mid, channel=channel_id)
+
+
+def _received_at(d: Delivery) -> float:
+    """When intake received the message (epoch seconds); now if the header is missing or unreadable."""
+    try:
+        return datetime.fromisoformat(str(d.headers["received_at"])).timestamp()
+    except (KeyError, ValueError):
+        return time.time()
 
 
 def _reason(exc: Exception) -> str:
