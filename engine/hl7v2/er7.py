@@ -15,6 +15,7 @@ import re
 from functools import cached_property
 
 from engine.errors import ParseError
+from engine.hl7v2.groups import GroupTree, build_tree, structure_name
 
 __all__ = ["Field", "Message", "Segment", "decode", "parse"]
 
@@ -211,6 +212,13 @@ class Message:
         return None
 
     # The header values every stage needs, named for what they are.
+    @cached_property
+    def tree(self) -> GroupTree:
+        """Segment groups by the message's reference structure (MSH-9.3, or the event's per table 0354)."""
+        f = self.msh.field(9)
+        name = structure_name(f.component(1), f.component(2), f.component(3))
+        return build_tree([s.name for s in self.segments], self.version, name)
+
     @cached_property
     def control_id(self) -> str:
         return self.msh.field(10).text

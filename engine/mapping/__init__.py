@@ -67,6 +67,7 @@ class Converter:
         if spec.patient_key is None:
             return None
         ctx = self.context(msg, datetime.now().astimezone())
+        ctx.scope = msg.tree.root
         part = key_part(spec.patient_key, ctx)
         if not part:
             return None

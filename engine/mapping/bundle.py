@@ -12,9 +12,10 @@ from urllib.parse import quote
 
 from engine.errors import MappingError
 from engine.hl7v2.er7 import Message
+from engine.hl7v2.groups import Group
 from engine.ids import resource_id
-from engine.mapping.compiler import CompiledResource, MappingSpec, key_part
-from engine.mapping.context import Context
+from engine.mapping.compiler import CompiledResource, MappingSpec, is_segment_id, key_part
+from engine.mapping.context import Context, Instance
 from engine.mapping.datatypes import slug, v2_instant
 
 __all__ = ["build_bundle", "instant"]
@@ -33,15 +34,29 @@ def _sender(msg: Message) -> str:
     return msg.sending_facility or msg.sending_application or "unknown"
 
 
-def _resource_id(res: CompiledResource, spec: MappingSpec, ctx: Context) -> tuple[str, list[str]]:
+def _instances(res: CompiledResource, ctx: Context) -> list[tuple[Group | None, int | None]]:
+    """Where each resource of this kind is made from: (scope, anchor segment index)."""
+    tree = ctx.msg.tree
+    if res.for_each:
+        if is_segment_id(res.for_each):
+            return [(tree.of_segment[i], i) for i in tree.positions.get(res.for_each, [])]
+        return [(g, g.segments[0] if g.segments else g.start) for g in tree.by_name.get(res.for_each, [])]
+    if res.segment:
+        found = tree.positions.get(res.segment)
+        return [(tree.of_segment[found[0]], found[0])] if found else []
+    return [(None, None)]
+
+
+def _resource_id(res: CompiledResource, ctx: Context, ordinal: int) -> tuple[str, list[str]]:
     parts = [key_part(p, ctx) for p in res.key]
     if all(parts):
         return resource_id(ctx.namespace, res.type, *parts), parts
     if res.id_fallback == "control_id" and ctx.msg.control_id:
-        ctx.warn("BUSINESS_KEY_MISSING", res.name, ",".join(p.spec for p in res.key),
+        ctx.warn("BUSINESS_KEY_MISSING", res.name, ",".join("|".join(a.spec for a in p) for p in res.key),
                  "identified by sender and control id instead")
-        return resource_id(ctx.namespace, res.type, "msg", _sender(ctx.msg), ctx.msg.control_id), []
-    missing = ", ".join(p.spec for p, v in zip(res.key, parts, strict=True) if not v)
+        return resource_id(ctx.namespace, res.type, "msg", _sender(ctx.msg), ctx.msg.control_id, res.name,
+                           str(ordinal)), []
+    missing = ", ".join("|".join(a.spec for a in p) for p, v in zip(res.key, parts, strict=True) if not v)
     raise MappingError(f"cannot identify the {res.type}: {missing} not valued", rule=res.name, field=missing)
 
 
@@ -55,22 +70,37 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
     meta = {"source": f"{ctx.base}/hl7v2/{slug(sender)}#{control_id}",
             "tag": [{"system": f"{ctx.base}/CodeSystem/wasla-mapping", "version": spec.version,
                      "code": spec.name}]}
-    present = [r for r in spec.resources if r.segment is None or msg.first(r.segment) is not None]
-    keys: dict[str, list[str]] = {}
-    for res in present:
-        ctx.ids[res.name], keys[res.name] = _resource_id(res, spec, ctx)
+    ctx.meta = meta
+    made: list[tuple[CompiledResource, Instance]] = []
+    for res in spec.resources:  # every id first: a rule may reference any resource of the message
+        seen: set[str] = set()
+        for ordinal, (scope, anchor) in enumerate(_instances(res, ctx), start=1):
+            ctx.scope, ctx.segment = scope, msg.segments[anchor] if anchor is not None else None
+            if res.when is not None and not res.when(ctx):
+                continue
+            rid, key = _resource_id(res, ctx, ordinal)
+            if rid in seen:  # two occurrences with one business key: keep both, tell the operator
+                ctx.warn("DUPLICATE_BUSINESS_KEY", res.name, res.for_each or res.segment or "",
+                         f"occurrence {ordinal} has the key of an earlier one")
+                rid = resource_id(ctx.namespace, res.type, *key, f"occurrence-{ordinal}")
+            seen.add(rid)
+            inst = Instance(res.name, rid, scope, anchor, key)
+            ctx.instances.setdefault(res.name, []).append(inst)
+            made.append((res, inst))
     entries: list[dict[str, Any]] = []
-    for res in present:
-        rid = ctx.ids[res.name]
+    for res, inst in made:
         body: dict[str, Any] = {"resourceType": res.type}
         if res.request == "put":
-            body["id"] = rid
+            body["id"] = inst.rid
         body["meta"] = meta
-        ctx.segment = msg.first(res.segment) if res.segment else None
+        ctx.scope = inst.scope
+        ctx.segment = msg.segments[inst.anchor] if inst.anchor is not None else None
+        ctx.current = f"urn:uuid:{inst.rid}"
         for rule in res.rules:
             rule.apply(ctx, body)
-        ctx.segment = None
-        entries.append({"fullUrl": f"urn:uuid:{rid}", "resource": body, "request": _request(res, rid, body, keys)})
+        entries.append({"fullUrl": ctx.current, "resource": body, "request": _request(res, inst, body)})
+    ctx.scope = ctx.segment = None
+    entries.extend(ctx.emitted.values())
     if spec.provenance:
         entries.append(_provenance(spec, ctx, meta, entries, sender, control_id))
     timestamp = v2_instant(msg.msh.field(7).text, ctx.tz) or instant(ctx.now)
@@ -85,14 +115,16 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
     }
 
 
-def _request(res: CompiledResource, rid: str, body: dict[str, Any], keys: dict[str, list[str]]) -> dict[str, str]:
+def _request(res: CompiledResource, inst: Instance, body: dict[str, Any]) -> dict[str, str]:
+    rid = inst.rid
     if res.request == "put":
         return {"method": "PUT", "url": f"{res.type}/{rid}"}
-    key = next((k for k in keys.get(res.name, []) if "|" in k), "")
+    key = next((k for k in inst.key if "|" in k), "")
     if not key:
         ident = (body.get("identifier") or [{}])[0]
         key = f"{ident.get('system', '')}|{ident.get('value', '')}" if ident.get("value") else ""
     if not key:
+        body["id"] = rid
         return {"method": "PUT", "url": f"{res.type}/{rid}"}
     return {"method": "POST", "url": res.type, "ifNoneExist": "identifier=" + quote(key, safe=":/|.-_~")}
 

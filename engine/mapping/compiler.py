@@ -1,39 +1,49 @@
 """Mapping files → compiled closures.
 
-At load: the YAML is validated against `config/schema/mapping.schema.json`, every source path
-is parsed, every target path, cardinality and type is checked against the FHIR R4 model, every
-vocabulary map is read. Any problem is a ConfigError at the rule's `file:line`. At runtime the
-closures only read fields and build dicts.
+At load: the YAML is validated against `config/schema/mapping.schema.json`, segment maps named
+under `include:` are read, every source path is parsed, every target path, cardinality and type
+is checked against the FHIR R4 model, every vocabulary map is read. Any problem is a ConfigError
+at the rule's `file:line`. At runtime the closures only read fields and build dicts.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
 from engine.config.validate import load_schema, validate
 from engine.config.yamlfile import YamlDoc, load_yaml
 from engine.errors import ConfigError, ConfigErrors, MappingError
+from engine.mapping.conditions import ConditionError, Predicate, compile_condition
 from engine.mapping.context import Context
 from engine.mapping.datatypes import CONVERTERS, identifier_system
 from engine.mapping.fhirmodel import Element, resolve
 from engine.mapping.paths import V2Path, compile_path
 from engine.mapping.vocab import VocabMap, load_vocab
 
-__all__ = ["CompiledResource", "CompiledRule", "MappingSpec", "compile_mapping"]
+__all__ = ["CompiledResource", "CompiledRule", "KeyPart", "MappingSpec", "compile_mapping", "key_part"]
 
 Apply = Callable[[Context, dict[str, Any]], None]
+Produce = Callable[[Context], list[Any]]
 _STRINGISH = {"string", "code", "id", "uri", "markdown"}
 _CODED = {"code", "Coding", "CodeableConcept", "boolean"}
+_COMPATIBLE = {("date", "dateTime"), ("instant", "dateTime"), ("string", "markdown")}
+_SEGMENT = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 
 
 @dataclass(frozen=True)
 class CompiledRule:
     label: str
-    target: Element
+    target: str
     apply: Apply
+
+
+KeyPart = tuple[V2Path, ...]   # alternatives: the first valued one is the key part
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,9 @@ class CompiledResource:
     name: str
     type: str
     segment: str | None
-    key: tuple[V2Path, ...]
+    for_each: str | None
+    when: Predicate | None
+    key: tuple[KeyPart, ...]
     id_fallback: str
     request: str
     rules: tuple[CompiledRule, ...]
@@ -58,13 +70,44 @@ class MappingSpec:
     resources: tuple[CompiledResource, ...]
 
 
-def _set(resource: dict[str, Any], steps: list[str], values: list[Any], is_list: bool) -> bool:
-    """Write `values` at `steps`; returns False when repetitions did not fit a 0..1 element."""
+@dataclass(frozen=True)
+class _Target:
+    """A checked target path: its steps, which step opens a new list element, and the leaf element."""
+
+    text: str
+    steps: tuple[str, ...]
+    new_element_at: int | None      # index of an intermediate `[]` step: one new element per value
+    leaf: Element
+    polymorphic: tuple[str, ...]    # for value[x]: the FHIR types the parent accepts there
+
+
+def _write(resource: dict[str, Any], t: _Target, values: list[Any], also: dict[str, Any] | None) -> bool:
+    """Write `values` at the target; returns False when repetitions did not fit a 0..1 element."""
     node = resource
+    steps = t.steps
+    if t.new_element_at is not None:
+        i = t.new_element_at
+        for step in steps[:i]:
+            node = node.setdefault(step, {})
+        items = node.setdefault(steps[i], [])
+        for v in values:
+            element: dict[str, Any] = dict(also or {})
+            _write_leaf(element, steps[i + 1:], [v], t)
+            items.append(element)
+        return True
+    for step in steps[:-1]:
+        node = node.setdefault(step, {})
+    return _write_leaf(node, steps[-1:], values, t)
+
+
+def _write_leaf(node: dict[str, Any], steps: tuple[str, ...], values: list[Any], t: _Target) -> bool:
     for step in steps[:-1]:
         node = node.setdefault(step, {})
     last = steps[-1]
-    if is_list:
+    if t.polymorphic:  # value[x]: the converter names the choice ({"valueRange": …})
+        node.update(values[0])
+        return len(values) == 1
+    if t.leaf.is_list:
         node.setdefault(last, []).extend(values)
         return True
     node[last] = values[0]
@@ -72,9 +115,11 @@ def _set(resource: dict[str, Any], steps: list[str], values: list[Any], is_list:
 
 
 class _Compiler:
-    def __init__(self, doc: YamlDoc, vocab_dir: Path) -> None:
+    def __init__(self, doc: YamlDoc, vocab_dir: Path, segments_dir: Path, schema: Draft202012Validator) -> None:
         self.doc = doc
         self.vocab_dir = vocab_dir
+        self.segments_dir = segments_dir
+        self.schema = schema
         self.errors: list[ConfigError] = []
 
     def err(self, message: str, path: list[str | int], field: str | None = None) -> None:
@@ -94,163 +139,349 @@ class _Compiler:
             self.errors.append(exc if exc.line else self.doc.error(exc.message, where))
             return None
 
+    def condition(self, raw: dict[str, Any] | None, where: list[str | int]) -> Predicate | None:
+        if not raw:
+            return None
+        try:
+            return compile_condition(raw, where)
+        except ConditionError as exc:
+            self.err(str(exc), exc.where)
+            return None
+
+    def target(self, rtype: str, to: str, where: list[str | int]) -> _Target | None:
+        steps = to.split(".")
+        plain = [s.removesuffix("[]") for s in steps]
+        new_at: int | None = None
+        polymorphic: tuple[str, ...] = ()
+        leaf: Element | None = None
+        for i, step in enumerate(steps):
+            if plain[i] == "value[x]":
+                if i != len(steps) - 1:
+                    self.err("value[x] can only end a path", [*where, "to"])
+                    return None
+                prefix = ".".join(plain[:i])
+                polymorphic = tuple(self._choices(rtype, prefix))
+                if not polymorphic:
+                    self.err(f"{rtype}{'.' + prefix if prefix else ''} has no value[x]", [*where, "to"])
+                    return None
+                leaf = Element(".".join(plain), "value[x]", False)
+                break
+            try:
+                leaf = resolve(rtype, ".".join(plain[: i + 1]))
+            except KeyError as exc:
+                self.err(f"{exc.args[0]} (FHIR R4 {rtype})", [*where, "to"])
+                return None
+            marked = step.endswith("[]")
+            last = i == len(steps) - 1
+            if leaf.is_list != marked:
+                card = f"0..*: write it as '{plain[i]}[]'" if leaf.is_list else "0..1: drop the '[]'"
+                self.err(f"{rtype}.{leaf.path} is {card}", [*where, "to"])
+                return None
+            if marked and not last:
+                if new_at is not None:
+                    self.err("only one list step may open new elements in a path", [*where, "to"])
+                    return None
+                new_at = i
+        assert leaf is not None
+        return _Target(to, tuple(plain), new_at, leaf, polymorphic)
+
+    @staticmethod
+    def _choices(rtype: str, prefix: str) -> list[str]:
+        out = []
+        for t in ("Quantity", "CodeableConcept", "string", "boolean", "integer", "Range", "Ratio", "SampledData",
+                  "time", "dateTime", "Period"):
+            try:
+                resolve(rtype, f"{prefix + '.' if prefix else ''}value{t[0].upper()}{t[1:]}")
+                out.append(t)
+            except KeyError:
+                continue
+        return out
+
+    def sources(self, raw: dict[str, Any], where: list[str | int]) -> list[V2Path] | None:
+        sources = raw.get("from")
+        texts = [sources] if isinstance(sources, str) else (sources or [])
+        paths = []
+        for i, text in enumerate(texts):
+            p = self.path(text, [*where, "from", i] if isinstance(sources, list) else [*where, "from"])
+            if p is None:
+                return None
+            paths.append(p)
+        return paths
+
     def rule(self, rtype: str, raw: dict[str, Any], where: list[str | int], names: set[str]) -> CompiledRule | None:
         label = str(raw.get("id") or raw.get("ig") or raw["to"])
-        to = raw["to"]
-        try:
-            target = resolve(rtype, to)
-        except KeyError as exc:
-            self.err(f"{exc.args[0]} (FHIR R4 {rtype})", [*where, "to"])
+        target = self.target(rtype, raw["to"], where)
+        if target is None:
             return None
-        wants_list = to.endswith("[]")
-        if target.is_list != wants_list:
-            card = "0..*: write it as '" + to + "[]'" if target.is_list else "0..1: drop the '[]'"
-            self.err(f"{rtype}.{target.path} is {card}", [*where, "to"])
-            return None
-        kinds = [k for k in ("as", "vocab", "value", "ref") if k in raw]
-        if len(kinds) > 1:
-            self.err(f"use one of as, vocab, value, ref (got {', '.join(kinds)})", where)
-            return None
-        sources = raw.get("from")
-        paths: list[V2Path] = []
-        for i, text in enumerate([sources] if isinstance(sources, str) else (sources or [])):
-            p = self.path(text, [*where, "from", i] if isinstance(sources, list) else [*where, "from"])
-            if p:
-                paths.append(p)
-        if sources is None and kinds[:1] not in (["value"], ["ref"]):
-            self.err("missing 'from' (or give value: or ref:)", where)
-            return None
-        when = self._when(raw.get("when"), [*where, "when"])
-        steps = to.replace("[]", "").split(".")
-        on_unmapped = raw.get("on_unmapped", "warn")
-        options = dict(raw.get("options") or {})
-        produce = self._producer(rtype, raw, kinds[0] if kinds else None, target, paths, options, on_unmapped,
-                                 label, names, where)
+        when = self.condition(raw.get("when"), [*where, "when"])
+        also = raw.get("also")
+        if also is not None:
+            if target.new_element_at is None:
+                self.err("also: needs a path that opens a new list element, like participant[].individual",
+                         [*where, "also"])
+                return None
+            base = ".".join(target.steps[: target.new_element_at + 1])
+            for key in also:
+                try:
+                    resolve(rtype, f"{base}.{key}")
+                except KeyError as exc:
+                    self.err(f"{exc.args[0]} (FHIR R4 {rtype})", [*where, "also", key])
+                    return None
+        if "switch" in raw:
+            produce = self._switch(rtype, raw, target, label, names, where)
+        else:
+            produce = self._producer(rtype, raw, target, label, names, where)
         if produce is None:
             return None
+        default = raw.get("default") if "switch" not in raw else None
+        if default is not None and target.leaf.enum and default not in target.leaf.enum:
+            self.err(f"{rtype}.{target.leaf.path} takes one of {', '.join(target.leaf.enum)}", [*where, "default"])
+            return None
+        join = (raw.get("options") or {}).get("join")
+        each = bool(raw.get("each_segment"))
+        paths = self.sources(raw, where) or []
+        seg_name = paths[0].segment if paths else None
+        if each and seg_name is None:
+            self.err("each_segment needs a 'from' path", where)
+            return None
+
+        def run(ctx: Context) -> list[Any]:
+            if not each:
+                return produce(ctx)
+            scope = ctx.scope or ctx.msg.tree.root
+            saved = ctx.segment
+            out: list[Any] = []
+            try:
+                for i in ctx.msg.tree.own(seg_name, scope):  # type: ignore[arg-type]
+                    ctx.segment = ctx.msg.segments[i]
+                    out.extend(produce(ctx))
+            finally:
+                ctx.segment = saved
+            return out
 
         def apply(ctx: Context, resource: dict[str, Any]) -> None:
             if when is not None and not when(ctx):
                 return
-            values = produce(ctx)
-            if values and not _set(resource, steps, values, target.is_list):
-                ctx.warn("REPETITIONS_NOT_MAPPED", label, paths[0].spec if paths else to,
-                         f"{rtype}.{target.path} holds one value; {len(values) - 1} more dropped")
+            values = run(ctx)
+            if not values and default is not None:
+                values = [default]
+            if not values:
+                return
+            if join is not None and len(values) > 1 and not target.leaf.is_list and target.new_element_at is None:
+                values = [join.join(str(v) for v in values)]
+            if ctx.lineage is not None:
+                ctx.lineage.append({"resource": ctx.current, "element": target.text, "from": ctx.last_read,
+                                    "rule": label})
+            if not _write(resource, target, values, also):
+                ctx.warn("REPETITIONS_NOT_MAPPED", label, paths[0].spec if paths else target.text,
+                         f"{rtype}.{target.leaf.path} holds one value; {len(values) - 1} more dropped")
 
-        return CompiledRule(label, target, apply)
+        return CompiledRule(label, target.text, apply)
 
-    def _when(self, raw: dict[str, str] | None, where: list[str | int]) -> Callable[[Context], bool] | None:
-        if not raw:
+    def _switch(self, rtype: str, raw: dict[str, Any], target: _Target, label: str, names: set[str],
+                where: list[str | int]) -> Produce | None:
+        """`switch: OBX-2` with `cases:` keyed by code (`ST|TX|FT` for several), each a small rule."""
+        on = self.path(raw["switch"], [*where, "switch"])
+        cases = raw.get("cases") or {}
+        if on is None or not cases:
+            if not cases:
+                self.err("switch needs cases", where)
             return None
-        (op, text), = raw.items()
-        p = self.path(text, [*where, op])
-        if p is None:
+        default = raw.get("default", "error")
+        if default not in ("error", "skip"):
+            self.err("with switch, default is 'error' or 'skip'", [*where, "default"])
             return None
-        if op == "valued":
-            return lambda ctx: bool(p.text(ctx.msg, ctx.segment))
-        return lambda ctx: not p.text(ctx.msg, ctx.segment)
+        table: dict[str, tuple[Produce, _Target]] = {}
+        for key, case in cases.items():
+            here = [*where, "cases", key]
+            t = self.target(rtype, case["to"], here) if case["to"] != raw["to"] else target
+            if t is None:
+                continue
+            same_place = t.steps == target.steps if not target.polymorphic else (
+                t.steps[:-1] == target.steps[:-1] and t.new_element_at == target.new_element_at)
+            if not same_place:
+                self.err(f"a case writes the switch's target ({raw['to']}), not elsewhere", [*here, "to"])
+                continue
+            p = self._producer(rtype, case, t, label, names, here)
+            if p is None:
+                continue
+            for code in str(key).split("|"):
+                table[code.strip()] = (p, t)
+        if self.errors:
+            return None
 
-    def _producer(self, rtype: str, raw: dict[str, Any], kind: str | None, target: Element, paths: list[V2Path],
-                  options: dict[str, Any], on_unmapped: str, label: str, names: set[str],
-                  where: list[str | int]) -> Callable[[Context], list[Any]] | None:
-        full = f"{rtype}.{target.path}"
+        def produce(ctx: Context) -> list[Any]:
+            code = on.text(ctx).strip()
+            if not code:
+                return []
+            found = table.get(code) or table.get(code.upper())
+            if found is None:
+                if default == "error":
+                    raise MappingError(f"no case for {on.spec} = '{code}' (known: {', '.join(sorted(table))})",
+                                       rule=label, field=on.spec)
+                ctx.warn("CASE_UNMAPPED", label, on.spec)
+                return []
+            p, t = found
+            values = p(ctx)
+            if not values:
+                return []
+            last = t.steps[-1]
+            # each case names its own leaf (valueQuantity, valueString …): hand back {leaf: value} pairs
+            return [v if (t.polymorphic or not target.polymorphic) else {last: v} for v in values]
+
+        return produce
+
+    def _producer(self, rtype: str, raw: dict[str, Any], target: _Target, label: str, names: set[str],
+                  where: list[str | int]) -> Produce | None:
+        kinds = [k for k in ("as", "vocab", "value", "ref") if k in raw]
+        if len(kinds) > 1:
+            self.err(f"use one of as, vocab, value, ref (got {', '.join(kinds)})", where)
+            return None
+        kind = kinds[0] if kinds else None
+        paths = self.sources(raw, where)
+        if paths is None:
+            return None
+        if not paths and kind not in ("value", "ref"):
+            self.err("missing 'from' (or give value: or ref:)", where)
+            return None
+        leaf = target.leaf
+        full = f"{rtype}.{leaf.path}"
+        on_unmapped = raw.get("on_unmapped", "warn")
+        options = dict(raw.get("options") or {})
         if kind == "ref":
-            if target.type != "Reference":
-                self.err(f"{full} is a {target.type}, not a Reference", [*where, "to"])
+            if leaf.type != "Reference":
+                self.err(f"{full} is a {leaf.type}, not a Reference", [*where, "to"])
                 return None
             other = raw["ref"]
             if other not in names:
                 self.err(f"no resource named '{other}' in this mapping (known: {', '.join(sorted(names))})",
                          [*where, "ref"])
                 return None
-            return lambda ctx: [{"reference": f"urn:uuid:{ctx.ids[other]}"}] if other in ctx.ids else []
+            return lambda ctx: [{"reference": f"urn:uuid:{i.rid}"} for i in ctx.refs(other)]
         if kind == "value":
             value = raw["value"]
-            if target.enum and value not in target.enum:
-                self.err(f"{full} takes one of {', '.join(target.enum)}", [*where, "value"])
+            if leaf.enum and value not in leaf.enum:
+                self.err(f"{full} takes one of {', '.join(leaf.enum)}", [*where, "value"])
                 return None
             return lambda ctx: [value]
         if kind == "as":
-            conv = CONVERTERS.get(raw["as"])
-            if conv is None:
-                self.err(f"unknown converter '{raw['as']}' (known: {', '.join(sorted(CONVERTERS))})", [*where, "as"])
-                return None
-            if conv.fhir_type != target.type:
-                self.err(f"{raw['as']} makes a {conv.fhir_type} but {full} is a {target.type}", [*where, "as"])
-                return None
-            if any(p.component for p in paths):
-                self.err(f"{raw['as']} reads whole fields: write the path without a component", [*where, "from"])
-                return None
-            for name in conv.vocab:
-                self.vocab(name, [*where, "as"])
-
-            def convert(ctx: Context) -> list[Any]:
-                for p in paths:
-                    fields = p.fields(ctx.msg, ctx.segment)
-                    if not fields:
-                        continue
-                    out = []
-                    for f in fields:
-                        try:
-                            v = conv.fn(f, ctx, options)
-                        except MappingError as exc:
-                            raise MappingError(exc.message, rule=label, field=p.spec) from exc
-                        if v is not None:
-                            out.append(v)
-                    return out
-                return []
-
-            return convert
+            return self._convert(raw, target, paths, options, label, where)
         if kind == "vocab":
-            vm = self.vocab(raw["vocab"], [*where, "vocab"])
-            if vm is None:
-                return None
-            if target.type not in _CODED:
-                self.err(f"vocab: needs a code, Coding or CodeableConcept target; {full} is a {target.type}",
-                         [*where, "to"])
-                return None
-            if target.enum:
-                bad = sorted({t.code for ts in vm.rows.values() for t in ts if t.code not in target.enum})
-                if bad:
-                    self.err(f"map {vm.name} gives codes {full} does not allow: {', '.join(bad)}", [*where, "vocab"])
-                    return None
-
-            def shape(targets: tuple[Any, ...]) -> Any:
-                if target.type == "code":
-                    return targets[0].code
-                if target.type == "boolean":
-                    return targets[0].code == "true"
-                if target.type == "Coding":
-                    return targets[0].coding()
-                return {"coding": [t.coding() for t in targets]}
-
-            def translate(ctx: Context) -> list[Any]:
-                for p in paths:
-                    code = p.text(ctx.msg, ctx.segment)
-                    if not code:
-                        continue
-                    targets = vm.lookup(code)
-                    if targets:
-                        return [shape(targets)]
-                    if on_unmapped == "error":
-                        raise MappingError(f"code not in map {vm.name}", rule=label, field=p.spec)
-                    ctx.warn("CODE_UNMAPPED", label, p.spec, f"not in {vm.name}")
-                    return []
-                return []
-
-            return translate
-        if target.type not in _STRINGISH:
-            self.err(f"{full} is a {target.type}: say how to convert with as: or vocab:", where)
+            return self._translate(raw, target, paths, on_unmapped, label, where)
+        if leaf.type not in _STRINGISH:
+            self.err(f"{full} is a {leaf.type}: say how to convert with as: or vocab:", where)
             return None
 
         def text(ctx: Context) -> list[Any]:
             for p in paths:
-                v = p.text(ctx.msg, ctx.segment)
+                if p.rep is None:
+                    vals = [f.component(p.component or 1, p.subcomponent or 1) for f in p.fields(ctx)]
+                    vals = [v for v in vals if v]
+                    if vals:
+                        return vals
+                    continue
+                v = p.text(ctx)
                 if v:
                     return [v]
             return []
 
         return text
+
+    def _convert(self, raw: dict[str, Any], target: _Target, paths: list[V2Path], options: dict[str, Any],
+                 label: str, where: list[str | int]) -> Produce | None:
+        conv = CONVERTERS.get(raw["as"])
+        if conv is None:
+            self.err(f"unknown converter '{raw['as']}' (known: {', '.join(sorted(CONVERTERS))})", [*where, "as"])
+            return None
+        leaf = target.leaf
+        if target.polymorphic:
+            missing = [t for t in conv.fhir_type.split("|") if t not in target.polymorphic]
+            if missing:
+                self.err(f"{raw['as']} makes {conv.fhir_type}; value[x] here takes no {', '.join(missing)}",
+                         [*where, "as"])
+                return None
+        elif conv.fhir_type != leaf.type and (conv.fhir_type, leaf.type) not in _COMPATIBLE:
+            self.err(f"{raw['as']} makes a {conv.fhir_type} but {leaf.path} is a {leaf.type}", [*where, "as"])
+            return None
+        if any(p.component for p in paths):
+            self.err(f"{raw['as']} reads whole fields: write the path without a component", [*where, "from"])
+            return None
+        for name in conv.vocab:
+            self.vocab(name, [*where, "as"])
+        for key in conv.path_options:
+            if key in options:
+                p = self.path(str(options[key]), [*where, "options", key])
+                if p is None:
+                    return None
+                options[key] = p
+        unknown = set(options) - set(conv.path_options) - {"join", "type", "use", "system", "in_component"}
+        if unknown:
+            self.err(f"unknown option(s) {', '.join(sorted(unknown))} for {raw['as']}", [*where, "options"])
+            return None
+
+        def convert(ctx: Context) -> list[Any]:
+            for p in paths:
+                fields = p.fields(ctx)
+                if not fields:
+                    continue
+                out = []
+                for f in fields:
+                    try:
+                        v = conv.fn(f, ctx, options)
+                    except MappingError as exc:
+                        raise MappingError(exc.message, rule=label, field=p.spec) from exc
+                    if v is not None:
+                        out.append(v)
+                if out:
+                    return out
+            return []
+
+        return convert
+
+    def _translate(self, raw: dict[str, Any], target: _Target, paths: list[V2Path], on_unmapped: str,
+                   label: str, where: list[str | int]) -> Produce | None:
+        vm = self.vocab(raw["vocab"], [*where, "vocab"])
+        if vm is None:
+            return None
+        leaf = target.leaf
+        full = leaf.path
+        if leaf.type not in _CODED:
+            self.err(f"vocab: needs a code, Coding or CodeableConcept target; {full} is a {leaf.type}", [*where, "to"])
+            return None
+        if leaf.enum:
+            bad = sorted({t.code for ts in vm.rows.values() for t in ts if t.code not in leaf.enum})
+            if bad:
+                self.err(f"map {vm.name} gives codes {full} does not allow: {', '.join(bad)}", [*where, "vocab"])
+                return None
+
+        def shape(targets: tuple[Any, ...]) -> Any:
+            if leaf.type == "code":
+                return targets[0].code
+            if leaf.type == "boolean":
+                return targets[0].code == "true"
+            if leaf.type == "Coding":
+                return targets[0].coding()
+            return {"coding": [t.coding() for t in targets]}
+
+        def translate(ctx: Context) -> list[Any]:
+            for p in paths:
+                codes = [f.component(p.component or 1, p.subcomponent or 1) for f in p.fields(ctx)]
+                codes = [c for c in codes if c and c != '""']
+                if not codes:
+                    continue
+                out = []
+                for code in codes:
+                    targets = vm.lookup(code)
+                    if targets:
+                        out.append(shape(targets))
+                    elif on_unmapped == "error":
+                        raise MappingError(f"code not in map {vm.name}", rule=label, field=p.spec)
+                    else:
+                        ctx.warn("CODE_UNMAPPED", label, p.spec, f"not in {vm.name}")
+                return out
+            return []
+
+        return translate
 
     def resource(self, raw: dict[str, Any], where: list[str | int], names: set[str]) -> CompiledResource | None:
         rtype = raw["type"]
@@ -259,20 +490,58 @@ class _Compiler:
         except (KeyError, ValueError):
             self.err(f"'{rtype}' is not a FHIR R4 resource type", [*where, "type"])
             return None
-        key = [self.path(t, [*where, "id", i]) for i, t in enumerate(raw["id"])]
-        rules = [self.rule(rtype, r, [*where, "rules", i], names) for i, r in enumerate(raw["rules"])]
-        if any(k is None for k in key) or any(r is None for r in rules):
+        key: list[KeyPart] = []
+        for i, spec in enumerate(raw["id"]):
+            alts = [self.path(t, [*where, "id", i]) for t in str(spec).split("|")]
+            if any(a is None for a in alts):
+                return None
+            key.append(tuple(a for a in alts if a))
+        rules: list[CompiledRule | None] = []
+        for inc in raw.get("include", []):
+            rules.extend(self.include(inc, rtype, names, [*where, "include"]))
+        rules.extend(self.rule(rtype, r, [*where, "rules", i], names) for i, r in enumerate(raw.get("rules", [])))
+        when = self.condition(raw.get("when"), [*where, "when"])
+        if any(r is None for r in rules):
             return None
-        return CompiledResource(raw["name"], rtype, raw.get("segment"), tuple(k for k in key if k),
+        for_each = raw.get("for_each")
+        return CompiledResource(raw["name"], rtype, raw.get("segment"), for_each, when, tuple(key),
                                 raw.get("id_fallback", "error"), raw["request"], tuple(r for r in rules if r))
+
+    def include(self, name: str, rtype: str, names: set[str], where: list[str | int]) -> list[CompiledRule | None]:
+        """A segment map's rules, compiled for this resource; its errors point into its own file."""
+        file = self.segments_dir / f"{name}.yaml"
+        if not file.exists():
+            self.err(f"no segment map '{name}' ({file} not found)", where)
+            return [None]
+        doc = load_yaml(file, display=_display(file))
+        schema = Draft202012Validator({"$ref": "#/$defs/segment_map", "$defs": self.schema.schema["$defs"]})
+        errors = validate(doc, schema)
+        if errors:
+            self.errors.extend(errors)
+            return [None]
+        if doc.data["target"] != rtype:
+            self.err(f"segment map '{name}' writes {doc.data['target']}, not {rtype}", where)
+            return [None]
+        sub = _Compiler(doc, self.vocab_dir, self.segments_dir, self.schema)
+        out = [sub.rule(rtype, r, ["rules", i], names) for i, r in enumerate(doc.data["rules"])]
+        self.errors.extend(sub.errors)
+        return out
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def compile_mapping(file: Path, schema_dir: Path, vocab_dir: Path, display: str | None = None) -> MappingSpec:
     doc = load_yaml(file, display=display)
-    errors = validate(doc, load_schema(schema_dir / "mapping.schema.json"))
+    schema = load_schema(schema_dir / "mapping.schema.json")
+    errors = validate(doc, schema)
     if errors:
         raise ConfigErrors(errors)
-    c = _Compiler(doc, vocab_dir)
+    c = _Compiler(doc, vocab_dir, file.parent.parent / "segments", schema)
     data = doc.data
     if data["name"] != file.parent.name:
         c.err(f"expected name '{file.parent.name}' (the folder name)", ["name"])
@@ -291,11 +560,19 @@ def compile_mapping(file: Path, schema_dir: Path, vocab_dir: Path, display: str 
     )
 
 
-def key_part(path: V2Path, ctx: Context) -> str:
-    """One business-key part: a whole CX field counts as `system|value`, anything else as its text."""
-    if path.component is None:
-        fields = path.fields(ctx.msg, ctx.segment)
-        if not fields or not fields[0].component(1):
-            return ""
-        return f"{identifier_system(fields[0], ctx, {}) or ''}|{fields[0].component(1)}"
-    return path.text(ctx.msg, ctx.segment)
+def key_part(part: KeyPart | V2Path, ctx: Context) -> str:
+    """One business-key part: the first valued alternative; a whole CX field counts as `system|value`."""
+    for path in (part,) if isinstance(part, V2Path) else part:
+        if path.component is None:
+            fields = path.fields(ctx)
+            if not fields or not fields[0].component(1):
+                continue
+            return f"{identifier_system(fields[0], ctx, {}) or ''}|{fields[0].component(1)}"
+        text = path.text(ctx)
+        if text:
+            return text
+    return ""
+
+
+def is_segment_id(name: str) -> bool:
+    return bool(_SEGMENT.match(name))

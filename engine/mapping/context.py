@@ -1,4 +1,5 @@
-"""What a conversion may read besides the message: settings, clock, vocabularies, and where warnings go."""
+"""What a conversion may read besides the message: settings, clock, vocabularies, its scope, and where
+warnings, side resources and (with --explain) lineage go."""
 
 from __future__ import annotations
 
@@ -7,12 +8,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from engine.hl7v2.er7 import Message, Segment
+from engine.hl7v2.groups import Group
+from engine.ids import resource_id
 from engine.mapping.vocab import VocabMap
 
-__all__ = ["Context"]
+__all__ = ["Context", "Instance"]
+
+
+@dataclass(slots=True)
+class Instance:
+    """One resource the message makes: its id, and where in the message it was made from."""
+
+    name: str
+    rid: str
+    scope: Group | None            # None: the whole message
+    anchor: int | None             # index of the segment it was made from
+    key: list[str]
 
 
 @dataclass
@@ -25,8 +40,15 @@ class Context:
     vocab: Callable[[str], VocabMap]
     source: str = ""
     segment: Segment | None = None
+    scope: Group | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)
-    ids: dict[str, str] = field(default_factory=dict)
+    instances: dict[str, list[Instance]] = field(default_factory=dict)
+    emitted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    reads: set[tuple[int, int]] | None = None      # (segment sequence, field) read, with --explain
+    lineage: list[dict[str, str]] | None = None     # FHIR element ← v2 field, with --explain
+    last_read: str = ""
+    current: str = ""                               # fullUrl of the resource being built
 
     def warn(self, code: str, rule: str, field_path: str, detail: str = "") -> None:
         """Record what the mapping could not honour. Field paths and codes only: no values, no PHI."""
@@ -34,3 +56,35 @@ class Context:
         if detail:
             item["detail"] = detail
         self.warnings.append(item)
+
+    def refs(self, name: str) -> list[Instance]:
+        """Instances of resource `name` nearest in scope: in this scope, else in each enclosing group."""
+        found = self.instances.get(name)
+        if not found:
+            return []
+        g = self.scope
+        while g is not None:
+            inside = [i for i in found if i.anchor is not None and g.contains(i.anchor)]
+            if inside:
+                return inside
+            g = g.parent
+        return [i for i in found if i.anchor is None] or found[:1]
+
+    def emit(self, rtype: str, key: list[str], body: dict[str, Any], identifier: str | None) -> dict[str, str]:
+        """Add a shared resource (a Practitioner from an XCN …) once; return a reference to it.
+
+        The same key anywhere in the message is the same resource: PV1-7, ORC-12 and OBR-16
+        naming one doctor make one Practitioner.
+        """
+        rid = resource_id(self.namespace, rtype, *key)
+        url = f"urn:uuid:{rid}"
+        if url not in self.emitted:
+            resource = {"resourceType": rtype, **({"id": rid} if identifier is None else {}), "meta": self.meta,
+                        **body}
+            if identifier:
+                request = {"method": "POST", "url": rtype,
+                           "ifNoneExist": "identifier=" + quote(identifier, safe=":/|.-_~")}
+            else:
+                request = {"method": "PUT", "url": f"{rtype}/{rid}"}
+            self.emitted[url] = {"fullUrl": url, "resource": resource, "request": request}
+        return {"reference": url}

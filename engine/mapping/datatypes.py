@@ -30,10 +30,11 @@ Convert = Callable[[Field, Context, dict[str, Any]], Any]
 @dataclass(frozen=True)
 class Converter:
     name: str
-    fhir_type: str
+    fhir_type: str                      # "Identifier", or "Quantity|Range|Ratio|string" for a value[x] target
     fn: Convert
     ig: str
     vocab: tuple[str, ...] = ()
+    path_options: tuple[str, ...] = ()  # options holding v2 paths, compiled at load (units: OBX-6)
 
 
 def _dtm_parts(value: str, what: str) -> re.Match[str]:
@@ -93,6 +94,18 @@ def v2_instant(value: str, tz: ZoneInfo) -> str | None:
 
 def slug(text: str) -> str:
     return _SLUG.sub("-", text.lower()).strip("-") or "unknown"
+
+
+def hd_system(hd_ns: str, hd_uid: str, hd_type: str) -> str | None:
+    """An HD's universal id as a URI when it is one (ISO OID, UUID, URI); None otherwise."""
+    hd_type = hd_type.upper()
+    if hd_uid and hd_type == "ISO":
+        return f"urn:oid:{hd_uid}"
+    if hd_uid and hd_type in ("UUID", "GUID"):
+        return f"urn:uuid:{hd_uid.lower()}"
+    if hd_uid and hd_type == "URI":
+        return hd_uid
+    return None
 
 
 def identifier_system(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
@@ -206,6 +219,278 @@ def st_string(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     return f.text or None
 
 
+def _local_system(ctx: Context, name: str) -> str:
+    sender = slug(ctx.msg.sending_facility or ctx.msg.sending_application or "unknown")
+    return f"{ctx.base}/CodeSystem/local/{sender}" + (f"/{slug(name)}" if name and name.upper() != "L" else "")
+
+
+def coding_system(ctx: Context, name: str) -> str:
+    """A v2 coding system name (table 0396: LN, I10, UCUM, HL70078 …) → its URI; local ones under the base."""
+    if not name:
+        return _local_system(ctx, "")
+    t = ctx.vocab("v2-0396.coding-system").first(name)
+    if t:
+        return t.system
+    upper = name.upper()
+    if upper.startswith("HL7") and upper[3:].isdigit():
+        return f"http://terminology.hl7.org/CodeSystem/v2-{upper[3:]:0>4}"
+    return _local_system(ctx, name)
+
+
+def _triplet(f: Field, ctx: Context, code: int, display: int, system: int, version: int) -> dict[str, str] | None:
+    value = f.component(code)
+    if not value:
+        return None
+    out = {"system": coding_system(ctx, f.component(system))}
+    if f.component(version):
+        out["version"] = f.component(version)
+    out["code"] = value
+    if f.component(display):
+        out["display"] = f.component(display)
+    return out
+
+
+def cwe_codeable_concept(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG CWE[CodeableConcept]: each triplet (1-3, 4-6, 10-12) a coding; CWE.9, else a code-less CWE.2, the text."""
+    codings = [c for c in (_triplet(f, ctx, 1, 2, 3, 7), _triplet(f, ctx, 4, 5, 6, 8),
+                           _triplet(f, ctx, 10, 11, 12, 13)) if c]
+    out: dict[str, Any] = {}
+    if codings:
+        out["coding"] = codings
+    text = f.component(9) or ("" if codings else f.component(2) or f.component(5))
+    if text:
+        out["text"] = text
+    return out or None
+
+
+def cwe_coding(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    return _triplet(f, ctx, 1, 2, 3, 7)
+
+
+def ei_identifier(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG EI[Identifier]: EI.1 value, EI.2-4 the assigner's namespace as system; `type` (PLAC, FILL …) from options.
+
+    `in_component: N` reads an EI held in the subcomponents of component N (EIP, SPM-2).
+    """
+    c = int(opts.get("in_component", 0))
+    part = (lambda i: f.component(c, i)) if c else (lambda i: f.component(i))
+    value = part(1)
+    if not value:
+        return None
+    out: dict[str, Any] = {}
+    if opts.get("type"):
+        out["type"] = {"coding": [{"system": V2_0203, "code": opts["type"]}]}
+    system = hd_system(part(2), part(3), part(4))
+    authority = part(2) or part(3) or ctx.msg.sending_facility
+    if system is None and authority:
+        system = f"{ctx.base}/sid/{slug(authority)}/{slug(opts.get('type') or 'id')}"
+    if system:
+        out["system"] = system
+    out["value"] = value
+    return out
+
+
+def _xcn_name(f: Field) -> dict[str, Any] | None:
+    name: dict[str, Any] = {}
+    if f.component(2):
+        name["family"] = f.component(2)
+    given = [g for g in (f.component(3), f.component(4)) if g]
+    if given:
+        name["given"] = given
+    if f.component(6):
+        name["prefix"] = [f.component(6)]
+    if f.component(5):
+        name["suffix"] = [f.component(5)]
+    return name or None
+
+
+def xcn_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG XCN[Practitioner]: a Practitioner (conditional create on XCN.1 + XCN.9) and a reference to it.
+
+    One doctor named in PV1-7, ORC-12 and OBR-16 is one Practitioner: the key is the identifier,
+    or the name within the sender when the sender gives no identifier.
+    """
+    ident = f.component(1)
+    name = _xcn_name(f)
+    if not ident and not name:
+        return None
+    body: dict[str, Any] = {}
+    identifier = None
+    if ident:
+        system = hd_system(f.component(9, 1), f.component(9, 2), f.component(9, 3)) or \
+            f"{ctx.base}/sid/{slug(f.component(9, 1) or ctx.msg.sending_facility or 'unknown')}/practitioner"
+        entry: dict[str, Any] = {}
+        if f.component(13):
+            entry["type"] = {"coding": [{"system": V2_0203, "code": f.component(13)}]}
+        entry["system"] = system
+        entry["value"] = ident
+        body["identifier"] = [entry]
+        identifier = f"{system}|{ident}"
+        key = [identifier]
+    else:
+        key = ["name", ctx.msg.sending_facility, f.raw]
+    if name:
+        body["name"] = [name]
+    return ctx.emit("Practitioner", key, body, identifier)
+
+
+def xon_organization(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG XON[Organization]: XON.1 name, XON.10 (else XON.3) identifier under XON.6; a reference to it."""
+    name, ident = f.component(1), f.component(10) or f.component(3)
+    if not name and not ident:
+        return None
+    body: dict[str, Any] = {}
+    identifier = None
+    if ident:
+        system = hd_system(f.component(6, 1), f.component(6, 2), f.component(6, 3)) or \
+            f"{ctx.base}/sid/{slug(f.component(6, 1) or ctx.msg.sending_facility or 'unknown')}/organization"
+        body["identifier"] = [{"system": system, "value": ident}]
+        identifier = f"{system}|{ident}"
+        key = [identifier]
+    else:
+        key = ["name", ctx.msg.sending_facility, name]
+    if name:
+        body["name"] = name
+    return ctx.emit("Organization", key, body, identifier)
+
+
+_PHYSICAL = "http://terminology.hl7.org/CodeSystem/location-physical-type"
+
+
+def pl_location(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG PL[Location], flattened: one Location for the most precise place given (bed, room, point of care).
+
+    The IG chains one Location per component with partOf; we keep the whole place in one
+    Location's name and identify it by facility + point of care + room + bed, which is what the
+    receiving record needs to tell two beds apart.
+    """
+    parts = [f.component(i) for i in (1, 2, 3)]
+    if not any(parts):
+        return None
+    facility = f.component(4, 1) or ctx.msg.sending_facility or "unknown"
+    code = "bd" if parts[2] else "ro" if parts[1] else "wa"
+    body: dict[str, Any] = {"name": " ".join(p for p in parts if p), "mode": "instance",
+                            "physicalType": {"coding": [{"system": _PHYSICAL, "code": code}]}}
+    if f.component(9):
+        body["description"] = f.component(9)
+    return ctx.emit("Location", ["pl", facility, *parts], body, None)
+
+
+def _decimal(text: str) -> int | float | None:
+    t = text.strip().replace(",", ".") if text.count(",") == 1 and "." not in text else text.strip()
+    try:
+        return int(t) if t.lstrip("+-").isdigit() else float(t) if t else None
+    except ValueError:
+        return None
+
+
+UCUM = "http://unitsofmeasure.org"
+
+
+def _units(ctx: Context, opts: dict[str, Any]) -> dict[str, Any]:
+    """OBX-6 (CWE) → unit/system/code: a UCUM code when the sender says UCUM or spells a known alias."""
+    path = opts.get("units")
+    fields = path.fields(ctx) if path is not None else []
+    if not fields:
+        return {}
+    u = fields[0]
+    code, text, system = u.component(1), u.component(2), u.component(3).upper()
+    out: dict[str, Any] = {"unit": text or code} if (text or code) else {}
+    if code and system == "UCUM":
+        out.update(system=UCUM, code=code)
+    elif code:
+        t = ctx.vocab("ucum-aliases").first(code)
+        if t:
+            out.update(system=UCUM, code=t.code)
+    return out
+
+
+def nm_quantity(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG NM[Quantity] (+ CWE[Quantity] for OBX-6)."""
+    if not f.text:
+        return None
+    value = _decimal(f.text)
+    if value is None:
+        raise MappingError("expected a number (NM)")
+    return {"value": value, **_units(ctx, opts)}
+
+
+_COMPARATORS = {"<", ">", "<=", ">="}
+
+
+def sn_value(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG SN[Quantity|Range|Ratio|string]: `<^5`, `^10^-^20`, `^1^:^128`, `^2^+`, `^7.2`.
+
+    Returns {"valueX": …} for a value[x] target.
+    """
+    comparator, n1, sep, n2 = (f.component(i).strip() for i in (1, 2, 3, 4))
+    if not (n1 or n2):
+        return None
+    units = _units(ctx, opts)
+    a, b = _decimal(n1), _decimal(n2)
+    if sep in (":", "/") and a is not None and b is not None:
+        return {"valueRatio": {"numerator": {"value": a}, "denominator": {"value": b}}}
+    if sep == "-" and a is not None and b is not None and not comparator:
+        return {"valueRange": {"low": {"value": a, **units}, "high": {"value": b, **units}}}
+    if not sep and not n2 and a is not None and comparator in _COMPARATORS | {"", "="}:
+        q: dict[str, Any] = {"value": a}
+        if comparator in _COMPARATORS:
+            q["comparator"] = comparator
+        return {"valueQuantity": {**q, **units}}
+    text = "".join(p for p in (comparator, n1, sep, n2))
+    return {"valueString": text}
+
+
+def tx_string(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
+    """ST/TX/FT → string: the whole field with its escapes undone (.br → newline), components joined by ' '."""
+    parts = [f.component(i) for i in range(1, f.components() + 1)]
+    text = " ".join(p for p in parts if p)
+    return text or None
+
+
+_RANGE = ((re.compile(r"^\s*(-?[\d.,]+)\s*-\s*(-?[\d.,]+)\s*$"), "both"),
+          (re.compile(r"^\s*<=?\s*(-?[\d.,]+)\s*$"), "high"),
+          (re.compile(r"^\s*>=?\s*(-?[\d.,]+)\s*$"), "low"))
+
+
+def st_reference_range(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """OBX-7 → referenceRange: text always; low/high when it reads `3.5-5.0`, `<5` or `>2` (IG: "if parseable")."""
+    text = f.text.strip()
+    if not text:
+        return None
+    units = _units(ctx, opts)
+    out: dict[str, Any] = {}
+    for pattern, kind in _RANGE:
+        m = pattern.match(text)
+        if not m:
+            continue
+        nums = [_decimal(g) for g in m.groups()]
+        if any(n is None for n in nums):
+            break
+        if kind == "both":
+            out["low"], out["high"] = {"value": nums[0], **units}, {"value": nums[1], **units}
+        else:
+            out[kind] = {"value": nums[0], **units}
+        break
+    out["text"] = text
+    return out
+
+
+def dtm_instant(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
+    if not f.text:
+        return None
+    value = v2_instant(f.text, ctx.tz)
+    if value is None:
+        raise MappingError("expected a date/time precise to the second (FHIR instant)")
+    return value
+
+
+def dr_start(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
+    """DR (date range) → its start as dateTime (SPM-17 collection time)."""
+    v = f.component(1)
+    return v2_datetime(v, ctx.tz) if v else None
+
+
 CONVERTERS: dict[str, Converter] = {
     c.name: c
     for c in (
@@ -217,5 +502,20 @@ CONVERTERS: dict[str, Converter] = {
         Converter("DTM.date", "date", dtm_date, "DTM[date]"),
         Converter("DTM.dateTime", "dateTime", dtm_datetime, "DTM[dateTime]"),
         Converter("ST.string", "string", st_string, "ST[string]"),
+        Converter("TX.string", "string", tx_string, "TX[string]"),
+        Converter("CWE.CodeableConcept", "CodeableConcept", cwe_codeable_concept, "CWE[CodeableConcept]",
+                  ("v2-0396.coding-system",)),
+        Converter("CWE.Coding", "Coding", cwe_coding, "CWE[Coding]", ("v2-0396.coding-system",)),
+        Converter("EI.Identifier", "Identifier", ei_identifier, "EI[Identifier]"),
+        Converter("XCN.Practitioner", "Reference", xcn_practitioner, "XCN[Practitioner]"),
+        Converter("XON.Organization", "Reference", xon_organization, "XON[Organization]"),
+        Converter("PL.Location", "Reference", pl_location, "PL[Location]"),
+        Converter("NM.Quantity", "Quantity", nm_quantity, "NM[Quantity]", ("ucum-aliases",), ("units",)),
+        Converter("SN.value", "Quantity|Range|Ratio|string", sn_value, "SN[Quantity|Range|Ratio|string]",
+                  ("ucum-aliases",), ("units",)),
+        Converter("ST.ReferenceRange", "ObservationReferenceRange", st_reference_range, "OBX-7",
+                  ("ucum-aliases",), ("units",)),
+        Converter("DTM.instant", "instant", dtm_instant, "DTM[instant]"),
+        Converter("DR.start", "dateTime", dr_start, "DR[dateTime]"),
     )
 }

@@ -1,14 +1,21 @@
 """HL7 v2 paths as the standard writes them: `PID-3`, `PID-3[2].4.1`, `PID-3[*]`, `MSH-9.2`.
 
-Compiled once at mapping load; reading one costs a few list lookups.
+Compiled once at mapping load; reading one costs a few list lookups. A path names a segment, not
+where it sits: it is read from the segment being mapped when the names match, else from the
+nearest such segment in the resource's scope (its segment group, then each enclosing group), so
+`OBR-7` read for an Observation is its own order's OBR, never the first one of the message.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from engine.hl7v2.er7 import Field, Message, Segment
+from engine.hl7v2.er7 import Field, Segment
+
+if TYPE_CHECKING:
+    from engine.mapping.context import Context
 
 __all__ = ["V2Path", "compile_path"]
 
@@ -25,24 +32,32 @@ class V2Path:
     component: int | None
     subcomponent: int | None
 
-    def segment_of(self, msg: Message, current: Segment | None) -> Segment | None:
+    def segment_of(self, ctx: Context) -> Segment | None:
+        current = ctx.segment
         if current is not None and current.name == self.segment:
             return current
-        return msg.first(self.segment)
+        msg = ctx.msg
+        tree = msg.tree
+        index = tree.nearest(self.segment, ctx.scope or tree.root)
+        return None if index is None else msg.segments[index]
 
-    def fields(self, msg: Message, current: Segment | None = None) -> list[Field]:
-        """The field repetitions this path selects (whole repetitions; components are read by `text`)."""
-        seg = self.segment_of(msg, current)
-        if seg is None:
-            return []
+    def fields_in(self, seg: Segment, ctx: Context) -> list[Field]:
+        if ctx.reads is not None:
+            ctx.reads.add((seg.sequence, self.field))
+            ctx.last_read = f"{seg.name}[{seg.sequence}]-{self.field}"
         reps = seg.repetitions(self.field)
         if self.rep is None:
             return [r for r in reps if r]
         return [reps[self.rep - 1]] if self.rep <= len(reps) and reps[self.rep - 1] else []
 
-    def text(self, msg: Message, current: Segment | None = None) -> str:
+    def fields(self, ctx: Context) -> list[Field]:
+        """The field repetitions this path selects (whole repetitions; components are read by `text`)."""
+        seg = self.segment_of(ctx)
+        return [] if seg is None else self.fields_in(seg, ctx)
+
+    def text(self, ctx: Context) -> str:
         """Unescaped text at this path (first repetition unless one is named); '' when not valued."""
-        found = self.fields(msg, current)
+        found = self.fields(ctx)
         if not found:
             return ""
         value = found[0].component(self.component or 1, self.subcomponent or 1)

@@ -1,0 +1,204 @@
+"""Segment groups (PATIENT_RESULT, ORDER_OBSERVATION, OBSERVATION …) from hl7apy's reference structures.
+
+hl7apy's own grouping drops Z-segments and lets a Z-segment in the middle split the tree, so the
+next OBX loses its OBR (see research/anchors-mapping.md §3.4). We only borrow its message
+structures: each is compiled once per (version, structure) into a small tree, and segments are
+placed greedily, the way HAPI does: a segment goes to the innermost open group that can still
+take it, else to an enclosing one. A Z-segment, or a segment the structure does not expect, stays
+in the innermost open group, so it is kept and never breaks the grouping of what follows.
+
+Groups are contiguous spans of the message's segments; looking a segment up "in scope" is a
+bisect in a per-name index, not a tree walk.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import importlib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Group", "GroupTree", "StructureNode", "build_tree", "structure"]
+
+_STRUCTURES_CSV = Path(__file__).with_name("event_structures.csv")
+_VERSIONS = ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8", "2.8.1", "2.8.2"]
+
+
+@dataclass(frozen=True, slots=True)
+class StructureNode:
+    name: str                        # segment id, or group name without the structure prefix
+    is_group: bool
+    min: int
+    max: int                         # -1: unbounded
+    children: tuple[StructureNode, ...] = ()
+    first: frozenset[str] = frozenset()   # segment ids that can open this group
+
+
+@dataclass(slots=True, eq=False)
+class Group:
+    name: str                        # "" for the message itself
+    parent: Group | None
+    start: int
+    end: int
+    segments: list[int] = field(default_factory=list)   # indexes of this group's own segments
+    children: list[Group] = field(default_factory=list)
+
+    def ancestors(self) -> list[Group]:
+        out: list[Group] = []
+        g: Group | None = self
+        while g is not None:
+            out.append(g)
+            g = g.parent
+        return out
+
+    def contains(self, index: int) -> bool:
+        return self.start <= index < self.end
+
+
+@dataclass(slots=True)
+class GroupTree:
+    structure: str                   # e.g. ORU_R01, or "" when no reference structure was found
+    root: Group
+    of_segment: list[Group]          # the group each segment belongs to
+    positions: dict[str, list[int]]  # segment id → indexes, in message order
+    by_name: dict[str, list[Group]]  # group name → instances, in message order
+    names: list[str]                 # segment ids, in message order
+
+    def first_in(self, name: str, group: Group) -> int | None:
+        """Index of the first `name` segment inside `group`'s span, or None."""
+        pos = self.positions.get(name)
+        if not pos:
+            return None
+        i = bisect.bisect_left(pos, group.start)
+        return pos[i] if i < len(pos) and pos[i] < group.end else None
+
+    def nearest(self, name: str, scope: Group) -> int | None:
+        """The `name` segment closest in scope: in `scope`, else in each enclosing group in turn."""
+        g: Group | None = scope
+        while g is not None:
+            found = self.first_in(name, g)
+            if found is not None:
+                return found
+            g = g.parent
+        return None
+
+    def own(self, name: str, group: Group) -> list[int]:
+        """Every `name` segment that belongs to `group` itself (not to its subgroups)."""
+        return [i for i in group.segments if self.names[i] == name]
+
+
+@cache
+def _event_structures() -> dict[str, str]:
+    with _STRUCTURES_CSV.open(encoding="utf-8", newline="") as fh:
+        return {row["event"]: row["structure"] for row in csv.DictReader(fh)}
+
+
+def structure_name(msh9_1: str, msh9_2: str, msh9_3: str) -> str:
+    """MSH-9.3, else the structure HL7 table 0354 gives the event (A04 → ADT_A01), else CODE_EVENT."""
+    if msh9_3:
+        return msh9_3.upper()
+    key = f"{msh9_1}_{msh9_2}".upper()
+    return _event_structures().get(key, key)
+
+
+def _compile(node: Any, prefix: str) -> StructureNode:
+    name, struct, (lo, hi), kind = node[0], node[1], node[2], node[3]
+    if kind == "SEG":
+        return StructureNode(name, False, lo, hi)
+    children = tuple(_compile(c, prefix) for c in struct[1])
+    return StructureNode(name.removeprefix(prefix), True, lo, hi, children, _first(children))
+
+
+def _first(children: tuple[StructureNode, ...]) -> frozenset[str]:
+    out: set[str] = set()
+    for c in children:
+        out |= {c.name} if not c.is_group else c.first
+        if c.min > 0:
+            break
+    return frozenset(out)
+
+
+@cache
+def structure(version: str, name: str) -> StructureNode | None:
+    """The compiled reference structure, from the message's version or the nearest one hl7apy has."""
+    order = _VERSIONS.index(version) if version in _VERSIONS else _VERSIONS.index("2.5.1")
+    candidates = [_VERSIONS[order], *reversed(_VERSIONS[:order]), *_VERSIONS[order + 1:]]
+    for v in candidates:
+        try:
+            messages = importlib.import_module(f"hl7apy.v{v.replace('.', '_')}.messages").MESSAGES
+        except ImportError:
+            continue
+        ref = messages.get(name)
+        if ref is not None:
+            children = tuple(_compile(c, name + "_") for c in ref[1])
+            return StructureNode(name, True, 1, 1, children, _first(children))
+    return None
+
+
+@dataclass(slots=True)
+class _Frame:
+    node: StructureNode
+    group: Group
+    idx: int = 0
+    count: int = 0
+
+    def find(self, seg: str) -> int | None:
+        children = self.node.children
+        for j in range(self.idx, len(children)):
+            c = children[j]
+            used = self.count if j == self.idx else 0
+            if c.max != -1 and used >= c.max:
+                continue
+            if (c.name == seg) if not c.is_group else (seg in c.first):
+                return j
+        return None
+
+
+def build_tree(names: list[str], version: str, structure_id: str) -> GroupTree:
+    """Group a message's segment ids by its reference structure; every segment is placed somewhere."""
+    root = Group("", None, 0, len(names))
+    of_segment: list[Group] = []
+    ref = structure(version, structure_id)
+    stack = [_Frame(ref, root)] if ref else []
+    by_name: dict[str, list[Group]] = {}
+    for i, seg in enumerate(names):
+        target = _place(stack, seg, i, by_name) if stack and not seg.startswith("Z") else None
+        group = target or (stack[-1].group if stack else root)
+        group.segments.append(i)
+        g: Group | None = group
+        while g is not None and g.end <= i:
+            g.end = i + 1
+            g = g.parent
+        of_segment.append(group)
+    positions: dict[str, list[int]] = {}
+    for i, seg in enumerate(names):
+        positions.setdefault(seg, []).append(i)
+    return GroupTree(structure_id if ref else "", root, of_segment, positions, by_name, names)
+
+
+def _place(stack: list[_Frame], seg: str, index: int, by_name: dict[str, list[Group]]) -> Group | None:
+    """Find the open group (innermost first) that can take `seg`, open subgroups down to it."""
+    for depth in range(len(stack) - 1, -1, -1):
+        j = stack[depth].find(seg)
+        if j is None:
+            continue
+        del stack[depth + 1:]
+        frame = stack[depth]
+        while True:
+            frame.count = frame.count + 1 if j == frame.idx else 1
+            frame.idx = j
+            child = frame.node.children[j]
+            if not child.is_group:
+                return frame.group
+            inst = Group(child.name, frame.group, index, index)
+            frame.group.children.append(inst)
+            by_name.setdefault(child.name, []).append(inst)
+            frame = _Frame(child, inst)
+            stack.append(frame)
+            found = frame.find(seg)
+            assert found is not None  # seg is in child.first
+            j = found
+    return None

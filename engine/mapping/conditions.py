@@ -1,0 +1,57 @@
+"""The condition language of `when:`: structured YAML, compiled to predicates, never eval'd.
+
+    {valued: PV1-45}            {not_valued: PV1-45}
+    {equals: {OBX-2: NM}}       {in: {OBX-2: [NM, SN]}}
+    {all: [...]}  {any: [...]}  {not: {...}}
+
+These are the IG's ANTLR conditions (VALUED, NOT VALUED, EQUALS, IN, AND, OR, NOT) with the
+paths it writes. Values compare after trimming, case-sensitively, as HL7 codes do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from engine.mapping.context import Context
+from engine.mapping.paths import V2Path, compile_path
+
+__all__ = ["Predicate", "compile_condition"]
+
+Predicate = Callable[[Context], bool]
+
+
+class ConditionError(ValueError):
+    def __init__(self, message: str, where: list[str | int]) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+def _path(text: str, where: list[str | int]) -> V2Path:
+    try:
+        return compile_path(text)
+    except ValueError as exc:
+        raise ConditionError(str(exc), where) from exc
+
+
+def compile_condition(raw: dict[str, Any], where: list[str | int]) -> Predicate:
+    """Compile one condition; raises ConditionError naming the YAML path at fault."""
+    (op, arg), = raw.items()
+    here = [*where, op]
+    if op in ("valued", "not_valued"):
+        p = _path(arg, here)
+        if op == "valued":
+            return lambda ctx: bool(p.text(ctx))
+        return lambda ctx: not p.text(ctx)
+    if op in ("equals", "in"):
+        (text, expected), = arg.items()
+        p = _path(text, [*here, text])
+        values = frozenset(v.strip() for v in ([expected] if op == "equals" else expected))
+        return lambda ctx: p.text(ctx).strip() in values
+    if op == "not":
+        inner = compile_condition(arg, here)
+        return lambda ctx: not inner(ctx)
+    parts = [compile_condition(c, [*here, i]) for i, c in enumerate(arg)]
+    if op == "all":
+        return lambda ctx: all(p(ctx) for p in parts)
+    return lambda ctx: any(p(ctx) for p in parts)
