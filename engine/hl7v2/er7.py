@@ -112,7 +112,7 @@ class Field:
             comp = subs[s - 1] if s <= len(subs) else ""
         elif s > 1:
             return ""
-        return self._enc.unescape(comp)
+        return self._enc.unescape(comp.rstrip(" "))  # legacy senders pad to fixed widths
 
     def components(self) -> int:
         if self._parts is None:

@@ -43,6 +43,7 @@ class Group:
     parent: Group | None
     start: int
     end: int
+    repeats: bool = False            # the structure allows several: each occurrence is its own world
     segments: list[int] = field(default_factory=list)   # indexes of this group's own segments
     children: list[Group] = field(default_factory=list)
 
@@ -193,7 +194,7 @@ def _place(stack: list[_Frame], seg: str, index: int, by_name: dict[str, list[Gr
             child = frame.node.children[j]
             if not child.is_group:
                 return frame.group
-            inst = Group(child.name, frame.group, index, index)
+            inst = Group(child.name, frame.group, index, index, child.max != 1)
             frame.group.children.append(inst)
             by_name.setdefault(child.name, []).append(inst)
             frame = _Frame(child, inst)

@@ -79,14 +79,16 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
             if res.when is not None and not res.when(ctx):
                 continue
             rid, key = _resource_id(res, ctx, ordinal)
-            if rid in seen:  # two occurrences with one business key: keep both, tell the operator
+            repeat = rid in seen
+            if repeat and not res.merge_duplicates:  # one business key twice: keep both, tell the operator
                 ctx.warn("DUPLICATE_BUSINESS_KEY", res.name, res.for_each or res.segment or "",
                          f"occurrence {ordinal} has the key of an earlier one")
                 rid = resource_id(ctx.namespace, res.type, *key, f"occurrence-{ordinal}")
             seen.add(rid)
             inst = Instance(res.name, rid, scope, anchor, key)
             ctx.instances.setdefault(res.name, []).append(inst)
-            made.append((res, inst))
+            if not repeat or not res.merge_duplicates:  # a merged repeat is referenced, not written twice
+                made.append((res, inst))
     entries: list[dict[str, Any]] = []
     for res, inst in made:
         body: dict[str, Any] = {"resourceType": res.type}

@@ -57,6 +57,7 @@ class CompiledResource:
     id_fallback: str
     request: str
     rules: tuple[CompiledRule, ...]
+    merge_duplicates: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,15 @@ def _write(resource: dict[str, Any], t: _Target, values: list[Any], also: dict[s
     for step in steps[:-1]:
         node = node.setdefault(step, {})
     return _write_leaf(node, steps[-1:], values, t)
+
+
+def _has(resource: dict[str, Any], steps: tuple[str, ...]) -> bool:
+    node: Any = resource
+    for step in steps:
+        if not isinstance(node, dict) or step not in node:
+            return False
+        node = node[step]
+    return True
 
 
 def _write_leaf(node: dict[str, Any], steps: tuple[str, ...], values: list[Any], t: _Target) -> bool:
@@ -238,6 +248,8 @@ class _Compiler:
             self.err(f"{rtype}.{target.leaf.path} takes one of {', '.join(target.leaf.enum)}", [*where, "default"])
             return None
         join = (raw.get("options") or {}).get("join")
+        required = bool(raw.get("required"))
+        if_absent = bool(raw.get("if_absent"))
         each = bool(raw.get("each_segment"))
         paths = self.sources(raw, where) or []
         seg_name = paths[0].segment if paths else None
@@ -262,10 +274,17 @@ class _Compiler:
         def apply(ctx: Context, resource: dict[str, Any]) -> None:
             if when is not None and not when(ctx):
                 return
+            if if_absent and _has(resource, target.steps):
+                return
             values = run(ctx)
             if not values and default is not None:
                 values = [default]
+                if paths:
+                    ctx.warn("DEFAULT_USED", label, "|".join(p.spec for p in paths), "source not valued or not mapped")
             if not values:
+                if required:
+                    raise MappingError(f"required: {' or '.join(p.spec for p in paths) or target.text} not valued",
+                                       rule=label, field=paths[0].spec if paths else None)
                 return
             if join is not None and len(values) > 1 and not target.leaf.is_list and target.new_element_at is None:
                 values = [join.join(str(v) for v in values)]
@@ -505,7 +524,8 @@ class _Compiler:
             return None
         for_each = raw.get("for_each")
         return CompiledResource(raw["name"], rtype, raw.get("segment"), for_each, when, tuple(key),
-                                raw.get("id_fallback", "error"), raw["request"], tuple(r for r in rules if r))
+                                raw.get("id_fallback", "error"), raw["request"], tuple(r for r in rules if r),
+                                raw.get("duplicates", "keep") == "merge")
 
     def include(self, name: str, rtype: str, names: set[str], where: list[str | int]) -> list[CompiledRule | None]:
         """A segment map's rules, compiled for this resource; its errors point into its own file."""
@@ -513,7 +533,11 @@ class _Compiler:
         if not file.exists():
             self.err(f"no segment map '{name}' ({file} not found)", where)
             return [None]
-        doc = load_yaml(file, display=_display(file))
+        try:
+            doc = load_yaml(file, display=_display(file))
+        except ConfigError as exc:
+            self.errors.append(exc)
+            return [None]
         schema = Draft202012Validator({"$ref": "#/$defs/segment_map", "$defs": self.schema.schema["$defs"]})
         errors = validate(doc, schema)
         if errors:

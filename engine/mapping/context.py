@@ -58,17 +58,22 @@ class Context:
         self.warnings.append(item)
 
     def refs(self, name: str) -> list[Instance]:
-        """Instances of resource `name` nearest in scope: in this scope, else in each enclosing group."""
+        """Instances of resource `name` this scope can see.
+
+        Those made inside the scope (a report's observations), else those reachable without
+        entering another occurrence of a repeating group: an Observation sees its message's
+        Patient, but never the Specimen of the next ORDER_OBSERVATION.
+        """
         found = self.instances.get(name)
         if not found:
             return []
-        g = self.scope
-        while g is not None:
-            inside = [i for i in found if i.anchor is not None and g.contains(i.anchor)]
-            if inside:
-                return inside
-            g = g.parent
-        return [i for i in found if i.anchor is None] or found[:1]
+        tree = self.msg.tree
+        scope = self.scope or tree.root
+        inside = [i for i in found if i.anchor is not None and scope.contains(i.anchor)]
+        if inside:
+            return inside
+        visible = [i for i in found if i.anchor is not None and _reachable(tree.of_segment[i.anchor], scope)]
+        return visible or [i for i in found if i.anchor is None]
 
     def emit(self, rtype: str, key: list[str], body: dict[str, Any], identifier: str | None) -> dict[str, str]:
         """Add a shared resource (a Practitioner from an XCN …) once; return a reference to it.
@@ -88,3 +93,13 @@ class Context:
                 request = {"method": "PUT", "url": f"{rtype}/{rid}"}
             self.emitted[url] = {"fullUrl": url, "resource": resource, "request": request}
         return {"reference": url}
+
+
+def _reachable(target: Group, scope: Group) -> bool:
+    """True when the way from `scope`'s nearest common ancestor down to `target` crosses no repeating group."""
+    g: Group | None = target
+    while g is not None and not g.contains(scope.start):
+        if g.repeats:
+            return False
+        g = g.parent
+    return True

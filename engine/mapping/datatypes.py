@@ -263,6 +263,12 @@ def cwe_codeable_concept(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[s
     return out or None
 
 
+def st_codeable_concept(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """A free-text coded element (ST where FHIR wants a CodeableConcept): text only, never a made-up code."""
+    text = tx_string(f, ctx, opts)
+    return {"text": text} if text else None
+
+
 def cwe_coding(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
     return _triplet(f, ctx, 1, 2, 3, 7)
 
@@ -368,9 +374,9 @@ def pl_location(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] 
     if not any(parts):
         return None
     facility = f.component(4, 1) or ctx.msg.sending_facility or "unknown"
-    code = "bd" if parts[2] else "ro" if parts[1] else "wa"
-    body: dict[str, Any] = {"name": " ".join(p for p in parts if p), "mode": "instance",
-                            "physicalType": {"coding": [{"system": _PHYSICAL, "code": code}]}}
+    body: dict[str, Any] = {"name": " ".join(p for p in parts if p), "mode": "instance"}
+    if parts[1] or parts[2]:  # IG: PL.2 room (ro), PL.3 bed (bd); a point of care alone has no physical type
+        body["physicalType"] = {"coding": [{"system": _PHYSICAL, "code": "bd" if parts[2] else "ro"}]}
     if f.component(9):
         body["description"] = f.component(9)
     return ctx.emit("Location", ["pl", facility, *parts], body, None)
@@ -480,8 +486,8 @@ def dtm_instant(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     if not f.text:
         return None
     value = v2_instant(f.text, ctx.tz)
-    if value is None:
-        raise MappingError("expected a date/time precise to the second (FHIR instant)")
+    if value is None:  # FHIR instant needs seconds; a v2 time to the minute is still a valid v2 time
+        ctx.warn("INSTANT_IMPRECISE", "DTM.instant", "", "a FHIR instant needs seconds; value not written")
     return value
 
 
@@ -505,6 +511,7 @@ CONVERTERS: dict[str, Converter] = {
         Converter("TX.string", "string", tx_string, "TX[string]"),
         Converter("CWE.CodeableConcept", "CodeableConcept", cwe_codeable_concept, "CWE[CodeableConcept]",
                   ("v2-0396.coding-system",)),
+        Converter("ST.CodeableConcept", "CodeableConcept", st_codeable_concept, "ST[CodeableConcept.text]"),
         Converter("CWE.Coding", "Coding", cwe_coding, "CWE[Coding]", ("v2-0396.coding-system",)),
         Converter("EI.Identifier", "Identifier", ei_identifier, "EI[Identifier]"),
         Converter("XCN.Practitioner", "Reference", xcn_practitioner, "XCN[Practitioner]"),

@@ -11,7 +11,7 @@ import pytest
 from tests.channels.test_mllp import configure
 from tests.support import adt, engine, make_project, mllp_read, msa, port_of, wait_lines
 
-BAD_DATE = (b"|19241010|M|", b"|19241310|M|")  # PID-7 impossible: the adt_a01 mapping fails on it
+BAD_DATE = (b"|19241010|M|", b"|19241310|M|")  # PID-7 impossible: the adt mapping fails on it
 
 
 def asking(control_id: str, accept: str, application: str, bad: bool = False) -> bytes:

@@ -30,7 +30,7 @@ input:
     host: 127.0.0.1
     prot: 2575
 pipeline:
-  mapping: adt_a01
+  mapping: adt
   mapingg: nope
 output:
   - archive-ndjson
@@ -64,7 +64,7 @@ class TestLoadConfig:
         """${VAR} is replaced from the environment; an unset one without default is an error at its line."""
         project = make_project(tmp_path)
         text = ("input:\n  mllp:\n    port: 2575\n    host: ${MLLP_HOST}\n"
-                "pipeline:\n  mapping: adt_a01\noutput: [archive-ndjson]\n")
+                "pipeline:\n  mapping: adt\noutput: [archive-ndjson]\n")
         _write_channel(project, text)
         assert load_config(project / "config", env={"MLLP_HOST": "0.0.0.0"}).channels[0].input["host"] == "0.0.0.0"
         with pytest.raises(ConfigErrors) as info:
@@ -75,7 +75,7 @@ class TestLoadConfig:
     def test_wiring_errors(self, tmp_path: Path) -> None:
         """An unknown destination or mapping is reported at the line that names it."""
         project = make_project(tmp_path)
-        text = (project / CHANNEL).read_text().replace("archive-ndjson", "nowhere").replace("adt_a01", "oru_r99")
+        text = (project / CHANNEL).read_text().replace("archive-ndjson", "nowhere").replace("adt", "oru_r99")
         _write_channel(project, text)
         with pytest.raises(ConfigErrors) as info:
             load_config(project / "config", env={})
@@ -131,12 +131,12 @@ class TestCheckCommand:
     def test_mapping_error_has_file_and_line(self, tmp_path: Path) -> None:
         """A wrong FHIR target path in a mapping is a file:line error at `wasla check`."""
         project = make_project(tmp_path)
-        mapping = project / "mappings" / "adt_a01" / "mapping.yaml"
+        mapping = project / "mappings" / "adt" / "mapping.yaml"
         mapping.write_text(mapping.read_text().replace("to: birthDate,", "to: birthdate,"))
         result = _check(project)
         assert result.returncode == 2
         line, col = next((i, t.index("birthdate") + 1)
                          for i, t in enumerate(mapping.read_text().splitlines(), 1) if "birthdate" in t)
         assert result.stderr.strip() == (
-            f"mappings/adt_a01/mapping.yaml:{line}:{col}: resources[0].rules[2].to: "
+            f"mappings/adt/mapping.yaml:{line}:{col}: resources[0].rules[2].to: "
             "Patient has no element 'birthdate' (FHIR R4 Patient)")

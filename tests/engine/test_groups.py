@@ -1,0 +1,64 @@
+"""Segment grouping by the message's reference structure (engine/hl7v2/groups.py)."""
+
+from __future__ import annotations
+
+from engine.hl7v2 import parse
+from engine.hl7v2.groups import structure_name
+
+
+def _msg(*segments: str, msh9: str = "ORU^R01^ORU_R01", version: str = "2.5.1") -> str:
+    return "\r".join([f"MSH|^~\\&|LIS|LAB|||20261120||{msh9}|1|P|{version}", *segments])
+
+
+def _groups(text: str, name: str) -> list[list[str]]:
+    msg = parse(text)
+    tree = msg.tree
+    return [[tree.names[i] for i in range(g.start, g.end)] for g in tree.by_name.get(name, [])]
+
+
+def test_each_obx_stays_with_its_obr_across_a_z_segment() -> None:
+    text = _msg("PID|1||1", "OBR|1||A|X", "OBX|1|NM|a||1", "ZLB|1|x", "OBX|2|NM|b||2", "NTE|1||n",
+                "OBR|2||B|Y", "OBX|1|NM|c||3")
+    assert _groups(text, "ORDER_OBSERVATION") == [["OBR", "OBX", "ZLB", "OBX", "NTE"], ["OBR", "OBX"]]
+    assert _groups(text, "OBSERVATION") == [["OBX", "ZLB"], ["OBX", "NTE"], ["OBX"]]
+
+
+def test_z_segment_is_kept_in_the_innermost_group() -> None:
+    msg = parse(_msg("PID|1||1", "ZPI|1|x", "OBR|1||A|X", "OBX|1|NM|a||1"))
+    tree = msg.tree
+    z = tree.names.index("ZPI")
+    assert tree.of_segment[z].name == "PATIENT"
+    assert sum(len(g.segments) for g in _all(tree.root)) == len(msg.segments)
+
+
+def test_unexpected_segment_is_kept_not_dropped() -> None:
+    msg = parse(_msg("PID|1||1", "OBR|1||A|X", "OBX|1|NM|a||1", "AL1|1|DA|x"))
+    tree = msg.tree
+    assert tree.of_segment[tree.names.index("AL1")].name == "OBSERVATION"
+
+
+def test_nearest_reads_own_group_then_enclosing() -> None:
+    msg = parse(_msg("PID|1||1", "OBR|1||A|X", "OBX|1|NM|a||1", "OBR|2||B|Y", "OBX|1|NM|b||2"))
+    tree = msg.tree
+    second_obs = tree.by_name["OBSERVATION"][1]
+    assert msg.segments[tree.nearest("OBR", second_obs)].field(3).text == "B"  # type: ignore[index]
+    assert tree.nearest("PID", second_obs) == 1
+
+
+def test_event_structure_from_table_0354_when_msh_9_3_is_absent() -> None:
+    assert structure_name("ADT", "A04", "") == "ADT_A01"
+    assert structure_name("ADT", "A40", "") == "ADT_A39"
+    assert structure_name("ADT", "A04", "ADT_A01") == "ADT_A01"
+    msg = parse(_msg("EVN|A04", "PID|1||1", "PV1|1|O", msh9="ADT^A04", version="2.3"))
+    assert msg.tree.structure == "ADT_A01"
+
+
+def test_unknown_structure_groups_flat_and_keeps_everything() -> None:
+    msg = parse(_msg("PID|1||1", "ZZZ|1", msh9="XYZ^Q99"))
+    assert msg.tree.structure == "" and msg.tree.root.segments == [0, 1, 2]
+
+
+def _all(g):  # type: ignore[no-untyped-def]
+    yield g
+    for c in g.children:
+        yield from _all(c)
