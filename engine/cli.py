@@ -162,4 +162,4 @@ def _mapping_for(config: Config, converter: Any, message_type: str, file: Path) 
         spec = converter.spec(path.parent.name)
         if message_type in spec.accepts:
             return spec.name
-    raise WaslaError(f"{file}: no mapping accepts {message_type or 'this message type'} (use --mapping)")
+    raise WaslaError(f"{file}: unsupported message type {message_type or '(none)'}: no mapping accepts it")

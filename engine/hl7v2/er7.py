@@ -88,31 +88,42 @@ class Encoding:
 
 
 class Field:
-    """One repetition of a field: components of subcomponents, split on demand."""
+    """One repetition of a field: components of subcomponents, split on demand, read once."""
 
-    __slots__ = ("_enc", "_parts", "raw")
+    __slots__ = ("_enc", "_memo", "_parts", "raw")
 
     def __init__(self, raw: str, enc: Encoding) -> None:
         self.raw = raw
         self._enc = enc
         self._parts: list[str] | None = None
+        self._memo: dict[tuple[int, int], str] | None = None
 
     def __bool__(self) -> bool:
         return self.raw != "" and self.raw != '""'
 
     def component(self, c: int = 1, s: int = 1) -> str:
         """Unescaped text of component `c`, subcomponent `s` (1-based); '' when absent."""
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        else:
+            hit = memo.get((c, s))
+            if hit is not None:
+                return hit
         if self._parts is None:
             self._parts = self.raw.split(self._enc.component)
         if c > len(self._parts):
-            return ""
-        comp = self._parts[c - 1]
-        if self._enc.subcomponent in comp:
-            subs = comp.split(self._enc.subcomponent)
-            comp = subs[s - 1] if s <= len(subs) else ""
-        elif s > 1:
-            return ""
-        return self._enc.unescape(comp.rstrip(" "))  # legacy senders pad to fixed widths
+            value = ""
+        else:
+            comp = self._parts[c - 1]
+            if self._enc.subcomponent in comp:
+                subs = comp.split(self._enc.subcomponent)
+                comp = subs[s - 1] if s <= len(subs) else ""
+            elif s > 1:
+                comp = ""
+            value = self._enc.unescape(comp.rstrip(" "))  # legacy senders pad to fixed widths
+        memo[(c, s)] = value
+        return value
 
     def components(self) -> int:
         if self._parts is None:
@@ -125,7 +136,7 @@ class Field:
 
 
 class Segment:
-    __slots__ = ("_enc", "_fields", "name", "raw", "sequence")
+    __slots__ = ("_enc", "_fields", "_reps", "name", "raw", "sequence")
 
     def __init__(self, raw: str, enc: Encoding, sequence: int) -> None:
         self.raw = raw
@@ -133,6 +144,7 @@ class Segment:
         self.sequence = sequence
         self._enc = enc
         self._fields: list[str] | None = None
+        self._reps: dict[int, list[Field]] = {}
 
     def _split(self) -> list[str]:
         if self._fields is None:
@@ -147,12 +159,19 @@ class Segment:
         return parts[n] if n < len(parts) else ""
 
     def repetitions(self, n: int) -> list[Field]:
+        """The repetitions of field `n`, split once per segment (mappings read PID-3 for every key)."""
+        reps = self._reps.get(n)
+        if reps is not None:
+            return reps
         raw = self.field_raw(n)
         if raw == "":
-            return []
-        if self.name == "MSH" and n in (1, 2):
-            return [Field(raw, _LITERAL)]
-        return [Field(r, self._enc) for r in raw.split(self._enc.repetition)]
+            reps = []
+        elif self.name == "MSH" and n in (1, 2):
+            reps = [Field(raw, _LITERAL)]
+        else:
+            reps = [Field(r, self._enc) for r in raw.split(self._enc.repetition)]
+        self._reps[n] = reps
+        return reps
 
     def field(self, n: int, rep: int = 1) -> Field:
         reps = self.repetitions(n)

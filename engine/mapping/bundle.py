@@ -63,8 +63,8 @@ def _resource_id(res: CompiledResource, ctx: Context, ordinal: int) -> tuple[str
 def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
     msg = ctx.msg
     if msg.message_type not in spec.accepts:
-        raise MappingError(f"mapping {spec.name} accepts {', '.join(spec.accepts)}, not {msg.message_type}",
-                           field="MSH-9")
+        raise MappingError(f"unsupported message type {msg.message_type or '(none)'}: mapping {spec.name} accepts "
+                           f"{', '.join(spec.accepts)}", field="MSH-9")
     sender = _sender(msg)
     control_id = msg.control_id
     meta = {"source": f"{ctx.base}/hl7v2/{slug(sender)}#{control_id}",

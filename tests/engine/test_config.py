@@ -96,7 +96,7 @@ class TestCheckCommand:
         """`wasla check` on the shipped configuration says ok and exits 0."""
         result = _check(make_project(tmp_path))
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "ok: 1 channel(s), 1 destination(s), 1 mapping(s)"
+        assert result.stdout.strip() == "ok: 1 channel(s), 1 destination(s), 3 mapping(s)"
 
     def test_check_broken(self, tmp_path: Path) -> None:
         """A broken channel YAML: every problem as file:line, exit 2, no traceback."""
@@ -132,11 +132,23 @@ class TestCheckCommand:
         """A wrong FHIR target path in a mapping is a file:line error at `wasla check`."""
         project = make_project(tmp_path)
         mapping = project / "mappings" / "adt" / "mapping.yaml"
-        mapping.write_text(mapping.read_text().replace("to: birthDate,", "to: birthdate,"))
+        mapping.write_text(mapping.read_text().replace("to: patient, ref: patient}", "to: patinet, ref: patient}", 1))
+        result = _check(project)
+        assert result.returncode == 2
+        line, col = next((i, t.index("patinet") + 1)
+                         for i, t in enumerate(mapping.read_text().splitlines(), 1) if "patinet" in t)
+        assert result.stderr.strip() == (
+            f"mappings/adt/mapping.yaml:{line}:{col}: resources[3].rules[0].to: "
+            "RelatedPerson has no element 'patinet' (FHIR R4 RelatedPerson)")
+
+    def test_segment_map_error_points_into_the_segment_map(self, tmp_path: Path) -> None:
+        """A wrong path in an included segment map is reported at that file's line, once per use."""
+        project = make_project(tmp_path)
+        seg = project / "mappings" / "segments" / "pid_patient.yaml"
+        seg.write_text(seg.read_text().replace("to: birthDate,", "to: birthdate,"))
         result = _check(project)
         assert result.returncode == 2
         line, col = next((i, t.index("birthdate") + 1)
-                         for i, t in enumerate(mapping.read_text().splitlines(), 1) if "birthdate" in t)
-        assert result.stderr.strip() == (
-            f"mappings/adt/mapping.yaml:{line}:{col}: resources[0].rules[2].to: "
-            "Patient has no element 'birthdate' (FHIR R4 Patient)")
+                         for i, t in enumerate(seg.read_text().splitlines(), 1) if "birthdate" in t)
+        assert (f"mappings/segments/pid_patient.yaml:{line}:{col}: rules[2].to: "
+                "Patient has no element 'birthdate' (FHIR R4 Patient)") in result.stderr

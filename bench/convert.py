@@ -1,0 +1,67 @@
+"""Conversion speed on one core: parse + map + serialize (the transform stage without the journal).
+
+    .venv/bin/python bench/convert.py [--seconds 3]
+
+Messages: ADT^A01 (the corpus ADT01-23 fixture: PID, NK1, PV1, DG1, 3 IN1; 1.3 KB) and an
+ORU^R01 with 10 OBX in one ORDER_OBSERVATION (built from the Moroccan ORU fixture). Each is
+decoded from bytes, parsed and converted from scratch every time, as the transform does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.hl7v2 import decode, parse
+from engine.mapping import Converter
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def oru_10_obx() -> bytes:
+    lines = (ROOT / "mappings/oru_r01/fixtures/ma-labo-3-groupes.hl7").read_bytes().split(b"\r")
+    head = [ln for ln in lines if ln[:3] in (b"MSH", b"PID", b"PV1")]
+    orc = next(ln for ln in lines if ln.startswith(b"ORC"))
+    obr = next(ln for ln in lines if ln.startswith(b"OBR"))
+    obx = [ln for ln in lines if ln.startswith(b"OBX|") and b"|NM|" in ln]
+    body = []
+    for i in range(10):
+        src = obx[i % len(obx)].split(b"|")
+        src[1] = str(i + 1).encode()
+        src[3] = f"{1000 + i}-{i % 10}^Analyte {i}^LN".encode()
+        body.append(b"|".join(src))
+    return b"\r".join([*head, orc, obr, *body]) + b"\r"
+
+
+def run(converter: Converter, mapping: str, raw: bytes, seconds: float) -> tuple[int, float]:
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        converter.convert(mapping, parse(decode(raw)), NOW)
+        n += 1
+    return n, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args()
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    conv = Converter(ROOT / "mappings", ROOT / "config/schema", ROOT / "nomenclatures/hl7v2-fhir",
+                     base="https://fhir.wasla.ma", timezone="Africa/Casablanca")
+    cases = [("ADT^A01", "adt", (ROOT / "mappings/adt/fixtures/ADT01-23.hl7").read_bytes(), 5000),
+             ("ORU^R01 (10 OBX)", "oru_r01", oru_10_obx(), 1500)]
+    print("| message | bytes | resources | msg/s | µs/msg | target msg/s |\n|---|---:|---:|---:|---:|---:|")
+    for label, mapping, raw, target in cases:
+        result = conv.convert(mapping, parse(decode(raw)), NOW)
+        resources = result.bundle.count(b'"fullUrl"')
+        run(conv, mapping, raw, 0.5)  # warm-up
+        n, elapsed = run(conv, mapping, raw, args.seconds)
+        print(f"| {label} | {len(raw)} | {resources} | {n / elapsed:,.0f} | {elapsed / n * 1e6:,.0f} | {target:,} |")
+
+
+if __name__ == "__main__":
+    main()

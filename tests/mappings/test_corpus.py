@@ -1,0 +1,54 @@
+"""The public corpus (139 messages written by others): every covered type converts and validates;
+every other type is refused in one line, never with a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from engine.errors import MappingError
+from engine.hl7v2 import decode, parse
+from engine.mapping import Converter
+from tests.mappings.conftest import NOW
+from tests.support import CORPUS, ROOT, TOOLS, WASLA
+
+pytestmark = pytest.mark.skipif(not CORPUS.exists(), reason="../shared/corpus is absent")
+MAPPINGS = ["adt", "oru_r01", "orders"]
+
+
+def _mapping(converter: Converter, message_type: str) -> str | None:
+    return next((n for n in MAPPINGS if message_type in converter.spec(n).accepts), None)
+
+
+def test_every_covered_message_converts_and_validates(converter: Converter, tmp_path: Path) -> None:
+    tally: Counter[str] = Counter()
+    for path in sorted(CORPUS.glob("*.hl7")):
+        msg = parse(decode(path.read_bytes()))
+        name = _mapping(converter, msg.message_type)
+        if name is None:
+            with pytest.raises(MappingError, match="^at MSH-9: unsupported message type"):
+                converter.convert("adt", msg, NOW)
+            tally["unsupported"] += 1
+            continue
+        (tmp_path / f"{path.stem}.json").write_bytes(converter.convert(name, msg, NOW).bundle)
+        tally[name] += 1
+    assert tally["adt"] >= 30 and tally["oru_r01"] >= 4 and tally["orders"] >= 10, tally
+    if (TOOLS / "fhir-validate").exists():
+        check = subprocess.run([str(TOOLS / "fhir-validate"), "-q", str(tmp_path)], capture_output=True, text=True,
+                               timeout=600)
+        converted = sum(v for k, v in tally.items() if k != "unsupported")
+        assert f"{converted} valid, 0 invalid" in check.stdout, check.stdout[-3000:]
+
+
+@pytest.mark.parametrize("name", ["SIU-S12-01.hl7", "MDM-T02-01.hl7"])
+def test_cli_refuses_an_uncovered_type_in_one_line(name: str) -> None:
+    path = CORPUS / name
+    if not path.exists():
+        pytest.skip(f"{name} not in this corpus")
+    result = subprocess.run([WASLA, "convert", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unsupported message type" in lines[0] and "Traceback" not in result.stderr
