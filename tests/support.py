@@ -132,7 +132,8 @@ def out_lines(project: Path, destination: str = "archive-ndjson") -> list[bytes]
     folder = project / "var" / "out" / destination
     lines: list[bytes] = []
     for f in sorted(folder.glob("*.ndjson")):
-        lines += [ln for ln in f.read_bytes().split(b"\n") if ln]
+        complete = f.read_bytes().split(b"\n")[:-1]  # the text after the last newline is still being written
+        lines += [ln for ln in complete if ln]
     return lines
 
 
