@@ -97,10 +97,9 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
         body["meta"] = meta
         ctx.scope = inst.scope
         ctx.segment = msg.segments[inst.anchor] if inst.anchor is not None else None
-        ctx.current = f"urn:uuid:{inst.rid}"
         for rule in res.rules:
             rule.apply(ctx, body)
-        entries.append({"fullUrl": ctx.current, "resource": body, "request": _request(res, inst, body)})
+        entries.append({"fullUrl": f"urn:uuid:{inst.rid}", "resource": body, "request": _request(res, inst, body)})
     ctx.scope = ctx.segment = None
     entries.extend(ctx.emitted.values())
     if spec.provenance:

@@ -248,7 +248,6 @@ class _Compiler:
             self.err(f"{rtype}.{target.leaf.path} takes one of {', '.join(target.leaf.enum)}", [*where, "default"])
             return None
         join = (raw.get("options") or {}).get("join")
-        required = bool(raw.get("required"))
         if_absent = bool(raw.get("if_absent"))
         each = bool(raw.get("each_segment"))
         paths = self.sources(raw, where) or []
@@ -282,15 +281,9 @@ class _Compiler:
                 if paths:
                     ctx.warn("DEFAULT_USED", label, "|".join(p.spec for p in paths), "source not valued or not mapped")
             if not values:
-                if required:
-                    raise MappingError(f"required: {' or '.join(p.spec for p in paths) or target.text} not valued",
-                                       rule=label, field=paths[0].spec if paths else None)
                 return
             if join is not None and len(values) > 1 and not target.leaf.is_list and target.new_element_at is None:
                 values = [join.join(str(v) for v in values)]
-            if ctx.lineage is not None:
-                ctx.lineage.append({"resource": ctx.current, "element": target.text, "from": ctx.last_read,
-                                    "rule": label})
             if not _write(resource, target, values, also):
                 ctx.warn("REPETITIONS_NOT_MAPPED", label, paths[0].spec if paths else target.text,
                          f"{rtype}.{target.leaf.path} holds one value; {len(values) - 1} more dropped")

@@ -1,5 +1,5 @@
 """What a conversion may read besides the message: settings, clock, vocabularies, its scope, and where
-warnings, side resources and (with --explain) lineage go."""
+warnings and side resources go."""
 
 from __future__ import annotations
 
@@ -45,10 +45,6 @@ class Context:
     instances: dict[str, list[Instance]] = field(default_factory=dict)
     emitted: dict[str, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
-    reads: set[tuple[int, int]] | None = None      # (segment sequence, field) read, with --explain
-    lineage: list[dict[str, str]] | None = None     # FHIR element ← v2 field, with --explain
-    last_read: str = ""
-    current: str = ""                               # fullUrl of the resource being built
 
     def warn(self, code: str, rule: str, field_path: str, detail: str = "") -> None:
         """Record what the mapping could not honour. Field paths and codes only: no values, no PHI."""

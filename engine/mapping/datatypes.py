@@ -108,15 +108,18 @@ def hd_system(hd_ns: str, hd_uid: str, hd_type: str) -> str | None:
     return None
 
 
+def assigner_system(f: Field, comp: int, ctx: Context, kind: str) -> str:
+    """The system of an identifier whose assigner is the HD in component `comp` (XCN.9, XON.6)."""
+    return hd_system(f.component(comp, 1), f.component(comp, 2), f.component(comp, 3)) or \
+        f"{ctx.base}/sid/{slug(f.component(comp, 1) or ctx.msg.sending_facility or 'unknown')}/{kind}"
+
+
 def identifier_system(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     """CX.4 (HD) → a system URI: ISO OIDs and URIs as sent, otherwise under the installation's base."""
-    hd_ns, hd_uid, hd_type = f.component(4, 1), f.component(4, 2), f.component(4, 3).upper()
-    if hd_uid and hd_type == "ISO":
-        return f"urn:oid:{hd_uid}"
-    if hd_uid and hd_type in ("UUID", "GUID"):
-        return f"urn:uuid:{hd_uid.lower()}"
-    if hd_uid and hd_type == "URI":
-        return hd_uid
+    hd_ns, hd_uid = f.component(4, 1), f.component(4, 2)
+    system = hd_system(hd_ns, hd_uid, f.component(4, 3))
+    if system:
+        return system
     authority = hd_ns or hd_uid or ctx.msg.sending_facility
     if not authority:
         return None
@@ -147,24 +150,28 @@ def _code(ctx: Context, vocab: str, code: str, system: str | None = None) -> str
     return t.code if t else None
 
 
-def xpn_human_name(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+def _human_name(f: Field, first: int, degree: int | None) -> dict[str, Any]:
+    """XPN (family at 1) and XCN (family at 2) share one layout: family, given ×2, suffix, prefix, degree."""
     out: dict[str, Any] = {}
-    use = _code(ctx, "v2-0200.name-use", f.component(7))
-    if use:
-        out["use"] = use
-    if f.component(1):
-        out["family"] = f.component(1)
-    given = [g for g in (f.component(2), f.component(3)) if g]
+    if f.component(first):
+        out["family"] = f.component(first)
+    given = [g for g in (f.component(first + 1), f.component(first + 2)) if g]
     if given:
         out["given"] = given
-    if f.component(5):
-        out["prefix"] = [f.component(5)]
-    suffix = [s for s in (f.component(4), f.component(6)) if s]
+    if f.component(first + 4):
+        out["prefix"] = [f.component(first + 4)]
+    suffix = [s for s in (f.component(first + 3), f.component(degree) if degree else "") if s]
     if suffix:
         out["suffix"] = suffix
-    if not (out.keys() - {"use"}):
-        return None
     return out
+
+
+def xpn_human_name(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    name = _human_name(f, 1, 6)
+    if not name:
+        return None
+    use = _code(ctx, "v2-0200.name-use", f.component(7))
+    return {"use": use, **name} if use else name
 
 
 def xad_address(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
@@ -296,20 +303,6 @@ def ei_identifier(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def _xcn_name(f: Field) -> dict[str, Any] | None:
-    name: dict[str, Any] = {}
-    if f.component(2):
-        name["family"] = f.component(2)
-    given = [g for g in (f.component(3), f.component(4)) if g]
-    if given:
-        name["given"] = given
-    if f.component(6):
-        name["prefix"] = [f.component(6)]
-    if f.component(5):
-        name["suffix"] = [f.component(5)]
-    return name or None
-
-
 def xcn_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
     """IG XCN[Practitioner]: a Practitioner (conditional create on XCN.1 + XCN.9) and a reference to it.
 
@@ -317,14 +310,13 @@ def xcn_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
     or the name within the sender when the sender gives no identifier.
     """
     ident = f.component(1)
-    name = _xcn_name(f)
+    name = _human_name(f, 2, None) or None
     if not ident and not name:
         return None
     body: dict[str, Any] = {}
     identifier = None
     if ident:
-        system = hd_system(f.component(9, 1), f.component(9, 2), f.component(9, 3)) or \
-            f"{ctx.base}/sid/{slug(f.component(9, 1) or ctx.msg.sending_facility or 'unknown')}/practitioner"
+        system = assigner_system(f, 9, ctx, "practitioner")
         entry: dict[str, Any] = {}
         if f.component(13):
             entry["type"] = {"coding": [{"system": V2_0203, "code": f.component(13)}]}
@@ -348,8 +340,7 @@ def xon_organization(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
     body: dict[str, Any] = {}
     identifier = None
     if ident:
-        system = hd_system(f.component(6, 1), f.component(6, 2), f.component(6, 3)) or \
-            f"{ctx.base}/sid/{slug(f.component(6, 1) or ctx.msg.sending_facility or 'unknown')}/organization"
+        system = assigner_system(f, 6, ctx, "organization")
         body["identifier"] = [{"system": system, "value": ident}]
         identifier = f"{system}|{ident}"
         key = [identifier]

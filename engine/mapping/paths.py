@@ -42,9 +42,6 @@ class V2Path:
         return None if index is None else msg.segments[index]
 
     def fields_in(self, seg: Segment, ctx: Context) -> list[Field]:
-        if ctx.reads is not None:
-            ctx.reads.add((seg.sequence, self.field))
-            ctx.last_read = f"{seg.name}[{seg.sequence}]-{self.field}"
         reps = seg.repetitions(self.field)
         if self.rep is None:
             return [r for r in reps if r]
