@@ -7,6 +7,7 @@ hash of the whole content: a corrected result keeps its id, two different result
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import uuid6
@@ -22,6 +23,15 @@ def namespace(fhir_base: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, fhir_base)
 
 
+def uuid5(ns: uuid.UUID, name: str) -> str:
+    """`str(uuid.uuid5(ns, name))`, about three times faster: a bundle needs a dozen per message."""
+    h = bytearray(hashlib.sha1(ns.bytes + name.encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50  # version 5
+    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def resource_id(ns: uuid.UUID, resource_type: str, *key: str) -> str:
     """UUIDv5 of `resource_type` and its business key parts, joined unambiguously."""
-    return str(uuid.uuid5(ns, resource_type + "\x1f" + "\x1f".join(key)))
+    return uuid5(ns, resource_type + "\x1f" + "\x1f".join(key))

@@ -88,47 +88,52 @@ class Encoding:
 
 
 class Field:
-    """One repetition of a field: components of subcomponents, split on demand, read once."""
+    """One repetition of a field: split into unescaped components on first read.
 
-    __slots__ = ("_enc", "_memo", "_parts", "raw")
+    Mappings read the same field many times (a CX for the key, the identifier, the system), so
+    the first read splits every component at once and later reads are one list index.
+    """
+
+    __slots__ = ("_comps", "_enc", "raw")
 
     def __init__(self, raw: str, enc: Encoding) -> None:
         self.raw = raw
         self._enc = enc
-        self._parts: list[str] | None = None
-        self._memo: dict[tuple[int, int], str] | None = None
+        self._comps: list[str | list[str]] | None = None  # a list where the component has subcomponents
 
     def __bool__(self) -> bool:
         return self.raw != "" and self.raw != '""'
 
+    def _split(self) -> list[str | list[str]]:
+        enc = self._enc
+        sub = enc.subcomponent
+        unescape = enc.unescape if enc.escape and enc.escape in self.raw else None
+        comps: list[str | list[str]] = []
+        for part in self.raw.split(enc.component):
+            if sub in part:
+                subs = [s.rstrip(" ") for s in part.split(sub)]  # legacy senders pad to fixed widths
+                comps.append([unescape(s) for s in subs] if unescape else subs)
+            else:
+                part = part.rstrip(" ")
+                comps.append(unescape(part) if unescape else part)
+        self._comps = comps
+        return comps
+
     def component(self, c: int = 1, s: int = 1) -> str:
         """Unescaped text of component `c`, subcomponent `s` (1-based); '' when absent."""
-        memo = self._memo
-        if memo is None:
-            memo = self._memo = {}
-        else:
-            hit = memo.get((c, s))
-            if hit is not None:
-                return hit
-        if self._parts is None:
-            self._parts = self.raw.split(self._enc.component)
-        if c > len(self._parts):
-            value = ""
-        else:
-            comp = self._parts[c - 1]
-            if self._enc.subcomponent in comp:
-                subs = comp.split(self._enc.subcomponent)
-                comp = subs[s - 1] if s <= len(subs) else ""
-            elif s > 1:
-                comp = ""
-            value = self._enc.unescape(comp.rstrip(" "))  # legacy senders pad to fixed widths
-        memo[(c, s)] = value
-        return value
+        comps = self._comps
+        if comps is None:
+            comps = self._split()
+        if c > len(comps):
+            return ""
+        value = comps[c - 1]
+        if value.__class__ is str:
+            return value if s == 1 else ""  # type: ignore[return-value]
+        return value[s - 1] if s <= len(value) else ""
 
     def components(self) -> int:
-        if self._parts is None:
-            self._parts = self.raw.split(self._enc.component)
-        return len(self._parts)
+        comps = self._comps
+        return len(comps if comps is not None else self._split())
 
     @property
     def text(self) -> str:
@@ -236,7 +241,7 @@ class Message:
         """Segment groups by the message's reference structure (MSH-9.3, or the event's per table 0354)."""
         f = self.msh.field(9)
         name = structure_name(f.component(1), f.component(2), f.component(3))
-        return build_tree([s.name for s in self.segments], self.version, name)
+        return build_tree(tuple(s.name for s in self.segments), self.version, name)
 
     @cached_property
     def control_id(self) -> str:

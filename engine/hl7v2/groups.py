@@ -17,7 +17,7 @@ import bisect
 import csv
 import importlib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ class GroupTree:
     of_segment: list[Group]          # the group each segment belongs to
     positions: dict[str, list[int]]  # segment id → indexes, in message order
     by_name: dict[str, list[Group]]  # group name → instances, in message order
-    names: list[str]                 # segment ids, in message order
+    names: tuple[str, ...]           # segment ids, in message order
 
     def first_in(self, name: str, group: Group) -> int | None:
         """Index of the first `name` segment inside `group`'s span, or None."""
@@ -158,8 +158,13 @@ class _Frame:
         return None
 
 
-def build_tree(names: list[str], version: str, structure_id: str) -> GroupTree:
-    """Group a message's segment ids by its reference structure; every segment is placed somewhere."""
+@lru_cache(maxsize=2048)
+def build_tree(names: tuple[str, ...], version: str, structure_id: str) -> GroupTree:
+    """Group a message's segment ids by its reference structure; every segment is placed somewhere.
+
+    A sender's messages repeat a handful of segment layouts, so trees are cached by layout:
+    nothing changes a tree once built, and every message with that layout shares it.
+    """
     root = Group("", None, 0, len(names))
     of_segment: list[Group] = []
     ref = structure(version, structure_id)

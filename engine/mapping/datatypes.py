@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -65,6 +66,7 @@ def v2_date(value: str) -> str:
     return "-".join(p for p in (y, mo, d) if p)
 
 
+@lru_cache(maxsize=4096)
 def v2_datetime(value: str, tz: ZoneInfo) -> str:
     """v2 DTM/TS → FHIR dateTime.
 
@@ -92,6 +94,7 @@ def v2_instant(value: str, tz: ZoneInfo) -> str | None:
     return v2_datetime(value, tz)
 
 
+@lru_cache(maxsize=4096)
 def slug(text: str) -> str:
     return _SLUG.sub("-", text.lower()).strip("-") or "unknown"
 
