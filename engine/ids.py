@@ -23,9 +23,15 @@ def namespace(fhir_base: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, fhir_base)
 
 
+_NS_BYTES: dict[uuid.UUID, bytes] = {}
+
+
 def uuid5(ns: uuid.UUID, name: str) -> str:
     """`str(uuid.uuid5(ns, name))`, about three times faster: a bundle needs a dozen per message."""
-    h = bytearray(hashlib.sha1(ns.bytes + name.encode()).digest()[:16])
+    prefix = _NS_BYTES.get(ns)
+    if prefix is None:
+        prefix = _NS_BYTES[ns] = ns.bytes  # UUID.bytes is recomputed from the int on every access
+    h = bytearray(hashlib.sha1(prefix + name.encode()).digest()[:16])
     h[6] = (h[6] & 0x0F) | 0x50  # version 5
     h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
     x = h.hex()

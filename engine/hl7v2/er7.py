@@ -141,7 +141,7 @@ class Field:
 
 
 class Segment:
-    __slots__ = ("_enc", "_fields", "_reps", "name", "raw", "sequence")
+    __slots__ = ("_enc", "_fields", "_reps", "_valued", "name", "raw", "sequence")
 
     def __init__(self, raw: str, enc: Encoding, sequence: int) -> None:
         self.raw = raw
@@ -150,6 +150,7 @@ class Segment:
         self._enc = enc
         self._fields: list[str] | None = None
         self._reps: dict[int, list[Field]] = {}
+        self._valued: dict[int, list[Field]] = {}
 
     def _split(self) -> list[str]:
         if self._fields is None:
@@ -173,10 +174,19 @@ class Segment:
             reps = []
         elif self.name == "MSH" and n in (1, 2):
             reps = [Field(raw, _LITERAL)]
+        elif self._enc.repetition not in raw:
+            reps = [Field(raw, self._enc)]
         else:
             reps = [Field(r, self._enc) for r in raw.split(self._enc.repetition)]
         self._reps[n] = reps
         return reps
+
+    def valued(self, n: int) -> list[Field]:
+        """The repetitions of field `n` that carry a value (not empty, not `""`)."""
+        found = self._valued.get(n)
+        if found is None:
+            found = self._valued[n] = [r for r in self.repetitions(n) if r]
+        return found
 
     def field(self, n: int, rep: int = 1) -> Field:
         reps = self.repetitions(n)

@@ -82,6 +82,34 @@ class _Target:
     polymorphic: tuple[str, ...]    # for value[x]: the FHIR types the parent accepts there
 
 
+Write = Callable[[dict[str, Any], list[Any]], bool]
+
+
+def _writer(t: _Target, also: dict[str, Any] | None) -> Write:
+    """A function writing values at the target; it returns False when repetitions did not fit a 0..1 element.
+
+    Most targets are one step (`gender`, `identifier[]`): those get a writer without a loop.
+    """
+    steps = t.steps
+    if t.new_element_at is None and len(steps) == 1 and not t.polymorphic:
+        name = steps[0]
+        if t.leaf.is_list:
+            def extend(resource: dict[str, Any], values: list[Any]) -> bool:
+                found = resource.get(name)
+                if found is None:
+                    resource[name] = list(values)
+                else:
+                    found.extend(values)
+                return True
+            return extend
+
+        def put(resource: dict[str, Any], values: list[Any]) -> bool:
+            resource[name] = values[0]
+            return len(values) == 1
+        return put
+    return lambda resource, values: _write(resource, t, values, also)
+
+
 def _write(resource: dict[str, Any], t: _Target, values: list[Any], also: dict[str, Any] | None) -> bool:
     """Write `values` at the target; returns False when repetitions did not fit a 0..1 element."""
     node = resource
@@ -256,9 +284,7 @@ class _Compiler:
             self.err("each_segment needs a 'from' path", where)
             return None
 
-        def run(ctx: Context) -> list[Any]:
-            if not each:
-                return produce(ctx)
+        def each_segment(ctx: Context) -> list[Any]:
             scope = ctx.scope or ctx.msg.tree.root
             saved = ctx.segment
             out: list[Any] = []
@@ -269,6 +295,17 @@ class _Compiler:
             finally:
                 ctx.segment = saved
             return out
+
+        run = each_segment if each else produce
+        write = _writer(target, also)
+        plain = when is None and not if_absent and default is None and join is None
+
+        def apply_plain(ctx: Context, resource: dict[str, Any]) -> None:
+            """The common rule (no condition, default or join): read, write."""
+            values = run(ctx)
+            if values and not write(resource, values):
+                ctx.warn("REPETITIONS_NOT_MAPPED", label, paths[0].spec if paths else target.text,
+                         f"{rtype}.{target.leaf.path} holds one value; {len(values) - 1} more dropped")
 
         def apply(ctx: Context, resource: dict[str, Any]) -> None:
             if when is not None and not when(ctx):
@@ -284,11 +321,11 @@ class _Compiler:
                 return
             if join is not None and len(values) > 1 and not target.leaf.is_list and target.new_element_at is None:
                 values = [join.join(str(v) for v in values)]
-            if not _write(resource, target, values, also):
+            if not write(resource, values):
                 ctx.warn("REPETITIONS_NOT_MAPPED", label, paths[0].spec if paths else target.text,
                          f"{rtype}.{target.leaf.path} holds one value; {len(values) - 1} more dropped")
 
-        return CompiledRule(label, target.text, apply)
+        return CompiledRule(label, target.text, apply_plain if plain else apply)
 
     def _switch(self, rtype: str, raw: dict[str, Any], target: _Target, label: str, names: set[str],
                 where: list[str | int]) -> Produce | None:
@@ -584,7 +621,11 @@ def key_part(part: KeyPart | V2Path, ctx: Context) -> str:
             fields = path.fields(ctx)
             if not fields or not fields[0].component(1):
                 continue
-            return f"{identifier_system(fields[0], ctx, {}) or ''}|{fields[0].component(1)}"
+            f = fields[0]
+            known = ctx.cx_keys.get(id(f))  # PID-3 keys the patient and everything made for them
+            if known is None:
+                known = ctx.cx_keys[id(f)] = f"{identifier_system(f, ctx, {}) or ''}|{f.component(1)}"
+            return known
         text = path.text(ctx)
         if text:
             return text

@@ -44,7 +44,9 @@ class Context:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     instances: dict[str, list[Instance]] = field(default_factory=dict)
     emitted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    emitted_urls: dict[tuple[str, ...], str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    cx_keys: dict[int, str] = field(default_factory=dict)   # id(Field) → "system|value", per message
 
     def warn(self, code: str, rule: str, field_path: str, detail: str = "") -> None:
         """Record what the mapping could not honour. Field paths and codes only: no values, no PHI."""
@@ -77,8 +79,12 @@ class Context:
         The same key anywhere in the message is the same resource: PV1-7, ORC-12 and OBR-16
         naming one doctor make one Practitioner.
         """
+        memo = (rtype, *key)
+        url = self.emitted_urls.get(memo)
+        if url is not None:
+            return {"reference": url}
         rid = resource_id(self.namespace, rtype, *key)
-        url = f"urn:uuid:{rid}"
+        url = self.emitted_urls[memo] = f"urn:uuid:{rid}"
         if url not in self.emitted:
             resource = {"resourceType": rtype, **({"id": rid} if identifier is None else {}), "meta": self.meta,
                         **body}

@@ -119,16 +119,22 @@ def assigner_system(f: Field, comp: int, ctx: Context, kind: str) -> str:
 
 def identifier_system(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     """CX.4 (HD) → a system URI: ISO OIDs and URIs as sent, otherwise under the installation's base."""
-    hd_ns, hd_uid = f.component(4, 1), f.component(4, 2)
-    system = hd_system(hd_ns, hd_uid, f.component(4, 3))
+    return _identifier_system(f.component(4, 1), f.component(4, 2), f.component(4, 3),
+                              f.component(5) or opts.get("type", "") or "id", ctx.msg.sending_facility,
+                              opts.get("system", "{base}/sid/{authority}/{type}"), ctx.base)
+
+
+@lru_cache(maxsize=4096)
+def _identifier_system(hd_ns: str, hd_uid: str, hd_type: str, id_type: str, facility: str, template: str,
+                       base: str) -> str | None:
+    """Memoised: a feed names a handful of assigning authorities, and every key and identifier asks."""
+    system = hd_system(hd_ns, hd_uid, hd_type)
     if system:
         return system
-    authority = hd_ns or hd_uid or ctx.msg.sending_facility
+    authority = hd_ns or hd_uid or facility
     if not authority:
         return None
-    id_type = f.component(5) or opts.get("type", "") or "id"
-    template = opts.get("system", "{base}/sid/{authority}/{type}")
-    return template.format(base=ctx.base, authority=slug(authority), type=slug(id_type))
+    return template.format(base=base, authority=slug(authority), type=slug(id_type))
 
 
 def cx_identifier(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:

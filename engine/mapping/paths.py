@@ -41,16 +41,27 @@ class V2Path:
         index = tree.nearest(self.segment, ctx.scope or tree.root)
         return None if index is None else msg.segments[index]
 
-    def fields_in(self, seg: Segment, ctx: Context) -> list[Field]:
-        reps = seg.repetitions(self.field)
-        if self.rep is None:
-            return [r for r in reps if r]
-        return [reps[self.rep - 1]] if self.rep <= len(reps) and reps[self.rep - 1] else []
-
     def fields(self, ctx: Context) -> list[Field]:
-        """The field repetitions this path selects (whole repetitions; components are read by `text`)."""
-        seg = self.segment_of(ctx)
-        return [] if seg is None else self.fields_in(seg, ctx)
+        """The valued field repetitions this path selects (whole repetitions; components are read by `text`).
+
+        The hot path of every rule: written flat, without helper calls.
+        """
+        seg = ctx.segment
+        if seg is None or seg.name != self.segment:
+            msg = ctx.msg
+            tree = msg.tree
+            index = tree.nearest(self.segment, ctx.scope or tree.root)
+            if index is None:
+                return []
+            seg = msg.segments[index]
+        if self.rep is None:
+            return seg.valued(self.field)
+        reps = seg.repetitions(self.field)
+        if self.rep <= len(reps):
+            found = reps[self.rep - 1]
+            if found:
+                return [found]
+        return []
 
     def text(self, ctx: Context) -> str:
         """Unescaped text at this path (first repetition unless one is named); '' when not valued."""
