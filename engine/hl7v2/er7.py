@@ -160,6 +160,10 @@ class Segment:
             self._fields = parts
         return self._fields
 
+    def raw_fields(self) -> list[str]:
+        """Every field as sent, split once; index n is field n (MSH-1 included). Do not modify."""
+        return self._split()
+
     def field_raw(self, n: int) -> str:
         parts = self._split()
         return parts[n] if n < len(parts) else ""

@@ -58,7 +58,11 @@ class Converter:
     def convert(self, name: str, msg: Message, now: datetime) -> Conversion:
         """Convert one parsed message; the same message and `now` always give the same bytes."""
         ctx = self.context(msg, now)
-        bundle = build_bundle(self.spec(name), ctx)
+        spec = self.spec(name)
+        bundle = build_bundle(spec, ctx)
+        extra = spec.coverage.not_mapped(msg) if spec.coverage else []
+        if extra:
+            ctx.warn("FIELDS_NOT_MAPPED", spec.name, ", ".join(extra), "valued in the message, read by no rule")
         return Conversion(orjson.dumps(bundle), ctx.warnings)
 
     def patient_key(self, name: str, msg: Message) -> tuple[str, str] | None:

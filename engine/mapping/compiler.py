@@ -19,8 +19,9 @@ from jsonschema import Draft202012Validator
 from engine.config.validate import load_schema, validate
 from engine.config.yamlfile import YamlDoc, load_yaml
 from engine.errors import ConfigError, ConfigErrors, MappingError
-from engine.mapping.conditions import ConditionError, Predicate, compile_condition
+from engine.mapping.conditions import ConditionError, Predicate, compile_condition, condition_paths
 from engine.mapping.context import Context
+from engine.mapping.coverage import Coverage, coverage
 from engine.mapping.datatypes import CONVERTERS, identifier_system
 from engine.mapping.fhirmodel import Element, resolve
 from engine.mapping.paths import V2Path, compile_path
@@ -69,6 +70,7 @@ class MappingSpec:
     patient_key: V2Path | None
     provenance: bool
     resources: tuple[CompiledResource, ...]
+    coverage: Coverage | None = None   # which fields the mapping accounts for (FIELDS_NOT_MAPPED)
 
 
 @dataclass(frozen=True)
@@ -153,22 +155,26 @@ def _write_leaf(node: dict[str, Any], steps: tuple[str, ...], values: list[Any],
 
 
 class _Compiler:
-    def __init__(self, doc: YamlDoc, vocab_dir: Path, segments_dir: Path, schema: Draft202012Validator) -> None:
+    def __init__(self, doc: YamlDoc, vocab_dir: Path, segments_dir: Path, schema: Draft202012Validator,
+                 reads: set[tuple[str, int]] | None = None) -> None:
         self.doc = doc
         self.vocab_dir = vocab_dir
         self.segments_dir = segments_dir
         self.schema = schema
         self.errors: list[ConfigError] = []
+        self.reads: set[tuple[str, int]] = set() if reads is None else reads
 
     def err(self, message: str, path: list[str | int], field: str | None = None) -> None:
         self.errors.append(self.doc.error(message, path, field=field))
 
     def path(self, text: str, where: list[str | int]) -> V2Path | None:
         try:
-            return compile_path(text)
+            p = compile_path(text)
         except ValueError as exc:
             self.err(str(exc), where)
             return None
+        self.reads.add((p.segment, p.field))
+        return p
 
     def vocab(self, name: str, where: list[str | int]) -> VocabMap | None:
         try:
@@ -181,10 +187,14 @@ class _Compiler:
         if not raw:
             return None
         try:
-            return compile_condition(raw, where)
+            predicate = compile_condition(raw, where)
         except ConditionError as exc:
             self.err(str(exc), exc.where)
             return None
+        for text in condition_paths(raw):
+            p = compile_path(text)
+            self.reads.add((p.segment, p.field))
+        return predicate
 
     def target(self, rtype: str, to: str, where: list[str | int]) -> _Target | None:
         steps = to.split(".")
@@ -576,7 +586,7 @@ class _Compiler:
         if doc.data["target"] != rtype:
             self.err(f"segment map '{name}' writes {doc.data['target']}, not {rtype}", where)
             return [None]
-        sub = _Compiler(doc, self.vocab_dir, self.segments_dir, self.schema)
+        sub = _Compiler(doc, self.vocab_dir, self.segments_dir, self.schema, self.reads)
         out = [sub.rule(rtype, r, ["rules", i], names) for i, r in enumerate(doc.data["rules"])]
         self.errors.extend(sub.errors)
         return out
@@ -611,6 +621,7 @@ def compile_mapping(file: Path, schema_dir: Path, vocab_dir: Path, display: str 
         name=data["name"], version=data["version"], file=doc.file, accepts=tuple(data["accepts"]),
         patient_key=pk, provenance=data.get("provenance", True),
         resources=tuple(r for r in resources if r is not None),
+        coverage=coverage(c.reads, list(data.get("ignore", {}))),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from engine.mapping.context import Context
 from engine.mapping.paths import V2Path, compile_path
 
-__all__ = ["Predicate", "compile_condition"]
+__all__ = ["Predicate", "compile_condition", "condition_paths"]
 
 Predicate = Callable[[Context], bool]
 
@@ -55,3 +55,15 @@ def compile_condition(raw: dict[str, Any], where: list[str | int]) -> Predicate:
     if op == "all":
         return lambda ctx: all(p(ctx) for p in parts)
     return lambda ctx: any(p(ctx) for p in parts)
+
+
+def condition_paths(raw: dict[str, Any]) -> list[str]:
+    """Every v2 path a condition reads (for the mapping's list of consumed fields)."""
+    (op, arg), = raw.items()
+    if op in ("valued", "not_valued"):
+        return [arg]
+    if op in ("equals", "in"):
+        return list(arg)
+    if op == "not":
+        return condition_paths(arg)
+    return [p for c in arg for p in condition_paths(c)]
