@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -16,6 +16,9 @@ from engine.ids import namespace
 from engine.mapping.bundle import build_bundle
 from engine.mapping.compiler import MappingSpec, compile_mapping, key_part
 from engine.mapping.context import Context
+
+if TYPE_CHECKING:
+    from engine.mapping.explain import Explanation
 from engine.mapping.vocab import load_vocab
 
 __all__ = ["Conversion", "Converter", "MappingSpec"]
@@ -64,6 +67,12 @@ class Converter:
         if extra:
             ctx.warn("FIELDS_NOT_MAPPED", spec.name, ", ".join(extra), "valued in the message, read by no rule")
         return Conversion(orjson.dumps(bundle), ctx.warnings)
+
+    def explain(self, name: str, msg: Message, now: datetime) -> Explanation:
+        """Convert with lineage: which fields each element came from, which valued fields no rule read."""
+        from engine.mapping.explain import explain
+
+        return explain(self.spec(name), msg, self.context(msg, now))
 
     def patient_key(self, name: str, msg: Message) -> tuple[str, str] | None:
         """(system, value) of the mapping's patient key field, for sharding and the journal's keyed hash."""
