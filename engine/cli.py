@@ -165,6 +165,46 @@ def convert(file: Path, mapping: str | None, now: str | None, compact: bool, exp
         click.echo(f"warning: {w['code']} {w['field']} ({w['rule']}) {w.get('detail', '')}".rstrip(), err=True)
 
 
+@main.group()
+def mapping() -> None:
+    """Work on mappings: run their fixtures."""
+
+
+@mapping.command("test")
+@click.argument("names", nargs=-1)
+@click.option("--update", is_flag=True,
+              help="Write the current output as the expected one where it differs (review it against the IG!).")
+@config_option
+@_friendly
+def mapping_test(names: tuple[str, ...], update: bool, config_dir: Path | None) -> None:
+    """Convert each mapping's fixtures/*.hl7 and compare with fixtures/*.json (all mappings by default)."""
+    from engine.mapping.fixtures import fixture_converter, run_fixtures
+
+    config = load_config(config_dir)
+    known = sorted(p.parent.name for p in config.mappings_dir.glob("*/mapping.yaml"))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise WaslaError(f"no mapping {', '.join(unknown)} (known: {', '.join(known)})")
+    converter = fixture_converter(config.mappings_dir, config.config_dir / "schema",
+                                  config.nomenclatures_dir / "hl7v2-fhir")
+    results = run_fixtures(converter, list(names or known), update=update)
+    for r in results:
+        status = "ok" if r.ok else ("updated" if r.updated else "FAIL")
+        click.echo(f"{status:<7} {r.mapping}/{r.name}")
+        if r.error:
+            click.echo(f"        {r.error}")
+        for line in r.differences:
+            click.echo(f"        {line}")
+    failed = [r for r in results if not r.ok and not r.updated]
+    empty = [n for n in (names or known) if not any(r.mapping == n for r in results)]
+    for n in empty:
+        click.echo(f"FAIL    {n}: no fixtures (mappings/{n}/fixtures/*.hl7)")
+    click.echo(f"{len(results) - len(failed)} passed, {len(failed) + len(empty)} failed"
+               + (f", {sum(r.updated for r in results)} updated" if update else ""))
+    if failed or empty:
+        sys.exit(EXIT_INPUT)
+
+
 def _print_explanation(converter: Any, name: str, msg: Any, clock: datetime, as_json: bool) -> None:
     from engine.mapping.explain import describe
 
