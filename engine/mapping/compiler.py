@@ -29,7 +29,7 @@ from engine.mapping.vocab import VocabMap, load_vocab
 
 __all__ = ["CompiledResource", "CompiledRule", "KeyPart", "MappingSpec", "compile_mapping", "key_part"]
 
-Apply = Callable[[Context, dict[str, Any]], None]
+Apply = Callable[[Context, dict[str, Any]], bool]   # True when it wrote something
 Produce = Callable[[Context], list[Any]]
 _STRINGISH = {"string", "code", "id", "uri", "markdown"}
 _CODED = {"code", "Coding", "CodeableConcept", "boolean"}
@@ -42,6 +42,7 @@ class CompiledRule:
     label: str
     target: str
     apply: Apply
+    sourced: bool = True   # reads the message (not only a fixed value or a reference)
 
 
 KeyPart = tuple[V2Path, ...]   # alternatives: the first valued one is the key part
@@ -196,9 +197,11 @@ class _Compiler:
             self.reads.add((p.segment, p.field))
         return predicate
 
-    def target(self, rtype: str, to: str, where: list[str | int]) -> _Target | None:
+    def target(self, rtype: str, to: str, where: list[str | int], base: tuple[str, ...] = ()) -> _Target | None:
+        """Check `to` under `rtype` (below `base`, the element a `fields:` group builds)."""
         steps = to.split(".")
         plain = [s.removesuffix("[]") for s in steps]
+        prefix = ".".join(base) + "." if base else ""
         new_at: int | None = None
         polymorphic: tuple[str, ...] = ()
         leaf: Element | None = None
@@ -207,15 +210,16 @@ class _Compiler:
                 if i != len(steps) - 1:
                     self.err("value[x] can only end a path", [*where, "to"])
                     return None
-                prefix = ".".join(plain[:i])
-                polymorphic = tuple(self._choices(rtype, prefix))
+                parent = prefix + ".".join(plain[:i])
+                parent = parent.rstrip(".")
+                polymorphic = tuple(self._choices(rtype, parent))
                 if not polymorphic:
-                    self.err(f"{rtype}{'.' + prefix if prefix else ''} has no value[x]", [*where, "to"])
+                    self.err(f"{rtype}{'.' + parent if parent else ''} has no value[x]", [*where, "to"])
                     return None
                 leaf = Element(".".join(plain), "value[x]", False)
                 break
             try:
-                leaf = resolve(rtype, ".".join(plain[: i + 1]))
+                leaf = resolve(rtype, prefix + ".".join(plain[: i + 1]))
             except KeyError as exc:
                 self.err(f"{exc.args[0]} (FHIR R4 {rtype})", [*where, "to"])
                 return None
@@ -256,11 +260,14 @@ class _Compiler:
             paths.append(p)
         return paths
 
-    def rule(self, rtype: str, raw: dict[str, Any], where: list[str | int], names: set[str]) -> CompiledRule | None:
+    def rule(self, rtype: str, raw: dict[str, Any], where: list[str | int], names: set[str],
+             base: tuple[str, ...] = ()) -> CompiledRule | None:
         label = str(raw.get("id") or raw.get("ig") or raw["to"])
-        target = self.target(rtype, raw["to"], where)
+        target = self.target(rtype, raw["to"], where, base)
         if target is None:
             return None
+        if "fields" in raw:
+            return self.group(rtype, raw, target, label, where, names, base)
         when = self.condition(raw.get("when"), [*where, "when"])
         also = raw.get("also")
         if also is not None:
@@ -276,7 +283,7 @@ class _Compiler:
                     self.err(f"{exc.args[0]} (FHIR R4 {rtype})", [*where, "also", key])
                     return None
         if "switch" in raw:
-            produce = self._switch(rtype, raw, target, label, names, where)
+            produce = self._switch(rtype, raw, target, label, names, where, base)
         else:
             produce = self._producer(rtype, raw, target, label, names, where)
         if produce is None:
@@ -310,35 +317,88 @@ class _Compiler:
         write = _writer(target, also)
         plain = when is None and not if_absent and default is None and join is None
 
-        def apply_plain(ctx: Context, resource: dict[str, Any]) -> None:
+        def apply_plain(ctx: Context, resource: dict[str, Any]) -> bool:
             """The common rule (no condition, default or join): read, write."""
             values = run(ctx)
-            if values and not write(resource, values):
+            if not values:
+                return False
+            if not write(resource, values):
                 ctx.warn("REPETITIONS_NOT_MAPPED", label, paths[0].spec if paths else target.text,
                          f"{rtype}.{target.leaf.path} holds one value; {len(values) - 1} more dropped")
+            return True
 
-        def apply(ctx: Context, resource: dict[str, Any]) -> None:
+        def apply(ctx: Context, resource: dict[str, Any]) -> bool:
             if when is not None and not when(ctx):
-                return
+                return False
             if if_absent and _has(resource, target.steps):
-                return
+                return False
             values = run(ctx)
             if not values and default is not None:
                 values = [default]
                 if paths:
                     ctx.warn("DEFAULT_USED", label, "|".join(p.spec for p in paths), "source not valued or not mapped")
             if not values:
-                return
+                return False
             if join is not None and len(values) > 1 and not target.leaf.is_list and target.new_element_at is None:
                 values = [join.join(str(v) for v in values)]
             if not write(resource, values):
                 ctx.warn("REPETITIONS_NOT_MAPPED", label, paths[0].spec if paths else target.text,
                          f"{rtype}.{target.leaf.path} holds one value; {len(values) - 1} more dropped")
+            return True
 
-        return CompiledRule(label, target.text, apply_plain if plain else apply)
+        sourced = bool(paths) or "switch" in raw
+        return CompiledRule(label, target.text, apply_plain if plain else apply, sourced)
+
+    def group(self, rtype: str, raw: dict[str, Any], target: _Target, label: str, where: list[str | int],
+              names: set[str], base: tuple[str, ...]) -> CompiledRule | None:
+        """`fields:`: one element (a location with its period and status) built from several fields.
+
+        The element is written only when a rule that reads the message wrote into it: the fixed
+        values beside (an extension's url) never make an element on their own.
+        """
+        if target.new_element_at is not None or target.polymorphic or target.leaf.type[:1].islower():
+            self.err("fields: builds one element with children, like location[] or hospitalization; "
+                     f"{target.text} is not one", [*where, "to"])
+            return None
+        bad = [k for k in ("from", "as", "vocab", "value", "ref", "switch", "also", "default", "each_segment")
+               if k in raw]
+        if bad:
+            self.err(f"with fields:, the element's rules say where values come from, not {', '.join(bad)}", where)
+            return None
+        when = self.condition(raw.get("when"), [*where, "when"])
+        inner = (*base, *target.steps)
+        # warnings from inside the element name the group
+        fields = [f if ("id" in f or "ig" in f) else {**f, "id": label} for f in raw["fields"]]
+        subs = [self.rule(rtype, f, [*where, "fields", i], names, inner) for i, f in enumerate(fields)]
+        if any(r is None for r in subs):
+            return None
+        rules = tuple(r for r in subs if r is not None)
+        name, is_list = target.steps[-1], target.leaf.is_list
+        parents = target.steps[:-1]
+
+        def apply(ctx: Context, resource: dict[str, Any]) -> bool:
+            if when is not None and not when(ctx):
+                return False
+            element: dict[str, Any] = {}
+            wrote = False
+            for r in rules:
+                if r.apply(ctx, element) and r.sourced:
+                    wrote = True
+            if not wrote:
+                return False
+            node = resource
+            for step in parents:
+                node = node.setdefault(step, {})
+            if is_list:
+                node.setdefault(name, []).append(element)
+            else:
+                node.setdefault(name, {}).update(element)
+            return True
+
+        return CompiledRule(label, target.text, apply, any(r.sourced for r in rules))
 
     def _switch(self, rtype: str, raw: dict[str, Any], target: _Target, label: str, names: set[str],
-                where: list[str | int]) -> Produce | None:
+                where: list[str | int], base: tuple[str, ...] = ()) -> Produce | None:
         """`switch: OBX-2` with `cases:` keyed by code (`ST|TX|FT` for several), each a small rule."""
         on = self.path(raw["switch"], [*where, "switch"])
         cases = raw.get("cases") or {}
@@ -353,7 +413,7 @@ class _Compiler:
         table: dict[str, tuple[Produce, _Target]] = {}
         for key, case in cases.items():
             here = [*where, "cases", key]
-            t = self.target(rtype, case["to"], here) if case["to"] != raw["to"] else target
+            t = self.target(rtype, case["to"], here, base) if case["to"] != raw["to"] else target
             if t is None:
                 continue
             same_place = t.steps == target.steps if not target.polymorphic else (

@@ -99,10 +99,10 @@ def explain(spec: MappingSpec, msg: Message, ctx: Context) -> Explanation:
     def wrap(res_name: str, res_type: str, rule: CompiledRule) -> CompiledRule:
         depth = rule.target.count(".") + 1
 
-        def apply(c: Context, body: dict[str, Any]) -> None:
+        def apply(c: Context, body: dict[str, Any]) -> bool:
             before, emitted = _leaves(body), set(c.emitted)
             mark = len(log.reads)
-            rule.apply(c, body)
+            wrote = rule.apply(c, body)
             reads = _unique(log.reads[mark:])
             url = _url_of(c, res_name)
             changed = [p for p, v in _leaves(body).items() if before.get(p, _MISSING) != v]
@@ -111,8 +111,9 @@ def explain(spec: MappingSpec, msg: Message, ctx: Context) -> Explanation:
             for new in (u for u in c.emitted if u not in emitted):
                 side = c.emitted[new]["resource"]
                 lineage.append(_row(side["resourceType"], new, "(made from)", reads, rule.label))
+            return wrote
 
-        return CompiledRule(rule.label, rule.target, apply)
+        return CompiledRule(rule.label, rule.target, apply, rule.sourced)
 
     shadow = dataclasses.replace(spec, resources=tuple(
         dataclasses.replace(r, rules=tuple(wrap(r.name, r.type, rule) for rule in r.rules))

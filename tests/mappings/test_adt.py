@@ -154,3 +154,61 @@ class TestTriggers:
         raw = raw.replace(b"PV1|1|I|", b"PV1|1|N|")
         b = orjson.loads(converter.convert("adt", parse(decode(raw)), NOW).bundle)
         assert not _of(b, "Encounter") and _of(b, "Patient")
+
+
+class TestPamFr:
+    """IHE PAM FR conventions French HIS software sends in Moroccan hospitals: PID-32 and the ZBE movement."""
+
+    RAW = (FIXTURES / "ma-pam-transfert.hl7").read_bytes()
+
+    def _bundle(self, converter: Converter, raw: bytes) -> tuple[dict, list[dict]]:  # type: ignore[type-arg]
+        result = converter.convert("adt", parse(decode(raw)), NOW)
+        return orjson.loads(result.bundle), result.warnings
+
+    def _zbe(self, **fields: str) -> bytes:
+        lines = self.RAW.split(b"\r")
+        zbe = next(i for i, ln in enumerate(lines) if ln.startswith(b"ZBE"))
+        parts = lines[zbe].decode().split("|")
+        for n, value in fields.items():
+            parts[int(n[1:])] = value
+        lines[zbe] = "|".join(parts).encode()
+        return b"\r".join(lines)
+
+    def test_identity_reliability_becomes_the_fr_core_extension(self, converter: Converter) -> None:
+        b, _ = self._bundle(converter, self.RAW)
+        patient = _of(b, "Patient")[0]["resource"]
+        assert patient["extension"] == [{
+            "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability",
+            "extension": [{"url": "identityStatus", "valueCoding": {
+                "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445", "code": "VALI",
+                "display": "Identité validée"}}]}]
+
+    def test_an_unknown_reliability_code_is_reported_and_writes_no_extension(self, converter: Converter) -> None:
+        b, warnings = self._bundle(converter, self.RAW.replace(b"|VALI\r", b"|DOUT\r"))
+        assert "extension" not in _of(b, "Patient")[0]["resource"]
+        assert {"code": "CODE_UNMAPPED", "rule": "PID-32 (IHE PAM FR)", "field": "PID-32",
+                "detail": "not in ihe-fr-0445.identity-reliability"} in warnings
+
+    def test_the_movement_is_the_current_location_with_its_own_start(self, converter: Converter) -> None:
+        b, _ = self._bundle(converter, self.RAW)
+        enc = _of(b, "Encounter")[0]["resource"]
+        names = {e["fullUrl"]: e["resource"].get("name") for e in _of(b, "Location")}
+        history = [(names[loc["location"]["reference"]], loc["status"], loc.get("period")) for loc in enc["location"]]
+        assert history == [("MED 112 1", "completed", None),
+                           ("CHIR 204 2", "active", {"start": "2026-11-20T14:30:00+01:00"})]
+
+    def test_a_historic_movement_is_completed(self, converter: Converter) -> None:
+        b, _ = self._bundle(converter, self._zbe(f5="Y"))
+        assert _of(b, "Encounter")[0]["resource"]["location"][1]["status"] == "completed"
+
+    def test_a_cancelled_movement_writes_no_location(self, converter: Converter) -> None:
+        b, _ = self._bundle(converter, self._zbe(f4="CANCEL"))
+        locations = _of(b, "Encounter")[0]["resource"]["location"]
+        assert [loc["status"] for loc in locations] == ["completed"]  # only PV1-6, the prior location
+
+    def test_without_zbe_pv1_3_is_the_active_location(self, converter: Converter) -> None:
+        raw = b"\r".join(ln for ln in self.RAW.split(b"\r") if not ln.startswith(b"ZBE"))
+        b, _ = self._bundle(converter, raw)
+        locations = _of(b, "Encounter")[0]["resource"]["location"]
+        found = sorted((loc["status"], "period" in loc) for loc in locations)
+        assert found == [("active", False), ("completed", False)]
