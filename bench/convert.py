@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/convert.py [--seconds 3]
 
-Messages: ADT^A01 (the corpus ADT01-23 fixture: PID, NK1, PV1, DG1, 3 IN1; 1.3 KB) and an
-ORU^R01 with 10 OBX in one ORDER_OBSERVATION (built from the Moroccan ORU fixture). Each is
+Messages: ADT^A01 (the corpus ADT01-23 fixture: PID, NK1, PV1, DG1, 3 IN1; 1.3 KB), a lean
+ADT^A01 (the Moroccan fixture: PID with two identifiers, PV1; for scale, not instead) and an ORU^R01 with 10 OBX in one ORDER_OBSERVATION (built from the Moroccan ORU fixture). Each is
 decoded from bytes, parsed and converted from scratch every time, as the transform does, and the
 run cycles through 1,000 variants (other control ids, patient ids and times) so that no per-value
 cache is flattered by converting one message over and over.
@@ -80,6 +80,8 @@ def main() -> None:
                      base="https://fhir.wasla.ma", timezone="Africa/Casablanca")
     cases = [("ADT^A01", "adt", variants((ROOT / "mappings/adt/fixtures/ADT01-23.hl7").read_bytes(), b"10006579"),
               5000),
+             ("ADT^A01 (PID + PV1 only)", "adt",
+              variants((ROOT / "mappings/adt/fixtures/ma-chu-admission.hl7").read_bytes(), b"IPP123456"), 5000),
              ("ORU^R01 (10 OBX)", "oru_r01", variants(oru_10_obx(), b"IPP778899"), 1500)]
     for _, mapping, _, _ in cases:
         conv.spec(mapping)
