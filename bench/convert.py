@@ -3,7 +3,8 @@
     .venv/bin/python bench/convert.py [--seconds 3]
 
 Messages: ADT^A01 (the corpus ADT01-23 fixture: PID, NK1, PV1, DG1, 3 IN1; 1.3 KB), a lean
-ADT^A01 (the Moroccan fixture: PID with two identifiers, PV1; for scale, not instead) and an ORU^R01 with 10 OBX in one ORDER_OBSERVATION (built from the Moroccan ORU fixture). Each is
+ADT^A01 (the Moroccan fixture: PID with two identifiers, PV1; for scale, not instead) and an
+ORU^R01 with 10 OBX in one ORDER_OBSERVATION (built from the Moroccan ORU fixture). Each is
 decoded from bytes, parsed and converted from scratch every time, as the transform does, and the
 run cycles through 1,000 variants (other control ids, patient ids and times) so that no per-value
 cache is flattered by converting one message over and over.

@@ -15,6 +15,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from engine.errors import MappingError
 from engine.hl7v2.er7 import Field
 from engine.mapping.context import Context
@@ -382,12 +384,19 @@ def pl_location(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] 
     return ctx.emit("Location", ["pl", facility, *parts], body, None)
 
 
-def _decimal(text: str) -> int | float | None:
+_NUMBER = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?$")
+
+
+def _decimal(text: str) -> orjson.Fragment | None:
+    """A v2 NM as a JSON number with the precision sent: `11.20` stays 11.20 (FHIR decimals keep their
+    trailing zeros; a float would make it 11.2). A decimal comma (`5,4`) is read as a point."""
     t = text.strip().replace(",", ".") if text.count(",") == 1 and "." not in text else text.strip()
-    try:
-        return int(t) if t.lstrip("+-").isdigit() else float(t) if t else None
-    except ValueError:
+    m = _NUMBER.match(t)
+    if not m or not (m.group(2) or m.group(3)):
         return None
+    sign, whole, frac = m.group(1), m.group(2).lstrip("0") or "0", m.group(3)
+    number = ("-" if sign == "-" else "") + whole + (f".{frac}" if frac else "")
+    return orjson.Fragment(number.encode())
 
 
 UCUM = "http://unitsofmeasure.org"

@@ -1,0 +1,38 @@
+"""Datatype details the fixtures do not show on their own."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from engine.hl7v2 import decode, parse
+from engine.mapping import Converter
+from tests.mappings.conftest import NOW
+from tests.support import ROOT
+
+ORU = (ROOT / "mappings/oru_r01/fixtures/ma-labo-3-groupes.hl7").read_bytes()
+
+
+def _first_value(converter: Converter, obx5: str, obx2: str = "NM") -> bytes:
+    lines = ORU.split(b"\r")
+    i = next(n for n, ln in enumerate(lines) if ln.startswith(b"OBX|"))
+    parts = lines[i].split(b"|")
+    parts[2], parts[5] = obx2.encode(), obx5.encode()
+    lines[i] = b"|".join(parts)
+    bundle = converter.convert("oru_r01", parse(decode(b"\r".join(lines))), NOW).bundle
+    obs = next(e["resource"] for e in orjson.loads(bundle)["entry"] if e["resource"]["resourceType"] == "Observation")
+    key = next(k for k in obs if k.startswith("value"))
+    start = bundle.index(b'"' + key.encode() + b'"')  # the bytes as written, not re-parsed floats
+    return bundle[start:bundle.index(b"]", start)]  # up to the end of the Observation's next list
+
+
+@pytest.mark.parametrize(("sent", "written"), [("11.20", b'"value":11.20'), ("5,40", b'"value":5.40'),
+                                                 ("+007", b'"value":7'), (".5", b'"value":0.5'), ("0", b'"value":0')])
+def test_nm_keeps_the_precision_sent(converter: Converter, sent: str, written: bytes) -> None:
+    """FHIR decimals keep trailing zeros (11.20 is not 11.2); a decimal comma is read as a point."""
+    assert written in _first_value(converter, sent)
+
+
+def test_sn_range_keeps_precision(converter: Converter) -> None:
+    value = _first_value(converter, "^3.50^-^5.0", "SN")
+    assert b'"low":{"value":3.50' in value and b'"high":{"value":5.0' in value
