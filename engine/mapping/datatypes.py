@@ -233,6 +233,21 @@ def dtm_datetime(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     return v2_datetime(f.text, ctx.tz) if f.text else None
 
 
+_TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?$")
+
+
+def tm_time(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
+    """v2 TM `HH[MM[SS[.S]]][+/-ZZZZ]` → FHIR time `HH:MM:SS[.S]` (FHIR time has no offset: it is dropped)."""
+    text = f.text.strip()
+    if not text:
+        return None
+    m = _TM.match(text)
+    if not m or int(m.group(1)) > 23 or int(m.group(2) or 0) > 59 or int(m.group(3) or 0) > 59:
+        raise MappingError(f"expected a v2 time HH[MM[SS[.S]]][+/-ZZZZ], got {len(text)} characters")
+    hh, mm, ss, frac = m.group(1), m.group(2) or "00", m.group(3) or "00", m.group(4)
+    return f"{hh}:{mm}:{ss}" + (f".{frac}" if frac else "")
+
+
 def st_string(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     return f.text or None
 
@@ -516,6 +531,7 @@ CONVERTERS: dict[str, Converter] = {
                   ("v2-0201.contact-point-use", "v2-0202.contact-point-system")),
         Converter("DTM.date", "date", dtm_date, "DTM[date]"),
         Converter("DTM.dateTime", "dateTime", dtm_datetime, "DTM[dateTime]"),
+        Converter("TM.time", "time", tm_time, "TM[time]"),
         Converter("ST.string", "string", st_string, "ST[string]"),
         Converter("TX.string", "string", tx_string, "TX[string]"),
         Converter("CWE.CodeableConcept", "CodeableConcept", cwe_codeable_concept, "CWE[CodeableConcept]",

@@ -36,3 +36,16 @@ def test_nm_keeps_the_precision_sent(converter: Converter, sent: str, written: b
 def test_sn_range_keeps_precision(converter: Converter) -> None:
     value = _first_value(converter, "^3.50^-^5.0", "SN")
     assert b'"low":{"value":3.50' in value and b'"high":{"value":5.0' in value
+
+
+@pytest.mark.parametrize(("sent", "written"), [("0830", b'"valueTime":"08:30:00"'),
+                                                 ("143005.25+0100", b'"valueTime":"14:30:05.25"')])
+def test_tm_becomes_a_fhir_time(converter: Converter, sent: str, written: bytes) -> None:
+    assert written in _first_value(converter, sent, "TM")
+
+
+def test_a_bad_time_is_a_conversion_error(converter: Converter) -> None:
+    from engine.errors import MappingError
+
+    with pytest.raises(MappingError, match="expected a v2 time"):
+        _first_value(converter, "2561", "TM")
