@@ -47,6 +47,7 @@ class Context:
     emitted_urls: dict[tuple[str, ...], str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     cx_keys: dict[int, str] = field(default_factory=dict)   # id(Field) → "system|value", per message
+    refs_seen: dict[tuple[str, int, int, str], list[Instance]] = field(default_factory=dict)
 
     def warn(self, code: str, rule: str, field_path: str, detail: str = "") -> None:
         """Record what the mapping could not honour. Field paths and codes only: no values, no PHI."""
@@ -67,6 +68,14 @@ class Context:
             return []
         tree = self.msg.tree
         scope = self.scope or tree.root
+        memo_key = (name, scope.start, scope.end, scope.name)
+        known = self.refs_seen.get(memo_key)
+        if known is not None:
+            return known
+        self.refs_seen[memo_key] = visible = self._visible(found, tree, scope)
+        return visible
+
+    def _visible(self, found: list[Instance], tree: Any, scope: Group) -> list[Instance]:
         inside = [i for i in found if i.anchor is not None and scope.contains(i.anchor)]
         if inside:
             return inside

@@ -402,6 +402,7 @@ def pl_location(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] 
 _NUMBER = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?$")
 
 
+@lru_cache(maxsize=8192)
 def _decimal(text: str) -> orjson.Fragment | None:
     """A v2 NM as a JSON number with the precision sent: `11.20` stays 11.20 (FHIR decimals keep their
     trailing zeros; a float would make it 11.2). A decimal comma (`5,4`) is read as a point."""
@@ -488,22 +489,29 @@ def st_reference_range(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str
     text = f.text.strip()
     if not text:
         return None
-    units = _units(ctx, opts)
     out: dict[str, Any] = {}
-    for pattern, kind in _RANGE:
-        m = pattern.match(text)
-        if not m:
-            continue
-        nums = [_decimal(g) for g in m.groups()]
-        if any(n is None for n in nums):
-            break
+    parsed = _range(text)
+    if parsed is not None:
+        units = _units(ctx, opts)
+        kind, nums = parsed
         if kind == "both":
             out["low"], out["high"] = {"value": nums[0], **units}, {"value": nums[1], **units}
         else:
             out[kind] = {"value": nums[0], **units}
-        break
     out["text"] = text
     return out
+
+
+@lru_cache(maxsize=4096)
+def _range(text: str) -> tuple[str, tuple[orjson.Fragment, ...]] | None:
+    """`3.9-6.1` → ("both", (3.9, 6.1)); a lab sends the same few hundred ranges all day."""
+    for pattern, kind in _RANGE:
+        m = pattern.match(text)
+        if not m:
+            continue
+        nums = tuple(_decimal(g) for g in m.groups())
+        return None if any(n is None for n in nums) else (kind, nums)  # type: ignore[return-value]
+    return None
 
 
 def dtm_instant(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
