@@ -44,6 +44,9 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(EXIT_INPUT)
         except KeyboardInterrupt:
             sys.exit(130)
+        except BrokenPipeError:  # `wasla nomenclature list | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except Exception as exc:
             if os.environ.get("WASLA_DEBUG"):
                 raise
@@ -202,6 +205,68 @@ def mapping_test(names: tuple[str, ...], update: bool, config_dir: Path | None) 
     click.echo(f"{len(results) - len(failed)} passed, {len(failed) + len(empty)} failed"
                + (f", {sum(r.updated for r in results)} updated" if update else ""))
     if failed or empty:
+        sys.exit(EXIT_INPUT)
+
+
+@main.group()
+def nomenclature() -> None:
+    """Reference code sets and identifier systems (nomenclatures/)."""
+
+
+def _registry(config_dir: Path | None) -> Any:
+    from engine.nomenclature import load_registry
+
+    config = load_config(config_dir)
+    return load_registry(config.nomenclatures_dir, config.fhir_base)
+
+
+@nomenclature.command("list")
+@config_option
+@_friendly
+def nomenclature_list(config_dir: Path | None) -> None:
+    """Every code set and identifier system, with its size, version and licence."""
+    reg = _registry(config_dir)
+    for cs in reg.codesets.values():
+        click.echo(f"{cs.name:<18} {len(cs):>6} codes  {cs.version:<8} {cs.url}")
+        click.echo(f"{'':<18} licence: {cs.meta['licence']}")
+    for ids in reg.identifiers.values():
+        click.echo(f"{'id:' + ids.key:<18} {ids.confidence:>6}        {'':<8} {ids.uri}")
+
+
+@nomenclature.command("lookup")
+@click.argument("codeset")
+@click.argument("code")
+@config_option
+@_friendly
+def nomenclature_lookup(codeset: str, code: str, config_dir: Path | None) -> None:
+    """Look CODE up in CODESET (e.g. ma-provinces MA-NOU); exit 1 when it is not there."""
+    reg = _registry(config_dir)
+    try:
+        cs = reg.codeset(codeset)
+    except KeyError as exc:
+        raise WaslaError(str(exc.args[0])) from exc
+    concept = cs.lookup(code)
+    if concept is None:
+        raise WaslaError(f"{code} is not a code of {cs.name} ({cs.url})")
+    extra = "".join(f"  {k}={v}" for k, v in concept.properties.items() if v)
+    click.echo(f"{cs.url}|{concept.code}  {concept.display}{extra}")
+
+
+@nomenclature.command("validate-id")
+@click.argument("system")
+@click.argument("value")
+@config_option
+@_friendly
+def nomenclature_validate_id(system: str, value: str, config_dir: Path | None) -> None:
+    """Check VALUE against identifier SYSTEM (a key like cin, or its URI): ok, warning or invalid."""
+    reg = _registry(config_dir)
+    try:
+        ids = reg.identifier_system(system)
+    except KeyError as exc:
+        raise WaslaError(str(exc.args[0])) from exc
+    verdict = ids.validate(value)
+    click.echo(f"{verdict.level}: {ids.key} ({ids.uri})" + (f": {verdict.reason}" if verdict.reason else ""))
+    if verdict.level == "invalid":
         sys.exit(EXIT_INPUT)
 
 

@@ -1,0 +1,73 @@
+"""Every nomenclature of an installation, loaded once at start into in-memory indexes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import ConfigError
+from engine.nomenclature.codesets import CodeSet, load_codeset, read_meta
+from engine.nomenclature.identifiers import IdentifierSystem, Verdict, load_identifier_systems
+
+__all__ = ["Registry", "load_registry"]
+
+
+@dataclass(frozen=True)
+class Registry:
+    folder: Path
+    codesets: dict[str, CodeSet]                 # by name (ma-regions); several may share a URL
+    identifiers: dict[str, IdentifierSystem]     # by key (cin)
+    by_uri: dict[str, IdentifierSystem]
+
+    def codeset(self, name: str) -> CodeSet:
+        found = self.codesets.get(name)
+        if found is None:
+            raise KeyError(f"no code set '{name}' (known: {', '.join(sorted(self.codesets))})")
+        return found
+
+    def identifier_system(self, key_or_uri: str) -> IdentifierSystem:
+        found = self.identifiers.get(key_or_uri) or self.by_uri.get(key_or_uri)
+        if found is None:
+            raise KeyError(f"no identifier system '{key_or_uri}' (known: {', '.join(sorted(self.identifiers))})")
+        return found
+
+    def validate_id(self, key_or_uri: str, value: str) -> Verdict:
+        return self.identifier_system(key_or_uri).validate(value)
+
+
+def load_registry(folder: Path, base: str) -> Registry:
+    """Load every folder of `folder` by the kind its `_meta.yaml` declares.
+
+    `hl7v2-fhir/` (v2 → FHIR vocabulary maps) is read by the mapping compiler, not here.
+    """
+    codesets: dict[str, CodeSet] = {}
+    identifiers: dict[str, IdentifierSystem] = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        meta = read_meta(sub, base)
+        kind = meta["kind"]
+        if kind == "CodeSystem":
+            cs = load_codeset(sub, base)
+            if cs.name != sub.name:
+                raise ConfigError(f"name '{cs.name}' should be the folder name '{sub.name}'",
+                                  file=str(sub / "_meta.yaml"), line=1)
+            codesets[cs.name] = cs
+        elif kind == "IdentifierSystems":
+            identifiers.update(load_identifier_systems(sub, base))
+        elif kind != "VocabularyMaps":
+            raise ConfigError(f"unknown kind '{kind}' (CodeSystem, IdentifierSystems, VocabularyMaps)",
+                              file=str(sub / "_meta.yaml"), line=1)
+    _check_references(codesets)
+    return Registry(folder, codesets, identifiers, {s.uri: s for s in identifiers.values()})
+
+
+def _check_references(codesets: dict[str, CodeSet]) -> None:
+    """`references: {region: ma-regions}`: every value of that column is a code of that set."""
+    for cs in codesets.values():
+        for column, target in (cs.meta.get("references") or {}).items():
+            other = codesets.get(target)
+            where = str(cs.meta.get("_file", cs.name))
+            if other is None:
+                raise ConfigError(f"references: no code set '{target}'", file=where)
+            bad = sorted(c.code for c in cs.concepts.values() if c.properties.get(column) not in other.concepts)
+            if bad:
+                raise ConfigError(f"{column} of {', '.join(bad)} is not a code of {target}", file=where)
