@@ -20,6 +20,7 @@ from engine.mapping.context import Context
 if TYPE_CHECKING:
     from engine.mapping.explain import Explanation
 from engine.mapping.vocab import load_vocab
+from engine.nomenclature import Registry, load_registry
 
 __all__ = ["Conversion", "Converter", "MappingSpec"]
 
@@ -33,11 +34,14 @@ class Conversion:
 class Converter:
     """Every mapping of an installation, compiled once, with the settings a conversion needs."""
 
-    def __init__(self, mappings_dir: Path, schema_dir: Path, vocab_dir: Path, *, base: str, timezone: str) -> None:
+    def __init__(self, mappings_dir: Path, schema_dir: Path, vocab_dir: Path, *, base: str, timezone: str,
+                 registry: Registry | None = None) -> None:
         self.mappings_dir = mappings_dir
         self.schema_dir = schema_dir
         self.vocab_dir = vocab_dir
         self.base = base
+        # identifier systems and code sets live beside the vocabulary maps (nomenclatures/)
+        self.registry = registry if registry is not None else load_registry(vocab_dir.parent, base)
         self.namespace = namespace(base)
         try:
             self.tz = ZoneInfo(timezone)
@@ -56,7 +60,7 @@ class Converter:
 
     def context(self, msg: Message, now: datetime) -> Context:
         return Context(msg=msg, base=self.base, namespace=self.namespace, tz=self.tz, now=now,
-                       vocab=lambda n: load_vocab(self.vocab_dir, n))
+                       vocab=lambda n: load_vocab(self.vocab_dir, n), registry=self.registry)
 
     def convert(self, name: str, msg: Message, now: datetime) -> Conversion:
         """Convert one parsed message; the same message and `now` always give the same bytes."""

@@ -543,6 +543,7 @@ class _Compiler:
                 fields = p.fields(ctx)
                 if not fields:
                     continue
+                ctx.rule, ctx.field_spec = label, p.spec
                 out = []
                 for f in fields:
                     try:

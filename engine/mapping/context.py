@@ -15,6 +15,7 @@ from engine.hl7v2.er7 import Message, Segment
 from engine.hl7v2.groups import Group
 from engine.ids import resource_id
 from engine.mapping.vocab import VocabMap
+from engine.nomenclature import Registry
 
 __all__ = ["Context", "Instance"]
 
@@ -38,7 +39,10 @@ class Context:
     tz: ZoneInfo
     now: datetime
     vocab: Callable[[str], VocabMap]
+    registry: Registry | None = None
     source: str = ""
+    rule: str = ""                   # the rule and field being converted, for converters' warnings
+    field_spec: str = ""
     segment: Segment | None = None
     scope: Group | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)

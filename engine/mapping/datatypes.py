@@ -120,7 +120,11 @@ def assigner_system(f: Field, comp: int, ctx: Context, kind: str) -> str:
 
 
 def identifier_system(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
-    """CX.4 (HD) → a system URI: ISO OIDs and URIs as sent, otherwise under the installation's base."""
+    """CX.4 (HD) → a system URI: a known identifier system (CIN, INPE … by authority and type, from
+    nomenclatures/identifier-systems), else ISO OIDs and URIs as sent, else under the installation's base."""
+    known = ctx.registry.for_cx(f.component(4, 1), f.component(5)) if ctx.registry is not None else None
+    if known is not None:
+        return known.uri
     return _identifier_system(f.component(4, 1), f.component(4, 2), f.component(4, 3),
                               f.component(5) or opts.get("type", "") or "id", ctx.msg.sending_facility,
                               opts.get("system", "{base}/sid/{authority}/{type}"), ctx.base)
@@ -147,9 +151,17 @@ def cx_identifier(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any
     id_type = f.component(5) or opts.get("type", "")
     if id_type:
         out["type"] = {"coding": [{"system": V2_0203, "code": id_type}]}
-    system = identifier_system(f, ctx, opts)
-    if system:
-        out["system"] = system
+    known = ctx.registry.for_cx(f.component(4, 1), f.component(5)) if ctx.registry is not None else None
+    if known is not None:
+        out["system"] = known.uri
+        verdict = known.validate(value)
+        if not verdict.ok:  # the value is kept: a suspicious CIN is still the patient's, and it is flagged
+            code = "IDENTIFIER_INVALID" if verdict.level == "invalid" else "IDENTIFIER_SUSPECT"
+            ctx.warn(code, ctx.rule, ctx.field_spec, f"{known.key}: {verdict.reason}")
+    else:
+        system = identifier_system(f, ctx, opts)
+        if system:
+            out["system"] = system
     out["value"] = value
     return out
 
@@ -519,7 +531,7 @@ def dtm_instant(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
         return None
     value = v2_instant(f.text, ctx.tz)
     if value is None:  # FHIR instant needs seconds; a v2 time to the minute is still a valid v2 time
-        ctx.warn("INSTANT_IMPRECISE", "DTM.instant", "", "a FHIR instant needs seconds; value not written")
+        ctx.warn("INSTANT_IMPRECISE", ctx.rule, ctx.field_spec, "a FHIR instant needs seconds; value not written")
     return value
 
 

@@ -91,6 +91,30 @@ def _pattern(text: str, where: str, line: int, column: str) -> re.Pattern[str] |
         raise ConfigError(f"{column}: not a regular expression ({exc})", file=where, line=line) from exc
 
 
+def load_authorities(folder: Path, systems: dict[str, IdentifierSystem]) -> dict[tuple[str, str], IdentifierSystem]:
+    """(assigning authority or `*`, v2 identifier type) → the identifier system a CX belongs to."""
+    path = folder / "authorities.csv"
+    if not path.exists():
+        return {}
+    where = str(path)
+    out: dict[tuple[str, str], IdentifierSystem] = {}
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        if next(reader, None) != ["authority", "type", "system"]:
+            raise ConfigError("expected header authority,type,system", file=where, line=1)
+        for line, row in enumerate(reader, start=2):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) != 3:
+                raise ConfigError(f"expected 3 columns, got {len(row)}", file=where, line=line)
+            authority, id_type, key = (c.strip() for c in row)
+            if key not in systems:
+                raise ConfigError(f"no identifier system '{key}' (known: {', '.join(sorted(systems))})",
+                                  file=where, line=line)
+            out[(authority.upper(), id_type.upper())] = systems[key]
+    return out
+
+
 def load_identifier_systems(folder: Path, base: str) -> dict[str, IdentifierSystem]:
     path = folder / "identifier_systems.csv"
     where = str(path)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from engine.errors import ConfigError
 from engine.nomenclature.codesets import CodeSet, load_codeset, read_meta
-from engine.nomenclature.identifiers import IdentifierSystem, Verdict, load_identifier_systems
+from engine.nomenclature.identifiers import IdentifierSystem, Verdict, load_authorities, load_identifier_systems
 
-__all__ = ["Registry", "load_registry"]
+__all__ = ["Registry", "empty_registry", "load_registry"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,14 @@ class Registry:
     codesets: dict[str, CodeSet]                 # by name (ma-regions); several may share a URL
     identifiers: dict[str, IdentifierSystem]     # by key (cin)
     by_uri: dict[str, IdentifierSystem]
+    authorities: dict[tuple[str, str], IdentifierSystem]   # (CX-4.1 or *, CX-5) → system
+
+    def for_cx(self, authority: str, id_type: str) -> IdentifierSystem | None:
+        """The identifier system a v2 CX belongs to, by assigning authority and type; None if unknown."""
+        if not id_type:
+            return None
+        t = id_type.upper()
+        return self.authorities.get((authority.upper(), t)) or self.authorities.get(("*", t))
 
     def codeset(self, name: str) -> CodeSet:
         found = self.codesets.get(name)
@@ -42,6 +50,7 @@ def load_registry(folder: Path, base: str) -> Registry:
     """
     codesets: dict[str, CodeSet] = {}
     identifiers: dict[str, IdentifierSystem] = {}
+    authorities: dict[tuple[str, str], IdentifierSystem] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         meta = read_meta(sub, base)
         kind = meta["kind"]
@@ -52,12 +61,18 @@ def load_registry(folder: Path, base: str) -> Registry:
                                   file=str(sub / "_meta.yaml"), line=1)
             codesets[cs.name] = cs
         elif kind == "IdentifierSystems":
-            identifiers.update(load_identifier_systems(sub, base))
+            systems = load_identifier_systems(sub, base)
+            identifiers.update(systems)
+            authorities.update(load_authorities(sub, systems))
         elif kind != "VocabularyMaps":
             raise ConfigError(f"unknown kind '{kind}' (CodeSystem, IdentifierSystems, VocabularyMaps)",
                               file=str(sub / "_meta.yaml"), line=1)
     _check_references(codesets)
-    return Registry(folder, codesets, identifiers, {s.uri: s for s in identifiers.values()})
+    return Registry(folder, codesets, identifiers, {s.uri: s for s in identifiers.values()}, authorities)
+
+
+def empty_registry(folder: Path) -> Registry:
+    return Registry(folder, {}, {}, {}, {})
 
 
 def _check_references(codesets: dict[str, CodeSet]) -> None:

@@ -212,3 +212,27 @@ class TestPamFr:
         locations = _of(b, "Encounter")[0]["resource"]["location"]
         found = sorted((loc["status"], "period" in loc) for loc in locations)
         assert found == [("active", False), ("completed", False)]
+
+
+class TestIdentifierSystems:
+    """PID-3 identifiers the registry knows get its URI and are validated; a bad one is flagged, not dropped."""
+
+    RAW = (FIXTURES / "ma-chu-admission.hl7").read_bytes()
+
+    def _convert(self, converter: Converter, raw: bytes) -> tuple[dict, list[dict]]:  # type: ignore[type-arg]
+        result = converter.convert("adt", parse(decode(raw)), NOW)
+        return orjson.loads(result.bundle), result.warnings
+
+    def test_a_cin_gets_the_registry_uri(self, converter: Converter) -> None:
+        b, warnings = self._convert(converter, self.RAW)
+        ids = _of(b, "Patient")[0]["resource"]["identifier"]
+        assert ids[1]["system"] == "https://fhir.wasla.ma/sid/ma/cin"
+        assert not [w for w in warnings if w["code"].startswith("IDENTIFIER_")]
+
+    def test_a_malformed_cin_is_kept_and_flagged_without_its_value(self, converter: Converter) -> None:
+        b, warnings = self._convert(converter, self.RAW.replace(b"AB123456^^^MA-DGSN", b"12-34^^^MA-DGSN"))
+        assert _of(b, "Patient")[0]["resource"]["identifier"][1]["value"] == "12-34"
+        flagged = [w for w in warnings if w["code"] == "IDENTIFIER_SUSPECT"]
+        assert flagged == [{"code": "IDENTIFIER_SUSPECT", "rule": "PID-3", "field": "PID-3[*]",
+                            "detail": "cin: expected ^[A-Z]{1,2}[0-9]{5,6}$"}]
+        assert b"12-34" not in orjson.dumps(warnings)
