@@ -163,7 +163,9 @@ def convert(file: Path, mapping: str | None, now: str | None, compact: bool, exp
     if compact:
         sys.stdout.buffer.write(result.bundle + b"\n")
     else:
-        sys.stdout.buffer.write(orjson.dumps(orjson.loads(result.bundle), option=orjson.OPT_INDENT_2) + b"\n")
+        from engine.mapping import pretty
+
+        sys.stdout.buffer.write(pretty(result.bundle))
     for w in result.warnings:
         click.echo(f"warning: {w['code']} {w['field']} ({w['rule']}) {w.get('detail', '')}".rstrip(), err=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 from engine.mapping.vocab import load_vocab
 from engine.nomenclature import Registry, load_registry
 
-__all__ = ["Conversion", "Converter", "MappingSpec"]
+__all__ = ["Conversion", "Converter", "MappingSpec", "pretty"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,12 @@ class Converter:
             return None
         system, _, value = part.partition("|")
         return system, value
+
+
+def pretty(bundle: bytes) -> bytes:
+    """Indented JSON with every number written as it was (11.20 stays 11.20: never through float)."""
+    data = json.loads(bundle, parse_float=lambda text: orjson.Fragment(text.encode()))
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 def _display(path: Path) -> str:

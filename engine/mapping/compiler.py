@@ -533,7 +533,7 @@ class _Compiler:
                 if p is None:
                     return None
                 options[key] = p
-        unknown = set(options) - set(conv.path_options) - {"join", "type", "use", "system", "in_component"}
+        unknown = set(options) - set(conv.path_options) - {"join", "type", "use", "system", "in_component", "local_map"}
         if unknown:
             self.err(f"unknown option(s) {', '.join(sorted(unknown))} for {raw['as']}", [*where, "options"])
             return None

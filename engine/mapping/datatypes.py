@@ -299,6 +299,8 @@ def cwe_codeable_concept(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[s
     """IG CWE[CodeableConcept]: each triplet (1-3, 4-6, 10-12) a coding; CWE.9, else a code-less CWE.2, the text."""
     codings = [c for c in (_triplet(f, ctx, 1, 2, 3, 7), _triplet(f, ctx, 4, 5, 6, 8),
                            _triplet(f, ctx, 10, 11, 12, 13)) if c]
+    if codings and opts.get("local_map") and ctx.registry is not None:
+        _add_national(codings, ctx)
     out: dict[str, Any] = {}
     if codings:
         out["coding"] = codings
@@ -306,6 +308,25 @@ def cwe_codeable_concept(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[s
     if text:
         out["text"] = text
     return out or None
+
+
+def _add_national(codings: list[dict[str, str]], ctx: Context) -> None:
+    """Beside a sender's local code, the national coding its map gives (never instead of it)."""
+    msg = ctx.msg
+    lm = ctx.registry.local_map(msg.sending_facility, msg.sending_application)  # type: ignore[union-attr]
+    if lm is None:
+        return
+    target = lm.meta.get("target")
+    if target and any(c["system"] == target for c in codings):
+        return  # the sender already coded it nationally
+    for coding in list(codings):
+        if coding["system"] != lm.source_system:
+            continue
+        added = lm.national(coding["code"])
+        if added is None:
+            ctx.warn("LOCAL_CODE_UNMAPPED", ctx.rule, ctx.field_spec, f"{lm.name}: {coding['code']}")
+            continue
+        codings.extend(c for c in added if c not in codings)
 
 
 def st_codeable_concept(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ import orjson
 
 from engine.errors import MappingError, ParseError
 from engine.hl7v2.er7 import decode, parse
-from engine.mapping import Converter
+from engine.mapping import Converter, pretty
 
 __all__ = ["FIXTURE_BASE", "FIXTURE_NOW", "FIXTURE_TZ", "FixtureResult", "differences", "fixture_converter",
            "run_fixtures"]
@@ -63,7 +63,8 @@ def _run_one(converter: Converter, name: str, hl7: Path, update: bool) -> Fixtur
     result = FixtureResult(name, hl7.stem, hl7)
     expected_file = hl7.with_suffix(".json")
     try:
-        got = orjson.loads(converter.convert(name, parse(decode(hl7.read_bytes())), FIXTURE_NOW).bundle)
+        raw = converter.convert(name, parse(decode(hl7.read_bytes())), FIXTURE_NOW).bundle
+        got = orjson.loads(raw)
     except (ParseError, MappingError) as exc:
         result.error = f"cannot convert: {exc}"
         return result
@@ -77,7 +78,7 @@ def _run_one(converter: Converter, name: str, hl7: Path, update: bool) -> Fixtur
         else:
             result.differences = differences(expected, got)
     if update and not result.ok:
-        expected_file.write_bytes(orjson.dumps(got, option=orjson.OPT_INDENT_2) + b"\n")
+        expected_file.write_bytes(pretty(raw))
         result.updated = True
     return result
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ConfigError
 from engine.nomenclature.codesets import CodeSet, load_codeset, read_meta
 from engine.nomenclature.identifiers import IdentifierSystem, Verdict, load_authorities, load_identifier_systems
+from engine.nomenclature.localmaps import LocalMap, load_local_map
 
 __all__ = ["Registry", "empty_registry", "load_registry"]
 
@@ -19,6 +20,18 @@ class Registry:
     identifiers: dict[str, IdentifierSystem]     # by key (cin)
     by_uri: dict[str, IdentifierSystem]
     authorities: dict[tuple[str, str], IdentifierSystem]   # (CX-4.1 or *, CX-5) → system
+    local_maps: dict[str, LocalMap] = field(default_factory=dict)  # by name
+
+    def local_map(self, facility: str, application: str = "") -> LocalMap | None:
+        """The local-code map of a sender (MSH-4, and MSH-3 when the map names one)."""
+        f, a = facility.upper(), application.upper()
+        found = None
+        for m in self.local_maps.values():
+            if m.facility == f and m.application in ("", a):
+                if m.application == a:
+                    return m
+                found = m
+        return found
 
     def for_cx(self, authority: str, id_type: str) -> IdentifierSystem | None:
         """The identifier system a v2 CX belongs to, by assigning authority and type; None if unknown."""
@@ -51,6 +64,7 @@ def load_registry(folder: Path, base: str) -> Registry:
     codesets: dict[str, CodeSet] = {}
     identifiers: dict[str, IdentifierSystem] = {}
     authorities: dict[tuple[str, str], IdentifierSystem] = {}
+    local_maps: dict[str, LocalMap] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         meta = read_meta(sub, base)
         kind = meta["kind"]
@@ -64,11 +78,14 @@ def load_registry(folder: Path, base: str) -> Registry:
             systems = load_identifier_systems(sub, base)
             identifiers.update(systems)
             authorities.update(load_authorities(sub, systems))
+        elif kind == "LocalCodeMap":
+            local_maps[meta["name"]] = load_local_map(sub, meta, base)
         elif kind != "VocabularyMaps":
-            raise ConfigError(f"unknown kind '{kind}' (CodeSystem, IdentifierSystems, VocabularyMaps)",
+            raise ConfigError(f"unknown kind '{kind}' (CodeSystem, IdentifierSystems, LocalCodeMap, VocabularyMaps)",
                               file=str(sub / "_meta.yaml"), line=1)
     _check_references(codesets)
-    return Registry(folder, codesets, identifiers, {s.uri: s for s in identifiers.values()}, authorities)
+    return Registry(folder, codesets, identifiers, {s.uri: s for s in identifiers.values()}, authorities,
+                    local_maps)
 
 
 def empty_registry(folder: Path) -> Registry:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from engine.mapping import Converter
+from engine.mapping.fixtures import fixture_converter
 from engine.nomenclature import Registry, load_registry
 from tests.support import ROOT
+
+
+@pytest.fixture(scope="session")
+def converter() -> Converter:
+    return fixture_converter(ROOT / "mappings", ROOT / "config" / "schema", ROOT / "nomenclatures" / "hl7v2-fhir")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,74 @@
+"""A sender's local codes → national ones (a lab's `GLY` → LOINC 14771-0), ConceptMap-style.
+
+One folder per sender under `nomenclatures/` (kind LocalCodeMap): `_meta.yaml` names the sender
+(MSH-4, optionally MSH-3) and the target system; `map.csv` has one row per local code. The mappings
+add the national coding beside the sender's own — they never replace it.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+__all__ = ["EQUIVALENCES", "LocalMap", "load_local_map"]
+
+COLUMNS = ["local_code", "local_display", "target_system", "target_code", "target_display", "equivalence"]
+# FHIR R4 ConceptMap equivalences that say the local code means the target (others are not added)
+EQUIVALENCES = ("equivalent", "equal", "wider", "narrower", "subsumes", "specializes", "inexact",
+                "relatedto", "unmatched", "disjoint")
+_ADDED = {"equivalent", "equal", "wider", "subsumes"}
+
+
+@dataclass(frozen=True)
+class LocalMap:
+    name: str
+    url: str
+    title: str
+    facility: str
+    application: str
+    source_system: str             # the URI local codes are written under
+    meta: dict[str, Any]
+    rows: dict[str, tuple[dict[str, str], ...]]   # local code → national codings to add
+    all_rows: tuple[tuple[str, ...], ...]         # every CSV row, for export
+
+    def national(self, code: str) -> tuple[dict[str, str], ...] | None:
+        """Codings to add beside `code`; () when mapped as unmatched/narrower; None when not in the map."""
+        return self.rows.get(code.strip())
+
+
+def load_local_map(folder: Path, meta: dict[str, Any], base: str) -> LocalMap:
+    path = folder / "map.csv"
+    where = str(path)
+    sender = meta.get("sender") or {}
+    if not isinstance(sender, dict) or not sender.get("facility"):
+        raise ConfigError("sender: {facility: MSH-4 value} is required", file=str(folder / "_meta.yaml"), line=1)
+    rows: dict[str, tuple[dict[str, str], ...]] = {}
+    all_rows: list[tuple[str, ...]] = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        if next(reader, None) != COLUMNS:
+            raise ConfigError(f"expected header {','.join(COLUMNS)}", file=where, line=1)
+        for line, row in enumerate(reader, start=2):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) != len(COLUMNS):
+                raise ConfigError(f"expected {len(COLUMNS)} columns, got {len(row)}", file=where, line=line)
+            local, _, system, code, display, equivalence = (c.strip() for c in row)
+            if equivalence not in EQUIVALENCES:
+                raise ConfigError(f"equivalence: expected one of {', '.join(EQUIVALENCES)}", file=where, line=line)
+            if equivalence != "unmatched" and not (system and code):
+                raise ConfigError("target_system and target_code are required unless unmatched", file=where,
+                                  line=line)
+            all_rows.append(tuple(c.strip() for c in row))
+            added = rows.get(local, ())
+            if equivalence in _ADDED:
+                coding = {"system": system, "code": code, **({"display": display} if display else {})}
+                added = (*added, coding)
+            rows[local] = added
+    return LocalMap(meta["name"], meta["url"], meta["title"], str(sender["facility"]).upper(),
+                    str(sender.get("application", "")).upper(),
+                    str(meta.get("source_system", "")).replace("{base}", base), meta, rows, tuple(all_rows))
