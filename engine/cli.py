@@ -272,6 +272,25 @@ def nomenclature_validate_id(system: str, value: str, config_dir: Path | None) -
         sys.exit(EXIT_INPUT)
 
 
+@nomenclature.command("export")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@config_option
+@_friendly
+def nomenclature_export(folder: Path, config_dir: Path | None) -> None:
+    """Write every set as FHIR R4 JSON (CodeSystem, ValueSet, NamingSystem, ConceptMap) into FOLDER."""
+    from engine.nomenclature.export import export
+
+    config = load_config(config_dir)
+    reg = _registry(config_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for resource in export(reg, config.fhir_base):
+        (folder / f"{resource['resourceType']}-{resource['id']}.json").write_bytes(
+            orjson.dumps(resource, option=orjson.OPT_INDENT_2) + b"\n")
+        count += 1
+    click.echo(f"{count} resources written to {folder}")
+
+
 def _print_explanation(converter: Any, name: str, msg: Any, clock: datetime, as_json: bool) -> None:
     from engine.mapping.explain import describe
 

@@ -20,8 +20,8 @@ from engine.mapping.context import Context
 
 if TYPE_CHECKING:
     from engine.mapping.explain import Explanation
-from engine.mapping.vocab import load_vocab
 from engine.nomenclature import Registry, load_registry
+from engine.nomenclature.vocab import load_vocab
 
 __all__ = ["Conversion", "Converter", "MappingSpec", "pretty"]
 

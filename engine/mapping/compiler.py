@@ -25,7 +25,7 @@ from engine.mapping.coverage import Coverage, coverage
 from engine.mapping.datatypes import CONVERTERS, identifier_system
 from engine.mapping.fhirmodel import Element, resolve
 from engine.mapping.paths import V2Path, compile_path
-from engine.mapping.vocab import VocabMap, load_vocab
+from engine.nomenclature.vocab import VocabMap, load_vocab
 
 __all__ = ["CompiledResource", "CompiledRule", "KeyPart", "MappingSpec", "compile_mapping", "key_part"]
 

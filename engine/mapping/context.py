@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from engine.hl7v2.er7 import Message, Segment
 from engine.hl7v2.groups import Group
 from engine.ids import resource_id
-from engine.mapping.vocab import VocabMap
 from engine.nomenclature import Registry
+from engine.nomenclature.vocab import VocabMap
 
 __all__ = ["Context", "Instance"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.errors import ConfigError
 from engine.nomenclature.codesets import CodeSet, load_codeset, read_meta
@@ -21,6 +22,7 @@ class Registry:
     by_uri: dict[str, IdentifierSystem]
     authorities: dict[tuple[str, str], IdentifierSystem]   # (CX-4.1 or *, CX-5) → system
     local_maps: dict[str, LocalMap] = field(default_factory=dict)  # by name
+    metas: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder name → its _meta.yaml
 
     def local_map(self, facility: str, application: str = "") -> LocalMap | None:
         """The local-code map of a sender (MSH-4, and MSH-3 when the map names one)."""
@@ -65,8 +67,10 @@ def load_registry(folder: Path, base: str) -> Registry:
     identifiers: dict[str, IdentifierSystem] = {}
     authorities: dict[tuple[str, str], IdentifierSystem] = {}
     local_maps: dict[str, LocalMap] = {}
+    metas: dict[str, dict[str, Any]] = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         meta = read_meta(sub, base)
+        metas[sub.name] = meta
         kind = meta["kind"]
         if kind == "CodeSystem":
             cs = load_codeset(sub, base)
@@ -85,7 +89,7 @@ def load_registry(folder: Path, base: str) -> Registry:
                               file=str(sub / "_meta.yaml"), line=1)
     _check_references(codesets)
     return Registry(folder, codesets, identifiers, {s.uri: s for s in identifiers.values()}, authorities,
-                    local_maps)
+                    local_maps, metas)
 
 
 def empty_registry(folder: Path) -> Registry:
