@@ -272,6 +272,66 @@ def nomenclature_validate_id(system: str, value: str, config_dir: Path | None) -
         sys.exit(EXIT_INPUT)
 
 
+@nomenclature.command("unmapped")
+@config_option
+@_friendly
+def nomenclature_unmapped(config_dir: Path | None) -> None:
+    """Local codes that hold parked messages, per code map: map them and the messages go on."""
+    from engine.store import open_journal
+
+    config = load_config(config_dir)
+    journal = open_journal(config.store.url)
+    try:
+        groups = journal.parked_codes()
+    finally:
+        journal.close()
+    if not groups:
+        click.echo("no parked messages")
+        return
+    click.echo(f"{'code map':<24} {'local code':<16} {'sender':<20} {'messages':>8}  first parked → last")
+    for code_map, code, sender, count, first, last in groups:
+        click.echo(f"{code_map:<24} {code:<16} {sender:<20} {count:>8}  {first:%Y-%m-%d %H:%M} → {last:%Y-%m-%d %H:%M}")
+
+
+@nomenclature.command("map")
+@click.argument("code_map")
+@click.argument("local_code")
+@click.argument("target_code")
+@click.option("--display", default="", help="The target code's official display.")
+@click.option("--local-display", default="", help="The sender's own label for the local code.")
+@click.option("--system", default=None, help="Target system (default: the map's target, e.g. http://loinc.org).")
+@click.option("--equivalence", default="equivalent", show_default=True,
+              help="FHIR ConceptMap equivalence; 'unmatched' records that no target exists.")
+@config_option
+@_friendly
+def nomenclature_map(code_map: str, local_code: str, target_code: str, display: str, local_display: str,
+                     system: str | None, equivalence: str, config_dir: Path | None) -> None:
+    """Add LOCAL_CODE → TARGET_CODE to CODE_MAP's map.csv; a running engine releases what it parked."""
+    import csv
+    import io
+
+    from engine.nomenclature.localmaps import EQUIVALENCES
+
+    reg = _registry(config_dir)
+    lm = reg.local_maps.get(code_map)
+    if lm is None:
+        raise WaslaError(f"no local code map '{code_map}' (known: {', '.join(sorted(reg.local_maps)) or 'none'})")
+    if equivalence not in EQUIVALENCES:
+        raise WaslaError(f"--equivalence: expected one of {', '.join(EQUIVALENCES)}")
+    if lm.national(local_code) is not None:
+        raise WaslaError(f"{local_code} is already in {code_map}: edit {reg.folder / code_map}/map.csv to change it")
+    target_system = system or str(lm.meta.get("target", ""))
+    if not target_system and equivalence != "unmatched":
+        raise WaslaError("--system is required: the map names no target")
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([local_code, local_display, target_system, target_code, display,
+                                                  equivalence])
+    path = reg.folder / code_map / "map.csv"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + ("" if text.endswith("\n") else "\n") + buf.getvalue(), encoding="utf-8")
+    click.echo(f"added to {path}: {local_code} → {target_system}|{target_code} ({equivalence})")
+
+
 @nomenclature.command("export")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @config_option

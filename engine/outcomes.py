@@ -20,12 +20,13 @@ __all__ = ["Outcome", "Outcomes"]
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: str  # transformed | failed | timeout
+    status: str  # transformed | parked | failed | timeout
     reason: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.status == Status.TRANSFORMED
+        """Accepted: converted, or held until its local codes are mapped (it will be delivered)."""
+        return self.status in (Status.TRANSFORMED, Status.PARKED)
 
 
 class Outcomes:
@@ -75,6 +76,8 @@ class Outcomes:
             if row is not None and row.status != Status.RECEIVED:
                 if row.status == Status.FAILED:
                     return Outcome(Status.FAILED, row.reason)
+                if row.status == Status.PARKED:
+                    return Outcome(Status.PARKED, row.reason)
                 return Outcome(Status.TRANSFORMED)
             await asyncio.sleep(self.poll_s)
 

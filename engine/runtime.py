@@ -23,6 +23,7 @@ from engine.deliver import Deliverer
 from engine.intake import Intake
 from engine.mapping import Converter
 from engine.outcomes import Outcomes
+from engine.parking import NomenclatureWatcher
 from engine.registry import connector
 from engine.store import Journal
 from engine.transform import Transformer
@@ -82,6 +83,9 @@ class Engine:
             tr = Transformer(self.config, self.journal, self.broker, self.converter, self.outcomes)
             queues = self.broker.transform_queues()
             self._thread("transform", lambda: self.broker.consume(queues, tr.handle, self.stop_event, name="transform"))
+            watcher = NomenclatureWatcher(self.config.nomenclatures_dir, self.config.fhir_base, self.converter,
+                                          self.journal, self.broker)
+            self._thread("nomenclature", lambda: watcher.run(self.stop_event))
         if "deliver" in self.roles:
             for dest in self.config.destinations.values():
                 output = connector("outputs", dest.kind)(dest, self.config.root)

@@ -125,8 +125,32 @@ class Transformer:
         spec = self.converter.spec(channel.mapping)
         detail = {"mapping": spec.name, "version": spec.version, "warnings": conversion.warnings,
                   "destinations": list(channel.outputs)}
+        unmapped = sorted({(w["code_map"], w["local_code"]) for w in conversion.warnings
+                           if w["code"] == "LOCAL_CODE_UNMAPPED" and "code_map" in w})
+        if unmapped and channel.unmapped_codes != "pass":
+            reason = "local codes without a national mapping: " + ", ".join(f"{m} {c}" for m, c in unmapped)
+            if channel.unmapped_codes == "reject":
+                self._fail(d, mid, reason, channel_id)
+            else:
+                self._park(d, mid, msg.sending_facility, unmapped, reason, channel_id, detail)
+            return None
         return _Converted(d, mid, channel_id, msg.message_type, msg.control_id, received_at.isoformat(),
                           conversion.bundle, channel.outputs, detail)
+
+    def _park(self, d: Delivery, mid: str, sender: str, codes: list[tuple[str, str]], reason: str, channel_id: str,
+              detail: dict[str, Any]) -> None:
+        """Hold the message until its local codes are mapped (channel policy `park`); it is not lost,
+        not delivered with a code the receiver cannot read, and re-runs by itself once mapped."""
+        try:
+            self.journal.park(mid, sender, codes, reason, {"mapping": detail["mapping"], "version": detail["version"]})
+        except StoreError as exc:
+            _log.error("transform_requeued", message_id=mid, channel=channel_id, **error_fields(exc))
+            d.requeue()
+            return
+        d.ack()
+        if self.outcomes is not None:
+            self.outcomes.settle(mid, Status.PARKED, reason)
+        _log.info("parked", message_id=mid, channel=channel_id, codes=len(codes))
 
     def _fail(self, d: Delivery, mid: str, reason: str, channel_id: str) -> None:
         try:

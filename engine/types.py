@@ -12,13 +12,18 @@ JSON = dict[str, Any]
 
 
 class Status:
-    """A message's status in the journal. Final ones: delivered, failed, filtered."""
+    """A message's status in the journal. Final ones: delivered, failed, filtered.
+
+    `parked` is held, not final: a local code waits for its national mapping; adding it re-runs
+    the message.
+    """
 
     RECEIVED = "received"
     TRANSFORMED = "transformed"
     DELIVERED = "delivered"
     FAILED = "failed"
     FILTERED = "filtered"
+    PARKED = "parked"
     UNFINISHED = (RECEIVED, TRANSFORMED)
 
 

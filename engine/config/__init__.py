@@ -48,6 +48,7 @@ class ChannelConfig:
     outputs: tuple[str, ...]
     description: str = ""
     enabled: bool = True
+    unmapped_codes: str = "pass"     # pass | park | reject
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         ch = ChannelConfig(
             id=path.stem, file=doc.file, input_kind=kind, input=MappingProxyType(inp),
             mapping=d["pipeline"]["mapping"], outputs=tuple(d["output"]), description=d.get("description", ""),
-            enabled=d.get("enabled", True),
+            enabled=d.get("enabled", True), unmapped_codes=d["pipeline"].get("unmapped_codes", "pass"),
         )
         for i, dest in enumerate(ch.outputs):
             if dest not in destinations:

@@ -53,11 +53,12 @@ class Context:
     cx_keys: dict[int, str] = field(default_factory=dict)   # id(Field) → "system|value", per message
     refs_seen: dict[tuple[str, int, int, str], list[Instance]] = field(default_factory=dict)
 
-    def warn(self, code: str, rule: str, field_path: str, detail: str = "") -> None:
+    def warn(self, code: str, rule: str, field_path: str, detail: str = "", **extra: str) -> None:
         """Record what the mapping could not honour. Field paths and codes only: no values, no PHI."""
         item = {"code": code, "rule": rule, "field": field_path}
         if detail:
             item["detail"] = detail
+        item.update(extra)
         self.warnings.append(item)
 
     def refs(self, name: str) -> list[Instance]:

@@ -324,7 +324,8 @@ def _add_national(codings: list[dict[str, str]], ctx: Context) -> None:
             continue
         added = lm.national(coding["code"])
         if added is None:
-            ctx.warn("LOCAL_CODE_UNMAPPED", ctx.rule, ctx.field_spec, f"{lm.name}: {coding['code']}")
+            ctx.warn("LOCAL_CODE_UNMAPPED", ctx.rule, ctx.field_spec, f"{lm.name}: {coding['code']}",
+                     code_map=lm.name, local_code=coding["code"])
             continue
         codings.extend(c for c in added if c not in codings)
 

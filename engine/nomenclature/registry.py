@@ -83,6 +83,9 @@ def load_registry(folder: Path, base: str) -> Registry:
             identifiers.update(systems)
             authorities.update(load_authorities(sub, systems))
         elif kind == "LocalCodeMap":
+            if meta["name"] != sub.name:
+                raise ConfigError(f"name '{meta['name']}' should be the folder name '{sub.name}'",
+                                  file=str(sub / "_meta.yaml"), line=1)
             local_maps[meta["name"]] = load_local_map(sub, meta, base)
         elif kind != "VocabularyMaps":
             raise ConfigError(f"unknown kind '{kind}' (CodeSystem, IdentifierSystems, LocalCodeMap, VocabularyMaps)",

@@ -365,6 +365,59 @@ class Journal:
 
         self._writer.run(work)
 
+    def park(self, message_id: str, sender: str, codes: list[tuple[str, str]], reason: str,
+             detail: dict[str, Any] | None = None) -> None:
+        """Hold a message until each (code map, local code) of `codes` has a mapping."""
+        now = self.dialect.ts(self.clock())
+
+        def work(cur: Any) -> None:
+            cur.execute(self._sql("UPDATE messages SET status = ?, stage = 'transform', reason = ?, updated_at = ?"
+                                  " WHERE id = ?"), (Status.PARKED, reason[:2000], now, message_id))
+            _many(cur, self._sql("INSERT INTO parked (message_id, code_map, local_code, sender, parked_at)"
+                                 " VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING"),
+                  [(message_id, m, c, sender, now) for m, c in codes])
+            self._event(cur, message_id, "transform", Status.PARKED, {"reason": reason[:2000], **(detail or {})})
+
+        self._writer.run(work)
+
+    def parked_codes(self) -> list[tuple[str, str, str, int, datetime, datetime]]:
+        """(code map, local code, sender, messages, first parked, last parked), most messages first."""
+        rows = self._query("SELECT code_map, local_code, sender, COUNT(*), MIN(parked_at), MAX(parked_at)"
+                           " FROM parked GROUP BY code_map, local_code, sender ORDER BY COUNT(*) DESC, code_map,"
+                           " local_code")
+        return [(m, c, s, int(n), self.dialect.from_ts(a), self.dialect.from_ts(b)) for m, c, s, n, a, b in rows]
+
+    def release(self, code_map: str, is_mapped: Callable[[str], bool]) -> list[MessageRow]:
+        """Un-park the messages of `code_map` whose every parked code `is_mapped` now; they go back to
+        `received` for a new transform. Returns them (only to the caller that released them)."""
+        rows = self._query("SELECT message_id, local_code FROM parked WHERE code_map = ?", (code_map,))
+        waiting: dict[str, list[str]] = {}
+        for mid, code in rows:
+            waiting.setdefault(mid, []).append(code)
+        ready = [mid for mid, codes in waiting.items() if all(is_mapped(c) for c in codes)]
+        if not ready:
+            return []
+        now = self.dialect.ts(self.clock())
+
+        def work(cur: Any) -> list[str]:
+            mine = []
+            for mid in ready:
+                cur.execute(self._sql("DELETE FROM parked WHERE message_id = ? AND code_map = ?"), (mid, code_map))
+                if cur.rowcount:  # another worker may have released it first: only one re-runs it
+                    mine.append(mid)
+            left = self._sql("SELECT 1 FROM parked WHERE message_id = ?")
+            for mid in list(mine):
+                cur.execute(left, (mid,))
+                if cur.fetchone():  # still waiting on another map's code
+                    mine.remove(mid)
+            _many(cur, self._sql("UPDATE messages SET status = ?, reason = '', updated_at = ? WHERE id = ?"
+                                 " AND status = ?"), [(Status.RECEIVED, now, mid, Status.PARKED) for mid in mine])
+            self._events(cur, [(mid, "nomenclature", "released", {"code_map": code_map}) for mid in mine], now)
+            return mine
+
+        released = self._writer.run(work)
+        return [row for row in (self.get(mid) for mid in released) if row is not None]
+
     def output_writing(self, message_id: str, destination: str, location: str) -> None:
         """Record the intent to write at `location` before writing: recovery checks it there."""
         self.outputs_writing(destination, [(message_id, location)])

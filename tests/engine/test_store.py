@@ -23,7 +23,7 @@ class TestJournal:
         j.close()
         j2 = Journal(store_url)
         try:
-            assert j2.schema_version == 2
+            assert j2.schema_version == 3
             row = j2.get(msg.id)
             assert row is not None and row.raw == msg.raw and row.status == Status.RECEIVED
         finally:
@@ -152,5 +152,33 @@ class TestLoopCommit:
             assert [e["status"] for e in j.events(first.id)] == ["received", "AA"]
             with pytest.raises(RuntimeError):
                 j.commit_async(j.receive_work(_inbound()))  # outside a loop: use commit()
+        finally:
+            j.close()
+
+
+class TestParking:
+    """Messages held on an unmapped local code; released once, by one worker, when every code is mapped."""
+
+    def test_park_group_and_release(self, store_url: str) -> None:
+        j = Journal(store_url)
+        try:
+            a, b, c = _inbound(raw=b"A"), _inbound(raw=b"B"), _inbound(raw=b"C")
+            for m in (a, b, c):
+                j.receive(m)
+            j.park(a.id, "LAB", [("local-lab", "VITD")], "local codes without a national mapping: local-lab VITD")
+            j.park(b.id, "LAB", [("local-lab", "VITD"), ("local-lab", "ZN")], "two codes")
+            j.park(c.id, "LAB", [("local-lab", "ZN")], "one code")
+            row = j.get(a.id)
+            assert row is not None and row.status == Status.PARKED and "VITD" in row.reason
+            groups = {(m, code): n for m, code, _, n, _, _ in j.parked_codes()}
+            assert groups == {("local-lab", "VITD"): 2, ("local-lab", "ZN"): 2}
+            released = j.release("local-lab", lambda code: code == "VITD")
+            assert [r.id for r in released] == [a.id] and released[0].raw == b"A"
+            assert j.get(a.id).status == Status.RECEIVED  # type: ignore[union-attr]
+            assert j.get(b.id).status == Status.PARKED  # type: ignore[union-attr]  # ZN still unmapped
+            assert j.release("local-lab", lambda code: code == "VITD") == []  # nothing twice
+            assert sorted(r.id for r in j.release("local-lab", lambda code: True)) == sorted([b.id, c.id])
+            assert j.parked_codes() == []
+            assert [e["status"] for e in j.events(a.id)][-2:] == ["parked", "released"]
         finally:
             j.close()

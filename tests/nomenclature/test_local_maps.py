@@ -37,7 +37,8 @@ def test_an_unmapped_local_code_is_kept_and_reported(converter: Converter) -> No
     codes, warnings = _codes(converter, LOCAL)
     assert codes[3] == [(LAB, "VITD-X")]
     assert [w for w in warnings if w["code"] == "LOCAL_CODE_UNMAPPED"] == [
-        {"code": "LOCAL_CODE_UNMAPPED", "rule": "OBX-3", "field": "OBX-3", "detail": "local-labo-al-amal: VITD-X"}]
+        {"code": "LOCAL_CODE_UNMAPPED", "rule": "OBX-3", "field": "OBX-3", "detail": "local-labo-al-amal: VITD-X",
+         "code_map": "local-labo-al-amal", "local_code": "VITD-X"}]
 
 
 def test_another_sender_has_no_map(converter: Converter) -> None:

@@ -1,0 +1,82 @@
+"""Parked messages come back by themselves: when `nomenclatures/` changes on disk, the registry is
+reloaded and every message parked on a local code that is now mapped goes back to the transform.
+
+Runs beside the transform role. Several workers may notice the same change: the journal lets only
+one of them release each message, so a message is re-run once.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import structlog
+
+from engine.broker import Broker
+from engine.errors import BrokerError, ConfigError, StoreError
+from engine.logs import error_fields
+from engine.mapping import Converter
+from engine.nomenclature import load_registry
+from engine.store import Journal
+
+__all__ = ["NomenclatureWatcher"]
+
+_log = structlog.get_logger("wasla.nomenclature")
+
+
+def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out.append((str(p), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+class NomenclatureWatcher:
+    def __init__(self, folder: Path, base: str, converter: Converter, journal: Journal, broker: Broker,
+                 interval_s: float = 1.0) -> None:
+        self.folder = folder
+        self.base = base
+        self.converter = converter
+        self.journal = journal
+        self.broker = broker
+        self.interval_s = interval_s
+        self._stamp = _stamp(folder)
+
+    def check(self) -> int:
+        """Reload if a file changed, then release what is now mapped. Returns the messages released."""
+        stamp = _stamp(self.folder)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.converter.registry = load_registry(self.folder, self.base)
+            except ConfigError as exc:  # keep serving with the last good registry; say where the file is wrong
+                _log.error("nomenclature_reload_failed", file=exc.file, line=exc.line, error=exc.message)
+                return 0
+            _log.info("nomenclature_reloaded", local_maps=len(self.converter.registry.local_maps))
+        return self.release()
+
+    def release(self) -> int:
+        registry = self.converter.registry
+        count = 0
+        for code_map in sorted({m for m, *_ in self.journal.parked_codes()}):
+            lm = registry.local_maps.get(code_map)
+            if lm is None:
+                continue
+            for row in self.journal.release(code_map, lambda code, lm=lm: lm.national(code) is not None):
+                self.broker.publish_in(row.raw, message_id=row.id, channel=row.channel, patient_key=row.patient_key,
+                                       headers={"received_at": row.received_at.isoformat(),
+                                                "message_type": row.message_type})
+                count += 1
+        if count:
+            _log.info("parked_released", messages=count)
+        return count
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.check()
+            except (StoreError, BrokerError) as exc:
+                _log.error("parked_release_failed", **error_fields(exc))  # the next turn tries again
+            stop.wait(self.interval_s)

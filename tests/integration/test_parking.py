@@ -1,0 +1,109 @@
+"""Unmapped local codes under `park`, end to end: held, visible, and delivered by itself once mapped."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+
+from engine.store import Journal
+from engine.types import Status
+from tests.support import ROOT, WASLA, engine, free_port, make_project, mllp_send, msa, out_lines, wait_lines, wait_port
+
+LOCAL = (ROOT / "mappings/oru_r01/fixtures/ma-labo-codes-locaux.hl7").read_bytes()   # GLY…, and VITD-X unmapped
+MAPPED = (ROOT / "mappings/oru_r01/fixtures/ma-labo-3-groupes.hl7").read_bytes()     # LOINC already
+
+
+def _lab_channel(project: Path, policy: str) -> int:
+    port = free_port()
+    (project / "config/channels/lab-mllp.yaml").write_text(
+        "description: lab results over MLLP\n"
+        f"input:\n  mllp:\n    host: 127.0.0.1\n    port: {port}\n"
+        f"pipeline:\n  mapping: oru_r01\n  unmapped_codes: {policy}\n"
+        "output:\n  - archive-ndjson\n", encoding="utf-8")
+    return port
+
+
+def _wasla(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([WASLA, "nomenclature", *args, "--config", str(project / "config")], cwd=project,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _status(project: Path, control_id: str) -> str:
+    j = Journal(f"sqlite:///{project}/var/wasla.db")
+    try:
+        (row,) = j.search(control_id=control_id)
+        return row.status
+    finally:
+        j.close()
+
+
+def _wait_status(project: Path, control_id: str, status: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _status(project, control_id)
+        if found == status:
+            return found
+        time.sleep(0.1)
+    return _status(project, control_id)
+
+
+def _observation_codes(line: bytes) -> list[list[str]]:
+    bundle = orjson.loads(line)
+    return [[f"{c['system'].rsplit('/', 1)[-1]}|{c['code']}" for c in e["resource"]["code"]["coding"]]
+            for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+
+
+def test_parked_until_mapped_then_delivered_by_itself(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    port = _lab_channel(project, "park")
+    with engine(project) as proc:
+        wait_port(port, proc=proc)
+        assert msa(mllp_send(port, LOCAL))[1] == "CA"      # MSH-15 AL: commit accept, once journaled
+        assert msa(mllp_send(port, MAPPED))[1] == "CA"
+        assert _wait_status(project, "LAB-20261120-0042", Status.DELIVERED) == Status.DELIVERED
+        assert _wait_status(project, "LAB-20261121-0007", Status.PARKED) == Status.PARKED
+        assert len(out_lines(project)) == 1                 # only the message whose codes are all known
+
+        listing = _wasla(project, "unmapped")
+        assert listing.returncode == 0, listing.stderr
+        (row,) = [ln.split() for ln in listing.stdout.splitlines() if "VITD-X" in ln]
+        assert row[:4] == ["local-labo-al-amal", "VITD-X", "LABO-AL-AMAL", "1"]
+
+        added = _wasla(project, "map", "local-labo-al-amal", "VITD-X", "62292-8",
+                       "--display", "25-Hydroxyvitamin D2+D3 [Mass/volume] in Serum or Plasma")
+        assert added.returncode == 0, added.stderr
+        lines = wait_lines(project, 2)
+        assert len(lines) == 2, (project / "engine.log").read_text()
+        assert _observation_codes(lines[1])[3] == ["labo-al-amal|VITD-X", "loinc.org|62292-8"]
+        assert _wait_status(project, "LAB-20261121-0007", Status.DELIVERED) == Status.DELIVERED
+        assert _wasla(project, "unmapped").stdout.strip() == "no parked messages"
+        assert proc.poll() is None
+
+
+def test_reject_fails_the_message_with_the_codes(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    port = _lab_channel(project, "reject")
+    with engine(project) as proc:
+        wait_port(port, proc=proc)
+        mllp_send(port, LOCAL)
+        assert _wait_status(project, "LAB-20261121-0007", Status.FAILED) == Status.FAILED
+        j = Journal(f"sqlite:///{project}/var/wasla.db")
+        try:
+            (row,) = j.search(control_id="LAB-20261121-0007")
+            assert row.reason == "local codes without a national mapping: local-labo-al-amal VITD-X"
+        finally:
+            j.close()
+        assert proc.poll() is None
+
+
+def test_pass_delivers_with_the_local_coding_only(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    port = _lab_channel(project, "pass")
+    with engine(project):
+        wait_port(port)
+        mllp_send(port, LOCAL)
+        (line,) = wait_lines(project, 1)
+        assert _observation_codes(line)[3] == ["labo-al-amal|VITD-X"]
