@@ -332,6 +332,24 @@ def nomenclature_map(code_map: str, local_code: str, target_code: str, display: 
     click.echo(f"added to {path}: {local_code} → {target_system}|{target_code} ({equivalence})")
 
 
+@nomenclature.command("import")
+@click.argument("kind", type=click.Choice(["loinc", "icd10-claml"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--version", "release", required=True, help="The release you load, e.g. 2.80 or 2019.")
+@click.option("--replace", is_flag=True, help="Load over an earlier release.")
+@config_option
+@_friendly
+def nomenclature_import(kind: str, file: Path, release: str, replace: bool, config_dir: Path | None) -> None:
+    """Load a full code system from its publisher's file (LOINC's Loinc.csv, WHO ICD-10 ClaML)."""
+    from engine.nomenclature import load_registry
+    from engine.nomenclature.importers import import_codes
+
+    config = load_config(config_dir)
+    folder, count = import_codes(kind, file, config.nomenclatures_dir, release, replace=replace)
+    reg = load_registry(config.nomenclatures_dir, config.fhir_base)  # proves the result loads
+    click.echo(f"{count} codes written to {folder} ({len(reg.codeset(folder.name))} loaded)")
+
+
 @nomenclature.command("export")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @config_option

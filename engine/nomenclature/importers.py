@@ -1,0 +1,106 @@
+"""Loaders for the big code systems an operator brings under their own licence (never shipped).
+
+Each reads the publisher's own file format and writes a code-set folder (`_meta.yaml` + `codes.csv`)
+under the installation's `nomenclatures/`, which the registry then loads like any other.
+
+- `loinc`: the LOINC table (`LoincTable/Loinc.csv` of the LOINC release), free with its notice;
+- `icd10-claml`: WHO ICD-10 in ClaML (the XML the WHO and national centres distribute).
+"""
+
+from __future__ import annotations
+
+import csv
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+from engine.errors import ConfigError
+
+__all__ = ["IMPORTERS", "import_codes"]
+
+LOINC_NOTICE = (
+    "This material contains content from LOINC (http://loinc.org). LOINC is copyright © Regenstrief Institute, "
+    "Inc. and the Logical Observation Identifiers Names and Codes (LOINC) Committee and is available at no cost "
+    "under the license at http://loinc.org/license. LOINC® is a registered United States trademark of "
+    "Regenstrief Institute, Inc.")
+_LOINC_COLUMNS = ("LOINC_NUM", "COMPONENT", "PROPERTY", "SYSTEM", "SCALE_TYP", "STATUS", "LONG_COMMON_NAME")
+
+
+def _loinc_rows(src: Path) -> Iterator[list[str]]:
+    with src.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in _LOINC_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(f"not a LOINC table: no column {', '.join(missing)} (expected LoincTable/Loinc.csv)",
+                              file=str(src), line=1)
+        for row in reader:
+            yield [row["LOINC_NUM"], row["LONG_COMMON_NAME"], row["COMPONENT"], row["PROPERTY"], row["SYSTEM"],
+                   row["SCALE_TYP"], row["STATUS"]]
+
+
+def _claml_rows(src: Path) -> Iterator[list[str]]:
+    """Categories (`<Class kind="category">`) with their preferred label; chapters and blocks are not codes."""
+    try:
+        for _, el in ET.iterparse(src, events=("end",)):
+            if el.tag != "Class":
+                continue
+            if el.get("kind") == "category":
+                label = next((r for r in el.findall("Rubric") if r.get("kind") == "preferred"), None)
+                text = " ".join("".join(label.find("Label").itertext()).split()) if label is not None \
+                    and label.find("Label") is not None else ""
+                yield [el.get("code", ""), text]
+            el.clear()
+    except ET.ParseError as exc:
+        raise ConfigError(f"not ClaML XML: {exc}", file=str(src), line=exc.position[0]) from exc
+
+
+IMPORTERS = {
+    "loinc": {"folder": "loinc", "rows": _loinc_rows, "url": "http://loinc.org", "title": "LOINC",
+              "publisher": "Regenstrief Institute", "licence": LOINC_NOTICE,
+              "columns": ["code", "display", "component", "property", "system", "scale", "status"]},
+    "icd10-claml": {"folder": "icd10", "rows": _claml_rows, "url": "http://hl7.org/fhir/sid/icd-10",
+                    "title": "ICD-10 (WHO)", "publisher": "World Health Organization",
+                    "licence": "loaded by the operator from their own licensed copy; never redistributed",
+                    "columns": ["code", "display"]},
+}
+
+
+def import_codes(kind: str, src: Path, nomenclatures: Path, version: str, *, replace: bool = False) -> tuple[Path, int]:
+    """Write `nomenclatures/<folder>/` from the publisher's file; returns the folder and the code count."""
+    spec = IMPORTERS.get(kind)
+    if spec is None:
+        raise ConfigError(f"unknown kind '{kind}' (known: {', '.join(sorted(IMPORTERS))})")
+    folder = nomenclatures / str(spec["folder"])
+    if folder.exists() and not replace:
+        raise ConfigError(f"{folder} exists: pass --replace to load a new release over it")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "codes.csv.tmp"
+    count = 0
+    seen: set[str] = set()
+    with tmp.open("w", encoding="utf-8", newline="") as out:
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(spec["columns"])
+        for row in spec["rows"](src):  # type: ignore[operator]
+            if not row[0] or row[0] in seen:
+                continue
+            seen.add(row[0])
+            w.writerow(row)
+            count += 1
+    if not count:
+        tmp.unlink()
+        raise ConfigError(f"no codes found in {src} for {kind}", file=str(src))
+    tmp.replace(folder / "codes.csv")
+    meta = {"kind": "CodeSystem", "name": spec["folder"], "title": spec["title"], "url": spec["url"],
+            "version": version, "publisher": spec["publisher"], "licence": spec["licence"],
+            "source": f"imported by wasla nomenclature import {kind} from {src.name}", "date": date.today()}
+    lines = [f"{k}: {_yaml_scalar(v)}" for k, v in meta.items()]
+    (folder / "_meta.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder, count
+
+
+def _yaml_scalar(value: object) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
