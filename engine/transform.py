@@ -118,13 +118,18 @@ class Transformer:
         try:
             received_at = datetime.fromisoformat(str(d.headers["received_at"]))
             msg = parse(decode(d.body, channel.input.get("encoding")))
-            conversion = self.converter.convert(channel.mapping, msg, received_at)
+            conversion = self.converter.convert(channel.mapping, msg, received_at,
+                                                {"invalid_identifiers": channel.invalid_identifiers})
         except (ParseError, MappingError, ConfigError, KeyError, ValueError) as exc:
             self._fail(d, mid, _reason(exc), channel_id)
             return None
         spec = self.converter.spec(channel.mapping)
         detail = {"mapping": spec.name, "version": spec.version, "warnings": conversion.warnings,
                   "destinations": list(channel.outputs)}
+        invalid = sorted({w["identifier_system"] for w in conversion.warnings if w["code"] == "IDENTIFIER_INVALID"})
+        if invalid and channel.invalid_identifiers == "reject":
+            self._fail(d, mid, "identifiers that fail their format or check digits: " + ", ".join(invalid), channel_id)
+            return None
         unmapped = sorted({(w["code_map"], w["local_code"]) for w in conversion.warnings
                            if w["code"] == "LOCAL_CODE_UNMAPPED" and "code_map" in w})
         if unmapped and channel.unmapped_codes != "pass":

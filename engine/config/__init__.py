@@ -49,6 +49,7 @@ class ChannelConfig:
     description: str = ""
     enabled: bool = True
     unmapped_codes: str = "pass"     # pass | park | reject
+    invalid_identifiers: str = "flag"   # flag | tag | reject
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
             id=path.stem, file=doc.file, input_kind=kind, input=MappingProxyType(inp),
             mapping=d["pipeline"]["mapping"], outputs=tuple(d["output"]), description=d.get("description", ""),
             enabled=d.get("enabled", True), unmapped_codes=d["pipeline"].get("unmapped_codes", "pass"),
+            invalid_identifiers=d["pipeline"].get("invalid_identifiers", "flag"),
         )
         for i, dest in enumerate(ch.outputs):
             if dest not in destinations:

@@ -59,13 +59,17 @@ class Converter:
                                                 display=_display(file))
         return self._specs[name]
 
-    def context(self, msg: Message, now: datetime) -> Context:
+    def context(self, msg: Message, now: datetime, policy: dict[str, str] | None = None) -> Context:
         return Context(msg=msg, base=self.base, namespace=self.namespace, tz=self.tz, now=now,
-                       vocab=lambda n: load_vocab(self.vocab_dir, n), registry=self.registry)
+                       vocab=lambda n: load_vocab(self.vocab_dir, n), registry=self.registry,
+                       policy=policy or {})
 
-    def convert(self, name: str, msg: Message, now: datetime) -> Conversion:
-        """Convert one parsed message; the same message and `now` always give the same bytes."""
-        ctx = self.context(msg, now)
+    def convert(self, name: str, msg: Message, now: datetime, policy: dict[str, str] | None = None) -> Conversion:
+        """Convert one parsed message; the same message, `now` and channel policy always give the same bytes.
+
+        `policy` holds the channel's data-quality choices (`invalid_identifiers: tag` …).
+        """
+        ctx = self.context(msg, now, policy)
         spec = self.spec(name)
         bundle = build_bundle(spec, ctx)
         extra = spec.coverage.not_mapped(msg) if spec.coverage else []

@@ -40,6 +40,7 @@ class Context:
     now: datetime
     vocab: Callable[[str], VocabMap]
     registry: Registry | None = None
+    policy: dict[str, str] = field(default_factory=dict)   # the channel's data-quality choices
     source: str = ""
     rule: str = ""                   # the rule and field being converted, for converters' warnings
     field_spec: str = ""

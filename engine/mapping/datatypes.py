@@ -157,7 +157,10 @@ def cx_identifier(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any
         verdict = known.validate(value)
         if not verdict.ok:  # the value is kept: a suspicious CIN is still the patient's, and it is flagged
             code = "IDENTIFIER_INVALID" if verdict.level == "invalid" else "IDENTIFIER_SUSPECT"
-            ctx.warn(code, ctx.rule, ctx.field_spec, f"{known.key}: {verdict.reason}")
+            ctx.warn(code, ctx.rule, ctx.field_spec, f"{known.key}: {verdict.reason}", identifier_system=known.key)
+            if ctx.policy.get("invalid_identifiers") == "tag":  # the receiver sees it on the identifier itself
+                out["extension"] = [{"url": f"{ctx.base}/StructureDefinition/identifier-check",
+                                     "valueCode": verdict.level}]
     else:
         system = identifier_system(f, ctx, opts)
         if system:

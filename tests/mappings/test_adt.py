@@ -234,5 +234,14 @@ class TestIdentifierSystems:
         assert _of(b, "Patient")[0]["resource"]["identifier"][1]["value"] == "12-34"
         flagged = [w for w in warnings if w["code"] == "IDENTIFIER_SUSPECT"]
         assert flagged == [{"code": "IDENTIFIER_SUSPECT", "rule": "PID-3", "field": "PID-3[*]",
-                            "detail": "cin: expected ^[A-Z]{1,2}[0-9]{5,6}$"}]
+                            "detail": "cin: expected ^[A-Z]{1,2}[0-9]{5,6}$", "identifier_system": "cin"}]
         assert b"12-34" not in orjson.dumps(warnings)
+
+    def test_tag_policy_marks_the_identifier_itself(self, converter: Converter) -> None:
+        raw = self.RAW.replace(b"AB123456^^^MA-DGSN", b"12-34^^^MA-DGSN")
+        result = converter.convert("adt", parse(decode(raw)), NOW, {"invalid_identifiers": "tag"})
+        ident = _of(orjson.loads(result.bundle), "Patient")[0]["resource"]["identifier"][1]
+        assert ident["extension"] == [{"url": "https://fhir.wasla.ma/StructureDefinition/identifier-check",
+                                       "valueCode": "warning"}]
+        plain = converter.convert("adt", parse(decode(raw)), NOW)
+        assert "extension" not in _of(orjson.loads(plain.bundle), "Patient")[0]["resource"]["identifier"][1]

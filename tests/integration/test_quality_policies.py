@@ -1,4 +1,5 @@
-"""Unmapped local codes under `park`, end to end: held, visible, and delivered by itself once mapped."""
+"""A channel's data-quality policies, end to end: unmapped local codes (park: held, visible, delivered by
+itself once mapped; reject; pass) and invalid national identifiers (reject)."""
 
 from __future__ import annotations
 
@@ -107,3 +108,24 @@ def test_pass_delivers_with_the_local_coding_only(tmp_path: Path) -> None:
         mllp_send(port, LOCAL)
         (line,) = wait_lines(project, 1)
         assert _observation_codes(line)[3] == ["labo-al-amal|VITD-X"]
+
+
+def test_an_invalid_identifier_fails_the_message_under_reject(tmp_path: Path) -> None:
+    """A French INS NIR with a wrong key (format certain: P) fails the message; the reason names the system only."""
+    project = make_project(tmp_path)
+    ch = project / "config/channels/adt-mllp.yaml"
+    ch.write_text(ch.read_text().replace("  mapping: adt", "  mapping: adt\n  invalid_identifiers: reject"))
+    good = (ROOT / "mappings/adt/fixtures/ma-chu-admission.hl7").read_bytes()
+    bad = good.replace(b"~AB123456^^^MA-DGSN^NNMAR", b"~285027512345600^^^ASIP-SANTE-INS-NIR^INS")
+    with engine(project) as proc:
+        from tests.support import port_of
+
+        mllp_send(port_of(project), bad)
+        assert _wait_status(project, "MSG00001", Status.FAILED) == Status.FAILED
+        j = Journal(f"sqlite:///{project}/var/wasla.db")
+        try:
+            (row,) = j.search(control_id="MSG00001")
+            assert row.reason == "identifiers that fail their format or check digits: ins-nir"
+        finally:
+            j.close()
+        assert proc.poll() is None
