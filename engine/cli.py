@@ -222,6 +222,14 @@ def _registry(config_dir: Path | None) -> Any:
     return load_registry(config.nomenclatures_dir, config.fhir_base)
 
 
+def _known(find: Callable[[str], Any], name: str) -> Any:
+    """A registry lookup whose KeyError (which names the known ones) becomes a one-line user error."""
+    try:
+        return find(name)
+    except KeyError as exc:
+        raise WaslaError(str(exc.args[0])) from exc
+
+
 @nomenclature.command("list")
 @config_option
 @_friendly
@@ -242,11 +250,7 @@ def nomenclature_list(config_dir: Path | None) -> None:
 @_friendly
 def nomenclature_lookup(codeset: str, code: str, config_dir: Path | None) -> None:
     """Look CODE up in CODESET (e.g. ma-provinces MA-NOU); exit 1 when it is not there."""
-    reg = _registry(config_dir)
-    try:
-        cs = reg.codeset(codeset)
-    except KeyError as exc:
-        raise WaslaError(str(exc.args[0])) from exc
+    cs = _known(_registry(config_dir).codeset, codeset)
     concept = cs.lookup(code)
     if concept is None:
         raise WaslaError(f"{code} is not a code of {cs.name} ({cs.url})")
@@ -261,11 +265,7 @@ def nomenclature_lookup(codeset: str, code: str, config_dir: Path | None) -> Non
 @_friendly
 def nomenclature_validate_id(system: str, value: str, config_dir: Path | None) -> None:
     """Check VALUE against identifier SYSTEM (a key like cin, or its URI): ok, warning or invalid."""
-    reg = _registry(config_dir)
-    try:
-        ids = reg.identifier_system(system)
-    except KeyError as exc:
-        raise WaslaError(str(exc.args[0])) from exc
+    ids = _known(_registry(config_dir).identifier_system, system)
     verdict = ids.validate(value)
     click.echo(f"{verdict.level}: {ids.key} ({ids.uri})" + (f": {verdict.reason}" if verdict.reason else ""))
     if verdict.level == "invalid":

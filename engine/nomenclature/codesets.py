@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.config.yamlfile import load_yaml
 from engine.errors import ConfigError
+from engine.nomenclature.csvrows import rows
 
 __all__ = ["META_REQUIRED", "CodeSet", "Concept", "load_codeset"]
 
@@ -64,25 +65,16 @@ def load_codeset(folder: Path, base: str) -> CodeSet:
     meta = read_meta(folder, base)
     path = folder / "codes.csv"
     display = str(path)
-    concepts: dict[str, Concept] = {}
     with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header or header[:2] != ["code", "display"]:
-            raise ConfigError("expected a header starting with code,display", file=display, line=1)
-        for lineno, row in enumerate(reader, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != len(header):
-                raise ConfigError(f"expected {len(header)} columns ({','.join(header)}), got {len(row)}",
-                                  file=display, line=lineno)
-            code = row[0].strip()
-            if not code:
-                raise ConfigError("empty code", file=display, line=lineno)
-            if code in concepts:
-                raise ConfigError(f"code {code} listed twice", file=display, line=lineno)
-            props = MappingProxyType({k: v.strip() for k, v in zip(header[2:], row[2:], strict=True)})
-            concepts[code] = Concept(code, row[1].strip(), props)
+        extra = (next(csv.reader(fh), None) or [])[2:]   # the set's own columns after code,display
+    concepts: dict[str, Concept] = {}
+    for lineno, row in rows(path, ["code", "display"], prefix=True):
+        code = row[0]
+        if not code:
+            raise ConfigError("empty code", file=display, line=lineno)
+        if code in concepts:
+            raise ConfigError(f"code {code} listed twice", file=display, line=lineno)
+        concepts[code] = Concept(code, row[1], MappingProxyType(dict(zip(extra, row[2:], strict=True))))
     folded: dict[str, Concept] = {}
     for code, concept in concepts.items():
         folded.setdefault(code.upper(), concept)

@@ -7,7 +7,6 @@ rejects a value: it gives a warning, so a real patient is never turned away by o
 
 from __future__ import annotations
 
-import csv
 import importlib
 import re
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ConfigError
+from engine.nomenclature.csvrows import rows
 
 __all__ = ["IdentifierSystem", "Verdict", "load_identifier_systems"]
 
@@ -96,22 +96,12 @@ def load_authorities(folder: Path, systems: dict[str, IdentifierSystem]) -> dict
     path = folder / "authorities.csv"
     if not path.exists():
         return {}
-    where = str(path)
     out: dict[tuple[str, str], IdentifierSystem] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        if next(reader, None) != ["authority", "type", "system"]:
-            raise ConfigError("expected header authority,type,system", file=where, line=1)
-        for line, row in enumerate(reader, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != 3:
-                raise ConfigError(f"expected 3 columns, got {len(row)}", file=where, line=line)
-            authority, id_type, key = (c.strip() for c in row)
-            if key not in systems:
-                raise ConfigError(f"no identifier system '{key}' (known: {', '.join(sorted(systems))})",
-                                  file=where, line=line)
-            out[(authority.upper(), id_type.upper())] = systems[key]
+    for line, (authority, id_type, key) in rows(path, ["authority", "type", "system"]):
+        if key not in systems:
+            raise ConfigError(f"no identifier system '{key}' (known: {', '.join(sorted(systems))})",
+                              file=str(path), line=line)
+        out[(authority.upper(), id_type.upper())] = systems[key]
     return out
 
 
@@ -119,26 +109,18 @@ def load_identifier_systems(folder: Path, base: str) -> dict[str, IdentifierSyst
     path = folder / "identifier_systems.csv"
     where = str(path)
     out: dict[str, IdentifierSystem] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        if next(reader, None) != COLUMNS:
-            raise ConfigError(f"expected header {','.join(COLUMNS)}", file=where, line=1)
-        for line, row in enumerate(reader, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != len(COLUMNS):
-                raise ConfigError(f"expected {len(COLUMNS)} columns, got {len(row)}", file=where, line=line)
-            r = dict(zip(COLUMNS, (c.strip() for c in row), strict=True))
-            if r["confidence"] not in ("P", "S", "U"):
-                raise ConfigError("confidence: expected P, S or U", file=where, line=line)
-            if r["key"] in out:
-                raise ConfigError(f"key {r['key']} listed twice", file=where, line=line)
-            out[r["key"]] = IdentifierSystem(
-                key=r["key"], label=r["label"], uri=r["uri"].replace("{base}", base),
-                v2_types=tuple(t for t in r["v2_type"].split("|") if t),
-                strict=_pattern(r["strict"], where, line, "strict"),
-                lenient=_pattern(r["lenient"], where, line, "lenient"),
-                check=_checker(r["check"], where, line), check_name=r["check"] or "none",
-                normalize=tuple(n for n in r["normalize"].split("|") if n),
-                applies_to=tuple(a for a in r["applies_to"].split("|") if a), confidence=r["confidence"])
+    for line, cells in rows(path, COLUMNS):
+        r = dict(zip(COLUMNS, cells, strict=True))
+        if r["confidence"] not in ("P", "S", "U"):
+            raise ConfigError("confidence: expected P, S or U", file=where, line=line)
+        if r["key"] in out:
+            raise ConfigError(f"key {r['key']} listed twice", file=where, line=line)
+        out[r["key"]] = IdentifierSystem(
+            key=r["key"], label=r["label"], uri=r["uri"].replace("{base}", base),
+            v2_types=tuple(t for t in r["v2_type"].split("|") if t),
+            strict=_pattern(r["strict"], where, line, "strict"),
+            lenient=_pattern(r["lenient"], where, line, "lenient"),
+            check=_checker(r["check"], where, line), check_name=r["check"] or "none",
+            normalize=tuple(n for n in r["normalize"].split("|") if n),
+            applies_to=tuple(a for a in r["applies_to"].split("|") if a), confidence=r["confidence"])
     return out

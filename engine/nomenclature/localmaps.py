@@ -7,12 +7,12 @@ add the national coding beside the sender's own — they never replace it.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.nomenclature.csvrows import rows
 
 __all__ = ["EQUIVALENCES", "LocalMap", "load_local_map"]
 
@@ -46,29 +46,19 @@ def load_local_map(folder: Path, meta: dict[str, Any], base: str) -> LocalMap:
     sender = meta.get("sender") or {}
     if not isinstance(sender, dict) or not sender.get("facility"):
         raise ConfigError("sender: {facility: MSH-4 value} is required", file=str(folder / "_meta.yaml"), line=1)
-    rows: dict[str, tuple[dict[str, str], ...]] = {}
+    national: dict[str, tuple[dict[str, str], ...]] = {}
     all_rows: list[tuple[str, ...]] = []
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        if next(reader, None) != COLUMNS:
-            raise ConfigError(f"expected header {','.join(COLUMNS)}", file=where, line=1)
-        for line, row in enumerate(reader, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != len(COLUMNS):
-                raise ConfigError(f"expected {len(COLUMNS)} columns, got {len(row)}", file=where, line=line)
-            local, _, system, code, display, equivalence = (c.strip() for c in row)
-            if equivalence not in EQUIVALENCES:
-                raise ConfigError(f"equivalence: expected one of {', '.join(EQUIVALENCES)}", file=where, line=line)
-            if equivalence != "unmatched" and not (system and code):
-                raise ConfigError("target_system and target_code are required unless unmatched", file=where,
-                                  line=line)
-            all_rows.append(tuple(c.strip() for c in row))
-            added = rows.get(local, ())
-            if equivalence in _ADDED:
-                coding = {"system": system, "code": code, **({"display": display} if display else {})}
-                added = (*added, coding)
-            rows[local] = added
+    for line, row in rows(path, COLUMNS):
+        local, _, system, code, display, equivalence = row
+        if equivalence not in EQUIVALENCES:
+            raise ConfigError(f"equivalence: expected one of {', '.join(EQUIVALENCES)}", file=where, line=line)
+        if equivalence != "unmatched" and not (system and code):
+            raise ConfigError("target_system and target_code are required unless unmatched", file=where, line=line)
+        all_rows.append(tuple(row))
+        added = national.get(local, ())
+        if equivalence in _ADDED:
+            added = (*added, {"system": system, "code": code, **({"display": display} if display else {})})
+        national[local] = added
     return LocalMap(meta["name"], meta["url"], meta["title"], str(sender["facility"]).upper(),
                     str(sender.get("application", "")).upper(),
-                    str(meta.get("source_system", "")).replace("{base}", base), meta, rows, tuple(all_rows))
+                    str(meta.get("source_system", "")).replace("{base}", base), meta, national, tuple(all_rows))

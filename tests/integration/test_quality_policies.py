@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from engine.store import Journal
+from engine.store import Journal, MessageRow
 from engine.types import Status
 from tests.support import ROOT, WASLA, engine, free_port, make_project, mllp_send, msa, out_lines, wait_lines, wait_port
 
@@ -32,13 +32,17 @@ def _wasla(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
-def _status(project: Path, control_id: str) -> str:
+def _row(project: Path, control_id: str) -> MessageRow:
     j = Journal(f"sqlite:///{project}/var/wasla.db")
     try:
         (row,) = j.search(control_id=control_id)
-        return row.status
+        return row
     finally:
         j.close()
+
+
+def _status(project: Path, control_id: str) -> str:
+    return _row(project, control_id).status
 
 
 def _wait_status(project: Path, control_id: str, status: str, timeout: float = 20.0) -> str:
@@ -91,12 +95,8 @@ def test_reject_fails_the_message_with_the_codes(tmp_path: Path) -> None:
         wait_port(port, proc=proc)
         mllp_send(port, LOCAL)
         assert _wait_status(project, "LAB-20261121-0007", Status.FAILED) == Status.FAILED
-        j = Journal(f"sqlite:///{project}/var/wasla.db")
-        try:
-            (row,) = j.search(control_id="LAB-20261121-0007")
-            assert row.reason == "local codes without a national mapping: local-labo-al-amal VITD-X"
-        finally:
-            j.close()
+        assert _row(project, "LAB-20261121-0007").reason == \
+            "local codes without a national mapping: local-labo-al-amal VITD-X"
         assert proc.poll() is None
 
 
@@ -122,10 +122,5 @@ def test_an_invalid_identifier_fails_the_message_under_reject(tmp_path: Path) ->
 
         mllp_send(port_of(project), bad)
         assert _wait_status(project, "MSG00001", Status.FAILED) == Status.FAILED
-        j = Journal(f"sqlite:///{project}/var/wasla.db")
-        try:
-            (row,) = j.search(control_id="MSG00001")
-            assert row.reason == "identifiers that fail their format or check digits: ins-nir"
-        finally:
-            j.close()
+        assert _row(project, "MSG00001").reason == "identifiers that fail their format or check digits: ins-nir"
         assert proc.poll() is None
