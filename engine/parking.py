@@ -1,5 +1,6 @@
-"""Parked messages come back by themselves: when `nomenclatures/` changes on disk, the registry is
-reloaded and every message parked on a local code that is now mapped goes back to the transform.
+"""Nomenclatures hot-reload, and parked messages come back by themselves: when `nomenclatures/` changes
+on disk the registry is reloaded (and the mappings recompiled if a vocabulary map changed), then every
+message parked on a local code that is now mapped goes back to the transform.
 
 Runs beside the transform role. Several workers may notice the same change: the journal lets only
 one of them release each message, so a message is re-run once.
@@ -13,7 +14,7 @@ from pathlib import Path
 import structlog
 
 from engine.broker import Broker
-from engine.errors import BrokerError, ConfigError, StoreError
+from engine.errors import BrokerError, ConfigError, ConfigErrors, StoreError
 from engine.logs import error_fields
 from engine.mapping import Converter
 from engine.nomenclature import load_registry
@@ -33,6 +34,10 @@ def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
+def _vocab_part(stamp: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, int, int], ...]:
+    return tuple(s for s in stamp if "/hl7v2-fhir/" in s[0])
+
+
 class NomenclatureWatcher:
     def __init__(self, folder: Path, base: str, converter: Converter, journal: Journal, broker: Broker,
                  interval_s: float = 1.0) -> None:
@@ -48,13 +53,21 @@ class NomenclatureWatcher:
         """Reload if a file changed, then release what is now mapped. Returns the messages released."""
         stamp = _stamp(self.folder)
         if stamp != self._stamp:
+            vocab_changed = _vocab_part(stamp) != _vocab_part(self._stamp)
             self._stamp = stamp
             try:
-                self.converter.registry = load_registry(self.folder, self.base)
-            except ConfigError as exc:  # keep serving with the last good registry; say where the file is wrong
+                registry = load_registry(self.folder, self.base)
+                recompiled = self.converter.recompile() if vocab_changed else []
+            except ConfigErrors as exc:  # keep serving with the last good state; say where the file is wrong
+                first = exc.errors[0]
+                _log.error("nomenclature_reload_failed", file=first.file, line=first.line, error=first.message,
+                           errors=len(exc.errors))
+                return 0
+            except ConfigError as exc:
                 _log.error("nomenclature_reload_failed", file=exc.file, line=exc.line, error=exc.message)
                 return 0
-            _log.info("nomenclature_reloaded", local_maps=len(self.converter.registry.local_maps))
+            self.converter.registry = registry
+            _log.info("nomenclature_reloaded", local_maps=len(registry.local_maps), mappings_recompiled=recompiled)
         return self.release()
 
     def release(self) -> int:

@@ -59,6 +59,16 @@ class Converter:
                                                 display=_display(file))
         return self._specs[name]
 
+    def recompile(self) -> list[str]:
+        """Compile every mapping in use again (the vocabulary maps changed on disk) and swap them in
+        only when all compile: a broken CSV leaves the running mappings as they were."""
+        load_vocab.cache_clear()
+        fresh = {name: compile_mapping(self.mappings_dir / name / "mapping.yaml", self.schema_dir, self.vocab_dir,
+                                       display=_display(self.mappings_dir / name / "mapping.yaml"))
+                 for name in list(self._specs)}
+        self._specs = fresh  # one assignment: a conversion sees the old set or the new one, never a mix
+        return sorted(fresh)
+
     def context(self, msg: Message, now: datetime, policy: dict[str, str] | None = None) -> Context:
         return Context(msg=msg, base=self.base, namespace=self.namespace, tz=self.tz, now=now,
                        vocab=lambda n: load_vocab(self.vocab_dir, n), registry=self.registry,
