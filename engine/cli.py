@@ -333,14 +333,14 @@ def nomenclature_map(code_map: str, local_code: str, target_code: str, display: 
 
 
 @nomenclature.command("import")
-@click.argument("kind", type=click.Choice(["loinc", "icd10-claml"]))
+@click.argument("kind", type=click.Choice(["loinc", "icd10-claml", "gmr"]))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--version", "release", required=True, help="The release you load, e.g. 2.80 or 2019.")
 @click.option("--replace", is_flag=True, help="Load over an earlier release.")
 @config_option
 @_friendly
 def nomenclature_import(kind: str, file: Path, release: str, replace: bool, config_dir: Path | None) -> None:
-    """Load a full code system from its publisher's file (LOINC's Loinc.csv, WHO ICD-10 ClaML)."""
+    """Load a full code system from its publisher's file (LOINC's Loinc.csv, WHO ICD-10 ClaML, the GMR CSV)."""
     from engine.nomenclature import load_registry
     from engine.nomenclature.importers import import_codes
 

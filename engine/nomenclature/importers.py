@@ -4,7 +4,11 @@ Each reads the publisher's own file format and writes a code-set folder (`_meta.
 under the installation's `nomenclatures/`, which the registry then loads like any other.
 
 - `loinc`: the LOINC table (`LoincTable/Loinc.csv` of the LOINC release), free with its notice;
-- `icd10-claml`: WHO ICD-10 in ClaML (the XML the WHO and national centres distribute).
+- `icd10-claml`: WHO ICD-10 in ClaML (the XML the WHO and national centres distribute);
+- `gmr`: the ANAM/CNOPS drug referential exported as CSV (`,` or `;`, UTF-8 or Windows-1252), with the
+  columns third-party importers of "ref-medicaments-cnops" use (CODE, NOM, DCI1, DOSAGE1, UNITE_DOSAGE1,
+  FORME, PRESENTATION, PPV, PRIX_BR, PRINCEPS_GENERIQUE, TAUX_REMBOURSEMENT): a secondary source, so
+  only CODE and NOM are required and a file without them is refused with what was expected.
 """
 
 from __future__ import annotations
@@ -55,6 +59,30 @@ def _claml_rows(src: Path) -> Iterator[list[str]]:
         raise ConfigError(f"not ClaML XML: {exc}", file=str(src), line=exc.position[0]) from exc
 
 
+_GMR_OPTIONAL = ("DCI1", "DOSAGE1", "UNITE_DOSAGE1", "FORME", "PRESENTATION", "PPV", "PRIX_BR",
+                 "PRINCEPS_GENERIQUE", "TAUX_REMBOURSEMENT")
+
+
+def _gmr_rows(src: Path) -> Iterator[list[str]]:
+    data = src.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252")  # spreadsheet exports on French-locale Windows
+    first = text.split("\n", 1)[0]
+    reader = csv.DictReader(text.splitlines(), delimiter=";" if first.count(";") > first.count(",") else ",")
+    fields = [f.strip().upper() for f in (reader.fieldnames or [])]
+    reader.fieldnames = fields
+    missing = [c for c in ("CODE", "NOM") if c not in fields]
+    if missing:
+        raise ConfigError(f"not a drug referential export: no column {', '.join(missing)} (expected CODE, NOM and"
+                          f" optionally {', '.join(_GMR_OPTIONAL)})", file=str(src), line=1)
+    for row in reader:
+        name = " ".join(p for p in (row.get("NOM", ""), row.get("DOSAGE1", ""), row.get("UNITE_DOSAGE1", ""),
+                                    row.get("FORME", "")) if p and p.strip())
+        yield [row["CODE"].strip(), " ".join(name.split()), *((row.get(c) or "").strip() for c in _GMR_OPTIONAL)]
+
+
 IMPORTERS = {
     "loinc": {"folder": "loinc", "rows": _loinc_rows, "url": "http://loinc.org", "title": "LOINC",
               "publisher": "Regenstrief Institute", "licence": LOINC_NOTICE,
@@ -63,6 +91,10 @@ IMPORTERS = {
                     "title": "ICD-10 (WHO)", "publisher": "World Health Organization",
                     "licence": "loaded by the operator from their own licensed copy; never redistributed",
                     "columns": ["code", "display"]},
+    "gmr": {"folder": "ma-gmr", "rows": _gmr_rows, "url": "{base}/CodeSystem/ma-gmr",
+            "title": "Guide des médicaments remboursables (ANAM / CNOPS)", "publisher": "ANAM / CNOPS",
+            "licence": "loaded by the operator from the published referential; reuse terms not known, never shipped",
+            "columns": ["code", "display", *(c.lower() for c in _GMR_OPTIONAL)]},
 }
 
 

@@ -68,4 +68,20 @@ def test_imported_sets_are_never_committed() -> None:
     from tests.support import ROOT
 
     ignored = (ROOT / "nomenclatures/.gitignore").read_text(encoding="utf-8").split()
-    assert "/loinc/" in ignored and "/icd10/" in ignored
+    assert {"/loinc/", "/icd10/", "/ma-gmr/"} <= set(ignored)
+
+
+def test_gmr_csv_semicolons_and_windows_1252(tmp_path: Path) -> None:
+    """A French-locale spreadsheet export: `;`, Windows-1252 accents; synthetic drugs."""
+    project = make_project(tmp_path / "p")
+    src = tmp_path / "gmr.csv"
+    src.write_bytes("CODE;NOM;DCI1;DOSAGE1;UNITE_DOSAGE1;FORME;PRESENTATION;PPV;TAUX_REMBOURSEMENT\n"
+                    "6110000000001;ZZ-DOLIPRANE TEST;PARACETAMOL;500;MG;COMPRIMÉ;BOITE DE 16;15.00;70\n"
+                    .encode("cp1252"))
+    result = _import(project, "gmr", str(src), "--version", "2023-06")
+    assert result.returncode == 0, result.stderr
+    gmr = load_registry(project / "nomenclatures", "https://fhir.wasla.ma").codeset("ma-gmr")
+    drug = gmr.lookup("6110000000001")
+    assert drug is not None and drug.display == "ZZ-DOLIPRANE TEST 500 MG COMPRIMÉ"
+    assert drug.properties["dci1"] == "PARACETAMOL" and drug.properties["taux_remboursement"] == "70"
+    assert gmr.url == "https://fhir.wasla.ma/CodeSystem/ma-gmr"
