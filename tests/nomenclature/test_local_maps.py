@@ -60,3 +60,13 @@ def test_a_bad_equivalence_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="equivalence: expected one of") as info:
         load_registry(tmp_path / "n", "https://x")
     assert info.value.file.endswith("local-labo-al-amal/map.csv") and info.value.line == 2
+
+
+def test_the_shipped_map_agrees_with_the_loinc_subset() -> None:
+    """Every LOINC target of the template map is in loinc-core with the same Long Common Name."""
+    reg = load_registry(ROOT / "nomenclatures", "https://fhir.wasla.ma")
+    loinc = reg.codeset("loinc-core")
+    for codings in reg.local_maps["local-labo-al-amal"].rows.values():
+        for c in codings:
+            concept = loinc.lookup(c["code"])
+            assert concept is not None and concept.display == c["display"], c
