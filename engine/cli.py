@@ -350,6 +350,35 @@ def nomenclature_import(kind: str, file: Path, release: str, replace: bool, conf
     click.echo(f"{count} codes written to {folder} ({len(reg.codeset(folder.name))} loaded)")
 
 
+@nomenclature.command("import-table")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Folder and code-set name, e.g. cim10-fr.")
+@click.option("--url", required=True, help="The code system's canonical URI ({base} for one of yours).")
+@click.option("--code-column", required=True, help="Header of the column holding the codes.")
+@click.option("--display-column", required=True, help="Header of the column holding the labels.")
+@click.option("--version", "release", required=True)
+@click.option("--title", default=None)
+@click.option("--publisher", default="operator-supplied")
+@click.option("--licence", default="loaded by the operator under the publisher's licence; never redistributed")
+@click.option("--delimiter", default=None, help="Default: the most frequent of | ; , tab in the header line.")
+@click.option("--replace", is_flag=True)
+@config_option
+@_friendly
+def nomenclature_import_table(file: Path, name: str, url: str, code_column: str, display_column: str, release: str,
+                              title: str | None, publisher: str, licence: str, delimiter: str | None, replace: bool,
+                              config_dir: Path | None) -> None:
+    """Load any tabular export of a code system (CIM-10 FR from ATIH / ANS SMT, …) by naming its columns."""
+    from engine.nomenclature import load_registry
+    from engine.nomenclature.importers import import_table
+
+    config = load_config(config_dir)
+    folder, count = import_table(file, config.nomenclatures_dir, name=name, url=url, title=title or name,
+                                 version=release, publisher=publisher, licence=licence, code_column=code_column,
+                                 display_column=display_column, delimiter=delimiter, replace=replace)
+    reg = load_registry(config.nomenclatures_dir, config.fhir_base)
+    click.echo(f"{count} codes written to {folder} ({len(reg.codeset(folder.name))} loaded)")
+
+
 @nomenclature.command("export")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @config_option

@@ -18,10 +18,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from engine.errors import ConfigError
 
-__all__ = ["IMPORTERS", "import_codes"]
+__all__ = ["IMPORTERS", "import_codes", "import_table"]
 
 LOINC_NOTICE = (
     "This material contains content from LOINC (http://loinc.org). LOINC is copyright © Regenstrief Institute, "
@@ -103,6 +104,11 @@ def import_codes(kind: str, src: Path, nomenclatures: Path, version: str, *, rep
     spec = IMPORTERS.get(kind)
     if spec is None:
         raise ConfigError(f"unknown kind '{kind}' (known: {', '.join(sorted(IMPORTERS))})")
+    return _write(spec, kind, src, nomenclatures, version, replace)
+
+
+def _write(spec: dict[str, Any], kind: str, src: Path, nomenclatures: Path, version: str,
+           replace: bool) -> tuple[Path, int]:
     folder = nomenclatures / str(spec["folder"])
     if folder.exists() and not replace:
         raise ConfigError(f"{folder} exists: pass --replace to load a new release over it")
@@ -136,3 +142,34 @@ def _yaml_scalar(value: object) -> str:
         return value.isoformat()
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
+
+
+def import_table(src: Path, nomenclatures: Path, *, name: str, url: str, title: str, version: str, publisher: str,
+                 licence: str, code_column: str, display_column: str, delimiter: str | None = None,
+                 replace: bool = False) -> tuple[Path, int]:
+    """Any tabular export of a code system (the CIM-10 FR from ATIH or the ANS SMT as CSV or `|`-separated
+    text, a regional list …): the operator names the code and label columns, nothing is guessed."""
+    data = src.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252")
+    lines = text.splitlines()
+    if not lines:
+        raise ConfigError("empty file", file=str(src))
+    sep = delimiter or max(("|", ";", ",", "\t"), key=lines[0].count)
+    reader = csv.DictReader(lines, delimiter=sep)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    missing = [c for c in (code_column, display_column) if c not in header]
+    if missing:
+        raise ConfigError(f"no column {', '.join(missing)} (the file has: {', '.join(header)})", file=str(src),
+                          line=1)
+
+    def rows(_: Path) -> Iterator[list[str]]:
+        for row in reader:
+            yield [(row.get(code_column) or "").strip(), " ".join((row.get(display_column) or "").split())]
+
+    spec = {"folder": name, "rows": rows, "url": url, "title": title, "publisher": publisher, "licence": licence,
+            "columns": ["code", "display"]}
+    return _write(spec, "table", src, nomenclatures, version, replace)

@@ -85,3 +85,25 @@ def test_gmr_csv_semicolons_and_windows_1252(tmp_path: Path) -> None:
     assert drug is not None and drug.display == "ZZ-DOLIPRANE TEST 500 MG COMPRIMÉ"
     assert drug.properties["dci1"] == "PARACETAMOL" and drug.properties["taux_remboursement"] == "70"
     assert gmr.url == "https://fhir.wasla.ma/CodeSystem/ma-gmr"
+
+
+def test_any_table_by_naming_its_columns(tmp_path: Path) -> None:
+    """A `|`-separated export in Windows-1252, the shape of national CIM-10 files; synthetic codes."""
+    project = make_project(tmp_path / "p")
+    src = tmp_path / "cim.txt"
+    src.write_bytes("CODE|AUTRE|LIBELLE\nZ990|x|Maladie synthétique un\nZ991|y|Maladie  synthétique deux\n"
+                    .encode("cp1252"))
+    result = subprocess.run([WASLA, "nomenclature", "import-table", str(src), "--name", "cim10-test",
+                             "--url", "{base}/CodeSystem/cim10-test", "--code-column", "CODE",
+                             "--display-column", "LIBELLE", "--version", "2026", "--config", str(project / "config")],
+                            cwd=project, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    cs = load_registry(project / "nomenclatures", "https://fhir.wasla.ma").codeset("cim10-test")
+    assert cs.url == "https://fhir.wasla.ma/CodeSystem/cim10-test"
+    assert {c.code: c.display for c in cs.concepts.values()} == {"Z990": "Maladie synthétique un",
+                                                                  "Z991": "Maladie synthétique deux"}
+    wrong = subprocess.run([WASLA, "nomenclature", "import-table", str(src), "--name", "x", "--url", "u",
+                            "--code-column", "CODE", "--display-column", "LABEL", "--version", "1",
+                            "--config", str(project / "config")], cwd=project, capture_output=True, text=True,
+                           timeout=60)
+    assert wrong.returncode == 2 and "no column LABEL (the file has: CODE, AUTRE, LIBELLE)" in wrong.stderr
