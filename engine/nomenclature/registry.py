@@ -23,9 +23,17 @@ class Registry:
     authorities: dict[tuple[str, str], IdentifierSystem]   # (CX-4.1 or *, CX-5) → system
     local_maps: dict[str, LocalMap] = field(default_factory=dict)  # by name
     metas: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder name → its _meta.yaml
+    _cx_seen: dict[tuple[str, str], IdentifierSystem | None] = field(default_factory=dict, repr=False)
+    _maps_seen: dict[tuple[str, str], LocalMap | None] = field(default_factory=dict, repr=False)
 
     def local_map(self, facility: str, application: str = "") -> LocalMap | None:
-        """The local-code map of a sender (MSH-4, and MSH-3 when the map names one)."""
+        """The local-code map of a sender (MSH-4, and MSH-3 when the map names one); answers are kept."""
+        key = (facility, application)
+        if key not in self._maps_seen:
+            self._maps_seen[key] = self._find_local_map(facility, application)
+        return self._maps_seen[key]
+
+    def _find_local_map(self, facility: str, application: str) -> LocalMap | None:
         f, a = facility.upper(), application.upper()
         found = None
         for m in self.local_maps.values():
@@ -36,11 +44,20 @@ class Registry:
         return found
 
     def for_cx(self, authority: str, id_type: str) -> IdentifierSystem | None:
-        """The identifier system a v2 CX belongs to, by assigning authority and type; None if unknown."""
-        if not id_type:
-            return None
+        """The identifier system a v2 CX belongs to, by assigning authority and type; None if unknown.
+
+        Asked for every CX of every message: answers are kept (a feed has a handful of pairs).
+        """
+        key = (authority, id_type)
+        try:
+            return self._cx_seen[key]
+        except KeyError:
+            pass
         t = id_type.upper()
-        return self.authorities.get((authority.upper(), t)) or self.authorities.get(("*", t))
+        found = (self.authorities.get((authority.upper(), t)) or self.authorities.get(("*", t))) if t else None
+        if len(self._cx_seen) < 10_000:
+            self._cx_seen[key] = found
+        return found
 
     def codeset(self, name: str) -> CodeSet:
         found = self.codesets.get(name)
