@@ -25,4 +25,5 @@ def test_engine_never_imports_channels() -> None:
 def test_connectors_are_registered() -> None:
     """The shipped connectors are found by name."""
     assert connector("inputs", "mllp").__name__ == "MLLPInput"
+    assert connector("inputs", "rest").__name__ == "RESTInput"
     assert connector("outputs", "ndjson").__name__ == "NDJSONOutput"

@@ -175,11 +175,11 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
                 errors.append(doc.error(f"unknown destination '{dest}' (known: {known})", ["output", i]))
         if not (mappings_dir / ch.mapping / "mapping.yaml").exists():
             errors.append(doc.error(f"no mapping '{ch.mapping}' in {mappings_dir.name}/", ["pipeline", "mapping"]))
-        if kind == "mllp" and ch.enabled:
+        if kind in ("mllp", "rest") and ch.enabled:
             addr = (ch.input.get("host", "127.0.0.1"), int(ch.input["port"]))
             if addr in listens:
                 errors.append(doc.error(f"port {addr[1]} already used by channel '{listens[addr]}'",
-                                        ["input", "mllp", "port"]))
+                                        ["input", kind, "port"]))
             listens[addr] = ch.id
         channels.append(ch)
 

@@ -1,0 +1,283 @@
+"""The inbound connector `rest`: HL7 v2 messages POSTed over HTTP, with the same guarantees as MLLP.
+
+    POST /messages          (Content-Type: application/hl7-v2 or text/plain) → 202 once the message is durable
+    GET  /messages/{id}     → where the message is (received, transformed, delivered, failed, parked …)
+    GET  /openapi.json      → this API, described
+
+Senders authenticate with a bearer token; only its SHA-256 is in the channel YAML (`wasla token new`).
+A token carries scopes (`submit`, `read`) and a rate limit. Every error is an RFC 9457 problem+json body
+that names what was wrong (and, for a bad message, the segment and field), never a stack trace.
+`Idempotency-Key` makes a retry return the first answer instead of a second message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.config import ChannelConfig
+from engine.intake import Intake, Receipt
+from engine.logs import error_fields
+
+__all__ = ["RESTInput"]
+
+_log = structlog.get_logger("wasla.rest")
+_HL7_TYPES = ("application/hl7-v2", "x-application/hl7-v2+er7", "text/plain", "application/edi-hl7")
+_PROBLEM = "https://wasla.ma/problems/"
+
+
+def problem(status: int, kind: str, title: str, detail: str = "", headers: dict[str, str] | None = None,
+            **extra: Any) -> Response:
+    """RFC 9457 problem details; `kind` is the problem type's last path segment."""
+    body = {"type": _PROBLEM + kind, "title": title, "status": status, **({"detail": detail} if detail else {}),
+            **extra}
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/problem+json")
+
+
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+@dataclass
+class _Token:
+    name: str
+    digest: bytes
+    scopes: frozenset[str]
+    per_minute: int
+    tokens: float
+    stamp: float
+
+    def take(self) -> float:
+        """Token bucket: 0 when a request may go now, else the seconds until it may."""
+        now = time.monotonic()
+        self.tokens = min(float(self.per_minute), self.tokens + (now - self.stamp) * self.per_minute / 60.0)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) * 60.0 / self.per_minute
+
+
+class _Idempotency:
+    """Idempotency-Key → (body hash, answer), per token, for a day; bounded (oldest dropped first)."""
+
+    def __init__(self, ttl_s: float = 86400, size: int = 100_000) -> None:
+        self.ttl_s, self.size = ttl_s, size
+        self.seen: OrderedDict[tuple[str, str], tuple[float, str, int, bytes]] = OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> tuple[str, int, bytes] | None:
+        found = self.seen.get(key)
+        if found is None or time.monotonic() - found[0] > self.ttl_s:
+            return None
+        return found[1], found[2], found[3]
+
+    def put(self, key: tuple[str, str], digest: str, status: int, body: bytes) -> None:
+        self.seen[key] = (time.monotonic(), digest, status, body)
+        while len(self.seen) > self.size:
+            self.seen.popitem(last=False)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the engine owns SIGTERM/SIGINT and stops every input itself
+
+
+class RESTInput:
+    def __init__(self, channel: ChannelConfig, intake: Intake, executor: Executor) -> None:
+        self.channel = channel
+        self.intake = intake
+        self.executor = executor
+        inp = channel.input
+        self.host = str(inp.get("host", "127.0.0.1"))
+        self.port = int(inp["port"])
+        self.max_body = int(inp.get("max_body_bytes", 1024 * 1024))
+        default_rate = int(inp.get("rate_limit_per_minute", 600))
+        self.tokens = []
+        for t in inp.get("tokens", ()):
+            rate = int(t.get("rate_limit_per_minute", default_rate))
+            self.tokens.append(_Token(str(t["name"]), bytes.fromhex(str(t["sha256"])),
+                                      frozenset(t.get("scopes", ["submit", "read"])), rate, float(rate),
+                                      time.monotonic()))
+        self.idempotency = _Idempotency()
+        self.app = Starlette(routes=[
+            Route("/messages", self.post_message, methods=["POST"]),
+            Route("/messages/{message_id}", self.get_message, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+        ], exception_handlers={Exception: self._internal})
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_config=None, access_log=False,
+                                lifespan="off", server_header=False)
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises why it could not listen
+                raise OSError(f"REST channel {self.channel.id} could not listen on {self.host}:{self.port}")
+            await asyncio.sleep(0.01)
+        _log.info("rest_listening", channel=self.channel.id, host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    async def _internal(self, request: Request, exc: Exception) -> Response:
+        _log.error("rest_internal_error", channel=self.channel.id, path=request.url.path, **error_fields(exc))
+        return problem(500, "internal", "Internal error", "the request was not processed; it is safe to retry")
+
+    def _authorize(self, request: Request, scope: str) -> _Token | Response:
+        auth = request.headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return problem(401, "unauthorized", "A bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        digest = hashlib.sha256(value.strip().encode()).digest()
+        token = next((t for t in self.tokens if hmac.compare_digest(t.digest, digest)), None)
+        if token is None:
+            return problem(401, "unauthorized", "Unknown token",
+                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if scope not in token.scopes:
+            return problem(403, "forbidden", f"This token may not {scope}",
+                           f"token '{token.name}' has scopes: {', '.join(sorted(token.scopes))}")
+        wait = token.take()
+        if wait:
+            return problem(429, "rate-limited", "Too many requests",
+                           f"token '{token.name}' may send {token.per_minute} requests a minute",
+                           headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+        return token
+
+    async def _body(self, request: Request) -> bytes | Response:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body:
+            return problem(413, "too-large", "Request body too large", f"at most {self.max_body} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                return problem(413, "too-large", "Request body too large", f"at most {self.max_body} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def post_message(self, request: Request) -> Response:
+        token = self._authorize(request, "submit")
+        if isinstance(token, Response):
+            return token
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in _HL7_TYPES:
+            return problem(415, "unsupported-media-type", "Unsupported content type",
+                           f"send HL7 v2 as one of: {', '.join(_HL7_TYPES)}", received=media or "(none)")
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        key = request.headers.get("idempotency-key", "").strip()
+        digest = hashlib.sha256(body).hexdigest()
+        if key:
+            earlier = self.idempotency.get((token.name, key))
+            if earlier is not None:
+                if earlier[0] != digest:
+                    return problem(422, "idempotency-key-reused", "Idempotency-Key reused with another body",
+                                   "a key names one request; use a new key for a new message")
+                return Response(earlier[2], earlier[1], media_type="application/json",
+                                headers={"Idempotent-Replayed": "true"})
+        receipt = await self.intake.receive_async(self.channel, body.replace(b"\r\n", b"\r"),
+                                                  peer=_peer(request), client=token.name, executor=self.executor)
+        response = self._answer(receipt)
+        if key and response.status_code in (200, 202):
+            self.idempotency.put((token.name, key), digest, response.status_code, bytes(response.body))
+        return response
+
+    def _answer(self, receipt: Receipt) -> Response:
+        if receipt.error is not None:
+            err = receipt.error
+            where = {k: v for k, v in (("segment", err.segment), ("sequence", err.sequence), ("field", err.field))
+                     if v}
+            return problem(400, "invalid-hl7v2", "Not a readable HL7 v2 message", err.message,
+                           message_id=receipt.message_id, **where)
+        if not receipt.accepted:
+            return problem(503, "unavailable", "Not accepted", receipt.reason, headers={"Retry-After": "5"},
+                           message_id=receipt.message_id)
+        body: dict[str, Any] = {"id": receipt.message_id, "status_url": f"/messages/{receipt.message_id}"}
+        if receipt.duplicate_of:
+            body["duplicate"] = True
+        if receipt.reason:
+            body["note"] = receipt.reason
+        return _json(body, 202, {"Location": f"/messages/{receipt.message_id}"})
+
+    async def get_message(self, request: Request) -> Response:
+        token = self._authorize(request, "read")
+        if isinstance(token, Response):
+            return token
+        mid = request.path_params["message_id"]
+        row = await asyncio.get_running_loop().run_in_executor(self.executor, self.intake.journal.get, mid)
+        if row is None or row.channel != self.channel.id:
+            return problem(404, "not-found", "No such message on this channel", message_id=mid)
+        return _json({"id": row.id, "status": row.status, "stage": row.stage, "reason": row.reason,
+                      "message_type": row.message_type, "control_id": row.control_id,
+                      "received_at": row.received_at.isoformat()})
+
+    async def openapi(self, request: Request) -> Response:
+        return _json(openapi_document(self.channel.id, self.max_body))
+
+
+def _peer(request: Request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else ""
+
+
+def openapi_document(channel: str, max_body: int) -> dict[str, Any]:
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    errors = {str(s): {"description": d, "content": {"application/problem+json": {"schema": problem_ref}}}
+              for s, d in ((400, "not a readable HL7 v2 message (segment, field)"), (401, "no or unknown token"),
+                           (403, "token without the scope"), (413, "body too large"), (415, "not HL7 v2"),
+                           (422, "Idempotency-Key reused with another body"), (429, "rate limited (Retry-After)"),
+                           (503, "pipeline unavailable (Retry-After)"))}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"Wasla REST channel '{channel}'", "version": "1"},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "detail": {"type": "string"}, "segment": {"type": "string"}, "field": {"type": "integer"},
+                "message_id": {"type": "string"}}}},
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/messages": {"post": {
+                "summary": "Submit one HL7 v2 message",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {t: {"schema": {"type": "string",
+                                                                             "maxLength": max_body}}
+                                                              for t in _HL7_TYPES}},
+                "responses": {"202": {"description": "durable: journaled and queued", "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "id": {"type": "string"}, "status_url": {"type": "string"},
+                        "duplicate": {"type": "boolean"}}}}}}, **errors}}},
+            "/messages/{message_id}": {"get": {
+                "summary": "Where a message is",
+                "parameters": [{"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "its status"}, "404": errors["403"] | {"description": "unknown"},
+                              "401": errors["401"], "403": errors["403"], "429": errors["429"]}}},
+        },
+    }
