@@ -1,6 +1,8 @@
 """The inbound connector `rest`: HL7 v2 messages POSTed over HTTP, with the same guarantees as MLLP.
 
     POST /messages          (Content-Type: application/hl7-v2 or text/plain) → 202 once the message is durable
+                            (Content-Type: application/fhir+json) a FHIR R4 resource or Bundle, validated
+                            against the R4 model, then routed as it is
     GET  /messages/{id}     → where the message is (received, transformed, delivered, failed, parked …)
     GET  /openapi.json      → this API, described
 
@@ -26,6 +28,8 @@ from typing import Any
 import orjson
 import structlog
 import uvicorn
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,6 +43,7 @@ __all__ = ["RESTInput"]
 
 _log = structlog.get_logger("wasla.rest")
 _HL7_TYPES = ("application/hl7-v2", "x-application/hl7-v2+er7", "text/plain", "application/edi-hl7")
+_FHIR_TYPES = ("application/fhir+json", "application/json+fhir")
 _PROBLEM = "https://wasla.ma/problems/"
 
 
@@ -184,9 +189,10 @@ class RESTInput:
         if isinstance(token, Response):
             return token
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in _HL7_TYPES:
+        if media not in _HL7_TYPES + _FHIR_TYPES:
             return problem(415, "unsupported-media-type", "Unsupported content type",
-                           f"send HL7 v2 as one of: {', '.join(_HL7_TYPES)}", received=media or "(none)")
+                           f"send HL7 v2 as one of {', '.join(_HL7_TYPES)}, or FHIR as application/fhir+json",
+                           received=media or "(none)")
         body = await self._body(request)
         if isinstance(body, Response):
             return body
@@ -200,8 +206,17 @@ class RESTInput:
                                    "a key names one request; use a new key for a new message")
                 return Response(earlier[2], earlier[1], media_type="application/json",
                                 headers={"Idempotent-Replayed": "true"})
-        receipt = await self.intake.receive_async(self.channel, body.replace(b"\r\n", b"\r"),
-                                                  peer=_peer(request), client=token.name, executor=self.executor)
+        if media in _FHIR_TYPES:
+            checked = await asyncio.get_running_loop().run_in_executor(self.executor, check_fhir, body)
+            if isinstance(checked, Response):
+                return checked
+            receipt = await self.intake.receive_fhir_async(self.channel, body, resource_type=checked[0],
+                                                           control_id=checked[1], peer=_peer(request),
+                                                           client=token.name, executor=self.executor)
+        else:
+            receipt = await self.intake.receive_async(self.channel, body.replace(b"\r\n", b"\r"),
+                                                      peer=_peer(request), client=token.name,
+                                                      executor=self.executor)
         response = self._answer(receipt)
         if key and response.status_code in (200, 202):
             self.idempotency.put((token.name, key), digest, response.status_code, bytes(response.body))
@@ -240,6 +255,35 @@ class RESTInput:
         return _json(openapi_document(self.channel.id, self.max_body))
 
 
+def check_fhir(body: bytes) -> tuple[str, str] | Response:
+    """(resourceType, Bundle identifier) of a valid FHIR R4 body, else a 400 problem naming the element.
+
+    Validated against the R4 model of fhir.resources (types, cardinality, unknown elements): this is
+    input from outside, checked once at the door, not Wasla's own output on the hot path.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return problem(400, "invalid-fhir", "Not JSON", str(exc))
+    rtype = data.get("resourceType") if isinstance(data, dict) else None
+    if not isinstance(rtype, str) or not rtype:
+        return problem(400, "invalid-fhir", "Not a FHIR resource", "resourceType is missing", field="resourceType")
+    try:
+        model = get_fhir_model_class(rtype)
+    except (KeyError, ValueError, AttributeError, ImportError):
+        return problem(400, "invalid-fhir", "Not a FHIR R4 resource type", f"unknown resourceType '{rtype}'",
+                       field="resourceType")
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
+        return problem(400, "invalid-fhir", "Not a valid FHIR R4 resource", f"{path}: {first['msg']}",
+                       field=path, errors=len(exc.errors()))
+    ident = data.get("identifier") if rtype == "Bundle" else None
+    return rtype, str(ident.get("value", "")) if isinstance(ident, dict) else ""
+
+
 def _peer(request: Request) -> str:
     client = request.client
     return f"{client.host}:{client.port}" if client else ""
@@ -248,7 +292,8 @@ def _peer(request: Request) -> str:
 def openapi_document(channel: str, max_body: int) -> dict[str, Any]:
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     errors = {str(s): {"description": d, "content": {"application/problem+json": {"schema": problem_ref}}}
-              for s, d in ((400, "not a readable HL7 v2 message (segment, field)"), (401, "no or unknown token"),
+              for s, d in ((400, "not a readable HL7 v2 message (segment, field), or not valid FHIR (field)"),
+                           (401, "no or unknown token"),
                            (403, "token without the scope"), (413, "body too large"), (415, "not HL7 v2"),
                            (422, "Idempotency-Key reused with another body"), (429, "rate limited (Retry-After)"),
                            (503, "pipeline unavailable (Retry-After)"))}
@@ -259,7 +304,8 @@ def openapi_document(channel: str, max_body: int) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
                 "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                "detail": {"type": "string"}, "segment": {"type": "string"}, "field": {"type": "integer"},
+                "detail": {"type": "string"}, "segment": {"type": "string"},
+                "field": {"type": ["integer", "string"], "description": "HL7 v2 field number, or FHIR element path"},
                 "message_id": {"type": "string"}}}},
         },
         "security": [{"bearer": []}],
@@ -267,9 +313,9 @@ def openapi_document(channel: str, max_body: int) -> dict[str, Any]:
             "/messages": {"post": {
                 "summary": "Submit one HL7 v2 message",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
-                "requestBody": {"required": True, "content": {t: {"schema": {"type": "string",
-                                                                             "maxLength": max_body}}
-                                                              for t in _HL7_TYPES}},
+                "requestBody": {"required": True, "content": {
+                    **{t: {"schema": {"type": "string", "maxLength": max_body}} for t in _HL7_TYPES},
+                    "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}}}},
                 "responses": {"202": {"description": "durable: journaled and queued", "content": {
                     "application/json": {"schema": {"type": "object", "properties": {
                         "id": {"type": "string"}, "status_url": {"type": "string"},

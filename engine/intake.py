@@ -90,6 +90,26 @@ class Intake:
         so it cannot be missed; messages that need no outcome register nothing).
         """
         plan = self.admit(channel, raw, peer=peer, senders=senders, client=client)
+        return await self._complete(plan, executor, wait_if)
+
+    async def receive_fhir_async(self, channel: ChannelConfig, raw: bytes, *, resource_type: str, control_id: str,
+                                 peer: str = "", client: str = "", executor: Executor | None = None) -> Receipt:
+        """A FHIR resource or Bundle a channel has already validated: journaled and queued like a message.
+
+        Its type is `FHIR^<resourceType>`, its control id the Bundle's identifier (the duplicate check's
+        key, as MSH-10 is for HL7 v2; none when it has no identifier) and its sender the client.
+        """
+        mid, now = message_id(), self.clock()
+        window = int(channel.input.get("duplicate_window_s", 86400))
+        inbound = Inbound(mid, channel.id, now, raw, f"FHIR^{resource_type}", control_id, client)
+        work = self.journal.receive_work(
+            inbound, {"peer": peer, "client": client} if peer or client else None,
+            duplicate_since=now - timedelta(seconds=window) if window > 0 else None,
+            duplicate_detail={"peer": peer, "at": now.isoformat()})
+        return await self._complete(_Plan(work, None, inbound, None), executor, None)
+
+    async def _complete(self, plan: _Plan, executor: Executor | None,
+                        wait_if: Callable[[Message], bool] | None) -> Receipt:
         watch = self.outcomes if (wait_if is not None and plan.inbound is not None and plan.message is not None
                                   and wait_if(plan.message)) else None
         watching = watch.watch(plan.inbound.id) if watch is not None and plan.inbound is not None else None
@@ -167,13 +187,13 @@ class Intake:
         return self._answer(plan, original, error)
 
     def _publish(self, plan: _Plan) -> BrokerError | None:
-        inbound, msg = plan.inbound, plan.message
-        assert inbound is not None and msg is not None
+        inbound = plan.inbound
+        assert inbound is not None
         try:
             self.broker.publish_in(inbound.raw, message_id=inbound.id, channel=inbound.channel,
                                    patient_key=inbound.patient_key,
                                    headers={"received_at": inbound.received_at.isoformat(),
-                                            "message_type": msg.message_type})
+                                            "message_type": inbound.message_type})
         except BrokerError as exc:
             return exc
         return None
@@ -188,17 +208,17 @@ class Intake:
         if plan.receipt is not None:
             return plan.receipt
         inbound, msg = plan.inbound, plan.message
-        assert inbound is not None and msg is not None
+        assert inbound is not None
         if original is not None:
-            _log.info("duplicate", message_id=original, channel=inbound.channel, control_id=msg.control_id)
+            _log.info("duplicate", message_id=original, channel=inbound.channel, control_id=inbound.control_id)
             return Receipt(original, msg, True, duplicate_of=original)
         if published is not None:
             reason = "pipeline unavailable: message journaled but not queued; the sender should resend"
             self.journal.failed(inbound.id, "intake", reason)
             _log.error("publish_failed", message_id=inbound.id, channel=inbound.channel, **error_fields(published))
             return Receipt(inbound.id, msg, False, None, reason)
-        _log.info("received", message_id=inbound.id, channel=inbound.channel, control_id=msg.control_id,
-                  type=msg.message_type, size=len(inbound.raw))
+        _log.info("received", message_id=inbound.id, channel=inbound.channel, control_id=inbound.control_id,
+                  type=inbound.message_type, size=len(inbound.raw))
         return Receipt(inbound.id, msg, True)
 
     def _patient_key(self, channel: ChannelConfig, msg: Message) -> str:

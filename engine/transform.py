@@ -21,6 +21,7 @@ from engine.errors import BrokerError, ConfigError, MappingError, ParseError, St
 from engine.hl7v2.er7 import decode, parse
 from engine.logs import error_fields
 from engine.mapping import Converter
+from engine.mapping.passthrough import as_transaction
 from engine.outcomes import Outcomes
 from engine.store import Journal
 from engine.types import Status
@@ -115,6 +116,9 @@ class Transformer:
         except KeyError:
             self._fail(d, mid, f"channel '{channel_id}' is not configured any more", channel_id)
             return None
+        message_type = str(d.headers.get("message_type", ""))
+        if message_type.startswith("FHIR^"):
+            return self._passthrough(d, mid, channel_id, channel.outputs, message_type)
         try:
             received_at = datetime.fromisoformat(str(d.headers["received_at"]))
             msg = parse(decode(d.body, channel.input.get("encoding")))
@@ -141,6 +145,18 @@ class Transformer:
             return None
         return _Converted(d, mid, channel_id, msg.message_type, msg.control_id, received_at.isoformat(),
                           conversion.bundle, channel.outputs, detail)
+
+    def _passthrough(self, d: Delivery, mid: str, channel_id: str, outputs: tuple[str, ...],
+                     message_type: str) -> _Converted | None:
+        """FHIR in, FHIR out: validated by the channel, wrapped in a transaction when it is a single resource."""
+        try:
+            bundle = as_transaction(d.body)
+            received_at = str(d.headers["received_at"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self._fail(d, mid, f"not a FHIR resource ({exc.__class__.__name__})", channel_id)
+            return None
+        detail = {"mapping": "fhir-passthrough", "version": "1", "warnings": [], "destinations": list(outputs)}
+        return _Converted(d, mid, channel_id, message_type, "", received_at, bundle, outputs, detail)
 
     def _park(self, d: Delivery, mid: str, sender: str, codes: list[tuple[str, str]], reason: str, channel_id: str,
               detail: dict[str, Any]) -> None:

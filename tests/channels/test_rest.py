@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from engine.types import Status
-from tests.support import ROOT, engine, free_port, make_project, wait_lines, wait_port
+from tests.support import ROOT, engine, free_port, make_project, out_lines, wait_lines, wait_port
 
 SUBMIT, READER, SLOW = "tok-submit-0123456789", "tok-read-0123456789", "tok-slow-0123456789"
 ADT = (ROOT / "mappings/adt/fixtures/ma-chu-admission.hl7").read_bytes()
@@ -132,3 +132,64 @@ def test_unknown_message_and_openapi(api: tuple[httpx.Client, Path]) -> None:
     assert client.get("/messages/nope", headers=_auth(READER)).status_code == 404
     doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.") and {"/messages", "/messages/{message_id}"} <= set(doc["paths"])
+
+
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+def _wait_bundle(project: Path, predicate: object, timeout: float = 20) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in out_lines(project):
+            bundle = orjson.loads(line)
+            if predicate(bundle):  # type: ignore[operator]
+                return bundle
+        time.sleep(0.1)
+    raise AssertionError("no such bundle delivered")
+
+
+def test_a_fhir_resource_is_validated_wrapped_and_routed(api: tuple[httpx.Client, Path]) -> None:
+    client, project = api
+    patient = {"resourceType": "Patient", "id": "zz-rest-1", "gender": "female", "birthDate": "1990-01-01"}
+    r = client.post("/messages", content=orjson.dumps(patient), headers={**FHIR, **_auth(SUBMIT)})
+    assert r.status_code == 202, r.text
+    assert _status(client, r.json()["id"], Status.DELIVERED) == Status.DELIVERED
+    bundle = _wait_bundle(project, lambda b: b["entry"][0].get("fullUrl") == "Patient/zz-rest-1")
+    assert bundle["type"] == "transaction"
+    assert bundle["entry"] == [{"resource": patient, "request": {"method": "PUT", "url": "Patient/zz-rest-1"},
+                                "fullUrl": "Patient/zz-rest-1"}]
+
+
+def test_a_transaction_bundle_goes_through_unchanged_and_once(api: tuple[httpx.Client, Path]) -> None:
+    client, project = api
+    tx = {"resourceType": "Bundle", "type": "transaction", "identifier": {"system": "urn:x", "value": "TX-7"},
+          "entry": [{"resource": {"resourceType": "Patient", "gender": "male"},
+                     "request": {"method": "POST", "url": "Patient"}}]}
+    first = client.post("/messages", content=orjson.dumps(tx), headers={**FHIR, **_auth(SUBMIT)})
+    again = client.post("/messages", content=orjson.dumps(tx), headers={**FHIR, **_auth(SUBMIT)})
+    assert first.status_code == again.status_code == 202
+    assert again.json() == {**first.json(), "duplicate": True}  # same Bundle.identifier: not processed twice
+    delivered = _wait_bundle(project, lambda b: b.get("identifier", {}).get("value") == "TX-7")
+    assert delivered == tx
+
+
+@pytest.mark.parametrize(("body", "field", "detail"), [
+    (b'{"resourceType":"Patient","birthDate":"1990-13-01"}', "birthDate", "birthDate: Value error"),
+    (b'{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","nope":1}}]}',
+     "entry[0].resource.nope", "entry[0].resource.nope: Extra inputs are not permitted"),
+    (b'{"resourceType":"Patientt"}', "resourceType", "unknown resourceType 'Patientt'"),
+    (b'{"gender":"male"}', "resourceType", "resourceType is missing"),
+])
+def test_malformed_fhir_names_the_field(api: tuple[httpx.Client, Path], body: bytes, field: str,
+                                        detail: str) -> None:
+    client, _ = api
+    r = client.post("/messages", content=body, headers={**FHIR, **_auth(SUBMIT)})
+    problem = r.json()
+    assert r.status_code == 400 and problem["type"].endswith("/invalid-fhir"), r.text
+    assert problem["field"] == field and problem["detail"].startswith(detail)
+
+
+def test_not_json(api: tuple[httpx.Client, Path]) -> None:
+    client, _ = api
+    r = client.post("/messages", content=b"{not json", headers={**FHIR, **_auth(SUBMIT)})
+    assert r.status_code == 400 and r.json()["title"] == "Not JSON"
