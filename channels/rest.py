@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -130,8 +131,13 @@ class RESTInput:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_config=None, access_log=False,
-                                lifespan="off", server_header=False)
+        tls = self.channel.input.get("tls") or {}
+        client_ca = tls.get("client_ca")
+        config = uvicorn.Config(
+            self.app, host=self.host, port=self.port, log_config=None, access_log=False, lifespan="off",
+            server_header=False, ssl_certfile=tls.get("cert"), ssl_keyfile=tls.get("key"), ssl_ca_certs=client_ca,
+            ssl_cert_reqs=(ssl.CERT_REQUIRED if tls.get("require_client_cert", True) else ssl.CERT_OPTIONAL)
+            if client_ca else ssl.CERT_NONE)
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:
