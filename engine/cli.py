@@ -80,6 +80,15 @@ def _check_all(config: Config) -> list[ConfigError]:
             errors.extend(exc.errors)
         except ConfigError as exc:
             errors.append(exc)
+    from engine.mapping.csvmap import find_csvmap
+
+    for path in sorted(config.mappings_dir.glob("*/csvmap.yaml")):
+        try:
+            find_csvmap(config.mappings_dir, path.parent.name, config.config_dir / "schema")
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+        except ConfigError as exc:
+            errors.append(exc)
     return errors
 
 
@@ -93,8 +102,9 @@ def check(config_dir: Path | None) -> None:
     if errors:
         raise ConfigErrors(errors)
     mappings = len(list(config.mappings_dir.glob("*/mapping.yaml")))
+    csvmaps = len(list(config.mappings_dir.glob("*/csvmap.yaml")))
     click.echo(f"ok: {len(config.channels)} channel(s), {len(config.destinations)} destination(s), "
-               f"{mappings} mapping(s)")
+               f"{mappings} mapping(s)" + (f", {csvmaps} CSV map(s)" if csvmaps else ""))
 
 
 @main.command()
