@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -75,6 +76,19 @@ class Intake:
         """Journal, publish, and report. Blocking: for callers on a worker thread."""
         plan = self.admit(channel, raw, peer=peer, senders=senders, client=client)
         return self.finish(plan, self.journal.commit(plan.work))
+
+    def receive_record(self, channel: ChannelConfig, raw: bytes, *, message_type: str, control_id: str,
+                       sender: str, reason: str = "", detail: dict[str, Any] | None = None) -> Receipt:
+        """A record that is not an HL7 v2 message (a group of CSV rows, or a rejected row with `reason`):
+        journaled, and queued unless rejected. Blocking, for file channels' worker threads. No
+        duplicate check here: file channels recognise a file taken in twice by its bytes."""
+        mid, now = message_id(), self.clock()
+        status = Status.FAILED if reason else Status.RECEIVED
+        inbound = Inbound(mid, channel.id, now, raw, message_type, control_id, sender, status=status, reason=reason)
+        work = self.journal.receive_work(inbound, detail)
+        if reason:
+            return self.finish(_Plan(work, Receipt(mid, None, False, None, reason)), self.journal.commit(work))
+        return self.finish(_Plan(work, None, inbound, None), self.journal.commit(work))
 
     async def receive_async(self, channel: ChannelConfig, raw: bytes, *, peer: str = "",
                             senders: frozenset[str] | None = None, client: str = "",

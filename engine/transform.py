@@ -7,6 +7,8 @@ dead-lettered; an infrastructure fault (journal, broker) puts it back in the que
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from engine.errors import BrokerError, ConfigError, MappingError, ParseError, St
 from engine.hl7v2.er7 import decode, parse
 from engine.logs import error_fields
 from engine.mapping import Converter
+from engine.mapping.csvmap import CsvMap, find_csvmap
 from engine.mapping.passthrough import as_transaction
 from engine.outcomes import Outcomes
 from engine.store import Journal
@@ -52,6 +55,7 @@ class Transformer:
         self.journal = journal
         self.broker = broker
         self.converter = converter
+        self._csvmaps: dict[str, CsvMap] = {}
 
     def handle(self, batch: list[Delivery]) -> None:
         """Convert a batch, journal every result in one commit, then publish and acknowledge each."""
@@ -121,13 +125,17 @@ class Transformer:
             return self._passthrough(d, mid, channel_id, channel.outputs, message_type)
         try:
             received_at = datetime.fromisoformat(str(d.headers["received_at"]))
-            msg = parse(decode(d.body, channel.input.get("encoding")))
-            conversion = self.converter.convert(channel.mapping, msg, received_at,
+            if message_type.startswith("CSV^"):
+                msg = parse(self._csv_to_v2(d, channel, message_type[4:]))
+            else:
+                msg = parse(decode(d.body, channel.input.get("encoding")))
+            mapping = self._csvmaps[message_type[4:]].mapping if message_type.startswith("CSV^") else channel.mapping
+            conversion = self.converter.convert(mapping, msg, received_at,
                                                 {"invalid_identifiers": channel.invalid_identifiers})
-        except (ParseError, MappingError, ConfigError, KeyError, ValueError) as exc:
+        except (ParseError, MappingError, ConfigError, KeyError, ValueError, csv.Error) as exc:
             self._fail(d, mid, _reason(exc), channel_id)
             return None
-        spec = self.converter.spec(channel.mapping)
+        spec = self.converter.spec(mapping)
         detail = {"mapping": spec.name, "version": spec.version, "warnings": conversion.warnings,
                   "destinations": list(channel.outputs)}
         invalid = sorted({w["identifier_system"] for w in conversion.warnings if w["code"] == "IDENTIFIER_INVALID"})
@@ -145,6 +153,19 @@ class Transformer:
             return None
         return _Converted(d, mid, channel_id, msg.message_type, msg.control_id, received_at.isoformat(),
                           conversion.bundle, channel.outputs, detail)
+
+    def _csv_to_v2(self, d: Delivery, channel: Any, name: str) -> str:
+        """A journaled group of CSV rows → the HL7 v2 message its CSV map says it stands for."""
+        csvmap = self._csvmaps.get(name)
+        if csvmap is None:
+            csvmap = self._csvmaps[name] = find_csvmap(self.converter.mappings_dir, name, self.converter.schema_dir)
+        text = d.body.decode("utf-8")
+        group = list(csv.DictReader(io.StringIO(text)))
+        formats = tuple(channel.input.get("date_formats", ("%d/%m/%Y %H:%M", "%d/%m/%Y")))
+        return csvmap.to_v2(group, sender=str(channel.input.get("sender", "")),
+                            application=str(channel.input.get("application", "CSV")),
+                            control_id=str(d.headers.get("control_id", "")) or "/".join(csvmap.group_key(group[0])),
+                            date_formats=formats)
 
     def _passthrough(self, d: Delivery, mid: str, channel_id: str, outputs: tuple[str, ...],
                      message_type: str) -> _Converted | None:

@@ -160,6 +160,8 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         d = doc.data
         kind = next(iter(d["input"]))
         inp = dict(d["input"][kind])
+        if kind == "csv_drop" and isinstance(inp.get("folder"), str):  # relative to the project root
+            inp["folder"] = str((root / inp["folder"]).resolve())
         if isinstance(inp.get("tls"), dict):  # certificate paths are relative to the project root
             inp["tls"] = {k: str((root / v).resolve()) if k in ("cert", "key", "client_ca") else v
                           for k, v in inp["tls"].items()}

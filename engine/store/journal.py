@@ -418,6 +418,29 @@ class Journal:
         released = self._writer.run(work)
         return [row for row in (self.get(mid) for mid in released) if row is not None]
 
+    def file_claim(self, channel: str, sha256: str, name: str) -> str | None:
+        """Record a file about to be taken in; returns the name it had when seen before (then skip it)."""
+        now = self.dialect.ts(self.clock())
+
+        def work(cur: Any) -> str | None:
+            cur.execute(self._sql("SELECT name FROM files WHERE channel = ? AND sha256 = ?"), (channel, sha256))
+            found = cur.fetchone()
+            if found is not None:
+                return str(found[0])
+            cur.execute(self._sql("INSERT INTO files (channel, sha256, name, received_at, status)"
+                                  " VALUES (?,?,?,?,'processing')"), (channel, sha256, name, now))
+            return None
+
+        return self._writer.run(work)  # type: ignore[no-any-return]
+
+    def file_done(self, channel: str, sha256: str, status: str, rows_read: int, messages: int, rejected: int) -> None:
+        def work(cur: Any) -> None:
+            cur.execute(self._sql("UPDATE files SET status = ?, rows_read = ?, messages = ?, rejected = ?"
+                                  " WHERE channel = ? AND sha256 = ?"),
+                        (status, rows_read, messages, rejected, channel, sha256))
+
+        self._writer.run(work)
+
     def output_writing(self, message_id: str, destination: str, location: str) -> None:
         """Record the intent to write at `location` before writing: recovery checks it there."""
         self.outputs_writing(destination, [(message_id, location)])
