@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import os
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ from engine.mapping.csvmap import CsvMap, find_csvmap
 __all__ = ["CSVDropInput", "ingest_file"]
 
 _log = structlog.get_logger("wasla.csv_drop")
+_BATCH = 200      # groups journaled per commit
+_BACKLOG = 2000   # groups waiting in the in-process queue before reading pauses
 
 
 @dataclass
@@ -75,11 +78,23 @@ def ingest_file(path: Path, channel: ChannelConfig, intake: Intake, csvmap: CsvM
     reject_fh = None
     mtype = f"CSV^{csvmap.name}"
 
-    def flush() -> None:
+    pending: list[tuple[bytes, str]] = []
+    rejected: list[tuple[bytes, str, str]] = []
+
+    def flush_rejected() -> None:
+        if rejected:
+            intake.reject_records(channel, rejected, message_type=mtype, sender=sender, detail={"file": path.name})
+            rejected.clear()
+
+    def flush(final: bool = False) -> None:
         if group and key is not None:
-            intake.receive_record(channel, _csv_text(header, group), message_type=mtype,
-                                  control_id="/".join(key), sender=sender, detail={"file": path.name})
-            tally.messages += 1
+            pending.append((_csv_text(header, group), "/".join(key)))
+        if pending and (final or len(pending) >= _BATCH):
+            intake.receive_records(channel, pending, message_type=mtype, sender=sender, detail={"file": path.name})
+            tally.messages += len(pending)
+            pending.clear()
+            while intake.broker.backlog() > _BACKLOG:  # memory stays flat: read no faster than the pipeline
+                time.sleep(0.02)
 
     try:
         for item in rows(path, layout):
@@ -92,17 +107,19 @@ def ingest_file(path: Path, channel: ChannelConfig, intake: Intake, csvmap: CsvM
                     reject_out = csv.writer(reject_fh)
                     reject_out.writerow(["line", "reason", *(header if layout.header else [])])
                 reject_out.writerow([item.line, reason, *item.raw])
-                intake.receive_record(channel, _csv_text(["line", "reason"], [[str(item.line), reason]]),
-                                      message_type=mtype, control_id=f"{path.name}:{item.line}", sender=sender,
-                                      reason=f"{path.name} line {item.line}: {reason}", detail={"file": path.name})
+                rejected.append((_csv_text(["line", "reason"], [[str(item.line), reason]]),
+                                 f"{path.name}:{item.line}", f"{path.name} line {item.line}: {reason}"))
                 tally.rejected += 1
+                if len(rejected) >= _BATCH:
+                    flush_rejected()
                 continue
             row_key = csvmap.group_key(values)
             if row_key != key:
                 flush()
                 group, key = [], row_key
             group.append([values.get(c, "") for c in header])
-        flush()
+        flush(final=True)
+        flush_rejected()
     finally:
         if reject_fh is not None:
             reject_fh.close()

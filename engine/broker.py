@@ -157,6 +157,14 @@ class Broker:
         """A kombu connection to RabbitMQ (the embedded transport has none: see engine.membus)."""
         return Connection(self.url, transport_options={"confirm_publish": True}, heartbeat=30, connect_timeout=10)
 
+    def backlog(self) -> int:
+        """Messages waiting in the in-process transport's queues (it holds them in memory: transform and
+        delivery); 0 on RabbitMQ, which keeps its queues on disk and applies its own flow control."""
+        if not self.memory:
+            return 0
+        queues = self.transform_queues() + [q for r in self.routes for q in self.deliver_queues(r.destination)]
+        return sum(BUS.depth(q.name) for q in queues)
+
     def purge(self) -> None:
         """Empty every queue of the topology (tests and benchmarks start from nothing)."""
         if self.memory:

@@ -77,18 +77,36 @@ class Intake:
         plan = self.admit(channel, raw, peer=peer, senders=senders, client=client)
         return self.finish(plan, self.journal.commit(plan.work))
 
-    def receive_record(self, channel: ChannelConfig, raw: bytes, *, message_type: str, control_id: str,
-                       sender: str, reason: str = "", detail: dict[str, Any] | None = None) -> Receipt:
-        """A record that is not an HL7 v2 message (a group of CSV rows, or a rejected row with `reason`):
-        journaled, and queued unless rejected. Blocking, for file channels' worker threads. No
+    def reject_records(self, channel: ChannelConfig, records: list[tuple[bytes, str, str]], *, message_type: str,
+                       sender: str, detail: dict[str, Any] | None = None) -> None:
+        """Records a file channel could not use (raw, control id, reason), journaled as failed in one commit:
+        visible with their reason, never queued."""
+        works = [self.journal.receive_work(
+            Inbound(message_id(), channel.id, self.clock(), raw, message_type, control_id, sender,
+                    status=Status.FAILED, reason=reason), {**(detail or {}), "reason": reason})
+            for raw, control_id, reason in records]
+        self.journal.commit(lambda cur: [w(cur) for w in works])
+
+    def receive_records(self, channel: ChannelConfig, records: list[tuple[bytes, str]], *, message_type: str,
+                        sender: str, detail: dict[str, Any] | None = None) -> list[Receipt]:
+        """Records that are not HL7 v2 (groups of CSV rows: raw, control id), many in one journal commit,
+        then queued: a file channel's rows go in by the hundred, not one durable commit each. No
         duplicate check here: file channels recognise a file taken in twice by its bytes."""
-        mid, now = message_id(), self.clock()
-        status = Status.FAILED if reason else Status.RECEIVED
-        inbound = Inbound(mid, channel.id, now, raw, message_type, control_id, sender, status=status, reason=reason)
-        work = self.journal.receive_work(inbound, detail)
-        if reason:
-            return self.finish(_Plan(work, Receipt(mid, None, False, None, reason)), self.journal.commit(work))
-        return self.finish(_Plan(work, None, inbound, None), self.journal.commit(work))
+        plans = []
+        for raw, control_id in records:
+            inbound = Inbound(message_id(), channel.id, self.clock(), raw, message_type, control_id, sender)
+            plans.append(_Plan(self.journal.receive_work(inbound, detail), None, inbound, None))
+        works = [p.work for p in plans]
+        self.journal.commit(lambda cur: [w(cur) for w in works])  # no duplicate check: never an original
+        receipts = []
+        for p in plans:
+            published = self._publish(p)
+            if published is not None:
+                receipts.append(self._answer(p, None, published))  # failed, logged, with the reason
+            else:
+                receipts.append(Receipt(p.inbound.id, None, True))  # type: ignore[union-attr]
+        _log.info("received_batch", channel=channel.id, type=message_type, records=len(plans))
+        return receipts
 
     async def receive_async(self, channel: ChannelConfig, raw: bytes, *, peer: str = "",
                             senders: frozenset[str] | None = None, client: str = "",

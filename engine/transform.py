@@ -159,8 +159,9 @@ class Transformer:
         csvmap = self._csvmaps.get(name)
         if csvmap is None:
             csvmap = self._csvmaps[name] = find_csvmap(self.converter.mappings_dir, name, self.converter.schema_dir)
-        text = d.body.decode("utf-8")
-        group = list(csv.DictReader(io.StringIO(text)))
+        lines = csv.reader(io.StringIO(d.body.decode("utf-8")))
+        header = next(lines)
+        group = [dict(zip(header, cells, strict=True)) for cells in lines]
         formats = tuple(channel.input.get("date_formats", ("%d/%m/%Y %H:%M", "%d/%m/%Y")))
         return csvmap.to_v2(group, sender=str(channel.input.get("sender", "")),
                             application=str(channel.input.get("application", "CSV")),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,9 @@ class CsvMap:
         return "\r".join(segments) + "\r"
 
 
+@lru_cache(maxsize=65536)
 def _v2_time(text: str, formats: tuple[str, ...]) -> str | None:
+    """Memoised: a file repeats the same few collection times and birth dates on many rows."""
     for fmt in formats:
         try:
             t = datetime.strptime(text.strip(), fmt)
@@ -129,16 +132,29 @@ def _value(spec: str, row: dict[str, str], number: int, sender: str, columns: di
 def _segment(name: str, fields: tuple[tuple[tuple[int, int, int], str], ...], row: dict[str, str], number: int,
              sender: str, columns: dict[str, Column], date_formats: tuple[str, ...]) -> str:
     """Fields, components and subcomponents placed by position; empty ones trimmed from the end."""
-    tree: dict[int, dict[int, dict[int, str]]] = {}
-    for (f, c, s), spec in fields:
-        tree.setdefault(f, {}).setdefault(c, {})[s] = _value(spec, row, number, sender, columns, date_formats)
+    shape, specs = _shape(fields)
+    values = [_value(spec, row, number, sender, columns, date_formats) for spec in specs]
     out = [name]
-    for f in range(1, max(tree, default=0) + 1):
-        comps = tree.get(f, {})
-        parts = ["&".join(comps.get(c, {}).get(s, "") for s in range(1, max(comps.get(c, {1: ""})) + 1))
-                 for c in range(1, max(comps, default=0) + 1)]
-        out.append("^".join(parts).rstrip("^"))
+    for comps in shape:  # per field: per component: the indexes of its subcomponents' values
+        out.append("^".join("&".join(values[i] if i >= 0 else "" for i in subs) for subs in comps).rstrip("^"))
     return "|".join(out).rstrip("|")
+
+
+@lru_cache(maxsize=256)
+def _shape(fields: tuple[tuple[tuple[int, int, int], str], ...]) -> tuple[
+        tuple[tuple[tuple[int, ...], ...], ...], tuple[str, ...]]:
+    """The segment's layout, worked out once: for each field, each component, which value (or -1)."""
+    specs = tuple(spec for _, spec in fields)
+    index = {pos: i for i, (pos, _) in enumerate(fields)}
+    shape = []
+    for f in range(1, max((p[0] for p, _ in fields), default=0) + 1):
+        comps_here = [p for p, _ in fields if p[0] == f]
+        comps = []
+        for c in range(1, max((p[1] for p in comps_here), default=0) + 1):
+            subs_here = [p[2] for p in comps_here if p[1] == c]
+            comps.append(tuple(index.get((f, c, s), -1) for s in range(1, max(subs_here, default=1) + 1)))
+        shape.append(tuple(comps))
+    return tuple(shape), specs
 
 
 def _positions(raw: dict[str, Any], errors: list[ConfigError], doc: Any,
