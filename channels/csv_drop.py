@@ -64,7 +64,8 @@ def _csv_text(header: list[str], records: list[list[str]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def ingest_file(path: Path, channel: ChannelConfig, intake: Intake, csvmap: CsvMap, rejects: Path) -> Tally:
+def ingest_file(path: Path, channel: ChannelConfig, intake: Intake, csvmap: CsvMap, rejects: Path,
+                sha256: str = "") -> Tally:
     """Take in one claimed file: every good group journaled and queued, every bad row rejected with its reason."""
     cfg = channel.input
     layout = Layout.of(dict(cfg))
@@ -93,6 +94,8 @@ def ingest_file(path: Path, channel: ChannelConfig, intake: Intake, csvmap: CsvM
             intake.receive_records(channel, pending, message_type=mtype, sender=sender, detail={"file": path.name})
             tally.messages += len(pending)
             pending.clear()
+            if sha256:
+                intake.journal.file_progress(channel.id, sha256, tally.rows, tally.messages, tally.rejected)
             while intake.broker.backlog() > _BACKLOG:  # memory stays flat: read no faster than the pipeline
                 time.sleep(0.02)
 
@@ -210,7 +213,7 @@ class CSVDropInput:
         assert self.csvmap is not None
         try:
             tally = ingest_file(work, self.channel, self.intake, self.csvmap,
-                                self.folder / "failed" / f"{name}.rejects.csv")
+                                self.folder / "failed" / f"{name}.rejects.csv", sha)
         except (OSError, UnicodeError, ValueError) as exc:
             (self.folder / "failed" / f"{name}.error.txt").write_text(f"{exc.__class__.__name__}: {exc}\n")
             os.replace(work, self.folder / "failed" / name)

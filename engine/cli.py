@@ -180,6 +180,62 @@ def convert(file: Path, mapping: str | None, now: str | None, compact: bool, exp
         click.echo(f"warning: {w['code']} {w['field']} ({w['rule']}) {w.get('detail', '')}".rstrip(), err=True)
 
 
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--channel", "channel_id", required=True, help="A csv_drop channel of this installation.")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to follow the file before giving up.")
+@config_option
+@_friendly
+def ingest(file: Path, channel_id: str, timeout: float, config_dir: Path | None) -> None:
+    """Hand FILE to a running engine's CSV channel and follow it to the end with a progress bar."""
+    import hashlib
+    import shutil
+    import time
+
+    from engine.store import open_journal
+
+    config = load_config(config_dir)
+    try:
+        channel = config.channel(channel_id)
+    except KeyError as exc:
+        raise WaslaError(f"no channel '{channel_id}'") from exc
+    if channel.input_kind != "csv_drop":
+        raise WaslaError(f"channel '{channel_id}' is not a csv_drop channel")
+    folder = Path(str(channel.input["folder"]))
+    digest, total = hashlib.sha256(), -1  # the header line is not a row
+    with file.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            total += chunk.count(b"\n")
+    sha = digest.hexdigest()
+    part = folder / f".{file.name}.part"
+    shutil.copyfile(file, part)
+    part.rename(folder / file.name)
+    (folder / f"{file.name}.ready").touch()
+    journal = open_journal(config.store.url)
+    deadline = time.monotonic() + timeout
+    try:
+        with click.progressbar(length=max(total, 1), label=file.name, show_pos=True) as bar:
+            done = 0
+            while time.monotonic() < deadline:
+                state = journal.file_status(channel.id, sha)
+                if state is not None:
+                    status, rows, messages, rejected = state
+                    bar.update(rows - done)
+                    done = rows
+                    if status != "processing":
+                        break
+                time.sleep(0.2)
+            else:
+                raise WaslaError(f"{file.name}: not finished after {timeout:g} s (is the engine running?)")
+    finally:
+        journal.close()
+    click.echo(f"{file.name}: {status}, {rows} rows, {messages} messages, {rejected} rejected"
+               + (f" (see {folder / 'failed' / (file.name + '.rejects.csv')})" if rejected else ""))
+    if status != "done":
+        sys.exit(EXIT_INPUT)
+
+
 @main.group()
 def token() -> None:
     """API tokens for REST channels."""

@@ -433,6 +433,21 @@ class Journal:
 
         return self._writer.run(work)  # type: ignore[no-any-return]
 
+    def file_progress(self, channel: str, sha256: str, rows_read: int, messages: int, rejected: int) -> None:
+        """Counters of a file being taken in, for `wasla ingest` and the console (written lazily)."""
+        def work(cur: Any) -> None:
+            cur.execute(self._sql("UPDATE files SET rows_read = ?, messages = ?, rejected = ?"
+                                  " WHERE channel = ? AND sha256 = ?"),
+                        (rows_read, messages, rejected, channel, sha256))
+
+        self._writer.submit(work, lazy=True)
+
+    def file_status(self, channel: str, sha256: str) -> tuple[str, int, int, int] | None:
+        """(status, rows read, messages, rejected) of a file, or None if not seen."""
+        rows = self._query("SELECT status, rows_read, messages, rejected FROM files WHERE channel = ? AND sha256 = ?",
+                           (channel, sha256))
+        return (str(rows[0][0]), int(rows[0][1]), int(rows[0][2]), int(rows[0][3])) if rows else None
+
     def file_done(self, channel: str, sha256: str, status: str, rows_read: int, messages: int, rejected: int) -> None:
         def work(cur: Any) -> None:
             cur.execute(self._sql("UPDATE files SET status = ?, rows_read = ?, messages = ?, rejected = ?"

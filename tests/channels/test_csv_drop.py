@@ -104,3 +104,17 @@ def test_utf8_bom_and_windows_1252_give_the_same_fhir(lab: Path) -> None:
     assert seen[0] == seen[1] == seen[2]
     patient = next(r for r in seen[0] if r["resourceType"] == "Patient")
     assert patient["name"][0]["family"] == "ZZTEST"
+
+
+def test_wasla_ingest_follows_the_file_to_the_end(lab: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.support import WASLA
+
+    src = tmp_path / "ingest-me.csv"
+    src.write_text(SAMPLE + BAD, encoding="utf-8")
+    result = subprocess.run([WASLA, "ingest", str(src), "--channel", "lab-csv", "--config", str(lab / "config")],
+                            cwd=lab, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("ingest-me.csv: done, 5 rows, 2 messages, 2 rejected")
+    assert src.exists()  # a copy was handed over; the original stays where it was
