@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import hashlib
 import hmac
 import ssl
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -45,6 +48,7 @@ __all__ = ["RESTInput"]
 _log = structlog.get_logger("wasla.rest")
 _HL7_TYPES = ("application/hl7-v2", "x-application/hl7-v2+er7", "text/plain", "application/edi-hl7")
 _FHIR_TYPES = ("application/fhir+json", "application/json+fhir")
+_CSV_TYPES = ("text/csv",)
 _PROBLEM = "https://wasla.ma/problems/"
 
 
@@ -195,10 +199,11 @@ class RESTInput:
         if isinstance(token, Response):
             return token
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in _HL7_TYPES + _FHIR_TYPES:
+        csv_ok = bool(self.channel.input.get("csv_map"))
+        if media not in _HL7_TYPES + _FHIR_TYPES + (_CSV_TYPES if csv_ok else ()):
             return problem(415, "unsupported-media-type", "Unsupported content type",
-                           f"send HL7 v2 as one of {', '.join(_HL7_TYPES)}, or FHIR as application/fhir+json",
-                           received=media or "(none)")
+                           f"send HL7 v2 as one of {', '.join(_HL7_TYPES)}, or FHIR as application/fhir+json"
+                           + (", or CSV as text/csv" if csv_ok else ""), received=media or "(none)")
         body = await self._body(request)
         if isinstance(body, Response):
             return body
@@ -212,6 +217,8 @@ class RESTInput:
                                    "a key names one request; use a new key for a new message")
                 return Response(earlier[2], earlier[1], media_type="application/json",
                                 headers={"Idempotent-Replayed": "true"})
+        if media in _CSV_TYPES:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, self._csv, body)
         if media in _FHIR_TYPES:
             checked = await asyncio.get_running_loop().run_in_executor(self.executor, check_fhir, body)
             if isinstance(checked, Response):
@@ -245,6 +252,35 @@ class RESTInput:
             body["note"] = receipt.reason
         return _json(body, 202, {"Location": f"/messages/{receipt.message_id}"})
 
+    def _csv(self, body: bytes) -> Response:
+        """A CSV upload, through the channel's CSV map like a dropped file: 202 with what was taken and each
+        rejected row's line and reason; the same bytes again are recognised and not taken twice."""
+        from channels.csv_drop import ingest_file
+        from engine.mapping.csvmap import find_csvmap
+
+        sha = hashlib.sha256(body).hexdigest()
+        journal = self.intake.journal
+        if journal.file_claim(self.channel.id, sha, "upload.csv") is not None:
+            state = journal.file_status(self.channel.id, sha)
+            return _json({"duplicate": True, "sha256": sha, "status": state[0] if state else "",
+                          "messages": state[2] if state else 0}, 200)
+        conv = self.intake.converter
+        csvmap = find_csvmap(conv.mappings_dir, str(self.channel.input["csv_map"]), conv.schema_dir)
+        with tempfile.TemporaryDirectory() as tmp:
+            src, rejects = Path(tmp) / "upload.csv", Path(tmp) / "rejects.csv"
+            src.write_bytes(body)
+            try:
+                tally = ingest_file(src, self.channel, self.intake, csvmap, rejects, sha)
+            except (OSError, UnicodeError, ValueError, csv.Error) as exc:
+                journal.file_done(self.channel.id, sha, "failed", 0, 0, 0)
+                return problem(400, "invalid-csv", "The CSV could not be read", exc.__class__.__name__)
+            rejected = []
+            if rejects.exists():
+                with rejects.open(encoding="utf-8", newline="") as fh:
+                    rejected = [{"line": int(r[0]), "reason": r[1]} for r in list(csv.reader(fh))[1:]]
+        journal.file_done(self.channel.id, sha, "done", tally.rows, tally.messages, tally.rejected)
+        return _json({"sha256": sha, "rows": tally.rows, "messages": tally.messages, "rejected": rejected}, 202)
+
     async def get_message(self, request: Request) -> Response:
         token = self._authorize(request, "read")
         if isinstance(token, Response):
@@ -258,7 +294,7 @@ class RESTInput:
                       "received_at": row.received_at.isoformat()})
 
     async def openapi(self, request: Request) -> Response:
-        return _json(openapi_document(self.channel.id, self.max_body))
+        return _json(openapi_document(self.channel.id, self.max_body, bool(self.channel.input.get("csv_map"))))
 
 
 def check_fhir(body: bytes) -> tuple[str, str] | Response:
@@ -295,7 +331,7 @@ def _peer(request: Request) -> str:
     return f"{client.host}:{client.port}" if client else ""
 
 
-def openapi_document(channel: str, max_body: int) -> dict[str, Any]:
+def openapi_document(channel: str, max_body: int, csv_bodies: bool = False) -> dict[str, Any]:
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     errors = {str(s): {"description": d, "content": {"application/problem+json": {"schema": problem_ref}}}
               for s, d in ((400, "not a readable HL7 v2 message (segment, field), or not valid FHIR (field)"),
@@ -321,11 +357,13 @@ def openapi_document(channel: str, max_body: int) -> dict[str, Any]:
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
                 "requestBody": {"required": True, "content": {
                     **{t: {"schema": {"type": "string", "maxLength": max_body}} for t in _HL7_TYPES},
-                    "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}}}},
+                    "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}},
+                    **({"text/csv": {"schema": {"type": "string", "maxLength": max_body}}} if csv_bodies else {})}},
                 "responses": {"202": {"description": "durable: journaled and queued", "content": {
                     "application/json": {"schema": {"type": "object", "properties": {
                         "id": {"type": "string"}, "status_url": {"type": "string"},
-                        "duplicate": {"type": "boolean"}}}}}}, **errors}}},
+                        "duplicate": {"type": "boolean"}, "rows": {"type": "integer"},
+                        "messages": {"type": "integer"}, "rejected": {"type": "array"}}}}}}, **errors}}},
             "/messages/{message_id}": {"get": {
                 "summary": "Where a message is",
                 "parameters": [{"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}],

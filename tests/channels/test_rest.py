@@ -33,6 +33,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client
         f"      - {{name: his, sha256: {_sha(SUBMIT)}}}\n"
         f"      - {{name: dashboard, sha256: {_sha(READER)}, scopes: [read]}}\n"
         f"      - {{name: slow, sha256: {_sha(SLOW)}, rate_limit_per_minute: 2}}\n"
+        "    csv_map: csv_lab\n    sender: LABO-AL-AMAL\n"
         "pipeline:\n  mapping: adt\noutput:\n  - archive-ndjson\n", encoding="utf-8")
     with engine(project) as proc:
         wait_port(port, proc=proc)
@@ -193,3 +194,20 @@ def test_not_json(api: tuple[httpx.Client, Path]) -> None:
     client, _ = api
     r = client.post("/messages", content=b"{not json", headers={**FHIR, **_auth(SUBMIT)})
     assert r.status_code == 400 and r.json()["title"] == "Not JSON"
+
+
+def test_a_csv_upload_goes_through_the_csv_map(api: tuple[httpx.Client, Path]) -> None:
+    client, project = api
+    sample = (ROOT / "mappings/csv_lab/fixtures/resultats.csv").read_text(encoding="utf-8")
+    body = (sample + "LAB-7003;IPP1;ZZBAD;X;01/01/1980;F;GLY;Glycémie;abc;mmol/l;3.9-6.1;21/11/2026 09:00\n")
+    headers = {"Content-Type": "text/csv", **_auth(SUBMIT)}
+    r = client.post("/messages", content=body.encode("utf-8"), headers=headers)
+    assert r.status_code == 202, r.text
+    answer = r.json()
+    assert (answer["rows"], answer["messages"]) == (4, 2)
+    assert answer["rejected"] == [{"line": 5, "reason": "column resultat: expected a number, got 3 characters"}]
+    again = client.post("/messages", content=body.encode("utf-8"), headers=headers)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    bundle = _wait_bundle(project, lambda b: any(e["resource"].get("code", {}).get("coding", [{}])[0].get("code")
+                                                 == "HB" for e in b["entry"]))
+    assert bundle["type"] == "transaction"
