@@ -25,6 +25,7 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -130,7 +131,8 @@ def ingest_file(path: Path, channel: ChannelConfig, intake: Intake, csvmap: CsvM
 
 
 class CSVDropInput:
-    """Watches `folder` (polling every `poll_s`; it works on any filesystem, network shares included)."""
+    """Watches `folder`: inotify (through watchdog) wakes the scan as soon as a file is written or renamed;
+    a scan every `poll_s` stays as the fallback, since inotify sees nothing on network shares."""
 
     def __init__(self, channel: ChannelConfig, intake: Intake, executor: Executor) -> None:
         self.channel = channel
@@ -145,6 +147,8 @@ class CSVDropInput:
         self._seen: dict[str, tuple[int, int, float]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._observer: Any = None
 
     async def start(self) -> None:
         for sub in ("processing", "done", "failed"):
@@ -153,11 +157,40 @@ class CSVDropInput:
         self.csvmap = find_csvmap(conv.mappings_dir, str(self.channel.input["csv_map"]), conv.schema_dir)
         for leftover in sorted((self.folder / "processing").glob(self.pattern)):  # a crash mid-file: take it again
             await self._take(leftover, claimed=True)
+        self._wake = asyncio.Event()
+        self._observer = self._inotify(asyncio.get_running_loop())
         self._task = asyncio.create_task(self._watch())
-        _log.info("csv_drop_watching", channel=self.channel.id, folder=str(self.folder))
+        _log.info("csv_drop_watching", channel=self.channel.id, folder=str(self.folder),
+                  inotify=self._observer is not None)
+
+    def _inotify(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """A watchdog observer that wakes the scan on any change in the folder; None where it cannot run."""
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:
+            return None
+        wake = self._wake
+
+        class _Wake(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                loop.call_soon_threadsafe(wake.set)
+
+        try:
+            observer = Observer()
+            observer.schedule(_Wake(), str(self.folder), recursive=False)
+            observer.daemon = True
+            observer.start()
+        except OSError as exc:  # inotify limits reached, unsupported filesystem: polling alone
+            _log.warning("csv_drop_no_inotify", channel=self.channel.id, **error_fields(exc))
+            return None
+        return observer
 
     async def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -169,8 +202,9 @@ class CSVDropInput:
                     await self._take(path)
             except Exception as exc:  # noqa: BLE001 - a bad turn is logged; the next one tries again
                 _log.error("csv_drop_scan_failed", channel=self.channel.id, **error_fields(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.poll_s)
+            with contextlib.suppress(TimeoutError):  # woken by inotify, or the next poll
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            self._wake.clear()
 
     def _ready(self) -> list[Path]:
         """Files that have settled (same size and mtime for settle_s) or have their .ready marker."""

@@ -118,3 +118,18 @@ def test_wasla_ingest_follows_the_file_to_the_end(lab: Path, tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("ingest-me.csv: done, 5 rows, 2 messages, 2 rejected")
     assert src.exists()  # a copy was handed over; the original stays where it was
+
+
+def test_inotify_takes_a_ready_file_without_waiting_for_the_poll(tmp_path: Path) -> None:
+    """With a 60 s poll, a file and its .ready marker are taken within seconds: inotify woke the scan."""
+    project = make_project(tmp_path)
+    (project / "config/channels/lab-csv.yaml").write_text(
+        "input:\n  csv_drop:\n    folder: var/in/lab\n    csv_map: csv_lab\n    sender: LABO-AL-AMAL\n"
+        "    poll_s: 60\npipeline:\n  mapping: oru_r01\noutput:\n  - archive-ndjson\n", encoding="utf-8")
+    with engine(project):
+        folder = project / "var/in/lab"
+        _wait(lambda: (folder / "done").exists())
+        time.sleep(0.5)  # the first scan has run: from now on only inotify can wake the next one
+        _drop(project, "fast.csv", SAMPLE.encode("utf-8"))
+        (folder / "fast.csv.ready").touch()
+        _wait(lambda: (folder / "done/fast.csv").exists(), timeout=10)
