@@ -27,10 +27,11 @@ TESTS = [("GLY", "Glycémie à jeun", "mmol/l", "3.9-6.1"), ("CREA", "Créatinin
          ("CRP", "Protéine C réactive", "mg/L", "0-5")]
 
 
-def generate(path: Path, rows: int, per_request: int, bad: float) -> int:
-    """Write the file; returns how many rows are malformed."""
+def generate(path: Path, rows: int, per_request: int, bad: float) -> tuple[int, int]:
+    """Write the file; returns how many rows are malformed, and how many requests keep a good row (Bundles)."""
     rnd = random.Random(42)
     malformed = 0
+    good_requests: set[int] = set()
     every = int(1 / bad) if bad else 0
     with path.open("w", encoding="utf-8") as out:
         out.write(HEADER)
@@ -43,8 +44,10 @@ def generate(path: Path, rows: int, per_request: int, bad: float) -> int:
             if every and i % every == every - 1:
                 malformed += 1
                 line = line.replace(f";{value};", ";abc;") if (i // every) % 2 == 0 else f"D{req:08d};IPP;ZZ\n"
+            else:
+                good_requests.add(req)
             out.write(line)
-    return malformed
+    return malformed, len(good_requests)
 
 
 def rss_mb(pid: int, field: str = "VmHWM") -> float:
@@ -69,7 +72,7 @@ def main() -> None:
         "input:\n  csv_drop:\n    folder: var/in/lab\n    csv_map: csv_lab\n    sender: LABO-BENCH\n"
         "    settle_s: 0.2\n    poll_s: 0.1\npipeline:\n  mapping: oru_r01\noutput:\n  - archive-ndjson\n")
     src = tmp / "source.csv"
-    malformed = generate(src, args.rows, args.per_request, args.bad)
+    malformed, bundles = generate(src, args.rows, args.per_request, args.bad)
     wasla = str(Path(sys.executable).with_name("wasla"))
     proc = subprocess.Popen([wasla, "run", "--config", str(tmp / "config")], cwd=tmp, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -77,7 +80,7 @@ def main() -> None:
         folder = tmp / "var/in/lab"
         while not (folder / "done").exists():
             time.sleep(0.05)
-        groups = len({i // args.per_request for i in range(args.rows)})
+        groups = -(-args.rows // args.per_request)
         start = time.perf_counter()
         src.rename(folder / "lab.csv")
         out = tmp / "var/out/archive-ndjson"
@@ -89,9 +92,9 @@ def main() -> None:
                     chunk = fh.read()
                 read[f] = read.get(f, 0) + len(chunk)
                 lines += chunk.count(b"\n")
-            quarter = min(4, 4 * lines // max(groups, 1))
+            quarter = min(4, 4 * lines // max(bundles, 1))
             samples.setdefault(quarter, rss_mb(proc.pid, "VmRSS"))
-            if lines >= groups - 1 and (folder / "done/lab.csv").exists():  # a group may be all rejects
+            if lines >= bundles and (folder / "done/lab.csv").exists():
                 break
             time.sleep(0.5)
         elapsed = time.perf_counter() - start

@@ -157,7 +157,6 @@ class CSVDropInput:
         self.csvmap = find_csvmap(conv.mappings_dir, str(self.channel.input["csv_map"]), conv.schema_dir)
         for leftover in sorted((self.folder / "processing").glob(self.pattern)):  # a crash mid-file: take it again
             await self._take(leftover, claimed=True)
-        self._wake = asyncio.Event()
         self._observer = self._inotify(asyncio.get_running_loop())
         self._task = asyncio.create_task(self._watch())
         _log.info("csv_drop_watching", channel=self.channel.id, folder=str(self.folder),

@@ -125,11 +125,11 @@ class Transformer:
             return self._passthrough(d, mid, channel_id, channel.outputs, message_type)
         try:
             received_at = datetime.fromisoformat(str(d.headers["received_at"]))
-            if message_type.startswith("CSV^"):
-                msg = parse(self._csv_to_v2(d, channel, message_type[4:]))
+            if message_type.startswith("CSV^"):  # rows journaled by a CSV channel: their map names the mapping
+                csvmap = self._csvmap(message_type[4:])
+                msg, mapping = parse(self._csv_to_v2(d, channel, csvmap)), csvmap.mapping
             else:
-                msg = parse(decode(d.body, channel.input.get("encoding")))
-            mapping = self._csvmaps[message_type[4:]].mapping if message_type.startswith("CSV^") else channel.mapping
+                msg, mapping = parse(decode(d.body, channel.input.get("encoding"))), channel.mapping
             conversion = self.converter.convert(mapping, msg, received_at,
                                                 {"invalid_identifiers": channel.invalid_identifiers})
         except (ParseError, MappingError, ConfigError, KeyError, ValueError, csv.Error) as exc:
@@ -154,11 +154,14 @@ class Transformer:
         return _Converted(d, mid, channel_id, msg.message_type, msg.control_id, received_at.isoformat(),
                           conversion.bundle, channel.outputs, detail)
 
-    def _csv_to_v2(self, d: Delivery, channel: Any, name: str) -> str:
-        """A journaled group of CSV rows → the HL7 v2 message its CSV map says it stands for."""
+    def _csvmap(self, name: str) -> CsvMap:
         csvmap = self._csvmaps.get(name)
         if csvmap is None:
             csvmap = self._csvmaps[name] = find_csvmap(self.converter.mappings_dir, name, self.converter.schema_dir)
+        return csvmap
+
+    def _csv_to_v2(self, d: Delivery, channel: Any, csvmap: CsvMap) -> str:
+        """A journaled group of CSV rows → the HL7 v2 message its CSV map says it stands for."""
         lines = csv.reader(io.StringIO(d.body.decode("utf-8")))
         header = next(lines)
         group = [dict(zip(header, cells, strict=True)) for cells in lines]

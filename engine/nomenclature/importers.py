@@ -20,6 +20,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ruamel.yaml import YAML
+
 from engine.errors import ConfigError
 
 __all__ = ["IMPORTERS", "import_codes", "import_table"]
@@ -132,16 +134,9 @@ def _write(spec: dict[str, Any], kind: str, src: Path, nomenclatures: Path, vers
     meta = {"kind": "CodeSystem", "name": spec["folder"], "title": spec["title"], "url": spec["url"],
             "version": version, "publisher": spec["publisher"], "licence": spec["licence"],
             "source": f"imported by wasla nomenclature import {kind} from {src.name}", "date": date.today()}
-    lines = [f"{k}: {_yaml_scalar(v)}" for k, v in meta.items()]
-    (folder / "_meta.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with (folder / "_meta.yaml").open("w", encoding="utf-8") as out:
+        YAML().dump(meta, out)  # ruamel quotes whatever needs quoting
     return folder, count
-
-
-def _yaml_scalar(value: object) -> str:
-    if isinstance(value, date):
-        return value.isoformat()
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
 
 
 def import_table(src: Path, nomenclatures: Path, *, name: str, url: str, title: str, version: str, publisher: str,

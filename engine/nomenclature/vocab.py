@@ -6,12 +6,12 @@ Facts live in the CSV files; this module only indexes them. The nomenclature reg
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from engine.errors import ConfigError
+from engine.nomenclature.csvrows import rows
 
 __all__ = ["Target", "VocabMap", "load_vocab"]
 
@@ -59,20 +59,12 @@ def load_vocab(folder: Path, name: str) -> VocabMap:
     display = str(path)
     if not path.exists():
         raise ConfigError(f"no vocabulary map '{name}' ({path.name} not found)", file=str(folder))
-    rows: dict[str, list[Target]] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header != COLUMNS:
-            raise ConfigError(f"expected header {','.join(COLUMNS)}", file=display, line=1)
-        for lineno, row in enumerate(reader, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != len(COLUMNS) or not row[0].strip() or not row[1].strip() or not row[2].strip():
-                raise ConfigError("expected 4 columns with code, target_system and target_code set",
-                                  file=display, line=lineno)
-            rows.setdefault(row[0].strip(), []).append(Target(row[1].strip(), row[2].strip(), row[3].strip()))
-    frozen = {k: tuple(v) for k, v in rows.items()}
+    found: dict[str, list[Target]] = {}
+    for lineno, (code, system, target, target_display) in rows(path, COLUMNS):
+        if not (code and system and target):
+            raise ConfigError("code, target_system and target_code must be set", file=display, line=lineno)
+        found.setdefault(code, []).append(Target(system, target, target_display))
+    frozen = {k: tuple(v) for k, v in found.items()}
     folded: dict[str, tuple[Target, ...]] = {}
     for k, v in frozen.items():
         folded.setdefault(k.upper(), v)
