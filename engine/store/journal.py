@@ -23,11 +23,12 @@ from typing import Any
 import orjson
 
 from engine.store.dialect import Dialect, dialect_for
+from engine.store.ledger import DeliveryLedger, Replay
 from engine.store.migrate import migrate
 from engine.store.writer import GroupCommitWriter, LoopCommitter, Work
 from engine.types import Inbound, Status
 
-__all__ = ["Journal", "MessageRow", "OutputRow", "open_journal"]
+__all__ = ["Journal", "MessageRow", "OutputRow", "Replay", "open_journal"]
 
 Clock = Callable[[], datetime]
 
@@ -91,7 +92,7 @@ def _many(cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         cur.executemany(sql, rows)
 
 
-class Journal:
+class Journal(DeliveryLedger):
     def __init__(self, url: str, *, group_commit_ms: float = 0.0, clock: Clock = _utcnow) -> None:
         self.dialect: Dialect = dialect_for(url)
         self.clock = clock
@@ -345,11 +346,21 @@ class Journal:
         rows = [(mid, dest, "pending", now, zlib.compress(body, 1))
                 for mid, outputs, _ in items for dest, body in outputs.items()]
 
+        mark_filtered = self._sql("UPDATE messages SET status = ?, stage = 'route', reason = ?, updated_at = ?"
+                                  " WHERE id = ? AND status IN ('received', 'transformed', 'failed')")
+        sent = [(mid, detail) for mid, outputs, detail in items if outputs]
+        kept = [(mid, detail or {}) for mid, outputs, detail in items if not outputs]
+
         def work(cur: Any) -> None:
             if rows:
                 _many(cur, upsert, rows)
-            _many(cur, mark, [(Status.TRANSFORMED, now, mid) for mid, _, _ in items])
-            self._events(cur, [(mid, "transform", Status.TRANSFORMED, detail) for mid, _, detail in items], now)
+            _many(cur, mark, [(Status.TRANSFORMED, now, mid) for mid, _ in sent])
+            self._events(cur, [(mid, "transform", Status.TRANSFORMED, detail) for mid, detail in sent], now)
+            if kept:  # no destination takes them: final, with each destination's reason
+                why = [str(d.get("filtered", "no destination")) for _, d in kept]
+                _many(cur, mark_filtered, [(Status.FILTERED, w[:2000], now, mid)
+                                           for (mid, _), w in zip(kept, why, strict=True)])
+                self._events(cur, [(mid, "route", Status.FILTERED, d) for mid, d in kept], now)
 
         fut = self._writer.submit(work, lazy=not wait)
         if wait:
