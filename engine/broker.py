@@ -5,6 +5,9 @@ Topology (ARCHITECTURE §3), the same names on both transports:
     wasla.in   (direct)  --shard.<n>-->                      wasla.transform.<n>
     wasla.out  (topic)   --<channel>.<type>.<event>.s<n>-->  wasla.deliver.<destination>.<n>
     wasla.dead (direct)  --<queue role>-->                   wasla.dead.transform, wasla.dead.<destination>
+    wasla.retry (topic)  --<destination>.<round>.<n>-->      wasla.retry.<destination>.<round>  (TTL: the delay)
+       ... expired, dead-lettered with the same key to
+    wasla.redeliver (topic) --<destination>.*.<n>-->          wasla.deliver.<destination>.<n>
 
 Queues are durable, dead-lettered to `wasla.dead`, and (on RabbitMQ) single-active-consumer so
 each shard keeps its patients' order. Publishes are persistent and, on RabbitMQ, confirmed
@@ -37,14 +40,19 @@ _log = structlog.get_logger("wasla.broker")
 IN = Exchange("wasla.in", type="direct", durable=True)
 OUT = Exchange("wasla.out", type="topic", durable=True)
 DEAD = Exchange("wasla.dead", type="direct", durable=True)
+RETRY = Exchange("wasla.retry", type="topic", durable=True)
+REDELIVER = Exchange("wasla.redeliver", type="topic", durable=True)
 
 
 @dataclass(frozen=True)
 class Route:
-    """A destination takes messages of these channels (the delivery issue adds type/condition filters)."""
+    """A destination's queues take messages of these channels and types (facility and condition are
+    decided by the transform: engine.route), and its retry rounds wait these delays."""
 
     destination: str
     channels: tuple[str, ...]
+    types: tuple[str, ...] = ()
+    delays_s: tuple[float, ...] = ()
 
 
 @dataclass
@@ -64,6 +72,11 @@ class Delivery:
 
     def requeue(self) -> None:
         self._message.requeue()
+
+    def keepalive(self) -> None:
+        """Heartbeat the consumer's connection while a handler holds its batch (a paused destination)."""
+        with contextlib.suppress(Exception):  # the embedded bus has no connection; a dead one is found later
+            self._message.channel.connection.heartbeat_tick()
 
 
 class _Local:
@@ -109,19 +122,31 @@ class Broker:
         return [Queue(f"wasla.transform.{n}", IN, routing_key=f"shard.{n}", durable=True,
                       queue_arguments=self._queue_args("transform")) for n in range(self.settings.shards)]
 
+    def _route(self, destination: str) -> Route:
+        return next((r for r in self.routes if r.destination == destination), Route(destination, ()))
+
     def deliver_queues(self, destination: str) -> list[Queue]:
-        route = next((r for r in self.routes if r.destination == destination), Route(destination, ()))
+        route = self._route(destination)
+        kinds = [(_segment(t.partition("^")[0]), "*" if t.endswith("^*") else _segment(t.partition("^")[2] or "none"))
+                 for t in route.types] or [("*", "*")]
         queues = []
         for n in range(self.settings.shards):
-            bindings = [f"{_segment(ch)}.*.*.s{n}" for ch in route.channels]
+            keys = [f"{_segment(ch)}.{mtype}.{event}.s{n}" for ch in route.channels for mtype, event in kinds]
             name = f"wasla.deliver.{destination}.{n}"
-            args = self._queue_args(destination)
-            if not bindings:
-                queues.append(Queue(name, OUT, routing_key=f"none.none.none.s{n}", durable=True,
-                                    queue_arguments=args))
-                continue
-            queues.append(Queue(name, exchange=OUT, bindings=[binding(OUT, routing_key=b) for b in bindings],
-                                durable=True, queue_arguments=args))
+            bindings = [binding(OUT, routing_key=k) for k in keys]
+            bindings.append(binding(REDELIVER, routing_key=f"{_segment(destination)}.*.{n}"))  # back from a retry
+            queues.append(Queue(name, exchange=OUT, bindings=bindings, durable=True,
+                                queue_arguments=self._queue_args(destination)))
+        return queues
+
+    def retry_queues(self, destination: str) -> list[Queue]:
+        """One delay queue per retry round: a message waits its TTL there, then goes back to its shard."""
+        queues = []
+        for level, delay in enumerate(self._route(destination).delays_s):
+            args = {"x-message-ttl": int(delay * 1000), "x-dead-letter-exchange": REDELIVER.name}
+            queues.append(Queue(f"wasla.retry.{destination}.{level}", RETRY,
+                                routing_key=f"{_segment(destination)}.{level}.*", durable=True,
+                                queue_arguments=args))
         return queues
 
     def dead_queues(self) -> list[Queue]:
@@ -131,7 +156,7 @@ class Broker:
     def all_queues(self) -> list[Queue]:
         out = self.transform_queues() + self.dead_queues()
         for r in self.routes:
-            out += self.deliver_queues(r.destination)
+            out += self.deliver_queues(r.destination) + self.retry_queues(r.destination)
         return out
 
     def declare(self) -> None:
@@ -142,12 +167,12 @@ class Broker:
                 pairs = [(b.exchange.name, b.exchange.type, b.routing_key) for b in q.bindings] or [
                     (q.exchange.name, q.exchange.type, q.routing_key)]
                 BUS.declare(q.name, pairs, args.get("x-dead-letter-exchange", ""),
-                            args.get("x-dead-letter-routing-key", ""))
+                            args.get("x-dead-letter-routing-key", ""), args.get("x-message-ttl", 0) / 1000.0)
             return
         with self.connection() as conn:
             conn.ensure_connection(max_retries=5, interval_start=0.5, interval_step=1, interval_max=3)
             channel = conn.channel()
-            for ex in (IN, OUT, DEAD):
+            for ex in (IN, OUT, DEAD, RETRY, REDELIVER):
                 ex(channel).declare()
             for q in self.all_queues():
                 q(channel).declare()
@@ -231,6 +256,16 @@ class Broker:
         self._publish(body, OUT, key, {"message_id": message_id, "channel": channel, "patient_key": patient_key,
                                        "message_type": message_type, **headers})
 
+    def publish_retry(self, body: bytes, *, destination: str, level: int, patient_key: str, message_id: str,
+                      headers: dict[str, Any]) -> None:
+        """Send a message to wait in retry round `level`'s delay queue; it comes back to its own shard."""
+        shard = self.shard_of(patient_key, message_id)
+        self._publish(body, RETRY, f"{_segment(destination)}.{level}.{shard}", headers)
+
+    def publish_dead(self, body: bytes, *, destination: str, headers: dict[str, Any]) -> None:
+        """Put a message in `wasla.dead.<destination>` (one that was not taken from a queue: no reject)."""
+        self._publish(body, DEAD, destination, headers)
+
     def close(self) -> None:
         self._drop_producer()
 
@@ -274,6 +309,7 @@ class Broker:
                             try:
                                 conn.drain_events(timeout=0.5)  # wait for the first
                             except TimeoutError:
+                                conn.heartbeat_check()  # an idle consumer still tells the broker it is alive
                                 continue
                             deadline = time.monotonic() + linger
                             while len(pending) < limit and self._more(conn, deadline - time.monotonic()):

@@ -27,6 +27,8 @@ class Envelope:
     headers: dict[str, Any]
     queue: str = ""
     seq: int = 0  # publish order: a requeued message goes back where it was
+    key: str = ""  # the routing key it was published with: dead-lettering keeps it, as RabbitMQ does
+    due: float = 0.0  # in a queue with a TTL: when it expires (monotonic s)
 
 
 @dataclass
@@ -34,6 +36,7 @@ class _Queue:
     name: str
     dead_exchange: str = ""
     dead_key: str = ""
+    ttl_s: float = 0.0  # > 0: a delay queue; expired messages are dead-lettered (RabbitMQ x-message-ttl)
     items: deque[Envelope] = field(default_factory=deque)
 
 
@@ -55,13 +58,16 @@ class Bus:
         self._topic: dict[str, set[tuple[tuple[str, ...], str]]] = {}
         self._sleepers = 0  # consumers waiting for a first message: only they need a wake-up
         self._seq = 0
+        self._delays: list[_Queue] = []
 
     # -- topology ------------------------------------------------------------------------------
     def declare(self, queue: str, bindings: list[tuple[str, str, str]], dead_exchange: str = "",
-                dead_key: str = "") -> None:
+                dead_key: str = "", ttl_s: float = 0.0) -> None:
         """Declare `queue` bound by (exchange, exchange type, routing key) triples; idempotent."""
         with self._cond:
-            self._queues.setdefault(queue, _Queue(queue, dead_exchange, dead_key))
+            q = self._queues.setdefault(queue, _Queue(queue, dead_exchange, dead_key, ttl_s))
+            if ttl_s > 0 and all(d is not q for d in self._delays):
+                self._delays.append(q)
             for exchange, kind, key in bindings:
                 if kind == "topic":
                     self._topic.setdefault(exchange, set()).add((tuple(key.split(".")), queue))
@@ -90,8 +96,10 @@ class Bus:
                 words = tuple(routing_key.split("."))
                 targets.update(q for pattern, q in self._topic[exchange] if topic_matches(pattern, words))
             self._seq += 1
+            now = time.monotonic()
             for name in targets:
-                self._queues[name].items.append(Envelope(body, headers, name, self._seq))
+                q = self._queues[name]
+                q.items.append(Envelope(body, headers, name, self._seq, routing_key, now + q.ttl_s if q.ttl_s else 0.0))
             if targets and self._sleepers:
                 self._cond.notify_all()
             return len(targets)
@@ -101,6 +109,8 @@ class Bus:
              wait: float = 0.5) -> list[Envelope]:
         """Up to `limit` messages from `queues`, in queue order: the first waits up to `wait` s,
         the rest are what arrives within `linger` s after it. Taken means acknowledged."""
+        if self._delays:
+            self.expire()
         with self._cond:
             if not self._ready(queues):
                 self._sleepers += 1
@@ -137,7 +147,23 @@ class Bus:
         """Dead-letter it through the queue's dead-letter exchange, as RabbitMQ does."""
         q = self._queues[envelope.queue]
         if q.dead_exchange:
-            self.publish(q.dead_exchange, q.dead_key, envelope.body, envelope.headers)
+            self.publish(q.dead_exchange, q.dead_key or envelope.key, envelope.body, envelope.headers)
+
+    def expire(self) -> int:
+        """Dead-letter the messages of delay queues whose TTL has run out (the retry path); returns how many.
+
+        Consumers call it before each take, so a delayed message is back at most one take
+        timeout (0.5 s) after its due time, without a timer thread.
+        """
+        now = time.monotonic()
+        due: list[tuple[_Queue, Envelope]] = []
+        with self._cond:
+            for q in self._delays:
+                while q.items and q.items[0].due <= now:
+                    due.append((q, q.items.popleft()))
+        for q, env in due:
+            self.publish(q.dead_exchange, q.dead_key or env.key, env.body, env.headers)
+        return len(due)
 
     def _ready(self, queues: list[str]) -> bool:
         return any(self._queues[n].items for n in queues if n in self._queues)
