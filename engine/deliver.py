@@ -1,27 +1,50 @@
-"""Deliver: hand each Bundle to its destination, exactly once in effect.
+"""Deliver: hand each Bundle to its destination, exactly once in effect, in order per patient.
 
 Before a destination writes, the journal is asked whether this (message, destination) is
 already delivered, and the destination records where it is about to write; after a crash the
-redelivered message is recognised and not written twice. Short glitches are retried in-process
-(tenacity); what still fails is journaled as failed and dead-lettered, replayable.
+redelivered message is recognised and not written twice.
+
+What fails goes three ways:
+- transient (timeout, connection refused, 408/429/5xx, full disk): a few jittered tries in
+  process (tenacity), then a round in a broker delay queue (5 s, 30 s, 2 min … by default)
+  while the patient's lane holds their later messages (`waiting`); when it is delivered the
+  waiting ones follow, oldest first. After `max_age_h` it is a dead letter.
+- permanent (4xx other than 408/429, a refusing ACK): a dead letter at once, the destination's
+  answer kept; with `on_failure: block` the patient's later messages wait until it is replayed.
+- the destination is down (`circuit_breaker.failures` transient failures in a row): the circuit
+  opens, the batch goes back to its queue untouched, and one probe is tried now and then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Protocol, runtime_checkable
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
-from engine.broker import Delivery
-from engine.errors import DeliveryError, PermanentDeliveryError, StoreError, TransientDeliveryError
+from engine.breaker import Breaker
+from engine.broker import Broker, Delivery
+from engine.config import DestinationConfig
+from engine.errors import (
+    BrokerError,
+    DeliveryError,
+    PermanentDeliveryError,
+    StoreError,
+    TransientDeliveryError,
+)
 from engine.logs import error_fields
 from engine.store import Journal, OutputRow
 
 __all__ = ["BatchOutput", "Deliverer", "Output"]
 
 _log = structlog.get_logger("wasla.deliver")
+ROUND = "x-wasla-round"
 
 
 class Output(Protocol):
@@ -48,111 +71,389 @@ class BatchOutput(Output, Protocol):
                       journal: Journal) -> list[str | None | DeliveryError]: ...
 
 
+@dataclass
+class _Item:
+    """One message to deliver: from a queue (`delivery`), or from its lane in the journal (None)."""
+
+    mid: str
+    body: bytes
+    headers: dict[str, Any]
+    delivery: Delivery | None = None
+    prior: OutputRow | None = None
+    patient: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.patient = str(self.headers.get("patient_key", ""))
+
+
+class _Paused(Exception):
+    """The circuit opened: what is left of the batch goes back to its queue."""
+
+
 class Deliverer:
-    def __init__(self, output: Output, journal: Journal, *, attempts: int = 3, shared_writer: bool = False) -> None:
+    def __init__(self, output: Output, journal: Journal, broker: Broker | None = None,
+                 config: DestinationConfig | None = None, *, attempts: int | None = None,
+                 shared_writer: bool = False, stop: threading.Event | None = None) -> None:
         self.output = output
         self.journal = journal
-        self.attempts = attempts
+        self.broker = broker
+        self.config = config
+        retry = config.retry if config is not None else None
+        self.attempts = attempts if attempts is not None else (retry.attempts if retry else 3)
+        self.backoff_max = retry.backoff_max_s if retry else 2.0
+        self.delays = retry.delays_s if retry else ()
+        self.max_age_s = (retry.max_age_h if retry else 72.0) * 3600
+        self.block = (config.on_failure if config is not None else "block") == "block"
+        b = config.breaker if config is not None else None
+        self.breaker = Breaker(output.id, b.failures if b else 5, b.probe_max_s if b else 15.0)
         self.shared_writer = shared_writer  # every stage in this process: "delivered" may ride the next commit
+        self.stop = stop or threading.Event()
+        self.concurrency = int(getattr(output, "concurrency", 1) or 1)
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"deliver-{output.id}")
+        self._queued: list[tuple[Delivery, str]] = []  # list.append is atomic: lane threads add, the consumer settles
 
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- a batch from the queue -----------------------------------------------------------------
     def handle(self, batch: list[Delivery]) -> None:
         dest = self.output.id
-        mids = [str(d.headers.get("message_id", "")) for d in batch]
-        try:
-            known = self.journal.outputs(mids, dest)
-        except StoreError as exc:
-            self._requeue(batch, exc)
-            return
-        todo: list[tuple[Delivery, str]] = []
-        for d, mid in zip(batch, mids, strict=True):
-            prior = known.get(mid)
-            if prior is not None and prior.status == "delivered":
-                self.journal.note(mid, "deliver", "duplicate_skipped", {"destination": dest})
+        mine: list[_Item] = []
+        for d in batch:
+            routed = str(d.headers.get("destinations", dest))
+            if dest not in routed.split(","):  # the broker's bindings are coarser than the route
                 d.ack()
-            else:
-                todo.append((d, mid))
-        if not todo:
+                continue
+            mine.append(_Item(str(d.headers.get("message_id", "")), d.body, d.headers, d))
+        if not mine:
             return
-        if isinstance(self.output, BatchOutput):
-            self._deliver_batch(todo, known)
+        try:
+            self._handle(mine)
+        finally:
+            self._settle_queued()
+
+    def _handle(self, mine: list[_Item]) -> None:
+        """Deliver the batch. What the circuit breaker or a journal fault interrupts is kept and tried
+        again here, never put back in the queue: messages behind it in the queue (already prefetched)
+        would overtake it and break the patient's order. Consumption pauses meanwhile."""
+        dest = self.output.id
+        keepalive = mine[0].delivery
+        lanes: dict[str, str] = {}
+        todo: list[_Item] = []
+        while not self.stop.is_set():
+            try:
+                known = self.journal.outputs([i.mid for i in mine], dest)
+                lanes = self.journal.lanes(dest, [i.patient for i in mine])
+                break
+            except StoreError as exc:
+                self._pause(exc, keepalive)
         else:
-            for d, mid in todo:
-                self._deliver_one(d, mid, known.get(mid))
+            self._requeue(mine, None)
+            return
+        for item in mine:
+            item.prior = known.get(item.mid)
+            if item.prior is not None and item.prior.status == "delivered":
+                self.journal.note(item.mid, "deliver", "duplicate_skipped", {"destination": dest})
+                self._ack(item)
+            else:
+                todo.append(item)
+        while todo:
+            if self.stop.is_set():  # shutting down: the broker gives them to the next consumer, in order
+                self._requeue(todo, None)
+                return
+            if self.breaker.is_open:
+                probe = next((i for i in todo if lanes.get(i.patient, i.mid) == i.mid), None)
+                if probe is not None:
+                    self._wait_probe(keepalive)
+                    try:
+                        answered = self._probe(probe, lanes)
+                    except StoreError as exc:
+                        self._pause(exc, keepalive)
+                        continue
+                    if not answered:
+                        continue
+                    todo = [i for i in todo if i is not probe]
+            order = {id(i): n for n, i in enumerate(todo)}
+            if isinstance(self.output, BatchOutput):
+                left = self._run_batch(todo, lanes)
+            elif self.concurrency > 1:
+                left = self._run_lanes(todo, lanes)
+            else:
+                left = self._run_sequence(todo, lanes)
+            todo = sorted(left, key=lambda i: order[id(i)])
 
-    def _retrying(self) -> Retrying:
-        return Retrying(retry=retry_if_exception_type(TransientDeliveryError), stop=stop_after_attempt(self.attempts),
-                        wait=wait_random_exponential(multiplier=0.2, max=2), reraise=True)
+    def _pause(self, exc: StoreError, keepalive: Delivery | None) -> None:
+        _log.error("deliver_paused", destination=self.output.id, **error_fields(exc))
+        self._sleep(0.5, keepalive)
 
-    def _deliver_batch(self, todo: list[tuple[Delivery, str]], known: dict[str, OutputRow]) -> None:
+    def _wait_probe(self, keepalive: Delivery | None) -> None:
+        self._sleep(self.breaker.probe_in(), keepalive)
+
+    def _sleep(self, seconds: float, keepalive: Delivery | None) -> None:
+        """Wait, telling the broker now and then that this consumer is alive (it holds unacked messages)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
+            self.stop.wait(min(left, 5.0))
+            if keepalive is not None:
+                keepalive.keepalive()
+
+    def _run_sequence(self, items: list[_Item], lanes: dict[str, str]) -> list[_Item]:
+        """Each in turn; returns those left to try again (the circuit opened, or the journal failed)."""
+        for n, item in enumerate(items):
+            try:
+                self._run_one(item, lanes)
+            except _Paused:
+                return items[n:]
+            except StoreError as exc:
+                _log.error("deliver_paused", destination=self.output.id, **error_fields(exc))
+                self.stop.wait(0.5)
+                return items[n:]
+        return []
+
+    def _run_lanes(self, todo: list[_Item], lanes: dict[str, str]) -> list[_Item]:
+        """Patients in parallel, each patient's messages in order: a slow or failing answer for one
+        patient does not hold the others up (a FHIR server 30 ms away would otherwise cap a
+        destination at ~30 messages/s)."""
+        by_patient: dict[str, list[_Item]] = {}
+        for item in todo:
+            by_patient.setdefault(item.patient or item.mid, []).append(item)
+        return [i for left in self._pool.map(lambda items: self._run_sequence(items, lanes), by_patient.values())
+                for i in left]
+
+    def _probe(self, item: _Item, lanes: dict[str, str]) -> bool:
+        """One try while the circuit is open; True if the destination answered (delivered or refused)."""
+        try:
+            result = self._call(item, attempts=1)
+        except TransientDeliveryError:
+            self.breaker.probe_failed()
+            return False
+        except PermanentDeliveryError as exc:
+            self.breaker.success()
+            self._dead(item, exc, lanes)
+            return True
+        self._delivered([(item, result)], lanes)
+        return True
+
+    # -- one message at a time (FHIR, AMQP, MLLP) -------------------------------------------------
+    def _run_one(self, item: _Item, lanes: dict[str, str]) -> None:
+        head = lanes.get(item.patient)
+        if head and head != item.mid:
+            self._hold([(item, head)])
+            return
+        try:
+            result = self._call(item)
+        except TransientDeliveryError as exc:
+            if self.breaker.is_open:
+                raise _Paused from exc
+            self._retry([item], exc, lanes)
+            return
+        except PermanentDeliveryError as exc:
+            self._dead(item, exc, lanes)
+            return
+        self._delivered([(item, result)], lanes)
+
+    def _call(self, item: _Item, attempts: int | None = None) -> str:
+        """The destination's write with fast retries; returns the location ('' if it was already there)."""
+        def once() -> str | None:
+            try:
+                if getattr(self.output, "takes_headers", False):  # AMQP: the routing key and properties
+                    result = self.output.deliver(item.mid, item.body, self.journal, headers=item.headers)  # type: ignore[call-arg]
+                else:
+                    result = self.output.deliver(item.mid, item.body, self.journal)
+            except TransientDeliveryError:
+                self.breaker.failure()
+                raise
+            self.breaker.success()
+            return result
+
+        location: str | None = None
+        for attempt in self._retrying(attempts or self.attempts):
+            with attempt:
+                location = once()
+        return self._location(item, location)
+
+    def _retrying(self, attempts: int) -> Retrying:
+        def give_up(state: Any) -> bool:  # stop early once the circuit is open: the batch waits instead
+            return bool(state.attempt_number >= attempts or self.breaker.is_open)
+
+        return Retrying(retry=retry_if_exception_type(TransientDeliveryError), stop=give_up,
+                        wait=wait_random_exponential(multiplier=0.05, max=self.backoff_max), reraise=True)
+
+    def _location(self, item: _Item, result: str | None) -> str:
+        if result is not None:
+            return result
+        # already written before a crash: recognised, not written twice
+        self.journal.note(item.mid, "deliver", "duplicate_skipped", {"destination": self.output.id})
+        prior = item.prior or self.journal.output(item.mid, self.output.id)
+        return prior.location if prior is not None else ""
+
+    # -- many messages in one write (NDJSON) --------------------------------------------------------
+    def _run_batch(self, todo: list[_Item], lanes: dict[str, str]) -> list[_Item]:
         output = self.output
         assert isinstance(output, BatchOutput)
+        go: list[_Item] = []
+        held: list[tuple[_Item, str]] = []
+        for item in todo:
+            head = lanes.get(item.patient)
+            (held.append((item, head)) if head and head != item.mid else go.append(item))
         try:
-            results: list[str | None | DeliveryError] = []
-            for attempt in self._retrying():
+            if held:
+                self._hold(held)
+            if go:
+                self._write_batch(go, lanes)
+        except StoreError as exc:
+            _log.error("deliver_paused", destination=self.output.id, **error_fields(exc))
+            self.stop.wait(0.5)
+            return todo
+        except _Paused:
+            return go
+        return []
+
+    def _write_batch(self, go: list[_Item], lanes: dict[str, str]) -> None:
+        output = self.output
+        assert isinstance(output, BatchOutput)
+        known = {i.mid: i.prior for i in go if i.prior is not None}
+        results: list[str | None | DeliveryError] = []
+        try:
+            for attempt in self._retrying(self.attempts):
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:  # a failed try may have recorded intents
-                        known = self.journal.outputs([mid for _, mid in todo], self.output.id)
-                    results = output.deliver_batch([(mid, d.body, known.get(mid)) for d, mid in todo], self.journal)
+                        known = self.journal.outputs([i.mid for i in go], output.id)
+                    try:
+                        results = output.deliver_batch([(i.mid, i.body, known.get(i.mid)) for i in go], self.journal)
+                    except TransientDeliveryError:
+                        self.breaker.failure()
+                        raise
+                    self.breaker.success()
         except TransientDeliveryError as exc:
-            for d, mid in todo:
-                self._fail(d, mid, exc)
+            if self.breaker.is_open:
+                raise _Paused from exc
+            self._retry(go, exc, lanes)
             return
-        except StoreError as exc:
-            self._requeue([d for d, _ in todo], exc)
-            return
-        self._settle(list(zip(todo, results, strict=True)), known)
-
-    def _deliver_one(self, d: Delivery, mid: str, prior: OutputRow | None) -> None:
-        try:
-            location: str | None | DeliveryError = None
-            for attempt in self._retrying():
-                with attempt:
-                    location = self.output.deliver(mid, d.body, self.journal)
-        except (TransientDeliveryError, PermanentDeliveryError) as exc:
-            location = exc
-        except StoreError as exc:
-            self._requeue([d], exc)
-            return
-        self._settle([((d, mid), location)], {mid: prior} if prior is not None else {})
-
-    def _settle(self, outcomes: list[tuple[tuple[Delivery, str], str | None | DeliveryError]],
-                known: dict[str, OutputRow]) -> None:
-        """Journal what was delivered in one commit, fail what was refused, then acknowledge."""
-        dest = self.output.id
-        done: list[tuple[Delivery, str, str]] = []
-        for (d, mid), result in outcomes:
+        done: list[tuple[_Item, str]] = []
+        for item, result in zip(go, results, strict=True):
             if isinstance(result, DeliveryError):
-                self._fail(d, mid, result)
+                self._dead(item, result, lanes)
+            else:
+                item.prior = known.get(item.mid)
+                done.append((item, self._location(item, result)))
+        if done:
+            self._delivered(done, lanes)
+
+    # -- outcomes ---------------------------------------------------------------------------------
+    def _delivered(self, done: list[tuple[_Item, str]], lanes: dict[str, str]) -> None:
+        """Journal what was delivered in one commit, acknowledge it, then send what waited behind it."""
+        dest = self.output.id
+        self.journal.delivered_many(dest, [(i.mid, loc, "") for i, loc in done], wait=not self.shared_writer)
+        for item, _ in done:
+            self._ack(item)
+            _log.info("delivered", message_id=item.mid, destination=dest)
+        for item, _ in done:
+            if item.patient and lanes.get(item.patient) == item.mid:
+                self._drain(item, lanes)
+
+    def _drain(self, head: _Item, lanes: dict[str, str]) -> None:
+        """The head of a lane is delivered: send the patient's waiting messages in order, then open it."""
+        dest = self.output.id
+        while rows := self.journal.waiting(dest, head.patient):
+            for mid, headers, body in rows:
+                item = _Item(mid, body, headers)
+                lanes[head.patient] = mid
+                try:
+                    location = self._call(item)
+                except TransientDeliveryError as exc:
+                    self.journal.move_lane(dest, head.patient, mid)
+                    self._retry([item], exc, lanes)
+                    return
+                except PermanentDeliveryError as exc:
+                    self._dead(item, exc, lanes)  # `block`: it heads the lane now
+                    if self.block:
+                        return
+                    continue
+                self.journal.delivered_many(dest, [(mid, location, "")], wait=True)
+        self.journal.release_lane(dest, head.patient, head.mid)
+        lanes.pop(head.patient, None)
+
+    def _hold(self, held: list[tuple[_Item, str]]) -> None:
+        self.journal.wait_behind(self.output.id, [(i.mid, head) for i, head in held])
+        for item, _ in held:
+            self._ack(item)
+
+    def _retry(self, items: list[_Item], exc: DeliveryError, lanes: dict[str, str]) -> None:
+        """Send each to its next delayed round (or the dead letters when too old); the first of each
+        patient heads their lane, the others wait behind it."""
+        rounds: list[tuple[_Item, int, float]] = []
+        behind: list[tuple[_Item, str]] = []
+        for item in items:
+            head = lanes.get(item.patient)
+            if head and head != item.mid:
+                behind.append((item, head))
                 continue
-            if result is None:  # already written before a crash: recognised, not written twice
-                self.journal.note(mid, "deliver", "duplicate_skipped", {"destination": dest})
-                prior = known.get(mid) or self.journal.output(mid, dest)  # the output's own record, if it made one
-                result = prior.location if prior is not None else ""
-            done.append((d, mid, result))
-        if not done:
+            level = int(item.headers.get(ROUND, 0) or 0)
+            if not self.delays or self.broker is None or _age_s(item.headers) > self.max_age_s:
+                self._dead(item, TransientDeliveryError(f"{exc} (still failing after {level} delayed rounds)",
+                                                        response=exc.response), lanes)
+                continue
+            rounds.append((item, level, self.delays[min(level, len(self.delays) - 1)]))
+            if item.patient:
+                lanes[item.patient] = item.mid
+        if behind:
+            self._hold(behind)
+        if not rounds:
             return
-        try:
-            self.journal.delivered_many(dest, [(mid, loc, "") for _, mid, loc in done], wait=not self.shared_writer)
-        except StoreError as exc:
-            self._requeue([d for d, _, _ in done], exc)
-            return
-        for d, mid, _ in done:
-            d.ack()
-            _log.info("delivered", message_id=mid, destination=dest)
+        self.journal.retrying(self.output.id,
+                              [(i.mid, i.patient, level, delay, str(exc)) for i, level, delay in rounds])
+        for item, level, _ in rounds:
+            try:
+                assert self.broker is not None
+                self.broker.publish_retry(item.body, destination=self.output.id,
+                                          level=min(level, len(self.delays) - 1), patient_key=item.patient,
+                                          message_id=item.mid, headers={**item.headers, ROUND: level + 1})
+            except BrokerError as err:
+                _log.error("retry_publish_failed", message_id=item.mid, destination=self.output.id,
+                           **error_fields(err))
+                self._requeue([item], None)
+                continue
+            self._ack(item)
+        _log.info("delivery_retrying", destination=self.output.id, messages=len(rounds), **error_fields(exc))
 
-    def _requeue(self, batch: list[Delivery], exc: StoreError) -> None:
-        _log.error("deliver_requeued", destination=self.output.id, messages=len(batch), **error_fields(exc))
-        threading.Event().wait(0.5)
-        for d in batch:
-            d.requeue()
-
-    def _fail(self, d: Delivery, mid: str, exc: Exception) -> None:
+    def _dead(self, item: _Item, exc: DeliveryError, lanes: dict[str, str]) -> None:
+        dest = self.output.id
         kind = "permanent" if isinstance(exc, PermanentDeliveryError) else "transient, retries exhausted"
-        try:
-            self.journal.failed(mid, "deliver", f"{self.output.id}: {exc} ({kind})", {"destination": self.output.id})
-        except StoreError:
-            d.requeue()
-            return
-        d.reject()
-        _log.warning("delivery_failed", message_id=mid, destination=self.output.id, kind=kind, **error_fields(exc))
+        self.journal.dead(dest, item.mid, item.patient, f"{dest}: {exc} ({kind})", exc.response, hold_lane=self.block)
+        if item.patient:
+            if self.block:
+                lanes[item.patient] = item.mid
+            elif lanes.get(item.patient) == item.mid:
+                lanes.pop(item.patient)
+        if item.delivery is not None:
+            self._queued.append((item.delivery, "reject"))
+        elif self.broker is not None:
+            with contextlib.suppress(BrokerError):  # the journal holds it as dead either way: replayable
+                self.broker.publish_dead(item.body, destination=dest, headers=item.headers)
+        _log.warning("delivery_failed", message_id=item.mid, destination=dest, kind=kind, **error_fields(exc))
 
+    def _ack(self, item: _Item) -> None:
+        if item.delivery is not None:
+            self._queued.append((item.delivery, "ack"))
+
+    def _requeue(self, items: list[_Item], exc: StoreError | None) -> None:
+        if exc is not None:
+            _log.error("deliver_requeued", destination=self.output.id, messages=len(items), **error_fields(exc))
+            self.stop.wait(0.5)
+        for item in items:
+            if item.delivery is not None:
+                self._queued.append((item.delivery, "requeue"))
+
+    def _settle_queued(self) -> None:
+        """Acknowledge, requeue or reject on the consumer's thread: a broker channel is not thread-safe."""
+        queued, self._queued = self._queued, []
+        for delivery, action in queued:
+            getattr(delivery, action)()
+
+
+def _age_s(headers: dict[str, Any]) -> float:
+    try:
+        return time.time() - datetime.fromisoformat(str(headers["received_at"])).timestamp()
+    except (KeyError, ValueError):
+        return 0.0

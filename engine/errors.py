@@ -140,7 +140,11 @@ class BrokerError(WaslaError):
 
 
 class DeliveryError(WaslaError):
-    """A destination did not take a message."""
+    """A destination did not take a message; `response` keeps what it answered (an OperationOutcome)."""
+
+    def __init__(self, message: str, *, response: str = "") -> None:
+        super().__init__(message)
+        self.response = response
 
 
 class TransientDeliveryError(DeliveryError):

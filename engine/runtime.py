@@ -25,6 +25,7 @@ from engine.mapping import Converter
 from engine.outcomes import Outcomes
 from engine.parking import NomenclatureWatcher
 from engine.registry import connector
+from engine.replay import Replayer
 from engine.store import Journal
 from engine.transform import Transformer
 
@@ -40,8 +41,10 @@ def make_converter(config: Config) -> Converter:
 
 
 def routes_of(config: Config) -> list[Route]:
-    return [Route(dest, tuple(ch.id for ch in config.channels if ch.enabled and dest in ch.outputs))
-            for dest in config.destinations]
+    return [Route(d.id, tuple(ch.id for ch in config.channels
+                              if ch.enabled and (d.id in ch.outputs or ch.id in d.route.channels)),
+                  d.route.types, d.retry.delays_s)
+            for d in config.destinations.values()]
 
 
 def tune_gc() -> None:
@@ -79,6 +82,10 @@ class Engine:
         self.threads.append(t)
 
     def start_workers(self) -> None:
+        modes = tuple(m for m in ("transform", "deliver") if m in self.roles)
+        if modes:  # operators' replays (wasla messages replay, the console) reach the pipeline from here
+            replayer = Replayer(self.journal, self.broker, modes)
+            self._thread("replay", lambda: replayer.run(self.stop_event))
         if "transform" in self.roles:
             tr = Transformer(self.config, self.journal, self.broker, self.converter, self.outcomes)
             queues = self.broker.transform_queues()
@@ -89,8 +96,9 @@ class Engine:
         if "deliver" in self.roles:
             for dest in self.config.destinations.values():
                 output = connector("outputs", dest.kind)(dest, self.config.root)
-                self.outputs.append(output)
-                dl = Deliverer(output, self.journal, shared_writer=self.broker.memory)
+                dl = Deliverer(output, self.journal, self.broker, dest, shared_writer=self.broker.memory,
+                               stop=self.stop_event)
+                self.outputs += [dl, output]
                 queues = self.broker.deliver_queues(dest.id)
                 self._thread(f"deliver-{dest.id}",
                              lambda q=queues, h=dl.handle, n=dest.id: self.broker.consume(q, h, self.stop_event,

@@ -26,6 +26,7 @@ from engine.mapping import Converter
 from engine.mapping.csvmap import CsvMap, find_csvmap
 from engine.mapping.passthrough import as_transaction
 from engine.outcomes import Outcomes
+from engine.route import Router
 from engine.store import Journal
 from engine.types import Status
 
@@ -56,6 +57,7 @@ class Transformer:
         self.broker = broker
         self.converter = converter
         self._csvmaps: dict[str, CsvMap] = {}
+        self.router = Router(config, lambda msg: converter.context(msg, datetime.now().astimezone()))
 
     def handle(self, batch: list[Delivery]) -> None:
         """Convert a batch, journal every result in one commit, then publish and acknowledge each."""
@@ -68,9 +70,11 @@ class Transformer:
             self.journal.transformed_many(
                 [(c.mid, dict.fromkeys(c.outputs, c.bundle), c.detail) for c in done], wait=not self.broker.memory)
             for c in done:
+                if not c.outputs:  # filtered: journaled with each destination's reason, nothing to send
+                    continue
                 self.broker.publish_out(c.bundle, message_id=c.mid, channel=c.channel, message_type=c.message_type,
                                         patient_key=str(c.delivery.headers.get("patient_key", "")),
-                                        headers={"received_at": c.received_at})
+                                        headers={"received_at": c.received_at, "destinations": ",".join(c.outputs)})
         except (StoreError, BrokerError) as exc:
             _log.error("transform_requeued", messages=len(done), **error_fields(exc))
             threading.Event().wait(0.5)
@@ -80,8 +84,9 @@ class Transformer:
         for c in done:
             c.delivery.ack()
             if self.outcomes is not None:
-                self.outcomes.settle(c.mid, Status.TRANSFORMED)
-            _log.info("transformed", message_id=c.mid, channel=c.channel, control_id=c.control_id,
+                self.outcomes.settle(c.mid, Status.TRANSFORMED if c.outputs else Status.FILTERED)
+            _log.info("transformed" if c.outputs else "filtered", message_id=c.mid, channel=c.channel,
+                      control_id=c.control_id,
                       mapping=c.detail["mapping"], warnings=len(c.detail["warnings"]))
 
     def _journaled(self, batch: list[Delivery], grace_s: float = 2.0) -> list[Delivery]:
@@ -136,8 +141,11 @@ class Transformer:
             self._fail(d, mid, _reason(exc), channel_id)
             return None
         spec = self.converter.spec(mapping)
+        taken, refused = self.router.route(channel_id, msg.message_type, msg.sending_facility, msg)
         detail = {"mapping": spec.name, "version": spec.version, "warnings": conversion.warnings,
-                  "destinations": list(channel.outputs)}
+                  "destinations": list(taken)}
+        if not taken:
+            detail["filtered"] = _filtered(refused)
         invalid = sorted({w["identifier_system"] for w in conversion.warnings if w["code"] == "IDENTIFIER_INVALID"})
         if invalid and channel.invalid_identifiers == "reject":
             self._fail(d, mid, "identifiers that fail their format or check digits: " + ", ".join(invalid), channel_id)
@@ -152,7 +160,7 @@ class Transformer:
                 self._park(d, mid, msg.sending_facility, unmapped, reason, channel_id, detail)
             return None
         return _Converted(d, mid, channel_id, msg.message_type, msg.control_id, received_at.isoformat(),
-                          conversion.bundle, channel.outputs, detail)
+                          conversion.bundle, taken, detail)
 
     def _csvmap(self, name: str) -> CsvMap:
         csvmap = self._csvmaps.get(name)
@@ -180,8 +188,12 @@ class Transformer:
         except (ValueError, KeyError, TypeError) as exc:
             self._fail(d, mid, f"not a FHIR resource ({exc.__class__.__name__})", channel_id)
             return None
-        detail = {"mapping": "fhir-passthrough", "version": "1", "warnings": [], "destinations": list(outputs)}
-        return _Converted(d, mid, channel_id, message_type, "", received_at, bundle, outputs, detail)
+        taken, refused = self.router.route(channel_id, message_type, "", None)
+        detail: dict[str, Any] = {"mapping": "fhir-passthrough", "version": "1", "warnings": [],
+                                  "destinations": list(taken)}
+        if not taken:
+            detail["filtered"] = _filtered(refused)
+        return _Converted(d, mid, channel_id, message_type, "", received_at, bundle, taken, detail)
 
     def _park(self, d: Delivery, mid: str, sender: str, codes: list[tuple[str, str]], reason: str, channel_id: str,
               detail: dict[str, Any]) -> None:
@@ -217,6 +229,12 @@ def _received_at(d: Delivery) -> float:
         return datetime.fromisoformat(str(d.headers["received_at"])).timestamp()
     except (KeyError, ValueError):
         return time.time()
+
+
+def _filtered(refused: dict[str, str]) -> str:
+    if not refused:
+        return "no destination takes this channel's messages"
+    return "no destination takes it: " + "; ".join(f"{d}: {why}" for d, why in sorted(refused.items()))
 
 
 def _reason(exc: Exception) -> str:

@@ -16,10 +16,11 @@ from engine.config.validate import load_schema, validate
 from engine.config.yamlfile import YamlDoc, load_yaml
 from engine.errors import ConfigError, ConfigErrors
 
-__all__ = ["BrokerSettings", "ChannelConfig", "Config", "DestinationConfig", "StoreSettings", "load_config"]
+__all__ = ["BreakerConfig", "BrokerSettings", "ChannelConfig", "Config", "DestinationConfig", "RetryConfig",
+           "RouteConfig", "StoreSettings", "load_config"]
 
 INPUT_KINDS = ("mllp",)
-OUTPUT_KINDS = ("ndjson", "mllp")
+OUTPUT_KINDS = ("ndjson", "mllp", "fhir", "amqp")
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,42 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True)
+class RouteConfig:
+    """Which messages a destination takes, beyond the channels that list it in `output:`."""
+
+    channels: tuple[str, ...] = ()          # more channels whose messages it takes
+    types: tuple[str, ...] = ()             # ADT^A08, ADT^*, ORU^R01 …; empty: every type
+    facilities: tuple[str, ...] = ()        # MSH-4 sending facilities; empty: all
+    when: MappingProxyType[str, Any] | None = None   # a condition in the mapping language's syntax
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Retries of transient failures: a few fast ones in process, then delayed retry queues."""
+
+    attempts: int = 3                        # in-process tries per round (jittered exponential backoff)
+    backoff_max_s: float = 2.0
+    delays_s: tuple[float, ...] = (5, 30, 120, 600, 1800)   # delayed rounds; the last repeats
+    max_age_h: float = 72.0                  # after this long since receipt: dead letter
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    failures: int = 5                        # consecutive transient failures that open the circuit
+    probe_max_s: float = 15.0                # longest pause between probes while open
+
+
+@dataclass(frozen=True)
 class DestinationConfig:
     id: str
     file: str
     kind: str
     options: MappingProxyType[str, Any]
     description: str = ""
+    route: RouteConfig = field(default_factory=RouteConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    on_failure: str = "block"                # block | skip: a patient's later messages behind a failed one
 
 
 @dataclass(frozen=True)
@@ -96,6 +127,35 @@ def _resolve_url(url: str, root: Path) -> str:
     if url.startswith(prefix) and not url.startswith("sqlite:////"):
         return prefix + str((root / url[len(prefix):]).resolve())
     return url
+
+
+def _destination(dest_id: str, doc: YamlDoc, kind: str, root: Path, errors: list[ConfigError]) -> DestinationConfig:
+    d = doc.data
+    options = dict(d[kind])
+    if isinstance(options.get("tls"), dict):  # certificate paths are relative to the project root
+        options["tls"] = {k: str((root / v).resolve()) if k in ("ca", "cert", "key") else v
+                          for k, v in options["tls"].items()}
+    r, t, b = (d.get(k) or {} for k in ("route", "retry", "circuit_breaker"))
+    when = r.get("when")
+    if when is not None:
+        from engine.mapping.conditions import ConditionError, compile_condition  # checked here, compiled by route
+        try:
+            compile_condition(when, ["route", "when"])
+        except ConditionError as exc:
+            errors.append(doc.error(str(exc), exc.where))
+    return DestinationConfig(
+        id=dest_id, file=doc.file, kind=kind, options=MappingProxyType(options),
+        description=d.get("description", ""),
+        route=RouteConfig(tuple(r.get("channels", ())), tuple(r.get("types", ())), tuple(r.get("facilities", ())),
+                          MappingProxyType(when) if when is not None else None),
+        retry=RetryConfig(int(t.get("attempts", RetryConfig.attempts)),
+                          float(t.get("backoff_max_s", RetryConfig.backoff_max_s)),
+                          tuple(float(x) for x in t.get("delays_s", RetryConfig.delays_s)),
+                          float(t.get("max_age_h", RetryConfig.max_age_h))),
+        breaker=BreakerConfig(int(b.get("failures", BreakerConfig.failures)),
+                              float(b.get("probe_max_s", BreakerConfig.probe_max_s))),
+        on_failure=d.get("on_failure", "block"),
+    )
 
 
 def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None = None) -> Config:
@@ -145,10 +205,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         if len(kinds) != 1:
             errors.append(doc.error("expected exactly one connector: " + ", ".join(OUTPUT_KINDS), []))
             continue
-        destinations[path.stem] = DestinationConfig(
-            id=path.stem, file=doc.file, kind=kinds[0], options=MappingProxyType(dict(doc.data[kinds[0]])),
-            description=doc.data.get("description", ""),
-        )
+        destinations[path.stem] = _destination(path.stem, doc, kinds[0], root, errors)
 
     mappings_dir = (root / p.get("mappings", "mappings")).resolve()
     channels: list[ChannelConfig] = []
@@ -167,7 +224,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
                           for k, v in inp["tls"].items()}
         ch = ChannelConfig(
             id=path.stem, file=doc.file, input_kind=kind, input=MappingProxyType(inp),
-            mapping=d["pipeline"]["mapping"], outputs=tuple(d["output"]), description=d.get("description", ""),
+            mapping=d["pipeline"]["mapping"], outputs=tuple(d.get("output", ())), description=d.get("description", ""),
             enabled=d.get("enabled", True), unmapped_codes=d["pipeline"].get("unmapped_codes", "pass"),
             invalid_identifiers=d["pipeline"].get("invalid_identifiers", "flag"),
         )
@@ -185,6 +242,14 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
             listens[addr] = ch.id
         channels.append(ch)
 
+    for dest in destinations.values():
+        for ch_id in dest.route.channels:
+            if not any(ch.id == ch_id for ch in channels):
+                errors.append(ConfigError(f"route.channels: unknown channel '{ch_id}'", file=dest.file))
+    for ch in channels:
+        if ch.enabled and not ch.outputs and not any(ch.id in d.route.channels for d in destinations.values()):
+            errors.append(ConfigError("no destination takes this channel's messages: list one under output:,"
+                                      " or name the channel in a destination's route.channels", file=ch.file))
     if errors:
         raise ConfigErrors(errors)
     return Config(
