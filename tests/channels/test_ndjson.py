@@ -110,3 +110,87 @@ def test_retry_after_a_failed_write_does_not_write_twice(tmp_path: Path) -> None
         assert {journal.output(mid, "out").status for mid in mids} == {"delivered"}
     finally:
         journal.close()
+
+
+_BUNDLE = (b'{"resourceType":"Bundle","type":"transaction","entry":['
+           b'{"resource":{"resourceType":"Patient","id":"p1"}},'
+           b'{"resource":{"resourceType":"Encounter","id":"e1"}},'
+           b'{"resource":{"resourceType":"Observation","id":"o1"}},'
+           b'{"resource":{"resourceType":"Observation","id":"o2"}}]}')
+
+
+def _resources(tmp_path: Path, journal: Journal, clock: datetime, **options: object) -> NDJSONOutput:
+    dest = DestinationConfig("out", "x.yaml", "ndjson",
+                             MappingProxyType({"path": "bulk", "layout": "resources", **options}))
+    return NDJSONOutput(dest, tmp_path, clock=lambda: clock)
+
+
+def _received(journal: Journal, n: int) -> list[str]:
+    ids = []
+    for _ in range(n):
+        mid = message_id()
+        journal.receive(Inbound(mid, "c", datetime.now(UTC), b"raw"))
+        journal.transformed(mid, {"out": _BUNDLE})
+        ids.append(mid)
+    return ids
+
+
+class TestResourcesLayout:
+    def test_one_file_per_resource_type_and_period(self, tmp_path: Path) -> None:
+        """FHIR bulk-data style: each resource on a line of <Type>-<period>.ndjson; a new hour, new files."""
+        journal = Journal(f"sqlite:///{tmp_path}/j.db")
+        try:
+            (a, b) = _received(journal, 2)
+            out = _resources(tmp_path, journal, datetime(2026, 11, 25, 9, 59, tzinfo=UTC), period="hour")
+            location = out.deliver(a, _BUNDLE, journal)
+            assert location == ("Patient-2026-11-25T09.ndjson:0 Encounter-2026-11-25T09.ndjson:0"
+                                " Observation-2026-11-25T09.ndjson:0 Observation-2026-11-25T09.ndjson:41")
+            out.clock = lambda: datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+            out.deliver(b, _BUNDLE, journal)
+            names = sorted(p.name for p in (tmp_path / "bulk").iterdir())
+            assert names == [f"{t}-2026-11-25T{h}.ndjson" for t in ("Encounter", "Observation", "Patient")
+                             for h in ("09", "10")]
+            obs = (tmp_path / "bulk" / "Observation-2026-11-25T09.ndjson").read_bytes()
+            assert obs == b'{"resourceType":"Observation","id":"o1"}\n{"resourceType":"Observation","id":"o2"}\n'
+        finally:
+            journal.close()
+
+    def test_rotation_by_size(self, tmp_path: Path) -> None:
+        """A file that would pass max_bytes is followed by <name>.1.ndjson, .2 …; no line is split."""
+        journal = Journal(f"sqlite:///{tmp_path}/j.db")
+        try:
+            ids = _received(journal, 30)
+            out = _resources(tmp_path, journal, datetime(2026, 11, 25, tzinfo=UTC), max_bytes=1024)
+            for mid in ids:
+                out.deliver(mid, _BUNDLE, journal)
+            files = sorted((tmp_path / "bulk").glob("Observation-*"))
+            # two 41-byte Observation lines per message: 12 messages (984 bytes) fit in 1,024
+            assert {f.name: f.stat().st_size for f in files} == {
+                "Observation-2026-11-25.ndjson": 984, "Observation-2026-11-25.1.ndjson": 984,
+                "Observation-2026-11-25.2.ndjson": 492}
+            lines = [ln for f in files for ln in f.read_bytes().splitlines()]
+            assert len(lines) == 60 and all(ln.startswith(b'{"resourceType":"Observation"') for ln in lines)
+            again = _resources(tmp_path, journal, datetime(2026, 11, 25, tzinfo=UTC), max_bytes=1024)
+            assert again._current_part("Observation-2026-11-25") == 2  # a restart appends to the last
+        finally:
+            journal.close()
+
+    def test_crash_between_write_and_acknowledgement(self, tmp_path: Path) -> None:
+        """Written to every file but not marked delivered: the redelivery writes nothing again; after a
+        crash between two files, only the missing lines are written."""
+        journal = Journal(f"sqlite:///{tmp_path}/j.db")
+        try:
+            (a, b) = _received(journal, 2)
+            out = _resources(tmp_path, journal, datetime(2026, 11, 25, tzinfo=UTC))
+            out.deliver(a, _BUNDLE, journal)  # the journal says "writing", never "delivered": the crash window
+            assert out.deliver(a, _BUNDLE, journal) is None
+            assert sum(f.read_bytes().count(b"\n") for f in (tmp_path / "bulk").iterdir()) == 4
+            out.deliver(b, _BUNDLE, journal)
+            patient = tmp_path / "bulk" / "Patient-2026-11-25.ndjson"
+            patient.write_bytes(patient.read_bytes()[:patient.read_bytes().index(b"\n") + 1])  # b's Patient line lost
+            location = out.deliver(b, _BUNDLE, journal)
+            assert location is not None and location.startswith("Patient-2026-11-25.ndjson:37 ")
+            counts = {f.name.split("-")[0]: f.read_bytes().count(b"\n") for f in (tmp_path / "bulk").iterdir()}
+            assert counts == {"Patient": 2, "Encounter": 2, "Observation": 4}
+        finally:
+            journal.close()
