@@ -127,7 +127,10 @@ def _request(res: CompiledResource, inst: Instance, body: dict[str, Any]) -> dic
     if not key:
         body["id"] = rid
         return {"method": "PUT", "url": f"{res.type}/{rid}"}
-    return {"method": "POST", "url": res.type, "ifNoneExist": "identifier=" + quote(key, safe=":/|.-_~")}
+    search = "identifier=" + quote(key, safe=":/|.-_~")
+    if res.request == "conditional-update":  # the sender is the master of this resource: its latest wins
+        return {"method": "PUT", "url": f"{res.type}?{search}"}
+    return {"method": "POST", "url": res.type, "ifNoneExist": search}
 
 
 def _provenance(spec: MappingSpec, ctx: Context, meta: dict[str, Any], entries: list[dict[str, Any]],
