@@ -514,3 +514,8 @@ def _mapping_for(config: Config, converter: Any, message_type: str, file: Path) 
         if message_type in spec.accepts:
             return spec.name
     raise WaslaError(f"{file}: unsupported message type {message_type or '(none)'}: no mapping accepts it")
+
+
+from engine.cli_messages import messages  # noqa: E402  (it uses this module's helpers)
+
+main.add_command(messages)
