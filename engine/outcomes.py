@@ -20,13 +20,14 @@ __all__ = ["Outcome", "Outcomes"]
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: str  # transformed | parked | failed | timeout
+    status: str  # transformed | filtered | parked | failed | timeout
     reason: str = ""
 
     @property
     def ok(self) -> bool:
-        """Accepted: converted, or held until its local codes are mapped (it will be delivered)."""
-        return self.status in (Status.TRANSFORMED, Status.PARKED)
+        """Accepted: converted, filtered by the routes (no destination wants it: the sender did nothing
+        wrong), or held until its local codes are mapped (it will be delivered)."""
+        return self.status in (Status.TRANSFORMED, Status.FILTERED, Status.PARKED)
 
 
 class Outcomes:
@@ -76,8 +77,8 @@ class Outcomes:
             if row is not None and row.status != Status.RECEIVED:
                 if row.status == Status.FAILED:
                     return Outcome(Status.FAILED, row.reason)
-                if row.status == Status.PARKED:
-                    return Outcome(Status.PARKED, row.reason)
+                if row.status in (Status.PARKED, Status.FILTERED):
+                    return Outcome(row.status, row.reason)
                 return Outcome(Status.TRANSFORMED)
             await asyncio.sleep(self.poll_s)
 

@@ -53,11 +53,11 @@ class TestContent:
         assert c["entry"][0]["fullUrl"] != a["entry"][0]["fullUrl"]
 
     def test_requests(self, converter: Converter) -> None:
-        """Patient is a conditional create on its identifier; Encounter and Provenance are PUT by id."""
+        """Patient is a conditional update on its identifier (the HIS is the master: an A08 updates it);
+        Encounter and Provenance are PUT by id."""
         b = orjson.loads(_convert(converter, FIXTURES / "ADT01-23.hl7"))
         pat, enc, prov = (_of(b, t)[0]["request"] for t in ("Patient", "Encounter", "Provenance"))
-        assert pat == {"method": "POST", "url": "Patient",
-                       "ifNoneExist": "identifier=https://fhir.wasla.ma/sid/1/mr|10006579"}
+        assert pat == {"method": "PUT", "url": "Patient?identifier=https://fhir.wasla.ma/sid/1/mr|10006579"}
         assert enc["method"] == "PUT" and enc["url"] == "Encounter/" + _of(b, "Encounter")[0]["resource"]["id"]
         assert prov["method"] == "PUT" and prov["url"].startswith("Provenance/")
 
