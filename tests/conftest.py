@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -41,15 +42,33 @@ def rabbitmq_url() -> Iterator[str]:
 
 
 def _delete_wasla_queues() -> None:
+    """Every wasla.* queue (retry queues carry TTLs that differ between tests: a stale one would clash)."""
     from kombu import Connection
 
-    names = ["wasla.transform.0", "wasla.deliver.archive-ndjson.0", "wasla.dead.transform",
-             "wasla.dead.archive-ndjson", "wasla.test"]
+    names = {"wasla.transform.0", "wasla.deliver.archive-ndjson.0", "wasla.dead.transform",
+             "wasla.dead.archive-ndjson", "wasla.test"}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):  # rabbitmqctl needs the broker's host
+        listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True,
+                                timeout=30, check=False).stdout.split()
+        names |= {n for n in listed if n.startswith("wasla.")}
     with Connection(RABBITMQ_URL, connect_timeout=5) as conn:
-        for name in names:
+        for name in sorted(names):
             ch = conn.channel()
             with contextlib.suppress(Exception):  # best effort: already broken or absent
                 ch.queue_delete(name)
+
+
+@pytest.fixture(scope="session")
+def fhir_base() -> Iterator[str]:
+    """A real FHIR R4 server for the session (../shared/tools/fhir-server); tests reset it as they need."""
+    from tests.support import TOOLS
+
+    if not (TOOLS / "fhir-server").exists():
+        pytest.skip(f"{TOOLS} is absent: the FHIR server tool comes with ../shared")
+    from tests.fhirserver import fhir_server
+
+    with fhir_server() as base:
+        yield base
 
 
 @pytest.fixture

@@ -1,0 +1,120 @@
+"""The FHIR destination alone, against the real FHIR server: modes, answers read per entry, auth.
+
+The authentication checks sit in the test proxy (tests/fhirserver.py), a stand-in for the
+hospital's API gateway and OAuth2 token endpoint; every accepted request is answered by the
+real server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from channels.fhir import FHIROutput
+from engine.config import DestinationConfig
+from engine.errors import PermanentDeliveryError, TransientDeliveryError
+from tests.fhirserver import FaultProxy, server_count
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = (ROOT / "mappings" / "adt" / "fixtures" / "ma-chu-admission.json").read_bytes()
+
+
+_MADE: list[FHIROutput] = []
+
+
+def _output(base: str, **options: Any) -> FHIROutput:
+    out = FHIROutput(DestinationConfig("fhir", "x.yaml", "fhir", MappingProxyType({"base_url": base, **options})))
+    _MADE.append(out)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _close_outputs() -> Iterator[None]:
+    yield
+    while _MADE:
+        _MADE.pop().close()
+
+
+@pytest.fixture
+def proxy(fhir_base: str) -> Iterator[FaultProxy]:
+    httpx.post(fhir_base.removesuffix("/fhir") + "/_admin/reset", timeout=30)
+    p = FaultProxy(int(fhir_base.split(":")[2].split("/")[0]))
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("mode", ["transaction", "batch", "requests"])
+def test_each_mode_writes_once_whatever_the_resends(proxy: FaultProxy, mode: str) -> None:
+    out = _output(proxy.base, mode=mode)
+    first = out.deliver("m1", BUNDLE, None)  # type: ignore[arg-type]
+    again = out.deliver("m1", BUNDLE, None)  # type: ignore[arg-type]
+    assert [loc.split("/")[0] for loc in first.split()] == ["Patient", "Encounter", "Location", "Provenance"]
+    assert first == again  # the same resources, found again by identifier or id
+    for rtype in ("Patient", "Encounter", "Location", "Provenance"):
+        assert server_count(proxy.base.replace(str(proxy.port), str(proxy.upstream_port)), rtype) == 1
+    out.close()
+
+
+def test_answers_decide_transient_or_permanent(proxy: FaultProxy) -> None:
+    out = _output(proxy.base)
+    proxy.ratio = 1.0
+    with pytest.raises(TransientDeliveryError, match="HTTP 503"):
+        out.deliver("m1", BUNDLE, None)  # type: ignore[arg-type]
+    proxy.ratio = 0.0
+    proxy.reject["IPP123456"] = (422, {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": "business-rule", "diagnostics": "patient unknown to the registry"}]})
+    with pytest.raises(PermanentDeliveryError, match="HTTP 422.*patient unknown to the registry") as err:
+        out.deliver("m1", BUNDLE, None)  # type: ignore[arg-type]
+    assert json.loads(err.value.response)["issue"][0]["code"] == "business-rule"
+    proxy.reject["IPP123456"] = (429, {"resourceType": "OperationOutcome", "issue": []})
+    with pytest.raises(TransientDeliveryError, match="HTTP 429"):
+        out.deliver("m1", BUNDLE, None)  # type: ignore[arg-type]
+    proxy.down()
+    with pytest.raises(TransientDeliveryError, match="cannot reach the server"):
+        _output(proxy.base, connect_timeout_s=1).deliver("m1", BUNDLE, None)  # type: ignore[arg-type]
+
+
+def test_an_entry_refused_inside_a_transaction_response_is_permanent(proxy: FaultProxy) -> None:
+    """Medplum answers 200 with a 4xx entry (the others applied): the entry decides, its outcome is kept."""
+    upstream = proxy.base.replace(str(proxy.port), str(proxy.upstream_port))
+    patient = orjson.loads(BUNDLE)["entry"][0]["resource"]
+    for _ in range(2):
+        httpx.post(f"{upstream}/Patient", json=patient, timeout=10)
+    with pytest.raises(PermanentDeliveryError, match="entry 0: 400") as err:
+        _output(proxy.base).deliver("m1", BUNDLE, None)  # type: ignore[arg-type]
+    assert "multiple" in json.loads(err.value.response)["issue"][0]["details"]["text"]
+
+
+def test_bearer_basic_and_client_credentials(proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DMP_TOKEN", "s3cret")
+    proxy.require_auth = "Bearer s3cret"
+    assert _output(proxy.base, auth={"type": "bearer", "token_env": "DMP_TOKEN"}).deliver("m", BUNDLE, None)  # type: ignore[arg-type]
+    with pytest.raises(PermanentDeliveryError, match="HTTP 401"):
+        _output(proxy.base).deliver("m", BUNDLE, None)  # type: ignore[arg-type]
+
+    monkeypatch.setenv("DMP_PASSWORD", "pa55")
+    proxy.require_auth = "Basic d2FzbGE6cGE1NQ=="  # wasla:pa55
+    assert _output(proxy.base, auth={"type": "basic", "username": "wasla",
+                                     "password_env": "DMP_PASSWORD"}).deliver("m", BUNDLE, None)  # type: ignore[arg-type]
+
+    monkeypatch.setenv("DMP_CLIENT_SECRET", "cs")
+    proxy.client = ("wasla-chu", "cs")
+    out = _output(proxy.base, auth={"type": "client_credentials", "token_url": f"http://127.0.0.1:{proxy.port}/token",
+                                    "client_id": "wasla-chu", "client_secret_env": "DMP_CLIENT_SECRET"})
+    assert out.deliver("m", BUNDLE, None)  # type: ignore[arg-type]
+    assert out.deliver("m", BUNDLE, None)  # type: ignore[arg-type]
+    assert proxy.tokens_issued == 1  # cached until it expires
+    proxy.require_auth = "Bearer revoked"  # the server stops taking it: one fresh token, then on
+    assert out.deliver("m", BUNDLE, None)  # type: ignore[arg-type]
+    assert proxy.tokens_issued == 2
+
+    monkeypatch.delenv("DMP_TOKEN")
+    with pytest.raises(TransientDeliveryError, match="environment variable DMP_TOKEN is not set"):
+        _output(proxy.base, auth={"type": "bearer", "token_env": "DMP_TOKEN"}).deliver("m", BUNDLE, None)  # type: ignore[arg-type]
