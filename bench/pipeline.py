@@ -1,93 +1,134 @@
-"""Benchmarks: conversion cost per message, and end-to-end MLLP throughput through a real engine.
+"""End-to-end throughput: MLLP in → FHIR out, through a real engine (`wasla run`, every role in one process).
 
-    python bench/pipeline.py [--messages N] [--connections C] [--amqp URL --pg URL]
+    python bench/pipeline.py [--messages N] [--setup embedded|rabbitmq|all] [--dest ndjson|fhir|all] [--split]
 
-Prints a table. End-to-end = from the first byte sent to the last Bundle line fsynced in var/out/.
+For each setup (embedded: memory:// + SQLite; rabbitmq: RabbitMQ + a fresh PostgreSQL database) and
+destination (NDJSON files with fsync; a real FHIR server, ../shared/tools/fhir-server), it sends
+ADT^A01 on 1 and on 8 MLLP connections, and ORU^R01 with 10 OBX on 8, stop-and-wait as MLLP
+clients do, and prints a table. With `--split`, RabbitMQ setups run two processes, as production
+does: `wasla run --role intake` and `wasla run --role transform --role deliver` (two cores, two GILs).
+
+
+    ACK/s        messages acknowledged per second (durable in the journal, published)
+    e2e/s        messages per second from the first byte sent to the last one delivered
+                 (journal: every message `delivered`, i.e. fsynced or answered 2xx by the server)
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
+import contextlib
+import subprocess
 import sys
 import tempfile
-import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.hl7v2 import decode, parse  # noqa: E402
-from engine.mapping import Converter  # noqa: E402
-from tests.support import adt, engine, make_project, mllp_read, out_lines, port_of  # noqa: E402
+from bench.mllp import fresh_database  # noqa: E402
+from engine.store import Journal  # noqa: E402
+from tests.delivery_support import adt_msg, delivery_project, oru_msg, send_all  # noqa: E402
+from tests.fhirserver import fhir_server  # noqa: E402
+from tests.support import start_engine, stop_engine, wait_port  # noqa: E402
+
+CASES = [("ADT^A01", 1), ("ADT^A01", 8), ("ORU^R01 10 OBX", 8)]
 
 
-def bench_convert(n: int) -> tuple[float, float]:
-    conv = Converter(ROOT / "mappings", ROOT / "config" / "schema", ROOT / "nomenclatures" / "hl7v2-fhir",
-                     base="https://fhir.wasla.ma", timezone="Africa/Casablanca")
-    raw = adt()
-    now = datetime.now(UTC)
-    conv.convert("adt", parse(decode(raw)), now)
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(n):
-        conv.convert("adt", parse(decode(raw)), now)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return n / wall, cpu / n * 1e6
+def purge_rabbitmq(url: str) -> None:
+    from kombu import Connection
+
+    names = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True,
+                           check=False).stdout.split()
+    with Connection(url) as conn:
+        for name in names:
+            if name.startswith("wasla."):
+                with contextlib.suppress(Exception):
+                    conn.channel().queue_delete(name)
 
 
-def send_many(port: int, start: int, count: int, acks: list[int]) -> None:
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        for i in range(start, start + count):
-            s.sendall(b"\x0b" + adt(f"B{i}", f"P{i % 500}") + b"\x1c\r")
-            if b"|AA|" in mllp_read(s):
-                acks.append(i)
+@contextlib.contextmanager
+def setup_store(setup: str, pg_admin: str) -> Iterator[str | None]:
+    if setup == "embedded":
+        yield None
+        return
+    with fresh_database(pg_admin) as url:
+        yield url
 
 
-def bench_e2e(n: int, connections: int, env: dict[str, str]) -> tuple[float, float, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        project = make_project(Path(tmp))
-        with engine(project, env):
-            port = port_of(project)
-            acks: list[int] = []
-            per = n // connections
-            threads = [threading.Thread(target=send_many, args=(port, c * per, per, acks)) for c in range(connections)]
+def run_case(setup: str, dest: str, case: tuple[str, int], n: int, fhir_url: str, amqp: str,
+             pg_admin: str, split: bool = False) -> tuple[float, float, str]:
+    kind, connections = case
+    if dest == "fhir":
+        httpx.post(fhir_url.removesuffix("/fhir") + "/_admin/reset", timeout=30)
+    if setup == "rabbitmq":
+        purge_rabbitmq(amqp)
+    with tempfile.TemporaryDirectory() as tmp, setup_store(setup, pg_admin) as store:
+        project, adt_port, lab_port = delivery_project(
+            Path(tmp), fhir_url, ndjson=dest == "ndjson", fhir=dest == "fhir",
+            broker=amqp if setup == "rabbitmq" else "memory://", store=store)
+        split = split and setup == "rabbitmq"
+        proc = start_engine(project, roles=("intake",) if split else ())
+        workers = start_engine(project, roles=("transform", "deliver"), name="workers") if split else None
+        journal = Journal(store or f"sqlite:///{project}/var/wasla.db")
+        try:
+            wait_port(adt_port, proc=proc)
+            tag = f"{setup[0]}{dest[0]}{connections}"
+            if kind.startswith("ADT"):
+                lanes = [[adt_msg(i % 1000, "A01", f"{tag}-{i}", "BENCH") for i in range(c, n, connections)]
+                         for c in range(connections)]  # 1,000 patients, each always on the same connection
+                port = adt_port
+            else:
+                lanes = [[oru_msg(p, f"{tag}-{p}", obx=10) for p in range(c, n, connections)]
+                         for c in range(connections)]
+                port = lab_port
             t0 = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            t_ack = time.perf_counter() - t0
-            while len(out_lines(project)) < per * connections and time.perf_counter() - t0 < 300:
+            codes = send_all(port, [], lanes=lanes, timeout=120)
+            acked = time.perf_counter() - t0
+            deadline = time.monotonic() + 600
+            while journal.counts().get("delivered", 0) < n and time.monotonic() < deadline:
                 time.sleep(0.05)
-            t_out = time.perf_counter() - t0
-            assert len(acks) == per * connections, f"only {len(acks)} AA"
-            return per * connections / t_ack, per * connections / t_out, float(len(out_lines(project)))
+            e2e = time.perf_counter() - t0
+            return n / acked, n / e2e, ",".join(f"{k}:{v}" for k, v in sorted(codes.items()))
+        finally:
+            journal.close()
+            stop_engine(proc)
+            if workers is not None:
+                stop_engine(workers)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=2000)
-    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--setup", choices=["embedded", "rabbitmq", "all"], default="all")
+    ap.add_argument("--dest", choices=["ndjson", "fhir", "all"], default="all")
     ap.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672//")
-    ap.add_argument("--pg", default="")
+    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--split", action="store_true", help="RabbitMQ: intake and workers in two processes")
     args = ap.parse_args()
-    rate, cpu_us = bench_convert(5000)
-    rows = [("convert ADT^A01 → Bundle (parse + map + orjson), 1 core", f"{rate:,.0f} msg/s", f"{cpu_us:,.0f} µs/msg")]
-    setups = [("embedded: memory:// + SQLite", {})]
-    if args.pg:
-        setups.append(("RabbitMQ + PostgreSQL", {"WASLA_BROKER_URL": args.amqp, "WASLA_STORE_URL": args.pg}))
-    for label, env in setups:
-        for conns in (1, args.connections):
-            acked, delivered, lines = bench_e2e(args.messages, conns, env)
-            rows.append((f"MLLP end to end, {label}, {conns} connection(s), {int(lines)} msgs",
-                         f"{acked:,.0f} AA/s", f"{delivered:,.0f} delivered/s"))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'benchmark':<{width}} | {'rate':>16} | {'second figure':>18}")
-    print("-" * width + "-|-" + "-" * 16 + "-|-" + "-" * 18)
-    for name, a, b in rows:
-        print(f"{name:<{width}} | {a:>16} | {b:>18}")
+    setups = ["embedded", "rabbitmq"] if args.setup == "all" else [args.setup]
+    dests = ["ndjson", "fhir"] if args.dest == "all" else [args.dest]
+    rows = []
+    with fhir_server() as fhir_url:
+        for setup in setups:
+            for dest in dests:
+                for case in CASES:
+                    ack, e2e, codes = run_case(setup, dest, case, args.messages, fhir_url, args.amqp, args.pg,
+                                               args.split)
+                    rows.append((setup, dest, case[0], case[1], ack, e2e, codes))
+                    print(f"  {setup} {dest} {case[0]} x{case[1]}: {ack:,.0f} ACK/s, {e2e:,.0f} e2e/s", file=sys.stderr)
+    how = ("RabbitMQ rows: intake and transform+deliver in two processes" if args.split
+           else "all roles in one `wasla run`")
+    print(f"\n{args.messages:,} messages per row, stop-and-wait MLLP clients, {how}\n")
+    print("| setup | destination | message | connections | ACK/s | end to end/s | ACK codes |")
+    print("|---|---|---|---:|---:|---:|---|")
+    for setup, dest, kind, conns, ack, e2e, codes in rows:
+        name = "embedded (memory:// + SQLite)" if setup == "embedded" else "RabbitMQ + PostgreSQL"
+        print(f"| {name} | {dest} | {kind} | {conns} | {ack:,.0f} | {e2e:,.0f} | {codes} |")
 
 
 if __name__ == "__main__":

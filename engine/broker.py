@@ -110,6 +110,7 @@ class Broker:
         self._local = threading.local()
         self._errors: tuple[type[BaseException], ...] = (OperationalError, OSError,
                                                           *Connection(self.url).connection_errors)
+        self._channel_errors: tuple[type[BaseException], ...] = tuple(Connection(self.url).channel_errors)
 
     # -- topology ------------------------------------------------------------------------------
     def _queue_args(self, dead_key: str) -> dict[str, Any]:
@@ -248,13 +249,85 @@ class Broker:
         self._publish(body, IN, f"shard.{shard}", {"message_id": message_id, "channel": channel,
                                                     "patient_key": patient_key, **headers})
 
-    def publish_out(self, body: bytes, *, message_id: str, channel: str, message_type: str, patient_key: str,
-                    headers: dict[str, Any]) -> None:
+    def _out(self, body: bytes, message_id: str, channel: str, message_type: str, patient_key: str,
+             headers: dict[str, Any]) -> tuple[bytes, str, dict[str, Any]]:
         mtype, _, event = message_type.partition("^")
         shard = self.shard_of(patient_key, message_id)
         key = f"{_segment(channel)}.{_segment(mtype)}.{_segment(event or 'none')}.s{shard}"
-        self._publish(body, OUT, key, {"message_id": message_id, "channel": channel, "patient_key": patient_key,
-                                       "message_type": message_type, **headers})
+        return body, key, {"message_id": message_id, "channel": channel, "patient_key": patient_key,
+                           "message_type": message_type, **headers}
+
+    def publish_out(self, body: bytes, *, message_id: str, channel: str, message_type: str, patient_key: str,
+                    headers: dict[str, Any]) -> None:
+        body, key, h = self._out(body, message_id, channel, message_type, patient_key, headers)
+        self._publish(body, OUT, key, h)
+
+    def publish_out_many(self, items: list[tuple[bytes, str, str, str, str, dict[str, Any]]]) -> None:
+        """`publish_out` for a batch of (body, message id, channel, type, patient key, headers): on
+        RabbitMQ all are published, then their confirms awaited together (one round trip, not one per
+        message: a kombu confirmed publish waits ~0.6 ms each)."""
+        out = [self._out(*item) for item in items]
+        if self.memory:
+            for body, key, h in out:
+                BUS.publish(OUT.name, key, body, h)
+            return
+        for attempt in (1, 2):
+            try:
+                self._publish_confirmed_batch(OUT.name, out)
+                return
+            except (*self._errors, *self._channel_errors, TimeoutError) as exc:
+                self._drop_batch_channel()
+                if attempt == 2:
+                    raise BrokerError(f"batch publish to {OUT.name} not confirmed: {exc.__class__.__name__}") from exc
+                time.sleep(0.2)
+
+    def _batch_channel(self) -> tuple[Any, Any, set[int]]:
+        found = getattr(self._local, "batch", None)
+        if found is None:
+            conn = Connection(self.url, heartbeat=30, connect_timeout=10)  # confirms are awaited per batch, below
+            conn.ensure_connection(max_retries=5, interval_start=0.5, interval_step=1, interval_max=3)
+            ch = conn.channel()
+            ch.confirm_select()
+            pending: set[int] = set()
+
+            def on_ack(tag: int, multiple: bool) -> None:
+                if multiple:
+                    pending.difference_update([t for t in pending if t <= tag])
+                else:
+                    pending.discard(tag)
+
+            def on_nack(tag: int, multiple: bool) -> None:
+                raise OperationalError(f"broker refused (nack) message {tag}")
+
+            ch.events["basic_ack"].add(on_ack)
+            ch.events["basic_nack"].add(on_nack)
+            found = self._local.batch = (conn, ch, pending, [0])
+        return found[0], found[1], found[2]
+
+    def _drop_batch_channel(self) -> None:
+        found = getattr(self._local, "batch", None)
+        self._local.batch = None
+        if found is not None:
+            with contextlib.suppress(Exception):  # already broken
+                found[0].release()
+
+    def _publish_confirmed_batch(self, exchange: str, out: list[tuple[bytes, str, dict[str, Any]]]) -> None:
+        from amqp import Message
+
+        conn, ch, pending = self._batch_channel()
+        counter = self._local.batch[3]
+        for body, key, h in out:
+            ch.basic_publish(Message(body, application_headers=h, delivery_mode=2,
+                                     content_type="application/octet-stream", content_encoding="binary"),
+                             exchange=exchange, routing_key=key)
+            counter[0] += 1
+            pending.add(counter[0])
+        deadline = time.monotonic() + self.settings.confirm_timeout
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{len(pending)} publishes not confirmed")
+            conn.drain_events(timeout=left)
 
     def publish_retry(self, body: bytes, *, destination: str, level: int, patient_key: str, message_id: str,
                       headers: dict[str, Any]) -> None:
@@ -268,6 +341,7 @@ class Broker:
 
     def close(self) -> None:
         self._drop_producer()
+        self._drop_batch_channel()
 
     # -- consuming -----------------------------------------------------------------------------
     def consume(self, queues: list[Queue], handler: Callable[[list[Delivery]], None], stop: threading.Event,

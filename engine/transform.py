@@ -69,12 +69,9 @@ class Transformer:
         try:
             self.journal.transformed_many(
                 [(c.mid, dict.fromkeys(c.outputs, c.bundle), c.detail) for c in done], wait=not self.broker.memory)
-            for c in done:
-                if not c.outputs:  # filtered: journaled with each destination's reason, nothing to send
-                    continue
-                self.broker.publish_out(c.bundle, message_id=c.mid, channel=c.channel, message_type=c.message_type,
-                                        patient_key=str(c.delivery.headers.get("patient_key", "")),
-                                        headers={"received_at": c.received_at, "destinations": ",".join(c.outputs)})
+            self.broker.publish_out_many([   # filtered ones (no outputs) were journaled with their reasons
+                (c.bundle, c.mid, c.channel, c.message_type, str(c.delivery.headers.get("patient_key", "")),
+                 {"received_at": c.received_at, "destinations": ",".join(c.outputs)}) for c in done if c.outputs])
         except (StoreError, BrokerError) as exc:
             _log.error("transform_requeued", messages=len(done), **error_fields(exc))
             threading.Event().wait(0.5)
