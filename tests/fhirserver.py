@@ -126,6 +126,9 @@ class FaultProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) != length:  # the client went away mid-body (an outage cut it): forward nothing,
+                    self.close_connection = True  # or the server would wait for the rest and, in the end,
+                    return                        # die of the aborted request (the tool does not survive it)
                 if self.path == "/token":
                     form = dict(p.split("=", 1) for p in body.decode().split("&") if "=" in p)
                     if proxy.client and (form.get("client_id"), form.get("client_secret")) == proxy.client:

@@ -151,6 +151,7 @@ def test_ten_thousand_messages_through_failures_and_an_outage_arrive_once_and_in
             proxy.up()
 
         cutter = threading.Thread(target=cut, daemon=True)
+        started = time.monotonic()
         cutter.start()
         sent: dict[str, int] = {}
         lab_sender = threading.Thread(target=lambda: sent.update(send_all(lab_port, labs, connections=2)))
@@ -171,6 +172,10 @@ def test_ten_thousand_messages_through_failures_and_an_outage_arrive_once_and_in
         assert server_count(fhir_base, "DiagnosticReport") == patients
         assert server_count(fhir_base, "Provenance") == total  # one per message: none twice
         assert journal.blocked_lanes("fhir") == 0
+        log = (project / "engine.log").read_text()
+        print(f"\nacceptance 1: {total} delivered in {time.monotonic() - started:.0f} s; proxy {proxy.stats};"
+              f" outage {outage}; circuit opened {log.count('circuit_open')} times;"
+              f" delayed retry rounds {log.count('delivery_retrying')} batches")
     finally:
         stop_engine(proc)
         proxy.close()
