@@ -73,7 +73,8 @@ def run_case(setup: str, dest: str, case: tuple[str, int], n: int, fhir_url: str
             broker=amqp if setup == "rabbitmq" else "memory://", store=store)
         split = split and setup == "rabbitmq"
         proc = start_engine(project, roles=("intake",) if split else ())
-        workers = start_engine(project, roles=("transform", "deliver"), name="workers") if split else None
+        workers = (start_engine(project, {"WASLA_OPS_PORT": "0"}, roles=("transform", "deliver"), name="workers")
+                   if split else None)
         journal = Journal(store or f"sqlite:///{project}/var/wasla.db")
         try:
             wait_port(adt_port, proc=proc)

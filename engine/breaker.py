@@ -14,6 +14,8 @@ import time
 
 import structlog
 
+from engine import metrics
+
 __all__ = ["Breaker"]
 
 _log = structlog.get_logger("wasla.deliver")
@@ -34,6 +36,7 @@ class Breaker:
 
     def success(self) -> None:
         if self.is_open:
+            metrics.circuit(self.destination, False)
             _log.warning("circuit_closed", destination=self.destination, probes=self.probes,
                          open_s=round(time.monotonic() - self.opened_at, 1))
         self.consecutive = 0
@@ -50,6 +53,7 @@ class Breaker:
         if opened:
             self.opened_at = time.monotonic()
             self._next_probe = self.opened_at + self._interval
+            metrics.circuit(self.destination, True)
             _log.warning("circuit_open", destination=self.destination, failures=self.consecutive)
 
     def probe_failed(self) -> None:

@@ -191,6 +191,22 @@ class Broker:
         queues = self.transform_queues() + [q for r in self.routes for q in self.deliver_queues(r.destination)]
         return sum(BUS.depth(q.name) for q in queues)
 
+    def depths(self) -> dict[str, int]:
+        """Messages ready in each queue of the topology (on RabbitMQ: a passive declare per queue)."""
+        names = [q.name for q in self.all_queues()]
+        if self.memory:
+            return {n: BUS.depth(n) for n in names}
+        found: dict[str, int] = {}
+        try:
+            with self.connection() as conn:
+                ch = conn.channel()
+                for n in names:
+                    with contextlib.suppress(*self._channel_errors):
+                        found[n] = int(ch.queue_declare(n, passive=True).message_count)
+        except self._errors:
+            return found
+        return found
+
     def purge(self) -> None:
         """Empty every queue of the topology (tests and benchmarks start from nothing)."""
         if self.memory:

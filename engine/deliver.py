@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
+from engine import metrics
 from engine.breaker import Breaker
 from engine.broker import Broker, Delivery
 from engine.config import DestinationConfig
@@ -345,8 +346,10 @@ class Deliverer:
         """Journal what was delivered in one commit, acknowledge it, then send what waited behind it."""
         dest = self.output.id
         self.journal.delivered_many(dest, [(i.mid, loc, "") for i, loc in done], wait=not self.shared_writer)
+        now = time.time()
         for item, _ in done:
             self._ack(item)
+            metrics.delivered(dest, now - _received_ts(item.headers, now))
             _log.info("delivered", message_id=item.mid, destination=dest)
         for item, _ in done:
             if item.patient and lanes.get(item.patient) == item.mid:
@@ -371,6 +374,8 @@ class Deliverer:
                         return
                     continue
                 self.journal.delivered_many(dest, [(mid, location, "")], wait=True)
+                metrics.delivered(dest, time.time() - _received_ts(headers, time.time()))
+                _log.info("delivered", message_id=mid, destination=dest, after=head.mid)
         self.journal.release_lane(dest, head.patient, head.mid)
         lanes.pop(head.patient, None)
 
@@ -415,12 +420,15 @@ class Deliverer:
                 self._requeue([item], None)
                 continue
             self._ack(item)
+        metrics.retried(self.output.id, len(rounds))
         _log.info("delivery_retrying", destination=self.output.id, messages=len(rounds), **error_fields(exc))
 
     def _dead(self, item: _Item, exc: DeliveryError, lanes: dict[str, str]) -> None:
         dest = self.output.id
         kind = "permanent" if isinstance(exc, PermanentDeliveryError) else "transient, retries exhausted"
         self.journal.dead(dest, item.mid, item.patient, f"{dest}: {exc} ({kind})", exc.response, hold_lane=self.block)
+        metrics.dead(dest)
+        metrics.failed(str(item.headers.get("channel", "")), "deliver")
         if item.patient:
             if self.block:
                 lanes[item.patient] = item.mid
@@ -452,8 +460,13 @@ class Deliverer:
             getattr(delivery, action)()
 
 
-def _age_s(headers: dict[str, Any]) -> float:
+def _received_ts(headers: dict[str, Any], default: float) -> float:
     try:
-        return time.time() - datetime.fromisoformat(str(headers["received_at"])).timestamp()
+        return datetime.fromisoformat(str(headers["received_at"])).timestamp()
     except (KeyError, ValueError):
-        return 0.0
+        return default
+
+
+def _age_s(headers: dict[str, Any]) -> float:
+    now = time.time()
+    return now - _received_ts(headers, now)

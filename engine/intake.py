@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from engine import metrics
 from engine.broker import Broker
 from engine.config import ChannelConfig
 from engine.errors import BrokerError, ConfigError, MappingError, ParseError
@@ -104,6 +105,7 @@ class Intake:
             if published is not None:
                 receipts.append(self._answer(p, None, published))  # failed, logged, with the reason
             else:
+                metrics.received(channel.id)
                 receipts.append(Receipt(p.inbound.id, None, True))  # type: ignore[union-attr]
         _log.info("received_batch", channel=channel.id, type=message_type, records=len(plans))
         return receipts
@@ -247,8 +249,10 @@ class Intake:
         if published is not None:
             reason = "pipeline unavailable: message journaled but not queued; the sender should resend"
             self.journal.failed(inbound.id, "intake", reason)
+            metrics.failed(inbound.channel, "intake")
             _log.error("publish_failed", message_id=inbound.id, channel=inbound.channel, **error_fields(published))
             return Receipt(inbound.id, msg, False, None, reason)
+        metrics.received(inbound.channel)
         _log.info("received", message_id=inbound.id, channel=inbound.channel, control_id=inbound.control_id,
                   type=inbound.message_type, size=len(inbound.raw))
         return Receipt(inbound.id, msg, True)

@@ -12,16 +12,19 @@ import contextlib
 import gc
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
 
+from engine import metrics
 from engine.broker import Broker, Route
 from engine.config import Config
 from engine.deliver import Deliverer
 from engine.intake import Intake
 from engine.mapping import Converter
+from engine.ops import OpsServer
 from engine.outcomes import Outcomes
 from engine.parking import NomenclatureWatcher
 from engine.registry import connector
@@ -75,6 +78,8 @@ class Engine:
         tune_gc()
         self.threads: list[threading.Thread] = []
         self.outputs: list[Any] = []
+        self.started = False
+        self._depth_cache: tuple[float, dict[str, int]] = (0.0, {})
 
     def _thread(self, name: str, target: Any) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -121,13 +126,49 @@ class Engine:
                 inp = connector("inputs", ch.input_kind)(ch, intake, executor)
                 await inp.start()
                 inputs.append(inp)
+        self.started = True
         _log.info("engine_started", roles=list(self.roles), broker=self.broker.url.split("://")[0],
                   store=self.config.store.url.split(":")[0], channels=len(inputs))
+        ops = await self._start_ops()
         await stop.wait()
         _log.info("engine_stopping")
+        if ops is not None:
+            await ops.stop()
         for inp in inputs:
             await inp.stop()
         self.journal.flush_loop()  # the channels' last events (ACKs sent, connections closed)
+
+    async def _start_ops(self) -> OpsServer | None:
+        """/metrics and /health/*: a process that cannot serve them still does its work, and says so."""
+        settings = self.config.ops
+        if not settings.port:
+            return None
+        metrics.register_depths(self._depths, self.journal.lanes_by_destination)
+        ops = OpsServer(settings.host, settings.port, self._not_ready)
+        try:
+            await ops.start()
+        except (OSError, SystemExit) as exc:
+            _log.error("ops_not_listening", host=settings.host, port=settings.port, error=exc.__class__.__name__)
+            return None
+        return ops
+
+    def _depths(self) -> dict[str, int]:
+        now = time.monotonic()
+        if now - self._depth_cache[0] > 5.0:  # a scrape every few seconds must not hammer RabbitMQ
+            self._depth_cache = (now, self.broker.depths())
+        return self._depth_cache[1]
+
+    def _not_ready(self) -> str | None:
+        if self.stop_event.is_set():
+            return "stopping"
+        if not self.started:
+            return "starting"
+        try:
+            self.journal.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is its class
+            return f"journal: {exc.__class__.__name__}"
+        dead = [t.name for t in self.threads if not t.is_alive()]
+        return f"worker threads stopped: {', '.join(dead)}" if dead else None
 
     def run(self) -> None:
         self.start_workers()

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from engine import metrics
 from engine.broker import Broker, Delivery
 from engine.config import Config
 from engine.errors import BrokerError, ConfigError, MappingError, ParseError, StoreError
@@ -80,6 +81,7 @@ class Transformer:
             return
         for c in done:
             c.delivery.ack()
+            metrics.transformed(c.channel, "transformed" if c.outputs else "filtered")
             if self.outcomes is not None:
                 self.outcomes.settle(c.mid, Status.TRANSFORMED if c.outputs else Status.FILTERED)
             _log.info("transformed" if c.outputs else "filtered", message_id=c.mid, channel=c.channel,
@@ -203,6 +205,7 @@ class Transformer:
             d.requeue()
             return
         d.ack()
+        metrics.transformed(channel_id, "parked")
         if self.outcomes is not None:
             self.outcomes.settle(mid, Status.PARKED, reason)
         _log.info("parked", message_id=mid, channel=channel_id, codes=len(codes))
@@ -215,6 +218,7 @@ class Transformer:
             d.requeue()
             return
         d.reject()
+        metrics.transformed(channel_id, "failed")
         if self.outcomes is not None:
             self.outcomes.settle(mid, Status.FAILED, reason)
         _log.warning("transform_failed", message_id=mid, channel=channel_id)

@@ -34,6 +34,8 @@ def make_project(tmp: Path, port: int | None = None) -> Path:
     port = port or free_port()
     ch = tmp / "config" / "channels" / "adt-mllp.yaml"
     ch.write_text(ch.read_text().replace("port: 2575", f"port: {port}"))
+    main = tmp / "config" / "wasla.yaml"  # the ops endpoint (/metrics) on a free port too
+    main.write_text(main.read_text().replace("port: 9464", f"port: {free_port()}"))
     return tmp
 
 

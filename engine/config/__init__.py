@@ -16,8 +16,8 @@ from engine.config.validate import load_schema, validate
 from engine.config.yamlfile import YamlDoc, load_yaml
 from engine.errors import ConfigError, ConfigErrors
 
-__all__ = ["BreakerConfig", "BrokerSettings", "ChannelConfig", "Config", "DestinationConfig", "RetryConfig",
-           "RouteConfig", "StoreSettings", "load_config"]
+__all__ = ["BreakerConfig", "BrokerSettings", "ChannelConfig", "Config", "DestinationConfig", "OpsSettings",
+           "RetryConfig", "RouteConfig", "StoreSettings", "load_config"]
 
 INPUT_KINDS = ("mllp",)
 OUTPUT_KINDS = ("ndjson", "mllp", "fhir", "amqp")
@@ -31,6 +31,12 @@ class BrokerSettings:
     batch_max: int = 100
     batch_linger_ms: float | None = None  # None: 5 ms on memory://, 20 ms on RabbitMQ (measured)
     confirm_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    host: str = "127.0.0.1"
+    port: int = 9464   # 0: no ops endpoint
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ class Config:
     fhir_base: str
     timezone: str
     log_level: str
+    ops: OpsSettings = field(default_factory=OpsSettings)
     channels: tuple[ChannelConfig, ...] = field(default_factory=tuple)
     destinations: MappingProxyType[str, DestinationConfig] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -263,6 +270,8 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         fhir_base=f.get("base", "https://fhir.wasla.ma"),
         timezone=f.get("timezone", "Africa/Casablanca"),
         log_level=(data.get("log") or {}).get("level", "info"),
+        ops=OpsSettings(host=(data.get("ops") or {}).get("host", OpsSettings.host),
+                        port=int(env.get("WASLA_OPS_PORT") or (data.get("ops") or {}).get("port", OpsSettings.port))),
         channels=tuple(channels),
         destinations=MappingProxyType(destinations),
     )

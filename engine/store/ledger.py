@@ -72,6 +72,13 @@ class DeliveryLedger:
             f"SELECT patient_key, message_id FROM lanes WHERE destination = ? AND patient_key IN ({marks})",
             (destination, *keys))}
 
+    def lanes_by_destination(self) -> dict[str, int]:
+        return {str(d): int(n) for d, n in self._query("SELECT destination, COUNT(*) FROM lanes GROUP BY destination")}
+
+    def ping(self) -> None:
+        """Raise if the journal does not answer (readiness)."""
+        self._query("SELECT 1")
+
     def blocked_lanes(self, destination: str | None = None) -> int:
         if destination:
             return int(self._query("SELECT COUNT(*) FROM lanes WHERE destination = ?", (destination,))[0][0])

@@ -1,0 +1,79 @@
+"""The operations endpoint of an engine process: Prometheus `/metrics` and health for load balancers.
+
+    GET /metrics        Prometheus text format (engine.metrics)
+    GET /health/live    200 while the process runs its loop
+    GET /health/ready   200 when the journal answers and the roles are started, else 503 with why
+
+Served by uvicorn on the engine's own event loop (as the REST channel is), on `ops.port` of
+`config/wasla.yaml` (9464 by default, 127.0.0.1 unless told otherwise: metrics name channels
+and destinations, which is no patient data but is still the hospital's business).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from engine import metrics
+
+__all__ = ["OpsServer"]
+
+_log = structlog.get_logger("wasla.ops")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # the engine owns SIGTERM/SIGINT
+
+
+class OpsServer:
+    def __init__(self, host: str, port: int, ready: Callable[[], str | None]) -> None:
+        self.host = host
+        self.port = port
+        self.ready = ready  # None when ready, else the reason
+        self.app = Starlette(routes=[
+            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+            Route("/health/live", self.live, methods=["GET"]),
+            Route("/health/ready", self.readiness, methods=["GET"]),
+        ])
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        body = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def live(self, request: Request) -> Response:
+        return JSONResponse({"status": "live"})
+
+    async def readiness(self, request: Request) -> Response:
+        why = await asyncio.get_running_loop().run_in_executor(None, self.ready)
+        if why:
+            return JSONResponse({"status": "not ready", "reason": why}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def start(self) -> None:
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_config=None, access_log=False,
+                                lifespan="off", server_header=False)
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise OSError(f"ops endpoint could not listen on {self.host}:{self.port}")
+            await asyncio.sleep(0.01)
+        _log.info("ops_listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
