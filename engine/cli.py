@@ -516,6 +516,7 @@ def _mapping_for(config: Config, converter: Any, message_type: str, file: Path) 
     raise WaslaError(f"{file}: unsupported message type {message_type or '(none)'}: no mapping accepts it")
 
 
-from engine.cli_messages import messages  # noqa: E402  (it uses this module's helpers)
+from engine.cli_messages import main_audit, messages  # noqa: E402  (they use this module's helpers)
 
 main.add_command(messages)
+main.add_command(main_audit)

@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
@@ -20,7 +21,7 @@ from engine.errors import WaslaError
 from engine.store import Journal, open_journal
 from engine.types import Status
 
-__all__ = ["messages"]
+__all__ = ["main_audit", "messages"]
 
 _FINAL = (Status.DELIVERED, Status.FAILED, Status.FILTERED, Status.PARKED)
 _COLOURS = {Status.DELIVERED: "green", Status.FAILED: "red", Status.FILTERED: "blue", Status.PARKED: "yellow"}
@@ -42,35 +43,115 @@ def _when(text: str | None) -> datetime | None:
 
 @click.group()
 def messages() -> None:
-    """Journaled messages: search, show, replay."""
+    """Journaled messages: search, tail, show, replay."""
+
+
+@click.group("audit")
+def main_audit() -> None:
+    """The audit trail: who viewed, replayed or exported what."""
+
+
+def _line(row: Any) -> str:
+    return (f"{row.id}  {row.received_at.astimezone():%Y-%m-%d %H:%M:%S}  {row.channel:<16} {row.message_type:<10}"
+            f" {row.control_id:<20} {row.status:<11} {row.reason[:80]}")
+
+
+def _filters(channel: str | None, status: str | None, control_id: str | None, message_type: str | None,
+             sender: str | None, patient: str | None, destination: str | None, journal: Journal) -> dict[str, Any]:
+    key = None
+    if patient:
+        system, sep, value = patient.rpartition("|")
+        if not sep:
+            raise WaslaError("--patient takes SYSTEM|VALUE, e.g. https://fhir.wasla.ma/sid/chu-ibn-sina/pi|IPP123456")
+        key = journal.patient_key(system, value)  # searched by its keyed hash, never in clear
+    return {"channel": channel, "status": status, "control_id": control_id, "message_type": message_type,
+            "sender": sender, "patient_key": key, "destination": destination}
+
+
+_FILTER_OPTIONS = [
+    click.option("--channel", default=None),
+    click.option("--status", type=click.Choice([*Status.UNFINISHED, *_FINAL]), default=None),
+    click.option("--control-id", default=None, help="MSH-10"),
+    click.option("--type", "message_type", default=None, help="ADT^A08, or ADT for every trigger"),
+    click.option("--sender", default=None, help="MSH-4 sending facility"),
+    click.option("--patient", default=None, metavar="SYSTEM|VALUE", help="a patient identifier (hashed to search)"),
+    click.option("--destination", default=None, help="messages with an output for this destination"),
+]
+
+
+def _with_filters(fn: Any) -> Any:
+    for option in reversed(_FILTER_OPTIONS):
+        fn = option(fn)
+    return fn
 
 
 @messages.command("search")
-@click.option("--channel", default=None)
-@click.option("--status", type=click.Choice([*Status.UNFINISHED, *_FINAL]), default=None)
-@click.option("--control-id", default=None)
+@_with_filters
+@click.option("--since", default=None, help="Received at or after (ISO 8601).")
+@click.option("--until", default=None, help="Received before (ISO 8601).")
 @click.option("--limit", default=50, show_default=True)
+@click.option("--before", default=None, metavar="CURSOR", help="The cursor printed after a page: the next page.")
 @config_option
 @_friendly
-def search(channel: str | None, status: str | None, control_id: str | None, limit: int,
-           config_dir: Path | None) -> None:
-    """Newest messages first: id, received, channel, type, control id, status, reason."""
+def search(channel: str | None, status: str | None, control_id: str | None, message_type: str | None,
+           sender: str | None, patient: str | None, destination: str | None, since: str | None, until: str | None,
+           limit: int, before: str | None, config_dir: Path | None) -> None:
+    """Newest messages first, by indexed metadata: id, received, channel, type, control id, status, reason."""
     journal = _journal(config_dir)
     try:
-        for row in journal.search(channel=channel, status=status, control_id=control_id, limit=limit):
-            line = (f"{row.id}  {row.received_at:%Y-%m-%d %H:%M:%S}  {row.channel:<16} {row.message_type:<10}"
-                    f" {row.control_id:<20} {row.status:<11} {row.reason[:80]}")
-            click.secho(line, fg=_COLOURS.get(row.status))
+        cursor = None
+        if before:
+            at, _, mid = before.partition("/")
+            cursor = (_when(at), mid)
+        rows = journal.search(**_filters(channel, status, control_id, message_type, sender, patient, destination,
+                                         journal), since=_when(since), until=_when(until), before=cursor,
+                              limit=limit)
+        for row in rows:
+            click.secho(_line(row), fg=_COLOURS.get(row.status))
+        if len(rows) == limit:
+            click.echo(f"next page: --before {rows[-1].received_at.isoformat()}/{rows[-1].id}")
+    finally:
+        journal.close()
+
+
+@messages.command("tail")
+@_with_filters
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between looks at the journal.")
+@config_option
+@_friendly
+def tail(channel: str | None, status: str | None, control_id: str | None, message_type: str | None,
+         sender: str | None, patient: str | None, destination: str | None, interval: float,
+         config_dir: Path | None) -> None:
+    """Follow new messages as they arrive (and their status when they settle), coloured by status."""
+    journal = _journal(config_dir)
+    seen: dict[str, str] = {}
+    try:
+        filters = _filters(channel, status, control_id, message_type, sender, patient, destination, journal)
+        since = datetime.now().astimezone()
+        while True:
+            rows = journal.search(**filters, since=since, limit=500)
+            for row in reversed(rows):
+                if seen.get(row.id) != row.status:
+                    seen[row.id] = row.status
+                    click.secho(_line(row), fg=_COLOURS.get(row.status))
+            if len(seen) > 10_000:  # forget the oldest: only recent ones can still change
+                for mid in sorted(seen)[:5_000]:
+                    del seen[mid]
+            time.sleep(interval)
     finally:
         journal.close()
 
 
 @messages.command("show")
 @click.argument("message_id")
+@click.option("--raw", is_flag=True, help="Also print the HL7 v2 as received (audited: patient data).")
+@click.option("--fhir", "fhir_of", default=None, metavar="DESTINATION",
+              help="Also print the FHIR sent to DESTINATION (audited: patient data).")
+@click.option("--by", default=None, help="Who looks (recorded in the audit trail; default: $USER).")
 @config_option
 @_friendly
-def show(message_id: str, config_dir: Path | None) -> None:
-    """A message's metadata, events and outputs (with each destination's answer). Not its content."""
+def show(message_id: str, raw: bool, fhir_of: str | None, by: str | None, config_dir: Path | None) -> None:
+    """A message's metadata, events and outputs (with each destination's answer); --raw / --fhir its content."""
     journal = _journal(config_dir)
     try:
         row = journal.get(message_id)
@@ -89,6 +170,43 @@ def show(message_id: str, config_dir: Path | None) -> None:
             answer = journal.output_response(message_id, dest)
             if answer and out.status != "delivered":
                 click.echo(f"    answer: {answer[:2000]}")
+        who, where = _who(by)
+        if raw:
+            journal.audit(who, "view-raw", [message_id], where)  # recorded before it is shown
+            click.echo(row.raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n"))
+        if fhir_of:
+            out = journal.output(message_id, fhir_of)
+            if out is None:
+                raise WaslaError(f"message {message_id} has no output for {fhir_of}")
+            journal.audit(who, "view-fhir", [message_id], where, {"destination": fhir_of})
+            click.echo(out.body.decode())
+    finally:
+        journal.close()
+
+
+def _who(by: str | None) -> tuple[str, str]:
+    import getpass
+    import socket
+
+    return by or getpass.getuser(), f"cli@{socket.gethostname()}"
+
+
+@main_audit.command("export")
+@click.option("--since", default=None, help="Records at or after (ISO 8601).")
+@click.option("--message", "message_id", default=None, help="Only the records of this message.")
+@config_option
+@_friendly
+def audit_export(since: str | None, message_id: str | None, config_dir: Path | None) -> None:
+    """The audit trail as FHIR R4 AuditEvent, one JSON per line (NDJSON) on stdout."""
+    config = load_config(config_dir)
+    journal = open_journal(config.store.url)
+    try:
+        count = 0
+        for event in journal.audit_events(config.fhir_base, since=_when(since), message_id=message_id):
+            click.echo(orjson.dumps(event).decode())
+            count += 1
+        who, where = _who(None)
+        journal.audit(who, "export", [""], where, {"records": count})
     finally:
         journal.close()
 
@@ -113,7 +231,6 @@ def replay(message_ids: tuple[str, ...], dead_of: str | None, channel: str | Non
            since: str | None, until: str | None, destination: str | None, mode: str | None, yes: bool,
            no_wait: bool, by: str | None, config_dir: Path | None) -> None:
     """Replay messages by id, by filter, or all dead letters of a destination, and follow them."""
-    import os
 
     journal = _journal(config_dir)
     try:
@@ -138,9 +255,10 @@ def replay(message_ids: tuple[str, ...], dead_of: str | None, channel: str | Non
         if len(ids) > 1 and not yes:
             click.confirm(f"replay {len(ids)} messages ({mode}{' to ' + destination if destination else ''})?",
                           abort=True)
-        who = by or os.environ.get("USER", "")
+        who, where = _who(by)
         for n in range(0, len(ids), 1000):
             journal.request_replays(ids[n:n + 1000], mode, destination or "", who)
+            journal.audit(who, "replay", ids[n:n + 1000], where, {"mode": mode, "destination": destination or ""})
         click.echo(f"{len(ids)} replays queued ({mode})")
         if not no_wait:
             _follow(journal, ids)

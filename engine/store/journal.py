@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from engine.store.audit import AuditTrail
 from engine.store.dialect import Dialect, dialect_for
 from engine.store.ledger import DeliveryLedger, Replay
 from engine.store.migrate import migrate
@@ -92,7 +93,7 @@ def _many(cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         cur.executemany(sql, rows)
 
 
-class Journal(DeliveryLedger):
+class Journal(DeliveryLedger, AuditTrail):
     def __init__(self, url: str, *, group_commit_ms: float = 0.0, clock: Clock = _utcnow) -> None:
         self.dialect: Dialect = dialect_for(url)
         self.clock = clock
@@ -571,16 +572,52 @@ class Journal(DeliveryLedger):
             last = rows[-1][0]
 
     def search(self, *, channel: str | None = None, status: str | None = None, control_id: str | None = None,
-               limit: int = 50) -> list[MessageRow]:
+               message_type: str | None = None, sender: str | None = None, since: datetime | None = None,
+               until: datetime | None = None, patient_key: str | None = None, destination: str | None = None,
+               before: tuple[datetime, str] | None = None, limit: int = 50) -> list[MessageRow]:
+        """Newest first, by indexed metadata only (the raw body is not read: rows carry raw=b"").
+
+        `message_type` is `ADT^A01` or `ADT` (every trigger); `patient_key` is the keyed hash of an
+        identifier (`patient_key(system, value)`), never the identifier; `before` is the cursor of
+        the next page: (received_at, id) of the last row of the previous one.
+        """
         where, params = [], []
-        for col, val in (("channel", channel), ("status", status), ("control_id", control_id)):
+        for col, val in (("m.channel", channel), ("m.status", status), ("m.control_id", control_id),
+                         ("m.sender", sender), ("m.patient_key", patient_key)):
             if val:
                 where.append(f"{col} = ?")
                 params.append(val)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._query(f"SELECT {_MSG_COLS} FROM messages {clause} ORDER BY id DESC LIMIT {int(limit)}",
+        if message_type:
+            if "^" in message_type:
+                where.append("m.message_type = ?")
+                params.append(message_type)
+            else:  # every trigger: walk the time index and filter (SQLite's unary + keeps it off the type index)
+                col = "+m.message_type" if self.dialect.name == "sqlite" else "m.message_type"
+                where.append(f"{col} >= ? AND {col} < ?")
+                params += [message_type + "^", message_type + "_"]  # '_' sorts right after '^'
+        if since:
+            where.append("m.received_at >= ?")
+            params.append(self.dialect.ts(since))
+        if until:
+            where.append("m.received_at < ?")
+            params.append(self.dialect.ts(until))
+        join, order = "", "m.received_at DESC, m.id DESC"
+        if destination:  # outputs are walked by (destination, message id): ids are UUIDv7, in receipt order
+            join, order = " JOIN outputs o ON o.message_id = m.id AND o.destination = ?", "o.message_id DESC"
+            params.insert(0, destination)
+            if before:
+                where.append("o.message_id < ?")
+                params.append(before[1])
+        elif before:  # a range on the time index, then the tie on the id
+            at = self.dialect.ts(before[0])
+            where.append("m.received_at <= ? AND (m.received_at < ? OR m.id < ?)")
+            params += [at, at, before[1]]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        cols = ", ".join(f"m.{c.strip()}" for c in _MSG_COLS.split(",")[:-1])
+        rows = self._query(f"SELECT {cols} FROM messages m{join}{clause} ORDER BY {order} LIMIT {int(limit)}",
                            tuple(params))
-        return [self._row(r) for r in rows]
+        return [MessageRow(r[0], r[1], self.dialect.from_ts(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                           int(r[10]), r[11], b"") for r in rows]
 
     def connections(self, channel: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The latest inbound connections, newest first."""

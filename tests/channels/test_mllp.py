@@ -102,7 +102,8 @@ class TestFraming:
             s.sendall(b"\x0b" + payload + b"\x1c\r")
             assert msa(mllp_read(s))[1] == "AA"
         (row,) = server.journal.search(control_id="DURABLE")
-        assert row.raw == payload and row.channel == server.channel.id
+        stored = server.journal.get(row.id)  # search reads metadata only; the body is read by id
+        assert stored is not None and stored.raw == payload and row.channel == server.channel.id
 
     def test_too_large(self, tmp_path: Path) -> None:
         """A frame over max_message_bytes gets AR with the reason, then the connection closes."""

@@ -23,7 +23,7 @@ class TestJournal:
         j.close()
         j2 = Journal(store_url)
         try:
-            assert j2.schema_version == 5
+            assert j2.schema_version == 7
             row = j2.get(msg.id)
             assert row is not None and row.raw == msg.raw and row.status == Status.RECEIVED
         finally:
