@@ -81,6 +81,23 @@ class Engine:
         self.started = False
         self._depth_cache: tuple[float, dict[str, int]] = (0.0, {})
 
+    def _retention(self, stop: threading.Event) -> None:
+        """Prune each channel's journal on its retention, then give the space back (engine.store.retention)."""
+        while not stop.wait(self.config.retention.every_s):
+            total = 0
+            for ch in self.config.channels:
+                keep = ch.retention or self.config.retention
+                try:
+                    done = self.journal.prune(ch.id, keep.bodies_days, keep.metadata_days)
+                except Exception as exc:  # noqa: BLE001 - a failed prune is retried next time, never fatal
+                    _log.error("retention_failed", channel=ch.id, error=exc.__class__.__name__)
+                    continue
+                total += done.bodies + done.messages
+                if done.bodies or done.messages:
+                    _log.info("retention", channel=ch.id, bodies_erased=done.bodies, messages_deleted=done.messages)
+            if total:
+                self.journal.reclaim()
+
     def _thread(self, name: str, target: Any) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
@@ -95,6 +112,7 @@ class Engine:
             tr = Transformer(self.config, self.journal, self.broker, self.converter, self.outcomes)
             queues = self.broker.transform_queues()
             self._thread("transform", lambda: self.broker.consume(queues, tr.handle, self.stop_event, name="transform"))
+            self._thread("retention", lambda: self._retention(self.stop_event))
             watcher = NomenclatureWatcher(self.config.nomenclatures_dir, self.config.fhir_base, self.converter,
                                           self.journal, self.broker)
             self._thread("nomenclature", lambda: watcher.run(self.stop_event))

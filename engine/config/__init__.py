@@ -7,7 +7,7 @@ is collected (schema first, then wiring) and reported as `file:line:col: field: 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -17,7 +17,7 @@ from engine.config.yamlfile import YamlDoc, load_yaml
 from engine.errors import ConfigError, ConfigErrors
 
 __all__ = ["BreakerConfig", "BrokerSettings", "ChannelConfig", "Config", "DestinationConfig", "OpsSettings",
-           "RetryConfig", "RouteConfig", "StoreSettings", "load_config"]
+           "Retention", "RetryConfig", "RouteConfig", "StoreSettings", "load_config"]
 
 INPUT_KINDS = ("mllp",)
 OUTPUT_KINDS = ("ndjson", "mllp", "fhir", "amqp")
@@ -31,6 +31,13 @@ class BrokerSettings:
     batch_max: int = 100
     batch_linger_ms: float | None = None  # None: 5 ms on memory://, 20 ms on RabbitMQ (measured)
     confirm_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    bodies_days: float = 30.0
+    metadata_days: float = 365.0
+    every_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class ChannelConfig:
     outputs: tuple[str, ...]
     description: str = ""
     enabled: bool = True
+    retention: Retention | None = None   # None: the engine's default
     unmapped_codes: str = "pass"     # pass | park | reject
     invalid_identifiers: str = "flag"   # flag | tag | reject
 
@@ -111,6 +119,7 @@ class Config:
     timezone: str
     log_level: str
     ops: OpsSettings = field(default_factory=OpsSettings)
+    retention: Retention = field(default_factory=Retention)
     channels: tuple[ChannelConfig, ...] = field(default_factory=tuple)
     destinations: MappingProxyType[str, DestinationConfig] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -203,6 +212,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         group_commit_ms=float(s.get("group_commit_ms", StoreSettings.group_commit_ms)),
     )
 
+    default_retention = Retention(**(data.get("retention") or {}))
     destinations: dict[str, DestinationConfig] = {}
     for path in sorted((config_dir / "destinations").glob("*.yaml")):
         doc = load(path, "destination.schema.json")
@@ -234,6 +244,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
             mapping=d["pipeline"]["mapping"], outputs=tuple(d.get("output", ())), description=d.get("description", ""),
             enabled=d.get("enabled", True), unmapped_codes=d["pipeline"].get("unmapped_codes", "pass"),
             invalid_identifiers=d["pipeline"].get("invalid_identifiers", "flag"),
+            retention=replace(default_retention, **d["retention"]) if d.get("retention") else None,
         )
         for i, dest in enumerate(ch.outputs):
             if dest not in destinations:
@@ -270,6 +281,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         fhir_base=f.get("base", "https://fhir.wasla.ma"),
         timezone=f.get("timezone", "Africa/Casablanca"),
         log_level=(data.get("log") or {}).get("level", "info"),
+        retention=default_retention,
         ops=OpsSettings(host=(data.get("ops") or {}).get("host", OpsSettings.host),
                         port=int(env.get("WASLA_OPS_PORT") or (data.get("ops") or {}).get("port", OpsSettings.port))),
         channels=tuple(channels),

@@ -24,6 +24,7 @@ class Dialect:
             path = Path(urlparse(self.url).path)
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file only: retention gives pages back
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # an AA promises the message survives power loss too
             conn.execute("PRAGMA busy_timeout=30000")

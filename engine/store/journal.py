@@ -26,10 +26,11 @@ from engine.store.audit import AuditTrail
 from engine.store.dialect import Dialect, dialect_for
 from engine.store.ledger import DeliveryLedger, Replay
 from engine.store.migrate import migrate
+from engine.store.retention import Pruned, RetentionMixin
 from engine.store.writer import GroupCommitWriter, LoopCommitter, Work
 from engine.types import Inbound, Status
 
-__all__ = ["Journal", "MessageRow", "OutputRow", "Replay", "open_journal"]
+__all__ = ["Journal", "MessageRow", "OutputRow", "Pruned", "Replay", "open_journal"]
 
 Clock = Callable[[], datetime]
 
@@ -93,7 +94,7 @@ def _many(cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
         cur.executemany(sql, rows)
 
 
-class Journal(DeliveryLedger, AuditTrail):
+class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
     def __init__(self, url: str, *, group_commit_ms: float = 0.0, clock: Clock = _utcnow) -> None:
         self.dialect: Dialect = dialect_for(url)
         self.clock = clock
@@ -518,8 +519,9 @@ class Journal(DeliveryLedger, AuditTrail):
 
     # -- reads ------------------------------------------------------------------------------
     def _row(self, r: tuple[Any, ...]) -> MessageRow:
+        blob = self.dialect.blob(r[12])  # empty once retention erased the body
         return MessageRow(r[0], r[1], self.dialect.from_ts(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                          int(r[10]), r[11], zlib.decompress(self.dialect.blob(r[12])))
+                          int(r[10]), r[11], zlib.decompress(blob) if blob else b"")
 
     def present(self, message_ids: list[str]) -> set[str]:
         """Which of these messages the journal holds (committed)."""

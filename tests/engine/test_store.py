@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime
 
 from engine.ids import message_id
-from engine.store import Journal
+from engine.store import Journal, Pruned
 from engine.types import Inbound, Status
 
 
@@ -180,5 +180,52 @@ class TestParking:
             assert sorted(r.id for r in j.release("local-lab", lambda code: True)) == sorted([b.id, c.id])
             assert j.parked_codes() == []
             assert [e["status"] for e in j.events(a.id)][-2:] == ["parked", "released"]
+        finally:
+            j.close()
+
+
+class TestRetention:
+    def test_bodies_then_messages_go_on_time_and_the_disk_is_reclaimed(self, store_url: str) -> None:
+        """After bodies_days the raw and FHIR bodies are erased (metadata kept); after metadata_days the
+        message goes with its events and outputs; on SQLite the file shrinks."""
+        import os
+        import random
+        from datetime import timedelta
+
+        now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+        j = Journal(store_url, clock=lambda: now)
+        try:
+            rng = random.Random(5)
+            noise = bytes(rng.getrandbits(8) for _ in range(4000))  # incompressible: the file really grows
+            ages = {"old": 400, "middle": 60, "new": 1}
+            kept: dict[str, list[str]] = {}
+            for label, days in ages.items():
+                kept[label] = []
+                for n in range(300):
+                    msg = Inbound(message_id(), "adt", now - timedelta(days=days, minutes=n), noise + bytes([n % 256]),
+                                  "ADT^A01", f"{label}{n}", "FAC", "pk")
+                    j.receive(msg)
+                    j.transformed(msg.id, {"fhir": noise})
+                    kept[label].append(msg.id)
+            other = Inbound(message_id(), "lab", now - timedelta(days=400), b"x", "ORU^R01", "L", "FAC", "")
+            j.receive(other)
+            path = store_url.removeprefix("sqlite:///") if store_url.startswith("sqlite") else None
+            j.reclaim()
+            before = os.path.getsize(path) if path else 0
+
+            done = j.prune("adt", bodies_days=30, metadata_days=365)
+            assert (done.messages, done.bodies) == (300, 300)
+            assert j.get(kept["old"][0]) is None and j.events(kept["old"][0]) == []
+            middle = j.get(kept["middle"][0])
+            assert middle is not None and middle.raw == b"" and middle.status == "transformed"  # metadata kept
+            assert j.output(kept["middle"][0], "fhir").body == b""  # type: ignore[union-attr]
+            assert j.get(kept["new"][0]).raw == noise + bytes([0])  # type: ignore[union-attr]
+            assert j.get(other.id) is not None  # another channel, another retention
+            assert j.prune("adt", bodies_days=30, metadata_days=365) == Pruned()  # nothing left to do
+            if path:
+                j.reclaim()
+                after = os.path.getsize(path)
+                # 600 raw + 600 FHIR bodies of 4 KB gone: at least 4 MB back
+                assert before - after > 4_000_000, (before, after)
         finally:
             j.close()

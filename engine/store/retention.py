@@ -1,0 +1,84 @@
+"""Retention: the journal forgets patient data on time and gives the disk back.
+
+Per channel, after `bodies_days` the raw HL7 v2 and the FHIR outputs are erased (the metadata —
+ids, times, statuses, reasons, events — stays, so counts and searches still work); after
+`metadata_days` the message goes entirely, with its events and outputs. Work is done in batches
+of a few thousand rows, each its own short transaction, so intake never waits long behind it.
+
+SQLite gives the freed pages back with `PRAGMA incremental_vacuum` (new journals are created
+with auto_vacuum=INCREMENTAL; an older file is converted once by a VACUUM). PostgreSQL reuses the
+freed space after its autovacuum; dropping daily partitions (space returned at once) is not done
+yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+__all__ = ["Pruned", "RetentionMixin"]
+
+_EMPTY = b""  # an erased body: NOT NULL, and recognised on read
+
+
+@dataclass
+class Pruned:
+    bodies: int = 0
+    messages: int = 0
+
+
+class RetentionMixin:
+    """Mixed into Journal: uses its writer (`_writer`), reads (`_query`), dialect and clock."""
+
+    _writer: Any
+    dialect: Any
+    clock: Callable[[], datetime]
+    _sql: Callable[[str], str]
+    _query: Callable[..., list[tuple[Any, ...]]]
+
+    def prune(self, channel: str, bodies_days: float, metadata_days: float, batch: int = 5000) -> Pruned:
+        now = self.clock()
+        bodies_before = self.dialect.ts(now - timedelta(days=bodies_days))
+        metadata_before = self.dialect.ts(now - timedelta(days=metadata_days))
+        done = Pruned()
+        while ids := [str(r[0]) for r in self._query(
+                f"SELECT id FROM messages WHERE channel = ? AND received_at < ? LIMIT {int(batch)}",
+                (channel, metadata_before))]:
+            self._writer.run(lambda cur, ids=ids: self._delete(cur, ids))
+            done.messages += len(ids)
+        while ids := [str(r[0]) for r in self._query(
+                f"SELECT id FROM messages WHERE channel = ? AND received_at < ? AND length(raw) > 0"
+                f" LIMIT {int(batch)}", (channel, bodies_before))]:
+            marks = ",".join("?" * len(ids))
+
+            def erase(cur: Any, ids: list[str] = ids, marks: str = marks) -> None:
+                cur.execute(self._sql(f"UPDATE messages SET raw = ? WHERE id IN ({marks})"), (_EMPTY, *ids))
+                cur.execute(self._sql(f"UPDATE outputs SET body = NULL WHERE message_id IN ({marks})"), ids)
+
+            self._writer.run(erase)
+            done.bodies += len(ids)
+        return done
+
+    def _delete(self, cur: Any, ids: list[str]) -> None:
+        marks = ",".join("?" * len(ids))
+        for table, col in (("events", "message_id"), ("outputs", "message_id"), ("parked", "message_id"),
+                           ("replays", "message_id"), ("lanes", "message_id"), ("messages", "id")):
+            cur.execute(self._sql(f"DELETE FROM {table} WHERE {col} IN ({marks})"), ids)
+
+    def reclaim(self) -> None:
+        """Give freed pages back to the file system (SQLite); PostgreSQL's autovacuum makes them reusable."""
+        if self.dialect.name != "sqlite":
+            return
+        conn = self.dialect.connect()
+        try:
+            mode = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+            if mode != 2:  # a journal made before retention existed: converted once
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                conn.execute("VACUUM")
+            else:
+                conn.executescript("PRAGMA incremental_vacuum;")  # stepped to the end: one execute frees one page
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.close()
