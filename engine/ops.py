@@ -1,4 +1,4 @@
-"""The operations endpoint of an engine process: Prometheus `/metrics` and health for load balancers.
+"""The operations endpoint of an engine process: Prometheus `/metrics`, health, and the web console.
 
     GET /metrics        Prometheus text format (engine.metrics)
     GET /health/live    200 while the process runs its loop
@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import structlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from engine import metrics
 
@@ -36,15 +37,18 @@ class _Server(uvicorn.Server):
 
 
 class OpsServer:
-    def __init__(self, host: str, port: int, ready: Callable[[], str | None]) -> None:
+    def __init__(self, host: str, port: int, ready: Callable[[], str | None], console: Any = None) -> None:
         self.host = host
         self.port = port
         self.ready = ready  # None when ready, else the reason
-        self.app = Starlette(routes=[
+        routes: list[BaseRoute] = [
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route("/health/live", self.live, methods=["GET"]),
             Route("/health/ready", self.readiness, methods=["GET"]),
-        ])
+        ]
+        if console is not None:  # the web console (engine.console) on the same port
+            routes += console.routes()
+        self.app = Starlette(routes=routes, middleware=console.middleware() if console is not None else None)
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
 

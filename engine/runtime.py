@@ -162,7 +162,10 @@ class Engine:
         if not settings.port:
             return None
         metrics.register_depths(self._depths, self.journal.lanes_by_destination)
-        ops = OpsServer(settings.host, settings.port, self._not_ready)
+        from engine.console import Console  # only where the endpoint is served
+
+        console = Console(self.config, self.journal, self._depths)
+        ops = OpsServer(settings.host, settings.port, self._not_ready, console)
         try:
             await ops.start()
         except (OSError, SystemExit) as exc:

@@ -19,6 +19,7 @@ __all__ = ["AuditTrail", "audit_event"]
 
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
 _TYPES = {  # action → (DICOM event type, display, FHIR AuditEvent.action)
+    "view": ("110110", "Patient Record", "R"),       # the console's message page: raw and FHIR
     "view-raw": ("110110", "Patient Record", "R"),
     "view-fhir": ("110110", "Patient Record", "R"),
     "replay": ("110100", "Application Activity", "E"),

@@ -206,18 +206,23 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         A keyed hash, not a bare sha256: an 8-digit hospital IPP hashed without a key is reversed
         by trying every number.
         """
-        env = os.environ.get("WASLA_PATIENT_KEY_SECRET")
-        if env:
-            return env.encode()
+        return self.meta_secret("patient_key_secret", "WASLA_PATIENT_KEY_SECRET")
+
+    def meta_secret(self, key: str, env: str) -> bytes:
+        """A secret from the environment variable `env`, else made once and shared through `meta` by
+        every process of this journal."""
+        value = os.environ.get(env)
+        if value:
+            return value.encode()
         candidate = secrets.token_hex(32)
         ins = ("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)" if self.dialect.name == "sqlite"
                else "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
 
         def work(cur: Any) -> None:
-            cur.execute(self._sql(ins), ("patient_key_secret", candidate))
+            cur.execute(self._sql(ins), (key, candidate))
 
         self._writer.run(work)
-        return str(self._query("SELECT value FROM meta WHERE key = ?", ("patient_key_secret",))[0][0]).encode()
+        return str(self._query("SELECT value FROM meta WHERE key = ?", (key,))[0][0]).encode()
 
     def patient_key(self, system: str, value: str) -> str:
         if not value:

@@ -72,6 +72,27 @@ class DeliveryLedger:
             f"SELECT patient_key, message_id FROM lanes WHERE destination = ? AND patient_key IN ({marks})",
             (destination, *keys))}
 
+    def status_counts(self, since_epoch: float) -> dict[str, dict[str, int]]:
+        """channel → status → messages received since then (the time index bounds the scan)."""
+        from datetime import UTC
+
+        since = self.dialect.ts(datetime.fromtimestamp(since_epoch, UTC))
+        out: dict[str, dict[str, int]] = {}
+        for ch, status, n in self._query("SELECT channel, status, COUNT(*) FROM messages WHERE received_at >= ?"
+                                         " GROUP BY channel, status", (since,)):
+            out.setdefault(str(ch), {})[str(status)] = int(n)
+        return out
+
+    def output_counts(self) -> dict[str, dict[str, int]]:
+        """destination → outputs waiting for something: retrying, waiting (behind a patient's failed
+        message), dead (through the (status, destination) index: never the delivered millions)."""
+        out: dict[str, dict[str, int]] = {}
+        for status in ("retrying", "waiting", "dead"):
+            for dest, n in self._query("SELECT destination, COUNT(*) FROM outputs WHERE status = ?"
+                                       " GROUP BY destination", (status,)):
+                out.setdefault(str(dest), {})[status] = int(n)
+        return out
+
     def lanes_by_destination(self) -> dict[str, int]:
         return {str(d): int(n) for d, n in self._query("SELECT destination, COUNT(*) FROM lanes GROUP BY destination")}
 

@@ -1,0 +1,242 @@
+"""The web console: dashboard, message log and message page, replay; French, English, Arabic (RTL).
+
+Served with /metrics on the ops port of an engine process (engine.ops). Local users from
+`config/users.yaml` (`wasla user add`), roles viewer < operator < admin. The session is a signed
+cookie (Starlette's SessionMiddleware: HttpOnly, SameSite=Strict, 8 hours), every form carries a
+per-session CSRF token, and a name is locked for a minute after five wrong passwords. Viewing a
+message's content writes one audit record before the page is sent; a replay writes one too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from ruamel.yaml import YAML
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from engine import metrics
+from engine.config import Config
+from engine.console.users import User, Users
+from engine.errors import ParseError
+from engine.hl7v2.er7 import decode, parse
+from engine.hl7v2.reference import field_info
+from engine.store import Journal
+from engine.types import Status
+
+__all__ = ["Console"]
+
+_HERE = Path(__file__).parent
+LANGS = ("fr", "en", "ar")
+CHANNEL_STATUSES = ("received", "transformed", "filtered", "delivered", "failed", "parked")
+DESTINATION_STATUSES = ("delivered", "retrying", "waiting", "dead")
+
+
+def _strings() -> dict[str, dict[str, str]]:
+    yaml = YAML(typ="safe")
+    return {lang: yaml.load((_HERE / "i18n" / f"{lang}.yaml").read_text(encoding="utf-8")) for lang in LANGS}
+
+
+class Console:
+    def __init__(self, config: Config, journal: Journal, depths: Callable[[], dict[str, int]]) -> None:
+        self.config = config
+        self.journal = journal
+        self.depths = depths
+        self.users = Users(config.config_dir / "users.yaml")
+        self.strings = _strings()
+        self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
+        self.secret = journal.meta_secret("console_session_secret", "WASLA_CONSOLE_SECRET").decode()
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def middleware(self) -> list[Middleware]:
+        return [Middleware(SessionMiddleware, secret_key=self.secret, session_cookie="wasla_session",
+                           max_age=8 * 3600, same_site="strict", https_only=False)]
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.dashboard), Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/logout", self.logout, methods=["POST"]), Route("/lang/{lang}", self.language),
+            Route("/api/dashboard", self.dashboard_data), Route("/messages", self.messages),
+            Route("/messages/{message_id}", self.message),
+            Route("/messages/{message_id}/replay", self.replay, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
+        ]
+
+    # -- session ------------------------------------------------------------------------------
+    def _user(self, request: Request) -> User | None:
+        name = request.session.get("user")
+        role = self.users.role_of(name) if name else None  # a removed user or changed role counts at once
+        return User(name, role) if name and role else None
+
+    def _csrf(self, request: Request) -> str:
+        token = request.session.get("csrf")
+        if not token:
+            token = request.session["csrf"] = secrets.token_urlsafe(24)
+        return str(token)
+
+    async def _form(self, request: Request) -> dict[str, str] | None:
+        """The posted form if its CSRF token is this session's, else None."""
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        expected = request.session.get("csrf", "")
+        return form if expected and hmac.compare_digest(form.get("csrf", ""), expected) else None
+
+    def _page(self, request: Request, template: str, **context: Any) -> Response:
+        lang = request.session.get("lang", "fr")
+        flash = request.session.pop("flash", None)
+        return self.templates.TemplateResponse(request, template, {
+            "lang": lang, "t": self.strings[lang], "user": self._user(request), "csrf": self._csrf(request),
+            "flash": self.strings[lang].get(flash, "") if flash else "", **context})
+
+    @staticmethod
+    def _to_login() -> Response:
+        return RedirectResponse("/login", status_code=303)
+
+    # -- pages --------------------------------------------------------------------------------
+    async def login(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self._page(request, "login.html", error=False)
+        form = await self._form(request)
+        if form is None:
+            return self._page(request, "login.html", error=True)
+        name = form.get("user", "")
+        count, until = self._failures.get(name, (0, 0.0))
+        user = None if time.monotonic() < until else self.users.check(name, form.get("password", ""))
+        if user is None:
+            count += 1
+            self._failures[name] = (count, time.monotonic() + 60 if count >= 5 else 0.0)
+            return self._page(request, "login.html", error=True)
+        self._failures.pop(name, None)
+        lang = request.session.get("lang", "fr")
+        request.session.clear()  # a new session at login: no fixation
+        request.session.update({"user": user.name, "lang": lang, "csrf": secrets.token_urlsafe(24)})
+        return RedirectResponse("/", status_code=303)
+
+    async def logout(self, request: Request) -> Response:
+        if await self._form(request) is not None:
+            request.session.clear()
+        return self._to_login()
+
+    async def language(self, request: Request) -> Response:
+        lang = request.path_params["lang"]
+        if lang in LANGS:
+            request.session["lang"] = lang
+        back = request.headers.get("referer", "/")
+        return RedirectResponse(back if back.startswith(str(request.base_url)) else "/", status_code=303)
+
+    async def dashboard(self, request: Request) -> Response:
+        if self._user(request) is None:
+            return self._to_login()
+        return self._page(request, "dashboard.html", channel_statuses=CHANNEL_STATUSES,
+                          destination_statuses=DESTINATION_STATUSES)
+
+    async def dashboard_data(self, request: Request) -> Response:
+        if self._user(request) is None:
+            return JSONResponse({"error": "login"}, status_code=401)
+        return JSONResponse(self.journal_dashboard())
+
+    def journal_dashboard(self) -> dict[str, Any]:
+        """Counts of the last 24 hours per channel; what waits or failed per destination; queue depths."""
+        since = time.time() - 86400
+        counts = self.journal.status_counts(since)
+        depths = self.depths()
+        delivered = metrics.delivered_counts()
+        circuits = metrics.open_circuits()
+        channels = []
+        for ch in self.config.channels:
+            c = dict(counts.get(ch.id, {}))
+            c["received"] = sum(c.values())
+            errors = self.journal.search(channel=ch.id, status=Status.FAILED, limit=1)
+            channels.append({"id": ch.id, "counts": c, "alert": bool(c.get("failed") or c.get("parked")),
+                             "last_error": errors[0].reason[:200] if errors else ""})
+        waiting = self.journal.output_counts()
+        destinations = []
+        for dest in self.config.destinations:
+            c = {"delivered": delivered.get(dest, 0), **waiting.get(dest, {})}
+            queued = sum(n for q, n in depths.items() if q.startswith(f"wasla.deliver.{dest}."))
+            destinations.append({"id": dest, "counts": c, "queued": queued,
+                                 "alert": bool(c.get("dead")) or dest in circuits})
+        return {"channels": channels, "destinations": destinations}
+
+    async def messages(self, request: Request) -> Response:
+        if self._user(request) is None:
+            return self._to_login()
+        q = {k: request.query_params.get(k) or None for k in ("control_id", "channel", "status")}
+        rows = self.journal.search(**q, limit=100)  # type: ignore[arg-type]
+        statuses = (*Status.UNFINISHED, Status.DELIVERED, Status.FAILED, Status.FILTERED, Status.PARKED)
+        return self._page(request, "messages.html", rows=rows, q=q, statuses=statuses)
+
+    async def message(self, request: Request) -> Response:
+        user = self._user(request)
+        if user is None:
+            return self._to_login()
+        mid = request.path_params["message_id"]
+        row = self.journal.get(mid)
+        if row is None:
+            return Response("not found", status_code=404)
+        client = request.client.host if request.client else ""
+        self.journal.audit(user.name, "view", [mid], client, {"via": "console"})  # before any content is sent
+        segments, raw_text = _layout(row.raw)
+        outputs = []
+        for dest in self.journal.output_destinations(mid):
+            out = self.journal.output(mid, dest)
+            if out is not None:
+                body = orjson.dumps(orjson.loads(out.body), option=orjson.OPT_INDENT_2).decode() if out.body else ""
+                outputs.append((dest, out.status, body))
+        events = [{**ev, "summary": _summary(ev["detail"])} for ev in self.journal.events(mid)]
+        return self._page(request, "message.html", row=row, segments=segments, raw_text=raw_text, outputs=outputs,
+                          events=events)
+
+    async def replay(self, request: Request) -> Response:
+        user = self._user(request)
+        if user is None:
+            return self._to_login()
+        mid = request.path_params["message_id"]
+        form = await self._form(request)
+        if form is None or not user.can("operator"):
+            request.session["flash"] = "forbidden"
+            return RedirectResponse(f"/messages/{mid}", status_code=303)
+        if self.journal.get(mid) is not None:
+            client = request.client.host if request.client else ""
+            self.journal.request_replays([mid], "transform", "", user.name)
+            self.journal.audit(user.name, "replay", [mid], client, {"mode": "transform", "via": "console"})
+            request.session["flash"] = "replay_requested"
+        return RedirectResponse(f"/messages/{mid}", status_code=303)
+
+
+def _layout(raw: bytes) -> tuple[list[dict[str, Any]], str]:
+    """The message by segment and field, with field names from hl7apy's reference; the plain text if
+    it does not parse; nothing once retention erased it."""
+    if not raw:
+        return [], ""
+    text = decode(raw)
+    try:
+        msg = parse(text)
+    except ParseError:
+        return [], text.replace("\r", "\n")
+    segments = []
+    for seg in msg.segments:
+        fields = []
+        for n, value in enumerate(seg.raw_fields()[1:], start=1):  # index n is field n (MSH-1 included)
+            if not value:
+                continue
+            info = field_info(seg.name, n)
+            fields.append({"n": n, "label": info[1] if info else "", "value": value})
+        segments.append({"name": seg.name, "fields": fields})
+    return segments, ""
+
+
+def _summary(detail: dict[str, Any]) -> str:
+    keep = {k: v for k, v in detail.items() if k in ("destination", "reason", "location", "mapping", "round",
+                                                     "retry_in_s", "behind", "mode", "by")}
+    return orjson.dumps(keep).decode()[:300] if keep else ""

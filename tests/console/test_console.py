@@ -1,0 +1,121 @@
+"""The console in a real browser (Debian chromium, headless, driven by Playwright): log in, watch the
+dashboard count messages as they flow, search by control id, open a message (audited once), replay it,
+switch to Arabic (right to left). Screenshots go to tests/artifacts/console/ (WASLA_TEST_ARTIFACTS)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from engine.console.users import Users
+from engine.store import Journal
+from tests.delivery_support import adt_msg, send_all
+from tests.support import ROOT, engine, make_project, port_of
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("WASLA_TEST_ARTIFACTS", ROOT / "tests" / "artifacts")) / "console"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _ops_port(project: Path) -> int:
+    return int(re.search(r"ops:.*?port: (\d+)", (project / "config" / "wasla.yaml").read_text(), re.S).group(1))  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (.ci/run installs Debian's chromium)")
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+def test_operator_journey_in_a_real_browser(tmp_path: Path, browser: object) -> None:
+    project = make_project(tmp_path)
+    users = Users(project / "config" / "users.yaml")
+    users.add("ops.nuit", "operator", "correct-horse-battery")
+    users.add("lecteur", "viewer", "staple-battery-horse")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with engine(project):
+        base = f"http://127.0.0.1:{_ops_port(project)}"
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(base + "/")
+        assert page.url.endswith("/login")
+        page.fill("#user", "ops.nuit")
+        page.fill("#password", "wrong password")
+        page.click("#sign-in")
+        assert page.is_visible("#login-error")
+        page.fill("#user", "ops.nuit")
+        page.fill("#password", "correct-horse-battery")
+        page.click("#sign-in")
+        page.wait_for_selector("#channel-adt-mllp")
+
+        flow = threading.Thread(target=lambda: send_all(port_of(project), [
+            adt_msg(n, "A01", f"UI-{n}", "ELFASSI") for n in range(12)]))
+        flow.start()  # messages arrive while the dashboard is open: it counts them by itself
+        page.wait_for_function(
+            "document.querySelector('#channel-adt-mllp .n.delivered')?.textContent === '12'", timeout=30_000)
+        flow.join()
+        assert page.text_content("#channel-adt-mllp .n.received") == "12"
+        assert "alert" not in (page.get_attribute("#channel-adt-mllp", "class") or "")
+        page.screenshot(path=str(ARTIFACTS / "1-dashboard.png"), full_page=True)
+
+        page.click("#nav-messages")
+        page.fill("#control-id", "UI-7")
+        page.click("#search")
+        rows = page.locator("#results tbody tr")
+        assert rows.count() == 1
+        rows.first.locator("a").click()
+        page.wait_for_selector("#raw")
+        assert "patient name" in page.text_content("#raw")  # field names from hl7apy's reference
+        assert "ELFASSI" in page.text_content("#raw")
+        assert page.text_content("#status") == "livrés"
+        page.screenshot(path=str(ARTIFACTS / "2-message.png"), full_page=True)
+        journal = Journal(f"sqlite:///{project}/var/wasla.db")
+        (row,) = journal.search(control_id="UI-7")
+        views = journal.audit_records(message_id=row.id)
+        assert [(v["actor"], v["action"]) for v in views] == [("ops.nuit", "view")]  # exactly one
+
+        page.click("#replay")
+        page.wait_for_selector("#flash")
+        assert "Rejeu demandé" in page.text_content("#flash")
+        def after_replay() -> list[tuple[str, str]]:
+            stages = [(e["stage"], e["status"]) for e in journal.events(row.id)]
+            return stages[stages.index(("replay", "started")) + 1:] if ("replay", "started") in stages else []
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and ("deliver", "delivered") not in after_replay():
+            time.sleep(0.2)
+        assert after_replay() == [("transform", "transformed"), ("deliver", "delivered")]  # mapped and sent again
+        assert [a["action"] for a in journal.audit_records(message_id=row.id)] == ["view", "replay", "view"]
+
+        page.click("#lang-ar")
+        page.wait_for_selector("html[dir=rtl]")
+        assert page.evaluate("getComputedStyle(document.body).direction") == "rtl"
+        assert page.text_content("#replay") == "إعادة التشغيل"
+        page.screenshot(path=str(ARTIFACTS / "3-message-ar.png"), full_page=True)
+
+        viewer = browser.new_page()  # type: ignore[attr-defined]
+        viewer.goto(base + "/login")
+        viewer.fill("#user", "lecteur")
+        viewer.fill("#password", "staple-battery-horse")
+        viewer.click("#sign-in")
+        viewer.goto(f"{base}/messages/{row.id}")
+        assert viewer.locator("#replay").count() == 0  # a viewer reads, an operator replays
+        forged = httpx.post(f"{base}/messages/{row.id}/replay", data={"csrf": "guess"}, follow_redirects=False)
+        assert forged.status_code == 303 and forged.headers["location"] == "/login"  # no session, no replay
+        journal.close()
