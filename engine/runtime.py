@@ -164,7 +164,7 @@ class Engine:
         metrics.register_depths(self._depths, self.journal.lanes_by_destination)
         from engine.console import Console  # only where the endpoint is served
 
-        console = Console(self.config, self.journal, self._depths)
+        console = Console(self.config, self.journal, self._depths, self.converter)
         ops = OpsServer(settings.host, settings.port, self._not_ready, console)
         try:
             await ops.start()

@@ -13,6 +13,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from starlette.templating import Jinja2Templates
 from engine import metrics
 from engine.config import Config
 from engine.console.users import User, Users
-from engine.errors import ParseError
+from engine.errors import MappingError, ParseError
 from engine.hl7v2.er7 import decode, parse
 from engine.hl7v2.reference import field_info
 from engine.store import Journal
@@ -49,7 +50,9 @@ def _strings() -> dict[str, dict[str, str]]:
 
 
 class Console:
-    def __init__(self, config: Config, journal: Journal, depths: Callable[[], dict[str, int]]) -> None:
+    def __init__(self, config: Config, journal: Journal, depths: Callable[[], dict[str, int]],
+                 converter: Any = None) -> None:
+        self.converter = converter  # for the channel page's dry-run conversion
         self.config = config
         self.journal = journal
         self.depths = depths
@@ -70,6 +73,9 @@ class Console:
             Route("/api/dashboard", self.dashboard_data), Route("/messages", self.messages),
             Route("/messages/{message_id}", self.message),
             Route("/messages/{message_id}/replay", self.replay, methods=["POST"]),
+            Route("/dead", self.dead), Route("/dead/{destination}/replay", self.dead_replay, methods=["POST"]),
+            Route("/channels/{channel_id}", self.channel),
+            Route("/channels/{channel_id}/test", self.channel_test, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
         ]
 
@@ -212,6 +218,72 @@ class Console:
             self.journal.audit(user.name, "replay", [mid], client, {"mode": "transform", "via": "console"})
             request.session["flash"] = "replay_requested"
         return RedirectResponse(f"/messages/{mid}", status_code=303)
+
+
+    async def dead(self, request: Request) -> Response:
+        """Dead letters per destination (bulk replay), and the local codes holding parked messages."""
+        if self._user(request) is None:
+            return self._to_login()
+        groups = []
+        for dest in self.config.destinations:
+            ids = self.journal.dead_letters(dest, limit=500)
+            rows = [r for r in (self.journal.get(mid) for mid in ids) if r is not None]
+            groups.append((dest, rows))
+        return self._page(request, "dead.html", groups=groups, unmapped=self.journal.parked_codes())
+
+    async def dead_replay(self, request: Request) -> Response:
+        user = self._user(request)
+        if user is None:
+            return self._to_login()
+        dest = request.path_params["destination"]
+        form = await request.form()
+        expected = request.session.get("csrf", "")
+        if not (expected and hmac.compare_digest(str(form.get("csrf", "")), expected)) or not user.can("operator") \
+                or dest not in self.config.destinations:
+            request.session["flash"] = "forbidden"
+            return RedirectResponse("/dead", status_code=303)
+        dead = set(self.journal.dead_letters(dest))
+        chosen = sorted(dead) if form.get("scope") == "all" else [str(v) for v in form.getlist("id") if v in dead]
+        if chosen:
+            client = request.client.host if request.client else ""
+            self.journal.request_replays(chosen, "deliver", dest, user.name)
+            self.journal.audit(user.name, "replay", chosen, client, {"mode": "deliver", "destination": dest,
+                                                                      "via": "console"})
+            request.session["flash"] = "replays_requested"
+        return RedirectResponse("/dead", status_code=303)
+
+    async def channel(self, request: Request, **extra: Any) -> Response:
+        if self._user(request) is None:
+            return self._to_login()
+        try:
+            ch = self.config.channel(request.path_params["channel_id"])
+        except KeyError:
+            return Response("not found", status_code=404)
+        # the file as written (${ENV} references unexpanded: no secret from the environment is shown)
+        text = (self.config.config_dir / "channels" / f"{ch.id}.yaml").read_text(encoding="utf-8")
+        dests = [d for d in self.config.destinations if d in ch.outputs or ch.id in
+                 self.config.destinations[d].route.channels]
+        return self._page(request, "channel.html", channel=ch, yaml_text=text, destinations=dests, **extra)
+
+    async def channel_test(self, request: Request) -> Response:
+        """Convert a pasted message with the channel's mapping, as the transform would: nothing journaled,
+        nothing sent; the error names the rule and field, as the journal would."""
+        user = self._user(request)
+        if user is None:
+            return self._to_login()
+        form = await self._form(request)
+        if form is None or not user.can("operator") or self.converter is None:
+            request.session["flash"] = "forbidden"
+            return RedirectResponse(request.url.path.removesuffix("/test"), status_code=303)
+        ch = self.config.channel(request.path_params["channel_id"])
+        text = form.get("message", "").replace("\r\n", "\r").replace("\n", "\r")
+        try:
+            conversion = self.converter.convert(ch.mapping, parse(text), datetime.now(UTC),
+                                                {"invalid_identifiers": ch.invalid_identifiers})
+        except (ParseError, MappingError) as exc:
+            return await self.channel(request, test_error=str(exc), sample=form.get("message", ""))
+        bundle = orjson.dumps(orjson.loads(conversion.bundle), option=orjson.OPT_INDENT_2).decode()
+        return await self.channel(request, test_bundle=bundle, sample=form.get("message", ""))
 
 
 def _layout(raw: bytes) -> tuple[list[dict[str, Any]], str]:

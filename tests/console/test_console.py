@@ -119,3 +119,71 @@ def test_operator_journey_in_a_real_browser(tmp_path: Path, browser: object) -> 
         forged = httpx.post(f"{base}/messages/{row.id}/replay", data={"csrf": "guess"}, follow_redirects=False)
         assert forged.status_code == 303 and forged.headers["location"] == "/login"  # no session, no replay
         journal.close()
+
+
+def test_dead_letters_bulk_replay_and_channel_page(tmp_path: Path, browser: object, rabbitmq_url: str) -> None:
+    """Messages an AMQP destination cannot route land in the dead letters; once a queue is bound, an
+    operator replays them all from the console. The channel page shows its YAML and converts a pasted
+    message without sending it."""
+    import uuid
+
+    import pika
+
+    from channels.amqp import _pika_url
+
+    exchange, queue = f"ext-{uuid.uuid4().hex[:8]}", f"ext-q-{uuid.uuid4().hex[:8]}"
+    conn = pika.BlockingConnection(pika.URLParameters(_pika_url(rabbitmq_url)))
+    ch = conn.channel()
+    ch.exchange_declare(exchange, "topic", durable=True)
+    project = make_project(tmp_path)
+    (project / "config" / "destinations" / "claims.yaml").write_text(
+        f"amqp:\n  url: {rabbitmq_url}\n  exchange: {exchange}\nretry:\n  attempts: 1\n  delays_s: [1]\n")
+    chan = project / "config" / "channels" / "adt-mllp.yaml"
+    chan.write_text(chan.read_text().replace("  - archive-ndjson\n", "  - archive-ndjson\n  - claims\n"))
+    Users(project / "config" / "users.yaml").add("ops.nuit", "operator", "correct-horse-battery")
+    try:
+        with engine(project):
+            base = f"http://127.0.0.1:{_ops_port(project)}"
+            assert send_all(port_of(project), [adt_msg(n, "A01", f"DL-{n}", "X") for n in range(3)]) == {"AA": 3}
+            journal = Journal(f"sqlite:///{project}/var/wasla.db")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(journal.dead_letters("claims")) < 3:
+                time.sleep(0.2)
+            page = browser.new_page()  # type: ignore[attr-defined]
+            page.goto(base + "/login")
+            page.fill("#user", "ops.nuit")
+            page.fill("#password", "correct-horse-battery")
+            page.click("#sign-in")
+            page.wait_for_selector("#channel-adt-mllp.alert")  # failed messages: the channel is red
+            page.click("#nav-dead")
+            assert page.locator("#dead-claims tbody tr").count() == 3
+            assert "routes key" in page.text_content("#dead-claims")  # the reason, at a glance
+            page.screenshot(path=str(ARTIFACTS / "4-dead-letters.png"), full_page=True)
+
+            ch.queue_declare(queue, durable=True)  # the cause, fixed: someone listens now
+            ch.queue_bind(queue, exchange, "#")
+            page.click("#replay-all-claims")
+            page.wait_for_selector("#flash")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and journal.counts().get("delivered", 0) < 3:
+                time.sleep(0.2)
+            assert journal.counts() == {"delivered": 3}
+            assert ch.queue_declare(queue, passive=True).method.message_count == 3  # once each
+            page.reload()
+            assert page.locator("#dead-claims tbody tr").count() == 0
+
+            page.goto(base + "/channels/adt-mllp")
+            assert "mapping: adt" in page.text_content("#yaml")
+            page.fill("#test-message", adt_msg(1, "A01", "TRY-1", "ESSAI").decode().replace("\r", "\n"))
+            page.click("#test-convert")
+            assert '"resourceType": "Patient"' in page.text_content("#test-bundle")
+            page.fill("#test-message", "not HL7 at all")
+            page.click("#test-convert")
+            assert "MSH" in page.text_content("#test-error")
+            assert journal.search(control_id="TRY-1") == []  # a try is not a message
+            page.screenshot(path=str(ARTIFACTS / "5-channel.png"), full_page=True)
+            journal.close()
+    finally:
+        ch.queue_delete(queue)
+        ch.exchange_delete(exchange)
+        conn.close()
