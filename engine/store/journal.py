@@ -1,7 +1,8 @@
 """The journal: every message received, every stage it went through, every output it produced.
 
 Writes go through one group-commit writer per process; reads use a connection per thread.
-Raw bodies and FHIR outputs are zlib-compressed; searches go through indexed metadata only.
+Raw bodies and FHIR outputs are zlib-compressed, and encrypted when WASLA_JOURNAL_KEY is set
+(engine.store.sealing); searches go through indexed metadata only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hmac
 import os
 import secrets
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from engine.store.dialect import Dialect, dialect_for
 from engine.store.ledger import DeliveryLedger, Replay
 from engine.store.migrate import migrate
 from engine.store.retention import Pruned, RetentionMixin
+from engine.store.sealing import Sealer
 from engine.store.writer import GroupCommitWriter, LoopCommitter, Work
 from engine.types import Inbound, Status
 
@@ -98,6 +99,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
     def __init__(self, url: str, *, group_commit_ms: float = 0.0, clock: Clock = _utcnow) -> None:
         self.dialect: Dialect = dialect_for(url)
         self.clock = clock
+        self.sealer = Sealer()  # zlib, and AES-GCM when WASLA_JOURNAL_KEY is set
         conn = self.dialect.connect()
         try:
             self.schema_version = migrate(self.dialect, conn)
@@ -262,7 +264,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         now = self.dialect.ts(msg.received_at)
         row = (msg.id, msg.channel, now, now, msg.message_type, msg.control_id, msg.sender, msg.status,
                "intake", msg.reason, msg.patient_key, len(msg.raw), hashlib.sha256(msg.raw).hexdigest(),
-               zlib.compress(msg.raw, 1))
+               self.sealer.seal(msg.raw, msg.id))
         check = duplicate_since is not None and bool(msg.control_id)
         since = self.dialect.ts(duplicate_since) if duplicate_since is not None else None
 
@@ -350,7 +352,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
                            " WHERE outputs.status <> 'delivered'")
         mark = self._sql("UPDATE messages SET status = ?, stage = 'transform', reason = '', updated_at = ?"
                          " WHERE id = ? AND status IN ('received', 'transformed', 'failed')")
-        rows = [(mid, dest, "pending", now, zlib.compress(body, 1))
+        rows = [(mid, dest, "pending", now, self.sealer.seal(body, f"{mid}/{dest}"))
                 for mid, outputs, _ in items for dest, body in outputs.items()]
 
         mark_filtered = self._sql("UPDATE messages SET status = ?, stage = 'route', reason = ?, updated_at = ?"
@@ -526,7 +528,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
     def _row(self, r: tuple[Any, ...]) -> MessageRow:
         blob = self.dialect.blob(r[12])  # empty once retention erased the body
         return MessageRow(r[0], r[1], self.dialect.from_ts(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                          int(r[10]), r[11], zlib.decompress(blob) if blob else b"")
+                          int(r[10]), r[11], self.sealer.open(blob, r[0]))
 
     def present(self, message_ids: list[str]) -> set[str]:
         """Which of these messages the journal holds (committed)."""
@@ -545,7 +547,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         if not rows:
             return None
         r = rows[0]
-        body = zlib.decompress(self.dialect.blob(r[5])) if r[5] is not None else b""
+        body = self.sealer.open(self.dialect.blob(r[5]), f"{r[0]}/{r[1]}") if r[5] is not None else b""
         return OutputRow(r[0], r[1], r[2], int(r[3]), r[4], body)
 
     def outputs(self, message_ids: list[str], destination: str) -> dict[str, OutputRow]:

@@ -8,7 +8,6 @@ the stage.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +32,7 @@ class DeliveryLedger:
 
     _writer: Any
     dialect: Any
+    sealer: Any
     clock: Callable[[], datetime]
     _sql: Callable[[str], str]
     _query: Callable[..., list[tuple[Any, ...]]]
@@ -126,7 +126,8 @@ class DeliveryLedger:
             f" ORDER BY m.id LIMIT {int(limit)}", (destination, patient_key))
         return [(str(mid), {"message_id": str(mid), "channel": ch, "message_type": mtype, "patient_key": patient_key,
                             "received_at": self.dialect.from_ts(at).isoformat(), "destinations": destination},
-                 zlib.decompress(self.dialect.blob(body))) for mid, ch, mtype, at, body in rows]
+                 self.sealer.open(self.dialect.blob(body), f"{mid}/{destination}"))
+                for mid, ch, mtype, at, body in rows]
 
     def release_lane(self, destination: str, patient_key: str, head: str) -> None:
         """Open a lane whose waiting messages are all sent (only if `head` still heads it)."""
