@@ -200,8 +200,26 @@ class Console:
                 body = orjson.dumps(orjson.loads(out.body), option=orjson.OPT_INDENT_2).decode() if out.body else ""
                 outputs.append((dest, out.status, body))
         events = [{**ev, "summary": _summary(ev["detail"])} for ev in self.journal.events(mid)]
+        lineage, not_read = self._lineage(row, events)
         return self._page(request, "message.html", row=row, segments=segments, raw_text=raw_text, outputs=outputs,
-                          events=events)
+                          events=events, lineage=lineage, not_read=not_read)
+
+    def _lineage(self, row: Any, events: list[dict[str, Any]]) -> tuple[list[dict[str, str]], list[str]]:
+        """What `wasla convert --explain` shows: each FHIR element and the HL7 v2 fields it came from."""
+        mapping = next((ev["detail"].get("mapping") for ev in reversed(events)
+                        if ev["stage"] == "transform" and ev["detail"].get("mapping")), None)
+        if self.converter is None or not mapping or not row.raw or row.message_type.startswith(("CSV^", "FHIR^")):
+            return [], []
+        from engine.mapping.explain import describe
+
+        try:
+            msg = parse(decode(row.raw))
+            ex = self.converter.explain(mapping, msg, row.received_at)
+        except (ParseError, MappingError, KeyError, ValueError):
+            return [], []
+        rows = [{"resource": r.resource, "element": r.element, "rule": r.rule,
+                 "sources": ", ".join(describe(s, msg.version) for s in r.sources)} for r in ex.lineage]
+        return rows, [describe(p, msg.version) for p in ex.not_read]
 
     async def replay(self, request: Request) -> Response:
         user = self._user(request)

@@ -84,6 +84,8 @@ def test_operator_journey_in_a_real_browser(tmp_path: Path, browser: object) -> 
         assert "patient name" in page.text_content("#raw")  # field names from hl7apy's reference
         assert "ELFASSI" in page.text_content("#raw")
         assert page.text_content("#status") == "livrés"
+        lineage = page.text_content("#lineage")  # each element with the fields it came from, as --explain
+        assert "name[0]" in lineage and "PID-5" in lineage
         page.screenshot(path=str(ARTIFACTS / "2-message.png"), full_page=True)
         journal = Journal(f"sqlite:///{project}/var/wasla.db")
         (row,) = journal.search(control_id="UI-7")
