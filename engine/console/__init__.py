@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +29,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from engine import metrics
-from engine.config import Config
+from engine.config import Config, load_config
 from engine.console.users import User, Users
-from engine.errors import MappingError, ParseError
+from engine.errors import ConfigErrors, MappingError, ParseError
 from engine.hl7v2.er7 import decode, parse
 from engine.hl7v2.reference import field_info
 from engine.store import Journal
@@ -61,6 +62,8 @@ class Console:
         self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
         self.secret = journal.meta_secret("console_session_secret", "WASLA_CONSOLE_SECRET").decode()
         self._failures: dict[str, tuple[int, float]] = {}
+        self._trend: deque[tuple[float, dict[str, int]]] = deque(maxlen=60)  # (time, received per channel)
+        self._trend_at = time.time()
 
     def middleware(self) -> list[Middleware]:
         return [Middleware(SessionMiddleware, secret_key=self.secret, session_cookie="wasla_session",
@@ -172,7 +175,19 @@ class Console:
             queued = sum(n for q, n in depths.items() if q.startswith(f"wasla.deliver.{dest}."))
             destinations.append({"id": dest, "counts": c, "queued": queued,
                                  "alert": bool(c.get("dead")) or dest in circuits})
+        trend = self._sample_trend()
+        for c in channels:
+            c["trend"] = [n.get(c["id"], 0) for _, n in trend]
         return {"channels": channels, "destinations": destinations}
+
+    def _sample_trend(self) -> list[tuple[float, dict[str, int]]]:
+        """Messages received per channel in each interval since the last sample (at least 5 s apart):
+        the dashboard's sparkline, read through the time index, never a scan."""
+        now = time.time()
+        if now - self._trend_at >= 5:
+            self._trend.append((now, self.journal.received_since(self._trend_at)))
+            self._trend_at = now
+        return list(self._trend)
 
     async def messages(self, request: Request) -> Response:
         if self._user(request) is None:
@@ -281,7 +296,13 @@ class Console:
         text = (self.config.config_dir / "channels" / f"{ch.id}.yaml").read_text(encoding="utf-8")
         dests = [d for d in self.config.destinations if d in ch.outputs or ch.id in
                  self.config.destinations[d].route.channels]
-        return self._page(request, "channel.html", channel=ch, yaml_text=text, destinations=dests, **extra)
+        try:  # the files as they are now: an edit not yet loaded may have broken them
+            load_config(self.config.config_dir)
+            problems: list[str] = []
+        except ConfigErrors as exc:
+            problems = [str(e) for e in exc.errors]
+        return self._page(request, "channel.html", channel=ch, yaml_text=text, destinations=dests,
+                          problems=problems, **extra)
 
     async def channel_test(self, request: Request) -> Response:
         """Convert a pasted message with the channel's mapping, as the transform would: nothing journaled,

@@ -83,6 +83,13 @@ class DeliveryLedger:
             out.setdefault(str(ch), {})[str(status)] = int(n)
         return out
 
+    def received_since(self, since_epoch: float) -> dict[str, int]:
+        from datetime import UTC
+
+        since = self.dialect.ts(datetime.fromtimestamp(since_epoch, UTC))
+        return {str(ch): int(n) for ch, n in self._query(
+            "SELECT channel, COUNT(*) FROM messages WHERE received_at >= ? GROUP BY channel", (since,))}
+
     def output_counts(self) -> dict[str, dict[str, int]]:
         """destination → outputs waiting for something: retrying, waiting (behind a patient's failed
         message), dead (through the (status, destination) index: never the delivered millions)."""

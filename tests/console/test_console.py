@@ -72,7 +72,18 @@ def test_operator_journey_in_a_real_browser(tmp_path: Path, browser: object) -> 
         flow.join()
         assert page.text_content("#channel-adt-mllp .n.received") == "12"
         assert "alert" not in (page.get_attribute("#channel-adt-mllp", "class") or "")
+        assert page.locator("#channel-adt-mllp svg.spark polyline").count() == 1
         page.screenshot(path=str(ARTIFACTS / "1-dashboard.png"), full_page=True)
+
+        page.goto(base + "/channels/adt-mllp")
+        assert page.get_attribute("#validity", "class") == "valid"
+        chan = project / "config" / "channels" / "adt-mllp.yaml"
+        good = chan.read_text()
+        chan.write_text(good.replace("mapping: adt", "mapping: adtt"))  # an edit not loaded yet, and wrong
+        page.reload()
+        assert "no mapping 'adtt'" in page.text_content("#validity")
+        assert "adt-mllp.yaml:" in page.text_content("#validity")  # file:line, as wasla check says
+        chan.write_text(good)
 
         page.click("#nav-messages")
         page.fill("#control-id", "UI-7")
