@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import uuid
 from typing import Any
 
 import orjson
@@ -20,10 +21,21 @@ __all__ = ["configure", "error_fields"]
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
+_RUN = uuid.uuid4().hex[:16]  # this process's run: the trace of lines about no message or connection
+
+
+def _trace(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Every line gets a trace id: the message's id (the same from intake to delivery, across
+    processes), else the connection's, else this process run's; `grep trace_id` follows one."""
+    event.setdefault("trace_id", event.get("message_id") or event.get("connection") or _RUN)
+    return event
+
+
 def configure(level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
+            _trace,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ],

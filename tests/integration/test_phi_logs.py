@@ -66,3 +66,9 @@ def test_no_phi_in_any_log_line(tmp_path: Path, fhir_base: str) -> None:
     assert len(lines) > 20
     leaks = [(value, line[:200]) for line in lines for value in PHI if value.lower() in line.lower()]
     assert leaks == []  # ...and never written to the log
+    import json
+
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert len(records) == len(lines)  # every line is one JSON object
+    assert all(r.get("trace_id") for r in records)  # and carries a trace id
+    assert all(r["trace_id"] == r["message_id"] for r in records if "message_id" in r)
