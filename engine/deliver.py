@@ -264,6 +264,12 @@ class Deliverer:
             except TransientDeliveryError:
                 self.breaker.failure()
                 raise
+            except (DeliveryError, StoreError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a connector's bug must not stop the destination's thread
+                _log.error("connector_error", message_id=item.mid, destination=self.output.id, **error_fields(exc))
+                self.breaker.failure()
+                raise TransientDeliveryError(f"unexpected {exc.__class__.__name__} in the connector") from exc
             self.breaker.success()
             return result
 
@@ -325,6 +331,12 @@ class Deliverer:
                     except TransientDeliveryError:
                         self.breaker.failure()
                         raise
+                    except (DeliveryError, StoreError):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - as in _call: the thread survives a connector's bug
+                        _log.error("connector_error", destination=output.id, **error_fields(exc))
+                        self.breaker.failure()
+                        raise TransientDeliveryError(f"unexpected {exc.__class__.__name__} in the connector") from exc
                     self.breaker.success()
         except TransientDeliveryError as exc:
             if self.breaker.is_open:
