@@ -39,7 +39,10 @@ class Replayer:
                 _log.error("replay_poll_failed", **error_fields(exc))
                 taken = []
             for r in taken:
-                self._one(r)
+                try:
+                    self._one(r)
+                except Exception as exc:  # noqa: BLE001 - one bad request must not stop the replays
+                    _log.error("replay_failed", message_id=r.message_id, **error_fields(exc))
             if not taken:
                 stop.wait(self.poll_s)
 
