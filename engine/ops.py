@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -68,8 +69,18 @@ class OpsServer:
     async def start(self) -> None:
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_config=None, access_log=False,
                                 lifespan="off", server_header=False)
+        # Bind here: uvicorn reports a busy port with SystemExit, which an asyncio task cannot contain
+        # (it would stop the whole engine); an OSError lets the caller carry on without the endpoint.
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.set_inheritable(True)
         self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve())
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
             if self._task.done():
                 self._task.result()

@@ -133,6 +133,7 @@ class Engine:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        ops = await self._start_ops()
         inputs = []
         if "intake" in self.roles:
             intake = Intake(self.journal, self.broker, self.converter, outcomes=self.outcomes)
@@ -147,7 +148,6 @@ class Engine:
         self.started = True
         _log.info("engine_started", roles=list(self.roles), broker=self.broker.url.split("://")[0],
                   store=self.config.store.url.split(":")[0], channels=len(inputs))
-        ops = await self._start_ops()
         await stop.wait()
         _log.info("engine_stopping")
         if ops is not None:
@@ -168,7 +168,7 @@ class Engine:
         ops = OpsServer(settings.host, settings.port, self._not_ready, console)
         try:
             await ops.start()
-        except (OSError, SystemExit) as exc:
+        except OSError as exc:
             _log.error("ops_not_listening", host=settings.host, port=settings.port, error=exc.__class__.__name__)
             return None
         return ops

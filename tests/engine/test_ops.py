@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.delivery_support import adt_msg, send_all
-from tests.support import engine, make_project, port_of
+from tests.support import engine, make_project, port_of, wait_port
 
 
 def _ops_port(project: Path) -> int:
@@ -31,6 +31,7 @@ def test_metrics_match_what_was_sent_and_health_answers(tmp_path: Path) -> None:
         "ndjson: {path: var/out/archive-ndjson}\nroute: {types: [ADT^A01]}\n")
     with engine(project):
         base = f"http://127.0.0.1:{_ops_port(project)}"
+        wait_port(_ops_port(project))
         assert httpx.get(f"{base}/health/live").status_code == 200
         assert httpx.get(f"{base}/health/ready").json() == {"status": "ready"}
         before = time.time()

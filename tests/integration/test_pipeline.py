@@ -68,7 +68,7 @@ class TestEmbedded:
         j = Journal(f"sqlite:///{project}/var/wasla.db")
         try:
             failed = j.search(status="failed")
-            assert len(failed) == 1 and failed[0].raw == b"NOT HL7 AT ALL"
+            assert len(failed) == 1 and j.get(failed[0].id).raw == b"NOT HL7 AT ALL"  # type: ignore[union-attr]
             assert "MSH" in failed[0].reason
         finally:
             j.close()
