@@ -89,6 +89,24 @@ def _check_all(config: Config) -> list[ConfigError]:
             errors.extend(exc.errors)
         except ConfigError as exc:
             errors.append(exc)
+    errors += _check_destinations(config)
+    return errors
+
+
+def _check_destinations(config: Config) -> list[ConfigError]:
+    """What a destination needs from its machine: the environment variables holding its secrets (named,
+    never printed) and its certificate files."""
+    errors = []
+    for dest in config.destinations.values():
+        auth = dict(dest.options.get("auth") or {})
+        for key in ("token_env", "password_env", "client_secret_env"):
+            name = auth.get(key)
+            if name and not os.environ.get(str(name)):
+                errors.append(ConfigError(f"environment variable {name} is not set (auth.{key})", file=dest.file,
+                                          field=dest.kind))
+        for key, path in dict(dest.options.get("tls") or {}).items():
+            if key in ("ca", "cert", "key") and not Path(str(path)).exists():
+                errors.append(ConfigError(f"tls.{key}: no file {path}", file=dest.file, field=dest.kind))
     return errors
 
 

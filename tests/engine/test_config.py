@@ -152,3 +152,29 @@ class TestCheckCommand:
                          for i, t in enumerate(seg.read_text().splitlines(), 1) if "birthdate" in t)
         assert (f"mappings/segments/pid_patient.yaml:{line}:{col}: rules[2].to: "
                 "Patient has no element 'birthdate' (FHIR R4 Patient)") in result.stderr
+
+
+def test_check_names_missing_secrets_and_certificates_without_printing_secrets(tmp_path: Path) -> None:
+    """A FHIR destination whose client secret is not in the environment, and whose client certificate is
+    missing: `wasla check` names the variable and the file; the secrets set elsewhere never appear."""
+    import os
+
+    project = make_project(tmp_path)
+    (project / "config" / "destinations" / "dmp.yaml").write_text(
+        "fhir:\n  base_url: https://dmp.example.ma/fhir\n  auth:\n    type: client_credentials\n"
+        "    token_url: https://auth.example.ma/token\n    client_id: wasla\n    client_secret_env: DMP_SECRET_X\n"
+        "  tls: {ca: tls/ca.pem}\n")
+    ch = project / "config" / "channels" / "adt-mllp.yaml"
+    ch.write_text(ch.read_text().replace("  - archive-ndjson\n", "  - archive-ndjson\n  - dmp\n"))
+    env = {k: v for k, v in os.environ.items() if k != "DMP_SECRET_X"}
+    missing = subprocess.run([WASLA, "check", "--config", str(project / "config")], capture_output=True,
+                             text=True, cwd=project, env=env, timeout=60)
+    assert missing.returncode == 2
+    assert "environment variable DMP_SECRET_X is not set (auth.client_secret_env)" in missing.stderr
+    assert "tls.ca: no file" in missing.stderr and "dmp.yaml" in missing.stderr
+    (project / "tls").mkdir()
+    (project / "tls" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    ok = subprocess.run([WASLA, "check", "--config", str(project / "config")], capture_output=True, text=True,
+                        cwd=project, env={**env, "DMP_SECRET_X": "s3cr3t-value"}, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "s3cr3t-value" not in ok.stdout + ok.stderr
