@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,21 +33,9 @@ from bench.mllp import fresh_database  # noqa: E402
 from engine.store import Journal  # noqa: E402
 from tests.delivery_support import adt_msg, delivery_project, oru_msg, send_all  # noqa: E402
 from tests.fhirserver import fhir_server  # noqa: E402
-from tests.support import start_engine, stop_engine, wait_port  # noqa: E402
+from tests.support import delete_wasla_queues, start_engine, stop_engine, wait_port  # noqa: E402
 
 CASES = [("ADT^A01", 1), ("ADT^A01", 8), ("ORU^R01 10 OBX", 8)]
-
-
-def purge_rabbitmq(url: str) -> None:
-    from kombu import Connection
-
-    names = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True,
-                           check=False).stdout.split()
-    with Connection(url) as conn:
-        for name in names:
-            if name.startswith("wasla."):
-                with contextlib.suppress(Exception):
-                    conn.channel().queue_delete(name)
 
 
 @contextlib.contextmanager
@@ -66,7 +53,7 @@ def run_case(setup: str, dest: str, case: tuple[str, int], n: int, fhir_url: str
     if dest == "fhir":
         httpx.post(fhir_url.removesuffix("/fhir") + "/_admin/reset", timeout=30)
     if setup == "rabbitmq":
-        purge_rabbitmq(amqp)
+        delete_wasla_queues(amqp)
     with tempfile.TemporaryDirectory() as tmp, setup_store(setup, pg_admin) as store:
         project, adt_port, lab_port = delivery_project(
             Path(tmp), fhir_url, ndjson=dest == "ndjson", fhir=dest == "fhir",

@@ -23,6 +23,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -33,7 +34,7 @@ from engine.config import BrokerSettings
 from engine.errors import BrokerError
 from engine.membus import BUS, Envelope
 
-__all__ = ["Broker", "Delivery", "Route"]
+__all__ = ["Broker", "Delivery", "Route", "received_epoch"]
 
 _log = structlog.get_logger("wasla.broker")
 
@@ -77,6 +78,15 @@ class Delivery:
         """Heartbeat the consumer's connection while a handler holds its batch (a paused destination)."""
         with contextlib.suppress(Exception):  # the embedded bus has no connection; a dead one is found later
             self._message.channel.connection.heartbeat_tick()
+
+
+def received_epoch(headers: dict[str, Any], default: float) -> float:
+    """When intake received the message (the `received_at` header), as epoch seconds; `default` if the
+    header is missing or unreadable."""
+    try:
+        return datetime.fromisoformat(str(headers["received_at"])).timestamp()
+    except (KeyError, ValueError):
+        return default
 
 
 class _Local:

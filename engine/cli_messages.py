@@ -240,7 +240,8 @@ def replay(message_ids: tuple[str, ...], dead_of: str | None, channel: str | Non
             mode = mode or "deliver"
         elif message_ids:
             ids = list(message_ids)
-            missing = [m for m in ids if journal.get(m) is None]
+            found = journal.present(ids)
+            missing = [m for m in ids if m not in found]
             if missing:
                 raise WaslaError(f"no message {', '.join(missing[:5])}")
         elif channel or status or since or until or destination:

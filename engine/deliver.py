@@ -22,7 +22,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
@@ -30,7 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
 from engine import metrics
 from engine.breaker import Breaker
-from engine.broker import Broker, Delivery
+from engine.broker import Broker, Delivery, received_epoch
 from engine.config import DestinationConfig
 from engine.errors import (
     BrokerError,
@@ -361,7 +360,7 @@ class Deliverer:
         now = time.time()
         for item, _ in done:
             self._ack(item)
-            metrics.delivered(dest, now - _received_ts(item.headers, now))
+            metrics.delivered(dest, now - received_epoch(item.headers, now))
             _log.info("delivered", message_id=item.mid, destination=dest)
         for item, _ in done:
             if item.patient and lanes.get(item.patient) == item.mid:
@@ -386,7 +385,7 @@ class Deliverer:
                         return
                     continue
                 self.journal.delivered_many(dest, [(mid, location, "")], wait=True)
-                metrics.delivered(dest, time.time() - _received_ts(headers, time.time()))
+                metrics.delivered(dest, time.time() - received_epoch(headers, time.time()))
                 _log.info("delivered", message_id=mid, destination=dest, after=head.mid)
         self.journal.release_lane(dest, head.patient, head.mid)
         lanes.pop(head.patient, None)
@@ -472,13 +471,6 @@ class Deliverer:
             getattr(delivery, action)()
 
 
-def _received_ts(headers: dict[str, Any], default: float) -> float:
-    try:
-        return datetime.fromisoformat(str(headers["received_at"])).timestamp()
-    except (KeyError, ValueError):
-        return default
-
-
 def _age_s(headers: dict[str, Any]) -> float:
     now = time.time()
-    return now - _received_ts(headers, now)
+    return now - received_epoch(headers, now)

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from engine import metrics
-from engine.broker import Broker, Delivery
+from engine.broker import Broker, Delivery, received_epoch
 from engine.config import Config
 from engine.errors import BrokerError, ConfigError, MappingError, ParseError, StoreError
 from engine.hl7v2.er7 import decode, parse
@@ -101,7 +101,8 @@ class Transformer:
         found = self.journal.present(ids)
         missing = [d for mid, d in zip(ids, batch, strict=True) if mid not in found]
         if missing:
-            deadline = max(map(_received_at, missing)) + grace_s
+            now = time.time()
+            deadline = max(received_epoch(d.headers, now) for d in missing) + grace_s
             while missing and time.time() < deadline:
                 threading.Event().wait(0.02)
                 found |= self.journal.present([str(d.headers.get("message_id", "")) for d in missing])
@@ -222,14 +223,6 @@ class Transformer:
         if self.outcomes is not None:
             self.outcomes.settle(mid, Status.FAILED, reason)
         _log.warning("transform_failed", message_id=mid, channel=channel_id)
-
-
-def _received_at(d: Delivery) -> float:
-    """When intake received the message (epoch seconds); now if the header is missing or unreadable."""
-    try:
-        return datetime.fromisoformat(str(d.headers["received_at"])).timestamp()
-    except (KeyError, ValueError):
-        return time.time()
 
 
 def _filtered(refused: dict[str, str]) -> str:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -42,20 +40,9 @@ def rabbitmq_url() -> Iterator[str]:
 
 
 def _delete_wasla_queues() -> None:
-    """Every wasla.* queue (retry queues carry TTLs that differ between tests: a stale one would clash)."""
-    from kombu import Connection
+    from tests.support import delete_wasla_queues
 
-    names = {"wasla.transform.0", "wasla.deliver.archive-ndjson.0", "wasla.dead.transform",
-             "wasla.dead.archive-ndjson", "wasla.test"}
-    with contextlib.suppress(OSError, subprocess.SubprocessError):  # rabbitmqctl needs the broker's host
-        listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True,
-                                timeout=30, check=False).stdout.split()
-        names |= {n for n in listed if n.startswith("wasla.")}
-    with Connection(RABBITMQ_URL, connect_timeout=5) as conn:
-        for name in sorted(names):
-            ch = conn.channel()
-            with contextlib.suppress(Exception):  # best effort: already broken or absent
-                ch.queue_delete(name)
+    delete_wasla_queues(RABBITMQ_URL)
 
 
 @pytest.fixture(scope="session")

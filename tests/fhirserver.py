@@ -89,6 +89,11 @@ class FaultProxy:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}/fhir"
 
+    @property
+    def upstream_base(self) -> str:
+        """The real server's base URL, past the proxy (to count what it holds)."""
+        return f"http://127.0.0.1:{self.upstream_port}/fhir"
+
     def _decide(self) -> str:
         with self.lock:
             r = self.rng.random()

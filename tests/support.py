@@ -152,3 +152,28 @@ def wait_lines(project: Path, count: int, timeout: float = 20.0) -> list[bytes]:
 def adt(control_id: str = "599102", patient: str = "10006579") -> bytes:
     raw = (CORPUS / "ADT01-23.hl7").read_bytes()
     return raw.replace(b"|599102|", f"|{control_id}|".encode()).replace(b"10006579", patient.encode())
+
+
+def ops_port(project: Path) -> int:
+    """The project's ops port (console, /metrics, /health): make_project sets a free one."""
+    text = (project / "config" / "wasla.yaml").read_text()
+    return int(text.split("ops:", 1)[1].split("port:", 1)[1].split()[0])
+
+
+def delete_wasla_queues(url: str) -> None:
+    """Delete every wasla.* queue of the broker (tests and benchmarks start from nothing; retry queues
+    carry TTLs that differ between runs, and a stale one would clash at declare)."""
+    import contextlib
+
+    from kombu import Connection
+
+    names = {"wasla.transform.0", "wasla.deliver.archive-ndjson.0", "wasla.dead.transform",
+             "wasla.dead.archive-ndjson", "wasla.test"}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):  # rabbitmqctl needs the broker's host
+        listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True,
+                                timeout=30, check=False).stdout.split()
+        names |= {n for n in listed if n.startswith("wasla.")}
+    with Connection(url, connect_timeout=5) as conn:
+        for name in sorted(names):
+            with contextlib.suppress(Exception):  # best effort: already broken or absent
+                conn.channel().queue_delete(name)

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from ruamel.yaml import YAML
+from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -94,11 +95,11 @@ class Console:
             token = request.session["csrf"] = secrets.token_urlsafe(24)
         return str(token)
 
-    async def _form(self, request: Request) -> dict[str, str] | None:
+    async def _form(self, request: Request) -> FormData | None:
         """The posted form if its CSRF token is this session's, else None."""
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        form = await request.form()
         expected = request.session.get("csrf", "")
-        return form if expected and hmac.compare_digest(form.get("csrf", ""), expected) else None
+        return form if expected and hmac.compare_digest(str(form.get("csrf", "")), expected) else None
 
     def _page(self, request: Request, template: str, **context: Any) -> Response:
         lang = request.session.get("lang", "fr")
@@ -118,9 +119,9 @@ class Console:
         form = await self._form(request)
         if form is None:
             return self._page(request, "login.html", error=True)
-        name = form.get("user", "")
+        name = str(form.get("user", ""))
         count, until = self._failures.get(name, (0, 0.0))
-        user = None if time.monotonic() < until else self.users.check(name, form.get("password", ""))
+        user = None if time.monotonic() < until else self.users.check(name, str(form.get("password", "")))
         if user is None:
             count += 1
             self._failures[name] = (count, time.monotonic() + 60 if count >= 5 else 0.0)
@@ -245,7 +246,7 @@ class Console:
         if form is None or not user.can("operator"):
             request.session["flash"] = "forbidden"
             return RedirectResponse(f"/messages/{mid}", status_code=303)
-        if self.journal.get(mid) is not None:
+        if self.journal.present([mid]):
             client = request.client.host if request.client else ""
             self.journal.request_replays([mid], "transform", "", user.name)
             self.journal.audit(user.name, "replay", [mid], client, {"mode": "transform", "via": "console"})
@@ -257,11 +258,8 @@ class Console:
         """Dead letters per destination (bulk replay), and the local codes holding parked messages."""
         if self._user(request) is None:
             return self._to_login()
-        groups = []
-        for dest in self.config.destinations:
-            ids = self.journal.dead_letters(dest, limit=500)
-            rows = [r for r in (self.journal.get(mid) for mid in ids) if r is not None]
-            groups.append((dest, rows))
+        groups = [(dest, self.journal.search(destination=dest, output_status="dead", limit=500))
+                  for dest in self.config.destinations]  # metadata only: no body is read for a list
         return self._page(request, "dead.html", groups=groups, unmapped=self.journal.parked_codes())
 
     async def dead_replay(self, request: Request) -> Response:
@@ -269,10 +267,8 @@ class Console:
         if user is None:
             return self._to_login()
         dest = request.path_params["destination"]
-        form = await request.form()
-        expected = request.session.get("csrf", "")
-        if not (expected and hmac.compare_digest(str(form.get("csrf", "")), expected)) or not user.can("operator") \
-                or dest not in self.config.destinations:
+        form = await self._form(request)
+        if form is None or not user.can("operator") or dest not in self.config.destinations:
             request.session["flash"] = "forbidden"
             return RedirectResponse("/dead", status_code=303)
         dead = set(self.journal.dead_letters(dest))
@@ -315,14 +311,15 @@ class Console:
             request.session["flash"] = "forbidden"
             return RedirectResponse(request.url.path.removesuffix("/test"), status_code=303)
         ch = self.config.channel(request.path_params["channel_id"])
-        text = form.get("message", "").replace("\r\n", "\r").replace("\n", "\r")
+        sample = str(form.get("message", ""))
+        text = sample.replace("\r\n", "\r").replace("\n", "\r")
         try:
             conversion = self.converter.convert(ch.mapping, parse(text), datetime.now(UTC),
                                                 {"invalid_identifiers": ch.invalid_identifiers})
         except (ParseError, MappingError) as exc:
-            return await self.channel(request, test_error=str(exc), sample=form.get("message", ""))
+            return await self.channel(request, test_error=str(exc), sample=sample)
         bundle = orjson.dumps(orjson.loads(conversion.bundle), option=orjson.OPT_INDENT_2).decode()
-        return await self.channel(request, test_bundle=bundle, sample=form.get("message", ""))
+        return await self.channel(request, test_bundle=bundle, sample=sample)
 
 
 def _layout(raw: bytes) -> tuple[list[dict[str, Any]], str]:

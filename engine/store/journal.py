@@ -583,12 +583,14 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
     def search(self, *, channel: str | None = None, status: str | None = None, control_id: str | None = None,
                message_type: str | None = None, sender: str | None = None, since: datetime | None = None,
                until: datetime | None = None, patient_key: str | None = None, destination: str | None = None,
-               before: tuple[datetime, str] | None = None, limit: int = 50) -> list[MessageRow]:
+               output_status: str | None = None, before: tuple[datetime, str] | None = None,
+               limit: int = 50) -> list[MessageRow]:
         """Newest first, by indexed metadata only (the raw body is not read: rows carry raw=b"").
 
         `message_type` is `ADT^A01` or `ADT` (every trigger); `patient_key` is the keyed hash of an
-        identifier (`patient_key(system, value)`), never the identifier; `before` is the cursor of
-        the next page: (received_at, id) of the last row of the previous one.
+        identifier (`patient_key(system, value)`), never the identifier; `output_status` (with
+        `destination`) keeps the messages whose output there is in that state (`dead`, `waiting` …);
+        `before` is the cursor of the next page: (received_at, id) of the last row of the previous one.
         """
         where, params = [], []
         for col, val in (("m.channel", channel), ("m.status", status), ("m.control_id", control_id),
@@ -614,6 +616,9 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         if destination:  # outputs are walked by (destination, message id): ids are UUIDv7, in receipt order
             join, order = " JOIN outputs o ON o.message_id = m.id AND o.destination = ?", "o.message_id DESC"
             params.insert(0, destination)
+            if output_status:
+                where.append("o.status = ?")
+                params.append(output_status)
             if before:
                 where.append("o.message_id < ?")
                 params.append(before[1])

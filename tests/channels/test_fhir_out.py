@@ -58,7 +58,7 @@ def test_each_mode_writes_once_whatever_the_resends(proxy: FaultProxy, mode: str
     assert [loc.split("/")[0] for loc in first.split()] == ["Patient", "Encounter", "Location", "Provenance"]
     assert first == again  # the same resources, found again by identifier or id
     for rtype in ("Patient", "Encounter", "Location", "Provenance"):
-        assert server_count(proxy.base.replace(str(proxy.port), str(proxy.upstream_port)), rtype) == 1
+        assert server_count(proxy.upstream_base, rtype) == 1
     out.close()
 
 
@@ -83,7 +83,7 @@ def test_answers_decide_transient_or_permanent(proxy: FaultProxy) -> None:
 
 def test_an_entry_refused_inside_a_transaction_response_is_permanent(proxy: FaultProxy) -> None:
     """Medplum answers 200 with a 4xx entry (the others applied): the entry decides, its outcome is kept."""
-    upstream = proxy.base.replace(str(proxy.port), str(proxy.upstream_port))
+    upstream = proxy.upstream_base
     patient = orjson.loads(BUNDLE)["entry"][0]["resource"]
     for _ in range(2):
         httpx.post(f"{upstream}/Patient", json=patient, timeout=10)

@@ -5,7 +5,6 @@ switch to Arabic (right to left). Screenshots go to tests/artifacts/console/ (WA
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import threading
 import time
@@ -18,16 +17,12 @@ import pytest
 from engine.console.users import Users
 from engine.store import Journal
 from tests.delivery_support import adt_msg, send_all
-from tests.support import ROOT, engine, make_project, port_of
+from tests.support import ROOT, engine, make_project, ops_port, port_of
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("WASLA_TEST_ARTIFACTS", ROOT / "tests" / "artifacts")) / "console"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _ops_port(project: Path) -> int:
-    return int(re.search(r"ops:.*?port: (\d+)", (project / "config" / "wasla.yaml").read_text(), re.S).group(1))  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -51,7 +46,7 @@ def test_operator_journey_in_a_real_browser(tmp_path: Path, browser: object) -> 
     users.add("lecteur", "viewer", "staple-battery-horse")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with engine(project):
-        base = f"http://127.0.0.1:{_ops_port(project)}"
+        base = f"http://127.0.0.1:{ops_port(project)}"
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(base + "/")
         assert page.url.endswith("/login")
@@ -131,6 +126,12 @@ def test_operator_journey_in_a_real_browser(tmp_path: Path, browser: object) -> 
         assert viewer.locator("#replay").count() == 0  # a viewer reads, an operator replays
         forged = httpx.post(f"{base}/messages/{row.id}/replay", data={"csrf": "guess"}, follow_redirects=False)
         assert forged.status_code == 303 and forged.headers["location"] == "/login"  # no session, no replay
+        cookies = {c["name"]: c["value"] for c in page.context.cookies()}  # the operator's own session...
+        replays = len(journal.audit_records(message_id=row.id))
+        cross = httpx.post(f"{base}/messages/{row.id}/replay", data={"csrf": "guess"}, cookies=cookies,
+                           follow_redirects=False)
+        assert cross.status_code == 303 and cross.headers["location"] == f"/messages/{row.id}"
+        assert len(journal.audit_records(message_id=row.id)) == replays  # ...without its CSRF token: refused
         journal.close()
 
 
@@ -156,7 +157,7 @@ def test_dead_letters_bulk_replay_and_channel_page(tmp_path: Path, browser: obje
     Users(project / "config" / "users.yaml").add("ops.nuit", "operator", "correct-horse-battery")
     try:
         with engine(project):
-            base = f"http://127.0.0.1:{_ops_port(project)}"
+            base = f"http://127.0.0.1:{ops_port(project)}"
             assert send_all(port_of(project), [adt_msg(n, "A01", f"DL-{n}", "X") for n in range(3)]) == {"AA": 3}
             journal = Journal(f"sqlite:///{project}/var/wasla.db")
             deadline = time.monotonic() + 20

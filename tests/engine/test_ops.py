@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 import httpx
 
 from tests.delivery_support import adt_msg, send_all
-from tests.support import engine, make_project, port_of, wait_port
-
-
-def _ops_port(project: Path) -> int:
-    text = (project / "config" / "wasla.yaml").read_text()
-    return int(re.search(r"ops:.*?port: (\d+)", text, re.S).group(1))  # type: ignore[union-attr]
+from tests.support import engine, make_project, ops_port, port_of, wait_port
 
 
 def _value(metrics: str, name: str, **labels: str) -> float:
@@ -30,8 +24,8 @@ def test_metrics_match_what_was_sent_and_health_answers(tmp_path: Path) -> None:
     (project / "config" / "destinations" / "archive-ndjson.yaml").write_text(
         "ndjson: {path: var/out/archive-ndjson}\nroute: {types: [ADT^A01]}\n")
     with engine(project):
-        base = f"http://127.0.0.1:{_ops_port(project)}"
-        wait_port(_ops_port(project))
+        base = f"http://127.0.0.1:{ops_port(project)}"
+        wait_port(ops_port(project))
         assert httpx.get(f"{base}/health/live").status_code == 200
         assert httpx.get(f"{base}/health/ready").json() == {"status": "ready"}
         before = time.time()

@@ -38,6 +38,8 @@ def test_filters_order_and_pages(store_url: str) -> None:
         assert all(r.sender == "CHU" for r in j.search(sender="CHU", limit=100))
         assert [r.control_id for r in j.search(status="failed")] == ["C4"]
         assert [r.control_id for r in j.search(destination="fhir")] == ["C3"]
+        assert [r.control_id for r in j.search(destination="fhir", output_status="pending")] == ["C3"]
+        assert j.search(destination="fhir", output_status="dead") == []
         assert [r.control_id for r in j.search(control_id="C17")] == ["C17"]
         window = j.search(since=made[10].received_at, until=made[13].received_at, limit=100)
         assert [r.control_id for r in window] == ["C12", "C11", "C10"]
