@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -84,7 +85,7 @@ class Engine:
     def _retention(self, stop: threading.Event) -> None:
         """Prune each channel's journal on its retention, then give the space back (engine.store.retention)."""
         while not stop.wait(self.config.retention.every_s):
-            total = 0
+            total = self._drop_days()
             for ch in self.config.channels:
                 keep = ch.retention or self.config.retention
                 try:
@@ -97,6 +98,20 @@ class Engine:
                     _log.info("retention", channel=ch.id, bodies_erased=done.bodies, messages_deleted=done.messages)
             if total:
                 self.journal.reclaim()
+
+    def _drop_days(self) -> int:
+        """PostgreSQL: make the coming days' body partitions; drop the days past every channel's retention."""
+        keeps = [ch.retention or self.config.retention for ch in self.config.channels] or [self.config.retention]
+        try:
+            self.journal.ensure_partitions()
+            dropped = self.journal.drop_bodies_before(
+                self.journal.clock() - timedelta(days=max(k.bodies_days for k in keeps)))
+        except Exception as exc:  # noqa: BLE001 - retried on the next run, never fatal
+            _log.error("retention_failed", channel="*", error=exc.__class__.__name__)
+            return 0
+        if dropped:
+            _log.info("retention_days_dropped", days=[d.isoformat() for d in dropped])
+        return len(dropped)
 
     def _thread(self, name: str, target: Any) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

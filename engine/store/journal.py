@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from engine.store import partitions
 from engine.store.audit import AuditTrail
 from engine.store.dialect import Dialect, dialect_for
 from engine.store.ledger import DeliveryLedger, Replay
@@ -73,18 +74,30 @@ _DUPLICATE = ("SELECT id FROM messages WHERE channel = ? AND sender = ? AND cont
 
 _INSERT_MESSAGE = ("INSERT INTO messages (id, channel, received_at, updated_at, message_type, control_id, sender,"
                    " status, stage, reason, patient_key, size, sha256, raw)")
+# On PostgreSQL the body goes to `bodies` (daily partitions, engine.store.partitions); messages.raw stays empty.
+_PG_BODY = " bod AS (INSERT INTO bodies (message_id, part, body) SELECT id, '', %s FROM ins),"
 _PG_RECEIVE = (
-    "WITH ins AS (" + _INSERT_MESSAGE + " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id)"
-    " INSERT INTO events (message_id, at, stage, status, detail) SELECT id, %s, 'intake', %s, %s FROM ins")
+    "WITH ins AS (" + _INSERT_MESSAGE + " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'') RETURNING id),"
+    + _PG_BODY +
+    " ev AS (INSERT INTO events (message_id, at, stage, status, detail) SELECT id, %s, 'intake', %s, %s FROM ins)"
+    " SELECT 1")
 _PG_RECEIVE_CHECKED = (
     "WITH dup AS (" + _DUPLICATE.replace("?", "%s") + "),"
-    " ins AS (" + _INSERT_MESSAGE + " SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s"
-    " WHERE NOT EXISTS (SELECT 1 FROM dup) RETURNING id),"
+    " ins AS (" + _INSERT_MESSAGE + " SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,''"
+    " WHERE NOT EXISTS (SELECT 1 FROM dup) RETURNING id)," + _PG_BODY +
     " ev AS (INSERT INTO events (message_id, at, stage, status, detail) SELECT id, %s, 'intake', %s, %s FROM ins)"
     " SELECT id FROM dup")
 
 _MSG_COLS = ("id, channel, received_at, message_type, control_id, sender, status, stage, reason, patient_key,"
              " size, sha256, raw")
+
+
+
+_PG_OUTPUT_BODY = (
+    "INSERT INTO bodies (message_id, part, body) VALUES (%s,%s,%s) ON CONFLICT (message_id, part) DO UPDATE"
+    " SET body = excluded.body WHERE NOT EXISTS (SELECT 1 FROM outputs o"
+    " WHERE o.message_id = bodies.message_id COLLATE \"default\""
+    " AND o.destination = bodies.part AND o.status = 'delivered')")
 
 
 def _many(cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
@@ -105,6 +118,11 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
             self.schema_version = migrate(self.dialect, conn)
         finally:
             conn.close()
+        if self.dialect.name == "postgresql":
+            self._msg_cols = _MSG_COLS.removesuffix("raw") + partitions.body_of("messages.id", "''")
+            self.ensure_partitions()
+        else:
+            self._msg_cols = _MSG_COLS
         self._local = threading.local()
         self._writer = GroupCommitWriter(self.dialect.connect, max_wait_ms=group_commit_ms)
         self._committers: dict[asyncio.AbstractEventLoop, LoopCommitter] = {}
@@ -354,6 +372,10 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
                          " WHERE id = ? AND status IN ('received', 'transformed', 'failed')")
         rows = [(mid, dest, "pending", now, self.sealer.seal(body, f"{mid}/{dest}"))
                 for mid, outputs, _ in items for dest, body in outputs.items()]
+        bodies: list[tuple[Any, ...]] = []
+        if self.dialect.name == "postgresql":  # the body to its day's partition, as a delivered one stays
+            bodies = [(mid, dest, body) for mid, dest, _, _, body in rows]
+            rows = [(mid, dest, status, at, None) for mid, dest, status, at, _ in rows]
 
         mark_filtered = self._sql("UPDATE messages SET status = ?, stage = 'route', reason = ?, updated_at = ?"
                                   " WHERE id = ? AND status IN ('received', 'transformed', 'failed')")
@@ -363,6 +385,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         def work(cur: Any) -> None:
             if rows:
                 _many(cur, upsert, rows)
+            _many(cur, _PG_OUTPUT_BODY, bodies)
             _many(cur, mark, [(Status.TRANSFORMED, now, mid) for mid, _ in sent])
             self._events(cur, [(mid, "transform", Status.TRANSFORMED, detail) for mid, detail in sent], now)
             if kept:  # no destination takes them: final, with each destination's reason
@@ -538,11 +561,13 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         return {str(r[0]) for r in self._query(f"SELECT id FROM messages WHERE id IN ({marks})", tuple(message_ids))}
 
     def get(self, message_id: str) -> MessageRow | None:
-        rows = self._query(f"SELECT {_MSG_COLS} FROM messages WHERE id = ?", (message_id,))
+        rows = self._query(f"SELECT {self._msg_cols} FROM messages WHERE id = ?", (message_id,))
         return self._row(rows[0]) if rows else None
 
     def output(self, message_id: str, destination: str) -> OutputRow | None:
-        rows = self._query("SELECT message_id, destination, status, attempts, location, body FROM outputs"
+        pg = self.dialect.name == "postgresql"
+        body = partitions.body_of("outputs.message_id", "outputs.destination") if pg else "body"
+        rows = self._query(f"SELECT message_id, destination, status, attempts, location, {body} FROM outputs"
                            " WHERE message_id = ? AND destination = ?", (message_id, destination))
         if not rows:
             return None
@@ -572,7 +597,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         """Messages journaled but not in a final state, oldest first (re-enqueued at start)."""
         last = ""
         while True:
-            rows = self._query(f"SELECT {_MSG_COLS} FROM messages WHERE status IN (?, ?) AND id > ?"
+            rows = self._query(f"SELECT {self._msg_cols} FROM messages WHERE status IN (?, ?) AND id > ?"
                                f" ORDER BY id LIMIT {int(batch)}", (*Status.UNFINISHED, last))
             if not rows:
                 return

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from engine.store import partitions
 from engine.types import Status
 
 __all__ = ["DeliveryLedger", "Replay"]
@@ -127,8 +128,9 @@ class DeliveryLedger:
 
     def waiting(self, destination: str, patient_key: str, limit: int = 500) -> list[tuple[str, dict[str, Any], bytes]]:
         """The messages waiting in a lane, oldest first: (id, pipeline headers, output body)."""
+        body = partitions.body_of("o.message_id", "o.destination") if self.dialect.name == "postgresql" else "o.body"
         rows = self._query(
-            "SELECT m.id, m.channel, m.message_type, m.received_at, o.body FROM outputs o JOIN messages m"
+            f"SELECT m.id, m.channel, m.message_type, m.received_at, {body} FROM outputs o JOIN messages m"
             " ON m.id = o.message_id WHERE o.destination = ? AND o.status = 'waiting' AND m.patient_key = ?"
             f" ORDER BY m.id LIMIT {int(limit)}", (destination, patient_key))
         return [(str(mid), {"message_id": str(mid), "channel": ch, "message_type": mtype, "patient_key": patient_key,

@@ -6,17 +6,21 @@ ids, times, statuses, reasons, events — stays, so counts and searches still wo
 of a few thousand rows, each its own short transaction, so intake never waits long behind it.
 
 SQLite gives the freed pages back with `PRAGMA incremental_vacuum` (new journals are created
-with auto_vacuum=INCREMENTAL; an older file is converted once by a VACUUM). PostgreSQL reuses the
-freed space after its autovacuum; dropping daily partitions (space returned at once) is not done
-yet.
+with auto_vacuum=INCREMENTAL; an older file is converted once by a VACUUM). On PostgreSQL the
+bodies live in daily partitions (engine.store.partitions): the days older than the longest body
+retention of any channel are dropped whole (`drop_bodies_before`, space back at once), and a
+channel with a shorter retention has its bodies deleted row by row; metadata rows are deleted in
+batches and their space reused after autovacuum.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+
+from engine.store import partitions
 
 __all__ = ["Pruned", "RetentionMixin"]
 
@@ -48,12 +52,17 @@ class RetentionMixin:
                 (channel, metadata_before))]:
             self._writer.run(lambda cur, ids=ids: self._delete(cur, ids))
             done.messages += len(ids)
-        while ids := [str(r[0]) for r in self._query(
-                f"SELECT id FROM messages WHERE channel = ? AND received_at < ? AND length(raw) > 0"
-                f" LIMIT {int(batch)}", (channel, bodies_before))]:
+        pg = self.dialect.name == "postgresql"
+        with_body = ("SELECT m.id FROM messages m JOIN bodies b ON b.message_id = m.id COLLATE \"C\" AND b.part = ''"
+                     " WHERE m.channel = ? AND m.received_at < ?" if pg else
+                     "SELECT id FROM messages WHERE channel = ? AND received_at < ? AND length(raw) > 0")
+        while ids := [str(r[0]) for r in self._query(f"{with_body} LIMIT {int(batch)}", (channel, bodies_before))]:
             marks = ",".join("?" * len(ids))
 
             def erase(cur: Any, ids: list[str] = ids, marks: str = marks) -> None:
+                if pg:
+                    cur.execute(self._sql(f"DELETE FROM bodies WHERE message_id IN ({marks})"), ids)
+                    return
                 cur.execute(self._sql(f"UPDATE messages SET raw = ? WHERE id IN ({marks})"), (_EMPTY, *ids))
                 cur.execute(self._sql(f"UPDATE outputs SET body = NULL WHERE message_id IN ({marks})"), ids)
 
@@ -63,9 +72,35 @@ class RetentionMixin:
 
     def _delete(self, cur: Any, ids: list[str]) -> None:
         marks = ",".join("?" * len(ids))
+        if self.dialect.name == "postgresql":
+            cur.execute(self._sql(f"DELETE FROM bodies WHERE message_id IN ({marks})"), ids)
         for table, col in (("events", "message_id"), ("outputs", "message_id"), ("parked", "message_id"),
                            ("replays", "message_id"), ("lanes", "message_id"), ("messages", "id")):
             cur.execute(self._sql(f"DELETE FROM {table} WHERE {col} IN ({marks})"), ids)
+
+    def ensure_partitions(self) -> list[date]:
+        """PostgreSQL: make today's body partition and the next days' (at start, and each retention run)."""
+        if self.dialect.name != "postgresql":
+            return []
+        conn = self.dialect.connect()
+        try:
+            return partitions.ensure(conn, self.clock().date())
+        finally:
+            conn.close()
+
+    def drop_bodies_before(self, cutoff: datetime) -> list[date]:
+        """PostgreSQL: drop every day of bodies wholly before `cutoff`; return the days dropped.
+
+        The caller passes now minus the *longest* body retention of all channels, so no channel
+        loses a body early; shorter retentions are then met row by row by `prune`.
+        """
+        if self.dialect.name != "postgresql":
+            return []
+        conn = self.dialect.connect()
+        try:
+            return partitions.drop_before(conn, cutoff.date())
+        finally:
+            conn.close()
 
     def reclaim(self) -> None:
         """Give freed pages back to the file system (SQLite); PostgreSQL's autovacuum makes them reusable."""
