@@ -44,6 +44,7 @@ class Retention:
 class OpsSettings:
     host: str = "127.0.0.1"
     port: int = 9464   # 0: no ops endpoint
+    secure_cookies: bool = False  # the console behind HTTPS: the session cookie is Secure
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,8 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         log_level=(data.get("log") or {}).get("level", "info"),
         retention=default_retention,
         ops=OpsSettings(host=(data.get("ops") or {}).get("host", OpsSettings.host),
-                        port=int(env.get("WASLA_OPS_PORT") or (data.get("ops") or {}).get("port", OpsSettings.port))),
+                        port=int(env.get("WASLA_OPS_PORT") or (data.get("ops") or {}).get("port", OpsSettings.port)),
+                        secure_cookies=bool((data.get("ops") or {}).get("secure_cookies", False))),
         channels=tuple(channels),
         destinations=MappingProxyType(destinations),
     )

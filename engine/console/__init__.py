@@ -2,9 +2,10 @@
 
 Served with /metrics on the ops port of an engine process (engine.ops). Local users from
 `config/users.yaml` (`wasla user add`), roles viewer < operator < admin. The session is a signed
-cookie (Starlette's SessionMiddleware: HttpOnly, SameSite=Strict, 8 hours), every form carries a
-per-session CSRF token, and a name is locked for a minute after five wrong passwords. Viewing a
-message's content writes one audit record before the page is sent; a replay writes one too.
+cookie (Starlette's SessionMiddleware: HttpOnly, SameSite=Strict, 8 hours, Secure with
+`ops.secure_cookies`), every form carries a per-session CSRF token, and a name is locked for a
+minute after five wrong passwords. Viewing a message's content writes one audit record before the
+page is sent; a replay writes one too.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class Console:
 
     def middleware(self) -> list[Middleware]:
         return [Middleware(SessionMiddleware, secret_key=self.secret, session_cookie="wasla_session",
-                           max_age=8 * 3600, same_site="strict", https_only=False)]
+                           max_age=8 * 3600, same_site="strict",
+                           https_only=self.config.ops.secure_cookies)]
 
     def routes(self) -> list[BaseRoute]:
         return [
