@@ -95,6 +95,7 @@ class _Connection(asyncio.Protocol):
         self.idle: asyncio.TimerHandle | None = None
         self.last_active = 0.0
         self.busy = False
+        self.draining = False  # the listener is stopping: read nothing more, answer what was read
         self.count = 0
         self.id = message_id()
         self.sent_application_acks: set[str] = set()  # their commit ACKs for these are not answered
@@ -208,7 +209,7 @@ class _Connection(asyncio.Protocol):
             payload = self.frames.popleft()
             if payload == b"" and self.transport is not None and self.transport.is_closing():
                 return
-            if self.paused and len(self.frames) < _MAX_PENDING // 2 and self.transport:
+            if self.paused and not self.draining and len(self.frames) < _MAX_PENDING // 2 and self.transport:
                 self.transport.resume_reading()
                 self.paused = False
             self.busy = True
@@ -410,11 +411,23 @@ class MLLPInput:
         _log.info("mllp_listening", channel=self.channel.id, host=self.host, port=self.port,
                   tls=bool(self.channel.input.get("tls")))
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for conn in list(self.connections):
-                if conn.transport:
-                    conn.transport.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop gracefully: accept no connection and read no byte more, answer the frames already
+        read (their messages are journaled and ACKed), then close. A frame cut in half is not
+        answered: the sender resends it, as it must for anything not ACKed."""
+        if self._server is None:
+            return
+        self._server.close()
+        for conn in list(self.connections):
+            conn.draining = True
+            if conn.transport and not conn.transport.is_closing():
+                conn.transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while any(c.frames or c.busy for c in self.connections) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            if conn.transport:
+                conn.transport.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2)

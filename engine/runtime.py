@@ -78,6 +78,7 @@ class Engine:
         self.outcomes = Outcomes(self.journal, local="transform" in roles)
         tune_gc()
         self.threads: list[threading.Thread] = []
+        self.draining = False
         self.outputs: list[Any] = []
         self.started = False
         self._depth_cache: tuple[float, dict[str, int]] = (0.0, {})
@@ -164,12 +165,36 @@ class Engine:
         _log.info("engine_started", roles=list(self.roles), broker=self.broker.url.split("://")[0],
                   store=self.config.store.url.split(":")[0], channels=len(inputs))
         await stop.wait()
+        # Graceful stop: readiness says "stopping" at once (the load balancer turns away), the
+        # listeners close and finish the messages they hold, the work in hand is drained, then exit.
+        self.draining = True
         _log.info("engine_stopping")
-        if ops is not None:
-            await ops.stop()
         for inp in inputs:
             await inp.stop()
         self.journal.flush_loop()  # the channels' last events (ACKs sent, connections closed)
+        await self._drain(self.config.shutdown_grace_s)
+        if ops is not None:
+            await ops.stop()
+
+    async def _drain(self, grace_s: float) -> None:
+        """Let this process's workers finish what they hold, for at most `grace_s`.
+
+        On RabbitMQ a worker stops after its current batch (what it prefetched goes back to the
+        queue); the embedded transport holds its queues in memory, so they are emptied first. Left
+        over at the deadline is not lost: the journal has it unfinished and the next start sends it.
+        """
+        if not {"transform", "deliver"} & set(self.roles):
+            return
+        deadline = time.monotonic() + grace_s
+        while (self.broker.backlog() or self.broker.in_flight()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.stop_event.set()
+        await asyncio.get_running_loop().run_in_executor(None, self._join, deadline)
+        _log.info("engine_drained", left_in_memory=self.broker.backlog(), in_flight=self.broker.in_flight())
+
+    def _join(self, deadline: float) -> None:
+        for t in self.threads:
+            t.join(max(0.1, deadline - time.monotonic()))
 
     async def _start_ops(self) -> OpsServer | None:
         """/metrics and /health/*: a process that cannot serve them still does its work, and says so."""
@@ -195,7 +220,7 @@ class Engine:
         return self._depth_cache[1]
 
     def _not_ready(self) -> str | None:
-        if self.stop_event.is_set():
+        if self.stop_event.is_set() or self.draining:
             return "stopping"
         if not self.started:
             return "starting"
