@@ -118,6 +118,8 @@ class Broker:
         self.memory = settings.url.startswith("memory://")
         self.routes = tuple(routes)
         self._local = threading.local()
+        self._busy = 0  # handlers running now: a graceful stop waits for them (engine.runtime)
+        self._busy_lock = threading.Lock()
         self._errors: tuple[type[BaseException], ...] = (OperationalError, OSError,
                                                           *Connection(self.url).connection_errors)
         self._channel_errors: tuple[type[BaseException], ...] = tuple(Connection(self.url).channel_errors)
@@ -127,7 +129,19 @@ class Broker:
         args: dict[str, Any] = {"x-dead-letter-exchange": DEAD.name, "x-dead-letter-routing-key": dead_key}
         if not self.memory:
             args["x-single-active-consumer"] = True
-        return args
+        return self._replicated(args)
+
+    def _replicated(self, args: dict[str, Any]) -> dict[str, Any]:
+        """With `queue_type: quorum`, a queue lives on a majority of the cluster's nodes (Raft), and
+        what it dead-letters (a retry's expiry, a rejected message) moves at least once, never dropped:
+        RabbitMQ requires `reject-publish` overflow for that (a full queue refuses, the publisher's
+        confirm fails, and intake does not ACK)."""
+        if self.memory or self.settings.queue_type != "quorum":
+            return args
+        extra = {"x-queue-type": "quorum"}
+        if "x-dead-letter-exchange" in args:
+            extra |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        return {**args, **extra}
 
     def transform_queues(self) -> list[Queue]:
         return [Queue(f"wasla.transform.{n}", IN, routing_key=f"shard.{n}", durable=True,
@@ -157,12 +171,13 @@ class Broker:
             args = {"x-message-ttl": int(delay * 1000), "x-dead-letter-exchange": REDELIVER.name}
             queues.append(Queue(f"wasla.retry.{destination}.{level}", RETRY,
                                 routing_key=f"{_segment(destination)}.{level}.*", durable=True,
-                                queue_arguments=args))
+                                queue_arguments=self._replicated(args)))
         return queues
 
     def dead_queues(self) -> list[Queue]:
         keys = ["transform", *(r.destination for r in self.routes)]
-        return [Queue(f"wasla.dead.{k}", DEAD, routing_key=k, durable=True) for k in keys]
+        args = self._replicated({}) or None
+        return [Queue(f"wasla.dead.{k}", DEAD, routing_key=k, durable=True, queue_arguments=args) for k in keys]
 
     def all_queues(self) -> list[Queue]:
         out = self.transform_queues() + self.dead_queues()
@@ -186,7 +201,14 @@ class Broker:
             for ex in (IN, OUT, DEAD, RETRY, REDELIVER):
                 ex(channel).declare()
             for q in self.all_queues():
-                q(channel).declare()
+                try:
+                    q(channel).declare()
+                except self._channel_errors as exc:  # PRECONDITION_FAILED: it exists with other arguments
+                    raise BrokerError(
+                        f"queue {q.name} exists with other arguments than broker.queue_type="
+                        f"{self.settings.queue_type} asks ({exc}); a queue's type cannot change in place:"
+                        f" stop the engine, let the queue drain, delete it (rabbitmqctl delete_queue {q.name}),"
+                        " start again") from exc
 
     # -- connections ---------------------------------------------------------------------------
     def connection(self) -> Connection:
@@ -390,7 +412,7 @@ class Broker:
             while not stop.is_set():
                 taken = BUS.take(names, limit, linger, stop)
                 if taken:
-                    handler([Delivery(e.body, e.headers, _Local(e)) for e in taken])
+                    self._run(handler, [Delivery(e.body, e.headers, _Local(e)) for e in taken])
             return
         while not stop.is_set():
             try:
@@ -416,7 +438,7 @@ class Broker:
                                 pass  # take what arrives before the deadline
                             if pending:
                                 batch, pending[:] = list(pending), []
-                                handler(batch)
+                                self._run(handler, batch)
             except self._errors as exc:
                 if stop.is_set():
                     return
@@ -424,6 +446,19 @@ class Broker:
                              retry_in_s=backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    def _run(self, handler: Callable[[list[Delivery]], None], batch: list[Delivery]) -> None:
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            handler(batch)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def in_flight(self) -> int:
+        """Batches being handled right now in this process."""
+        return self._busy
 
     @staticmethod
     def _more(conn: Connection, wait: float) -> bool:

@@ -115,3 +115,55 @@ class TestBroker:
                 assert msg.headers["message_id"] == "m-dead" and msg.body == b"bad"
             finally:
                 q.close()
+
+
+def _queue_types() -> dict[str, str]:
+    import subprocess
+
+    out = subprocess.run(["rabbitmqctl", "list_queues", "name", "type", "--quiet", "--no-table-headers"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return {name: kind for name, kind in (line.split() for line in out.splitlines() if line.startswith("wasla."))}
+
+
+def test_quorum_queues_carry_messages_and_retry_rounds_come_back(rabbitmq_url: str) -> None:
+    """broker.queue_type: quorum declares every queue of the topology as a quorum queue; a message
+    goes through, and one sent to a retry round comes back to its shard when the TTL expires
+    (dead-lettered at least once)."""
+    settings = BrokerSettings(url=rabbitmq_url, shards=1, queue_type="quorum")
+    broker = Broker(settings, [Route("archive-ndjson", ("adt-mllp",), delays_s=(0.5,))])
+    broker.declare()
+    types = _queue_types()
+    assert {q.name for q in broker.all_queues()} <= set(types)
+    assert {types[q.name] for q in broker.all_queues()} == {"quorum"}
+    got: list[tuple[str, bytes]] = []
+    stop = threading.Event()
+
+    def handler(batch: list[Delivery]) -> None:
+        for d in batch:
+            got.append((str(d.headers["message_id"]), d.body))
+            d.ack()
+        if len(got) == 2:
+            stop.set()
+
+    broker.publish_out(b'{"n":1}', message_id="m1", channel="adt-mllp", message_type="ADT^A01", patient_key="p1",
+                       headers={"destinations": "archive-ndjson"})
+    broker.publish_retry(b'{"n":2}', destination="archive-ndjson", level=0, patient_key="p1", message_id="m2",
+                         headers={"message_id": "m2", "destinations": "archive-ndjson"})
+    t = threading.Thread(target=broker.consume, args=(broker.deliver_queues("archive-ndjson"), handler, stop),
+                         kwargs={"name": "test"}, daemon=True)
+    t.start()
+    stop.wait(20)
+    stop.set()
+    t.join(5)
+    broker.close()
+    assert got == [("m1", b'{"n":1}'), ("m2", b'{"n":2}')]
+
+
+def test_switching_an_existing_queue_to_quorum_is_a_clear_error(rabbitmq_url: str) -> None:
+    from engine.errors import BrokerError
+
+    Broker(BrokerSettings(url=rabbitmq_url, shards=1), [Route("archive-ndjson", ("adt-mllp",))]).declare()
+    quorum = Broker(BrokerSettings(url=rabbitmq_url, shards=1, queue_type="quorum"),
+                    [Route("archive-ndjson", ("adt-mllp",))])
+    with pytest.raises(BrokerError, match=r"queue wasla\.transform\.0 exists with other arguments.*delete_queue"):
+        quorum.declare()
