@@ -39,7 +39,9 @@ def decode(raw: bytes, override: str | None = None) -> str:
         raw = raw[3:]
         override = override or "utf-8"
     if override and override != "auto":
-        return raw.decode(override)
+        # A byte the channel's charset has no character for (0x81 in cp1252, a stray byte in
+        # "utf-8") becomes U+FFFD rather than failing the message: the journal keeps the bytes.
+        return raw.decode(override, "replace")
     match = _MSH18.match(raw.lstrip())
     declared = match.group(2).decode("ascii", "replace").strip().upper() if match else ""
     codec = _CHARSETS.get(declared)
