@@ -92,14 +92,32 @@ def rows(path: Path, layout: Layout) -> Iterator[Row | RowError]:
         if layout.header:
             first = next(lines, "")
             delimiter = _delimiter(first, layout.delimiter)
-            names = [n.strip() for n in next(csv.reader([first], delimiter=delimiter, quotechar=layout.quote), [])]
+            try:
+                names = [n.strip() for n in next(csv.reader([first], delimiter=delimiter, quotechar=layout.quote),
+                                                 [])]
+            except csv.Error as exc:
+                yield RowError(1, f"header line is not CSV: {exc}", [first])
+                return
+            twice = sorted({n for n in names if n and names.count(n) > 1})  # ";;" at the end: unnamed, unused
+            if twice:  # values would be lost under one key: the file is refused, every row with it
+                reason = f"header names column '{twice[0]}' more than once"
+                yield RowError(1, reason, names)
+                return
         else:
             first, names = "", list(layout.columns)
             delimiter = layout.delimiter if layout.delimiter != "auto" else ","
         reader = csv.reader(lines, delimiter=delimiter, quotechar=layout.quote)
         offset = 1 if layout.header else 0
         previous = 0
-        for cells in reader:
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # e.g. a lone carriage return inside an unquoted field
+                previous = reader.line_num
+                yield RowError(reader.line_num + offset, f"not CSV: {exc}", [])
+                continue
             line, previous = previous + 1 + offset, reader.line_num  # a quoted field may span lines
             end = reader.line_num + offset
             bad = [e for e in decode_errors if e[0] <= end]
