@@ -15,6 +15,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.reader import ReaderError
 
 from engine.errors import ConfigError
 
@@ -86,6 +87,12 @@ def load_yaml(path: Path, *, display: str | None = None, env: dict[str, str] | N
             line=mark.line + 1 if mark else None,
             column=mark.column + 1 if mark else None,
         ) from exc
+    except ReaderError as exc:  # a control character: the reader says where, as an offset
+        before = text[: exc.position]
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        raise ConfigError(f"invalid YAML: character #x{code:04x} is not allowed in YAML text",
+                          file=name, line=before.count("\n") + 1,
+                          column=exc.position - (before.rfind("\n") + 1) + 1) from exc
     doc = YamlDoc(name, None, tree)
     errors: list[ConfigError] = []
     data = _plain(tree, [], doc, env if env is not None else dict(os.environ), errors)

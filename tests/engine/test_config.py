@@ -178,3 +178,16 @@ def test_check_names_missing_secrets_and_certificates_without_printing_secrets(t
                         cwd=project, env={**env, "DMP_SECRET_X": "s3cr3t-value"}, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "s3cr3t-value" not in ok.stdout + ok.stderr
+
+
+def test_a_control_character_in_yaml_is_a_config_error_with_its_place(tmp_path: Path) -> None:
+    """Found by the mapping compiler's fuzzing: ruamel's ReaderError escaped as a traceback."""
+    from engine.config.yamlfile import load_yaml
+    from engine.errors import ConfigError
+
+    bad = tmp_path / "adt-mllp.yaml"
+    bad.write_bytes(b"input:\n  mllp:\n    port: 25\x1f75\n")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(bad, display="config/channels/adt-mllp.yaml")
+    assert str(info.value) == ("config/channels/adt-mllp.yaml:3:13: invalid YAML: character #x001f"
+                               " is not allowed in YAML text")
