@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 
-.PHONY: run test install install-test lint bench
+.PHONY: run test install install-test lint bench audit
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: install
 test: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
+
+# Known vulnerabilities in the installed dependencies (PyPI's advisory data); CI runs it after the tests.
+audit: install-test
+	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off
 
 bench: install
 	$(VENV)/bin/python bench/pipeline.py
