@@ -156,9 +156,23 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         return self._readers
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        cur = self._read().cursor()
-        cur.execute(self._sql(sql), params)
-        return list(cur.fetchall())
+        """Run a read on this thread's connection; one that broke (PostgreSQL restarted, a network
+        cut) is replaced and the read tried once more: a read changes nothing, so repeating it is safe."""
+        for attempt in (1, 2):
+            conn = self._read()
+            try:
+                cur = conn.cursor()
+                cur.execute(self._sql(sql), params)
+                return list(cur.fetchall())
+            except Exception:
+                if attempt == 2 or not (getattr(conn, "broken", False) or getattr(conn, "closed", False)):
+                    raise
+                self._local.conn = None
+                with contextlib.suppress(Exception):  # already broken: closing is best effort
+                    conn.close()
+                with contextlib.suppress(ValueError):
+                    self._all_readers().remove(conn)
+        raise AssertionError("unreachable")
 
     def _committer(self) -> LoopCommitter | None:
         """The group commit of the event loop running on this thread, if one is."""

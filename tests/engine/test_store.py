@@ -335,3 +335,33 @@ class TestEncryptionAtRest:
             none.get(msg.id)
         assert none.search(control_id="CTRL")  # metadata stays searchable without the key
         none.close()
+
+
+class TestReconnect:
+    def test_reads_and_writes_go_on_after_postgresql_cuts_the_connections(self, postgres_url: str) -> None:
+        """Found by the PostgreSQL-restart fault test: a reader whose connection the server ended kept
+        failing (readiness said `journal: AdminShutdown` for ever). Now it reconnects on the next read.
+        The writer already replaced its connection after the failed write."""
+        import psycopg
+
+        j = Journal(postgres_url)
+        try:
+            first = _inbound()
+            j.receive(first)
+            assert j.get(first.id) is not None
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            assert j.get(first.id) is not None  # the read connection was cut: a new one answers
+            j.ping()
+            import pytest
+
+            from engine.errors import StoreError
+
+            with pytest.raises(StoreError, match="AdminShutdown"):  # the write in hand fails (intake: AE, resent)
+                j.receive(_inbound())
+            second = _inbound()
+            j.receive(second)  # and the writer has a new connection for the next
+            assert j.get(second.id) is not None
+        finally:
+            j.close()
