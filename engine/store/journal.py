@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import orjson
 
@@ -210,18 +212,25 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         else:
             self._writer.submit(work, lazy=True)
 
-    def _checkpoints(self, every_s: float = 1.0) -> None:
+    def _checkpoints(self, every_s: float = 1.0, wal_max_bytes: int = 64 << 20) -> None:
         """Copy the SQLite WAL into the database now and then, off the commit path.
 
         SQLite's automatic checkpoint would run inside whichever commit crosses the threshold,
         adding its fsync of the database file to that sender's ACK latency. A PASSIVE
-        checkpoint never blocks the writer; the WAL file is reused once it has been copied.
+        checkpoint never blocks the writer. But under steady traffic a commit always lands just
+        after it, so the WAL is never wholly copied when the next write begins and SQLite never
+        starts it over: the soak saw it reach 1.2 GB after 17,000 messages. Past `wal_max_bytes` a
+        TRUNCATE checkpoint waits for the readers, copies the rest and empties the file; writers
+        wait for it (a fraction of a second, once per tens of thousands of messages).
         """
         conn = self.dialect.connect()
+        wal = Path(urlparse(self.dialect.url).path + "-wal")
         try:
             while not self._closing.wait(every_s):
                 with contextlib.suppress(Exception):  # busy or locked: the next round catches up
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    if wal.exists() and wal.stat().st_size > wal_max_bytes:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         finally:
             conn.close()
 
