@@ -167,3 +167,43 @@ def test_switching_an_existing_queue_to_quorum_is_a_clear_error(rabbitmq_url: st
                     [Route("archive-ndjson", ("adt-mllp",))])
     with pytest.raises(BrokerError, match=r"queue wasla\.transform\.0 exists with other arguments.*delete_queue"):
         quorum.declare()
+
+
+def test_an_idle_consumer_whose_queue_does_not_drain_starts_over(rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """The watchdog: idle, while its queue holds ready messages nobody takes (here another consumer is
+    the single active one and never acknowledges), the consumer reconnects instead of waiting for ever."""
+    import structlog
+
+    import engine.broker as broker_module
+
+    monkeypatch.setattr(broker_module, "_IDLE_CHECK_S", 1.0)
+    broker = Broker(BrokerSettings(url=rabbitmq_url, shards=1), [Route("archive-ndjson", ("adt-mllp",))])
+    broker.declare()
+    for i in range(5):
+        broker.publish_in(b"x", message_id=f"m{i}", channel="adt-mllp", patient_key="p", headers={})
+    queue = broker.transform_queues()[0]
+    with Connection(rabbitmq_url) as other:  # the active consumer: takes one, never acknowledges
+        held: list[object] = []
+        consumer = other.Consumer([queue], callbacks=[lambda body, message: held.append(message)],
+                                  prefetch_count=1, accept=["application/octet-stream"])
+        consumer.consume()
+        other.drain_events(timeout=5)
+        stop = threading.Event()
+        got: list[Delivery] = []
+        with structlog.testing.capture_logs() as logs:
+            t = threading.Thread(target=broker.consume, args=([queue], got.extend, stop), kwargs={"name": "standby"},
+                                 daemon=True)
+            t.start()
+            deadline = threading.Event()
+            for _ in range(80):
+                if any(e["event"] == "consumer_idle_with_ready_messages" for e in logs):
+                    break
+                deadline.wait(0.1)
+            stop.set()
+            t.join(10)
+        consumer.cancel()
+    broker.close()
+    events = [e for e in logs if e["event"] == "consumer_idle_with_ready_messages"]
+    assert events and events[0]["ready"] == 4 and got == []
+    assert any(e["event"] == "broker_connection_lost" for e in logs)  # and it started over
