@@ -38,9 +38,11 @@ class _Server(uvicorn.Server):
 
 
 class OpsServer:
-    def __init__(self, host: str, port: int, ready: Callable[[], str | None], console: Any = None) -> None:
+    def __init__(self, host: str, port: int, ready: Callable[[], str | None], console: Any = None,
+                 roles: tuple[str, ...] = ()) -> None:
         self.host = host
         self.port = port
+        self.roles = list(roles)  # told in every health answer: one endpoint per process, per role
         self.ready = ready  # None when ready, else the reason
         routes: list[BaseRoute] = [
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -58,13 +60,13 @@ class OpsServer:
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def live(self, request: Request) -> Response:
-        return JSONResponse({"status": "live"})
+        return JSONResponse({"status": "live", "roles": self.roles})
 
     async def readiness(self, request: Request) -> Response:
         why = await asyncio.get_running_loop().run_in_executor(None, self.ready)
         if why:
-            return JSONResponse({"status": "not ready", "reason": why}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return JSONResponse({"status": "not ready", "reason": why, "roles": self.roles}, status_code=503)
+        return JSONResponse({"status": "ready", "roles": self.roles})
 
     async def start(self) -> None:
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_config=None, access_log=False,

@@ -205,7 +205,7 @@ class Engine:
         from engine.console import Console  # only where the endpoint is served
 
         console = Console(self.config, self.journal, self._depths, self.converter)
-        ops = OpsServer(settings.host, settings.port, self._not_ready, console)
+        ops = OpsServer(settings.host, settings.port, self._not_ready, console, roles=self.roles)
         try:
             await ops.start()
         except OSError as exc:
@@ -229,7 +229,11 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is its class
             return f"journal: {exc.__class__.__name__}"
         dead = [t.name for t in self.threads if not t.is_alive()]
-        return f"worker threads stopped: {', '.join(dead)}" if dead else None
+        if dead:
+            return f"worker threads stopped: {', '.join(dead)}"
+        if not self.broker.memory and not self._depths():  # every role publishes or consumes (cached 5 s)
+            return "broker: no RabbitMQ node answers"
+        return None
 
     def run(self) -> None:
         self.start_workers()
