@@ -21,7 +21,6 @@ Secrets come from the environment only (`token_env`, `password_env`, `client_sec
 from __future__ import annotations
 
 import base64
-import os
 import ssl
 import threading
 import time
@@ -32,6 +31,7 @@ import orjson
 
 from engine.config import DestinationConfig
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
+from engine.secret import secret
 from engine.store import Journal
 
 __all__ = ["FHIROutput"]
@@ -67,7 +67,7 @@ class _Auth(httpx.Auth):
 
     def _env(self, key: str) -> str:
         name = str(self.spec[key])
-        value = os.environ.get(name)
+        value = secret(name)
         if not value:
             raise TransientDeliveryError(f"environment variable {name} is not set ({key} of the destination's auth)")
         return value

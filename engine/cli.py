@@ -19,6 +19,7 @@ import orjson
 
 from engine.config import Config, load_config
 from engine.errors import ConfigError, ConfigErrors, MappingError, ParseError, WaslaError
+from engine.secret import secret
 
 __all__ = ["main"]
 
@@ -101,7 +102,7 @@ def _check_destinations(config: Config) -> list[ConfigError]:
         auth = dict(dest.options.get("auth") or {})
         for key in ("token_env", "password_env", "client_secret_env"):
             name = auth.get(key)
-            if name and not os.environ.get(str(name)):
+            if name and not secret(str(name)):
                 errors.append(ConfigError(f"environment variable {name} is not set (auth.{key})", file=dest.file,
                                           field=dest.kind))
         for key, path in dict(dest.options.get("tls") or {}).items():

@@ -18,6 +18,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.reader import ReaderError
 
 from engine.errors import ConfigError
+from engine.secret import secret
 
 __all__ = ["YamlDoc", "load_yaml"]
 
@@ -124,8 +125,13 @@ def _interpolate(
 ) -> str:
     def repl(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        if name in env and env[name] != "":
-            return env[name]
+        try:
+            found = secret(name, env)
+        except ConfigError as exc:
+            errors.append(doc.error(exc.message, path))
+            return ""
+        if found:
+            return found
         if default is not None:
             return default
         hint = f"write ${{{name}:-default}} for a default"

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from urllib.parse import urlparse
 
 import orjson
 
+from engine.secret import secret
 from engine.store import partitions
 from engine.store.audit import AuditTrail
 from engine.store.dialect import Dialect, dialect_for
@@ -254,7 +254,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
     def meta_secret(self, key: str, env: str) -> bytes:
         """A secret from the environment variable `env`, else made once and shared through `meta` by
         every process of this journal."""
-        value = os.environ.get(env)
+        value = secret(env)
         if value:
             return value.encode()
         candidate = secrets.token_hex(32)

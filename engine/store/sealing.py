@@ -15,6 +15,7 @@ import os
 import zlib
 
 from engine.errors import StoreError
+from engine.secret import secret
 
 __all__ = ["Sealer"]
 
@@ -23,7 +24,7 @@ _MAGIC = b"WSL1"
 
 class Sealer:
     def __init__(self, key_b64: str | None = None) -> None:
-        key_b64 = key_b64 if key_b64 is not None else os.environ.get("WASLA_JOURNAL_KEY", "")
+        key_b64 = key_b64 if key_b64 is not None else secret("WASLA_JOURNAL_KEY")
         self._aead = None
         if key_b64:
             try:
