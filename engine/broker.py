@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from amqp.exceptions import MessageNacked
 from kombu import Connection, Exchange, Queue, binding
 from kombu.exceptions import OperationalError
 
@@ -288,7 +289,7 @@ class Broker:
                     timeout=self.settings.confirm_timeout, confirm_timeout=self.settings.confirm_timeout,
                 )
                 return
-            except self._errors as exc:
+            except (*self._errors, MessageNacked) as exc:  # nacked: a quorum queue lost its leader mid-publish
                 self._drop_producer()
                 if attempt == 2:
                     raise BrokerError(f"publish to {exchange.name} not confirmed: {exc.__class__.__name__}") from exc

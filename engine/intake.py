@@ -230,6 +230,8 @@ class Intake:
                                             "message_type": inbound.message_type})
         except BrokerError as exc:
             return exc
+        except Exception as exc:  # noqa: BLE001 - any failed publish: the message is failed, never left received
+            return BrokerError(f"publish failed: {exc.__class__.__name__}")
         return None
 
     def finish(self, plan: _Plan, original: str | None) -> Receipt:

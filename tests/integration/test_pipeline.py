@@ -114,6 +114,39 @@ class TestRabbitPostgres:
         finally:
             j.close()
 
+    def test_a_publish_the_broker_refuses_is_answered_ae_and_the_resend_flows(
+            self, tmp_path: Path, rabbitmq_url: str, postgres_url: str) -> None:
+        """Found by the RabbitMQ-node fault test at 5x load: a publish nacked by the broker escaped as
+        a generic intake error; the message stayed `received` in the journal, never queued, and the
+        sender's resend was answered AA as its duplicate: stuck for ever. Here the real broker nacks
+        (a policy: no room, reject-publish); the sender hears AE, the journal says failed at intake,
+        and the resend, once there is room, is a new message that is delivered."""
+        import subprocess
+
+        project = make_project(tmp_path)
+        env = {"WASLA_BROKER_URL": rabbitmq_url, "WASLA_STORE_URL": postgres_url}
+        policy = ["rabbitmqctl", "set_policy", "--apply-to", "queues", "wasla-test-full", r"^wasla\.transform\.",
+                  '{"max-length": 0, "overflow": "reject-publish"}']
+        with engine(project, env):
+            subprocess.run(policy, check=True, capture_output=True, timeout=60)
+            try:
+                time.sleep(1)
+                refused = msa(mllp_send(port_of(project), adt("NACK-1", "P1")))
+                assert refused[1] == "AE", refused
+            finally:
+                subprocess.run(["rabbitmqctl", "clear_policy", "wasla-test-full"], check=True, capture_output=True,
+                               timeout=60)
+            time.sleep(1)
+            assert msa(mllp_send(port_of(project), adt("NACK-1", "P1")))[1:3] == ["AA", "NACK-1"]
+            assert _bundle_ids(wait_lines(project, 1)) == ["NACK-1"]
+        j = Journal(postgres_url)
+        try:
+            (failed,) = j.search(status="failed")
+            assert failed.stage == "intake" and "not queued" in failed.reason
+            assert j.counts() == {"delivered": 1, "failed": 1}
+        finally:
+            j.close()
+
     def test_three_processes(self, tmp_path: Path, rabbitmq_url: str, postgres_url: str) -> None:
         """intake, transform and deliver as three processes sharing RabbitMQ and PostgreSQL."""
         project = make_project(tmp_path)
