@@ -47,7 +47,7 @@ class GroupCommitWriter:
         self._max_wait = max_wait_ms / 1000.0
         self._lazy_wait = lazy_ms / 1000.0
         self._max_batch = max_batch
-        self._conn = connect()
+        self._conn: Any = connect()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="wasla-journal-writer", daemon=True)
         self._thread.start()
@@ -120,15 +120,22 @@ class GroupCommitWriter:
             return self._transact(works)
 
     def _transact(self, works: list[Work]) -> list[tuple[bool, Any]]:
+        if self._conn is None:  # lost, and the last reconnect failed: try again now, once for the batch
+            try:
+                self._conn = self._connect()
+            except Exception as exc:  # noqa: BLE001 - every caller hears it; the next batch tries again
+                _log.error("journal_unavailable", error=exc.__class__.__name__)
+                return [(False, StoreError(f"journal unavailable: {exc.__class__.__name__}")) for _ in works]
         try:
             cur = self._conn.cursor()
             results = [work(cur) for work in works]
             self._conn.commit()
         except Exception as exc:  # noqa: BLE001 - retried one by one so one bad write fails alone
             self._rollback()
-            if len(works) == 1:
+            if len(works) == 1 or self._conn is None:  # no connection: one by one would fail the same
                 _log.error("journal_write_failed", error=exc.__class__.__name__)
-                return [(False, StoreError(f"journal write failed: {exc.__class__.__name__}: {exc}"))]
+                return [(False, StoreError(f"journal write failed: {exc.__class__.__name__}: {exc}"))
+                        for _ in works]
             return [self._transact([w])[0] for w in works]
         return [(True, r) for r in results]
 
@@ -140,12 +147,17 @@ class GroupCommitWriter:
                 _settle(fut, error=value)
 
     def _rollback(self) -> None:
+        """Roll back; a dead connection is dropped and replaced at the next batch. Reconnecting here
+        could fail too (PostgreSQL still shutting down) and must not kill the writer thread: the
+        PostgreSQL-restart fault test saw every later write hang after that."""
+        if self._conn is None:
+            return
         try:
             self._conn.rollback()
-        except Exception:  # noqa: BLE001 - a dead connection is replaced below
+        except Exception:  # noqa: BLE001 - a dead connection
             with contextlib.suppress(Exception):  # best effort: already broken or absent
                 self._conn.close()
-            self._conn = self._connect()
+            self._conn = None
 
 
 class LoopCommitter:
