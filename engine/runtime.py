@@ -100,6 +100,17 @@ class Engine:
             if total:
                 self.journal.reclaim()
 
+    def _statistics(self, stop: threading.Event, every_s: float = 20.0) -> None:
+        """PostgreSQL without autovacuum: keep the planner's statistics current (Journal.analyze_stale)."""
+        while not stop.wait(every_s):
+            try:
+                tables = self.journal.analyze_stale()
+            except Exception as exc:  # noqa: BLE001 - retried on the next run, never fatal
+                _log.error("statistics_failed", error=exc.__class__.__name__)
+                continue
+            if tables:
+                _log.debug("statistics", tables=tables)
+
     def _drop_days(self) -> int:
         """PostgreSQL: make the coming days' body partitions; drop the days past every channel's retention."""
         keeps = [ch.retention or self.config.retention for ch in self.config.channels] or [self.config.retention]
@@ -129,6 +140,8 @@ class Engine:
             queues = self.broker.transform_queues()
             self._thread("transform", lambda: self.broker.consume(queues, tr.handle, self.stop_event, name="transform"))
             self._thread("retention", lambda: self._retention(self.stop_event))
+            if self.journal.dialect.name == "postgresql":
+                self._thread("statistics", lambda: self._statistics(self.stop_event))
             watcher = NomenclatureWatcher(self.config.nomenclatures_dir, self.config.fhir_base, self.converter,
                                           self.journal, self.broker)
             self._thread("nomenclature", lambda: watcher.run(self.stop_event))

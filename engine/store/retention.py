@@ -25,6 +25,9 @@ from engine.store import partitions
 __all__ = ["Pruned", "RetentionMixin"]
 
 _EMPTY = b""  # an erased body: NOT NULL, and recognised on read
+_STATS_LOCK = 727367  # advisory lock key: one process gathers the journal's statistics at a time
+# The tables the hot path reads through a choice of indexes (bodies are only read by their key).
+_HOT_TABLES = ("messages", "events", "outputs", "lanes", "replays", "parked")
 
 
 @dataclass
@@ -77,6 +80,38 @@ class RetentionMixin:
         for table, col in (("events", "message_id"), ("outputs", "message_id"), ("parked", "message_id"),
                            ("replays", "message_id"), ("lanes", "message_id"), ("messages", "id")):
             cur.execute(self._sql(f"DELETE FROM {table} WHERE {col} IN ({marks})"), ids)
+
+    def analyze_stale(self, *, only_without_autovacuum: bool = True) -> list[str]:
+        """PostgreSQL: ANALYZE the journal's tables whose rows changed by more than autovacuum's own
+        threshold (50 rows + 10 %) since their last statistics; return the tables analyzed.
+
+        Where autovacuum is off (as on this project's test machine) nothing else ever gathers
+        statistics, and the planner keeps guessing as for an empty table: the RabbitMQ soak saw an
+        output's body upsert walk every delivered output of the destination through
+        (destination, status) instead of the primary key. One process does it at a time (advisory
+        lock); where autovacuum runs, it is left to autovacuum.
+        """
+        if self.dialect.name != "postgresql":
+            return []
+        conn = self.dialect.connect()
+        try:
+            conn.autocommit = True  # ANALYZE of several tables, each its own transaction
+            if only_without_autovacuum and conn.execute("SHOW autovacuum").fetchone()[0] == "on":
+                return []
+            if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_STATS_LOCK,)).fetchone()[0]:
+                return []
+            try:
+                stale = [str(r[0]) for r in conn.execute(
+                    "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+                    " WHERE s.relname = ANY(%s) AND s.n_mod_since_analyze > 50 + 0.1 * GREATEST(c.reltuples, 0)",
+                    (list(_HOT_TABLES),)).fetchall()]
+                for table in stale:
+                    conn.execute(f"ANALYZE {table}")
+                return stale
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_STATS_LOCK,))
+        finally:
+            conn.close()
 
     def _vacuum_if_no_autovacuum(self) -> None:
         conn = self.dialect.connect()

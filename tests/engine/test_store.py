@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime
 
 from engine.ids import message_id
-from engine.store import Journal, Pruned
+from engine.store import Journal, Pruned, journal
 from engine.types import Inbound, Status
 
 
@@ -300,6 +300,48 @@ class TestDailyPartitions:
             assert j.drop_bodies_before(now - timedelta(days=30)) == []
             made = partitions.partitions(j._read().cursor())  # the days ahead exist before their first message
             assert now.date() + timedelta(days=partitions.AHEAD_DAYS) in made
+        finally:
+            j.close()
+
+
+class TestStatistics:
+    def test_stale_tables_are_analyzed_and_the_planner_then_takes_the_key(self, postgres_url: str) -> None:
+        """Without statistics the planner answered an output's body upsert through (destination,
+        status), reading every delivered output of the destination; after analyze_stale it reads the
+        primary key. Tables that did not change are left alone."""
+        j = Journal(postgres_url)
+        try:
+            ids = []
+            for n in range(400):
+                msg = Inbound(message_id(), "c", datetime.now(UTC), b"MSH|x", "ADT^A01", f"C{n}", "FAC", "pk")
+                j.receive(msg)
+                j.transformed(msg.id, {"fhir": b"{}"})
+                j.delivered(msg.id, "fhir", f"file:{n}")
+                ids.append(msg.id)
+
+            def subplan() -> str:
+                conn = j.dialect.connect()
+                try:
+                    rows = conn.execute("EXPLAIN " + journal._PG_OUTPUT_BODY, (ids[-1], "fhir", b"x")).fetchall()
+                    return "\n".join(str(r[0]) for r in rows)
+                finally:
+                    conn.rollback()
+                    conn.close()
+
+            assert "ix_outputs_destination_status" in subplan()  # the guess on a never-analyzed table
+            analyzed = j.analyze_stale(only_without_autovacuum=False)
+            assert {"messages", "events", "outputs"} <= set(analyzed), analyzed
+            assert "lanes" not in analyzed  # untouched
+            plan = subplan()
+            assert "outputs_pkey" in plan or "ix_outputs_destination_message" in plan, plan
+            assert j.analyze_stale(only_without_autovacuum=False) == []  # nothing changed since
+        finally:
+            j.close()
+
+    def test_nothing_to_do_on_sqlite(self, tmp_path: object) -> None:
+        j = Journal(f"sqlite:///{tmp_path}/wasla.db")
+        try:
+            assert j.analyze_stale(only_without_autovacuum=False) == []
         finally:
             j.close()
 
