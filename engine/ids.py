@@ -12,11 +12,18 @@ import uuid
 
 import uuid6
 
-__all__ = ["message_id", "namespace", "resource_id"]
+__all__ = ["id_floor", "message_id", "namespace", "resource_id"]
 
 
 def message_id() -> str:
     return str(uuid6.uuid7())
+
+
+def id_floor(epoch_ms: int) -> str:
+    """The prefix every message id made at or after that millisecond sorts after: its 48-bit time,
+    dashed as in the id's text. A time range over messages is then a range over their ids."""
+    x = f"{epoch_ms:012x}"
+    return f"{x[:8]}-{x[8:]}"
 
 
 def namespace(fhir_base: str) -> uuid.UUID:

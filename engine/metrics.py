@@ -101,12 +101,6 @@ def register_depths(depths: Callable[[], dict[str, int]], lanes: Callable[[], di
     REGISTRY.register(_registered[0])
 
 
-def delivered_counts() -> dict[str, int]:
-    """destination → messages this process delivered (the console's dashboard)."""
-    return {m.labels["destination"]: int(m.value) for metric in _DELIVERED.collect() for m in metric.samples
-            if m.name.endswith("_total")}
-
-
 def open_circuits() -> set[str]:
     return {m.labels["destination"] for metric in _CIRCUIT.collect() for m in metric.samples if m.value}
 

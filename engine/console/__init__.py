@@ -162,7 +162,7 @@ class Console:
         since = time.time() - 86400
         counts = self.journal.status_counts(since)
         depths = self.depths()
-        delivered = metrics.delivered_counts()
+        delivered = self.journal.delivered_since(list(self.config.destinations), since)
         circuits = metrics.open_circuits()
         channels = []
         for ch in self.config.channels:

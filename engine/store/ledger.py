@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from engine.ids import id_floor
 from engine.store import partitions
 from engine.types import Status
 
@@ -90,6 +91,16 @@ class DeliveryLedger:
         since = self.dialect.ts(datetime.fromtimestamp(since_epoch, UTC))
         return {str(ch): int(n) for ch, n in self._query(
             "SELECT channel, COUNT(*) FROM messages WHERE received_at >= ? GROUP BY channel", (since,))}
+
+    def delivered_since(self, destinations: list[str], since_epoch: float) -> dict[str, int]:
+        """destination → outputs delivered there of the messages received since then, from the journal,
+        so every process (the console's among them) counts what all the deliver processes did.
+
+        Message ids are UUIDv7: the time range is a range of ids in the (status, destination,
+        message_id) index, read without touching the table."""
+        floor = id_floor(int(since_epoch * 1000))
+        sql = "SELECT COUNT(*) FROM outputs WHERE status = 'delivered' AND destination = ? AND message_id >= ?"
+        return {d: int(self._query(sql, (d, floor))[0][0]) for d in destinations}
 
     def output_counts(self) -> dict[str, dict[str, int]]:
         """destination → outputs waiting for something: retrying, waiting (behind a patient's failed

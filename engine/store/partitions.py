@@ -18,6 +18,8 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from engine.ids import id_floor
+
 __all__ = ["AHEAD_DAYS", "body_of", "day_bound", "drop_before", "ensure", "partitions"]
 
 AHEAD_DAYS = 7
@@ -32,9 +34,7 @@ def body_of(id_expr: str, part_expr: str) -> str:
 
 def day_bound(day: date) -> str:
     """The smallest UUIDv7 text received on `day` (UTC): its 48-bit millisecond prefix, dashed."""
-    ms = int(datetime.combine(day, time(0), tzinfo=UTC).timestamp() * 1000)
-    x = f"{ms:012x}"
-    return f"{x[:8]}-{x[8:]}"
+    return id_floor(int(datetime.combine(day, time(0), tzinfo=UTC).timestamp() * 1000))
 
 
 def partitions(cur: Any) -> list[date]:

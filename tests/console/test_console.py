@@ -66,6 +66,8 @@ def test_operator_journey_in_a_real_browser(tmp_path: Path, browser: object) -> 
             "document.querySelector('#channel-adt-mllp .n.delivered')?.textContent === '12'", timeout=30_000)
         flow.join()
         assert page.text_content("#channel-adt-mllp .n.received") == "12"
+        page.wait_for_function(  # read from the journal: right whichever process delivered
+            "document.querySelector('#destination-archive-ndjson .n.delivered')?.textContent === '12'", timeout=10_000)
         assert "alert" not in (page.get_attribute("#channel-adt-mllp", "class") or "")
         assert page.locator("#channel-adt-mllp svg.spark polyline").count() == 1
         page.screenshot(path=str(ARTIFACTS / "1-dashboard.png"), full_page=True)

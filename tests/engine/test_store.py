@@ -304,6 +304,35 @@ class TestDailyPartitions:
             j.close()
 
 
+class TestDeliveredSince:
+    def test_counts_come_from_the_journal_by_destination_and_time(self, store_url: str) -> None:
+        """The dashboard's delivered count per destination: what any process delivered, for the
+        messages received in the window (their UUIDv7 ids), never pending or older ones."""
+        import time
+
+        j = Journal(store_url)
+        try:
+            def one(mid: str, when: datetime, outs: dict[str, bool]) -> None:
+                j.receive(Inbound(mid, "c", when, b"MSH|x", "ADT^A01", mid[-6:], "FAC", "pk"))
+                j.transformed(mid, {d: b"{}" for d in outs})
+                for d, sent in outs.items():
+                    if sent:
+                        j.delivered(mid, d, "loc")
+
+            now = datetime.now(UTC)
+            for _ in range(3):
+                one(message_id(), now, {"fhir": True, "amqp": True})
+            one(message_id(), now, {"fhir": True, "amqp": False})  # amqp still pending
+            from datetime import timedelta
+
+            one(_id_at(now - timedelta(days=2)), now - timedelta(days=2), {"fhir": True, "amqp": True})  # too old
+            since = time.time() - 86400
+            assert j.delivered_since(["fhir", "amqp", "ndjson"], since) == {"fhir": 4, "amqp": 3, "ndjson": 0}
+            assert j.delivered_since(["fhir"], time.time() - 3 * 86400) == {"fhir": 5}
+        finally:
+            j.close()
+
+
 class TestStatistics:
     def test_stale_tables_are_analyzed_and_the_planner_then_takes_the_key(self, postgres_url: str) -> None:
         """Without statistics the planner answered an output's body upsert through (destination,
