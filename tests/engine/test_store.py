@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from engine.ids import message_id
 from engine.store import Journal, Pruned, journal
@@ -323,8 +323,6 @@ class TestDeliveredSince:
             for _ in range(3):
                 one(message_id(), now, {"fhir": True, "amqp": True})
             one(message_id(), now, {"fhir": True, "amqp": False})  # amqp still pending
-            from datetime import timedelta
-
             one(_id_at(now - timedelta(days=2)), now - timedelta(days=2), {"fhir": True, "amqp": True})  # too old
             since = time.time() - 86400
             assert j.delivered_since(["fhir", "amqp", "ndjson"], since) == {"fhir": 4, "amqp": 3, "ndjson": 0}
