@@ -21,6 +21,22 @@ TOOLS = SHARED / "tools"
 WASLA = str(Path(sys.executable).with_name("wasla"))
 
 
+class BrokerMessage:
+    """What a Delivery wraps in place of a broker's message; records which of ack/reject/requeue was called."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def ack(self) -> None:
+        self.calls.append("ack")
+
+    def reject(self, requeue: bool = False) -> None:
+        self.calls.append("reject")
+
+    def requeue(self) -> None:
+        self.calls.append("requeue")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

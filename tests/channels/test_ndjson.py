@@ -12,6 +12,7 @@ from engine.errors import TransientDeliveryError
 from engine.ids import message_id
 from engine.store import Journal
 from engine.types import Inbound
+from tests.support import BrokerMessage
 
 
 def _setup(tmp_path: Path) -> tuple[NDJSONOutput, Journal, str]:
@@ -57,22 +58,6 @@ class TestNDJSON:
         assert (folder / "bundles-2026-01-01.ndjson").read_bytes() == b'{"ok":1}\n'
 
 
-class _Message:
-    """The broker message a Delivery wraps; records which of ack/reject/requeue was called."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def ack(self) -> None:
-        self.calls.append("ack")
-
-    def reject(self, requeue: bool = False) -> None:
-        self.calls.append("reject")
-
-    def requeue(self) -> None:
-        self.calls.append("requeue")
-
-
 class _FailsAfterWriting(NDJSONOutput):
     """Writes the batch, then fails once as an fsync error would: the retry must not write it again."""
 
@@ -100,7 +85,7 @@ def test_retry_after_a_failed_write_does_not_write_twice(tmp_path: Path) -> None
             mids.append(mid)
         out = _FailsAfterWriting(DestinationConfig("out", "x.yaml", "ndjson", MappingProxyType({"path": "files"})),
                                  tmp_path)
-        msgs = [_Message() for _ in mids]
+        msgs = [BrokerMessage() for _ in mids]
         batch = [Delivery(b'{"m":"' + mid.encode() + b'"}', {"message_id": mid}, m)
                  for mid, m in zip(mids, msgs, strict=True)]
         Deliverer(out, journal).handle(batch)
