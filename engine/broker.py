@@ -64,16 +64,20 @@ class Delivery:
     body: bytes
     headers: dict[str, Any]
     _message: Any
+    settled: bool = False  # ack, reject or requeue was called: a handler retrying its batch skips it
 
     def ack(self) -> None:
         self._message.ack()
+        self.settled = True
 
     def reject(self) -> None:
         """Dead-letter it (RabbitMQ routes it to wasla.dead.*; the journal keeps it on memory://)."""
         self._message.reject(requeue=False)
+        self.settled = True
 
     def requeue(self) -> None:
         self._message.requeue()
+        self.settled = True
 
     def keepalive(self) -> None:
         """Heartbeat the consumer's connection while a handler holds its batch (a paused destination)."""

@@ -136,7 +136,8 @@ class Engine:
             replayer = Replayer(self.journal, self.broker, modes)
             self._thread("replay", lambda: replayer.run(self.stop_event))
         if "transform" in self.roles:
-            tr = Transformer(self.config, self.journal, self.broker, self.converter, self.outcomes)
+            tr = Transformer(self.config, self.journal, self.broker, self.converter, self.outcomes,
+                             stop=self.stop_event)
             queues = self.broker.transform_queues()
             self._thread("transform", lambda: self.broker.consume(queues, tr.handle, self.stop_event, name="transform"))
             self._thread("retention", lambda: self._retention(self.stop_event))

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import orjson
 
+from engine.errors import StoreError
 from engine.secret import secret
 from engine.store import partitions
 from engine.store.audit import AuditTrail
@@ -159,21 +160,24 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a read on this thread's connection; one that broke (PostgreSQL restarted, a network
-        cut) is replaced and the read tried once more: a read changes nothing, so repeating it is safe."""
+        cut) is replaced and the read tried once more: a read changes nothing, so repeating it is safe.
+        A connection still lost then is a StoreError, as a failed write is: workers hold their batch."""
         for attempt in (1, 2):
             conn = self._read()
             try:
                 cur = conn.cursor()
                 cur.execute(self._sql(sql), params)
                 return list(cur.fetchall())
-            except Exception:
-                if attempt == 2 or not (getattr(conn, "broken", False) or getattr(conn, "closed", False)):
+            except Exception as exc:
+                if not (getattr(conn, "broken", False) or getattr(conn, "closed", False)):
                     raise
                 self._local.conn = None
                 with contextlib.suppress(Exception):  # already broken: closing is best effort
                     conn.close()
                 with contextlib.suppress(ValueError):
                     self._all_readers().remove(conn)
+                if attempt == 2:
+                    raise StoreError(f"journal unavailable: {exc.__class__.__name__}") from exc
         raise AssertionError("unreachable")
 
     def _committer(self) -> LoopCommitter | None:

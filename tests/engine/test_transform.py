@@ -1,0 +1,96 @@
+"""Transform holds its batch through a journal fault: the messages behind it must not overtake it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from engine.broker import Delivery
+from engine.config import load_config
+from engine.ids import message_id
+from engine.runtime import Engine
+from engine.transform import Transformer
+from engine.types import Inbound
+from tests.delivery_support import adt_msg, delivery_project
+from tests.support import BrokerMessage
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres]
+
+
+def _cut_connections(postgres_url: str) -> int:
+    """What a PostgreSQL restart does to the journal: every other session of its database is ended."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+    return len(rows)
+
+
+def _setup(tmp_path: Path, rabbitmq_url: str,
+           postgres_url: str) -> tuple[Engine, list[Delivery], list[BrokerMessage]]:
+    project, _, _ = delivery_project(tmp_path, "http://127.0.0.1:9/fhir", broker=rabbitmq_url, store=postgres_url,
+                                     ndjson=True, fhir=False)
+    engine = Engine(load_config(project / "config"), roles=("transform",))
+    engine.broker.purge()
+    batch, msgs = [], []
+    for control, family in (("F1-1", "ADMIT"), ("F1-2", "MID"), ("F1-3", "FINAL")):
+        mid, now, raw = message_id(), datetime.now(UTC), adt_msg(1, "A08", control, family)
+        engine.journal.receive(Inbound(mid, "adt-mllp", now, raw, "ADT^A08^ADT_A01", control, "CHU-IBN-SINA", "p1"))
+        msgs.append(BrokerMessage())
+        batch.append(Delivery(raw, {"message_id": mid, "channel": "adt-mllp", "received_at": now.isoformat(),
+                                    "message_type": "ADT^A08^ADT_A01", "patient_key": "p1"}, msgs[-1]))
+    return engine, batch, msgs
+
+
+def test_a_journal_fault_holds_the_batch_and_tries_it_again_in_place(tmp_path: Path, rabbitmq_url: str,
+                                                                      postgres_url: str) -> None:
+    """Handing the batch back to RabbitMQ let the messages already prefetched behind it go first: the
+    PostgreSQL-restart fault run at full size left 4 patients of 1,200 on an older version."""
+    engine, batch, msgs = _setup(tmp_path, rabbitmq_url, postgres_url)
+    try:
+        tr = Transformer(engine.config, engine.journal, engine.broker, engine.converter)
+        assert _cut_connections(postgres_url) >= 1
+        tr.handle(batch)
+        assert [m.calls for m in msgs] == [["ack"]] * 3  # none went back to the queue
+        assert [engine.journal.get(str(d.headers["message_id"])).status for d in batch] == ["transformed"] * 3
+        got: list[bytes] = []
+        stop = threading.Event()
+
+        def take(deliveries: list[Delivery]) -> None:
+            for d in deliveries:
+                got.append(d.body)
+                d.ack()
+            if len(got) >= 3:
+                stop.set()
+
+        t = threading.Thread(target=engine.broker.consume, args=(engine.broker.deliver_queues("archive-ndjson"),
+                                                                 take, stop), kwargs={"name": "test"}, daemon=True)
+        t.start()
+        stop.wait(15)
+        stop.set()
+        t.join(5)
+        families = [next(f for f in ("ADMIT", "MID", "FINAL") if f'"family":"{f}"'.encode() in b) for b in got]
+        assert families == ["ADMIT", "MID", "FINAL"]
+    finally:
+        engine.broker.close()
+        engine.journal.close()
+
+
+def test_a_stopping_process_hands_the_faulted_batch_back(tmp_path: Path, rabbitmq_url: str,
+                                                         postgres_url: str) -> None:
+    """Stopping, it does not wait for the journal: the broker gets the batch back, then everything
+    else the consumer held when its channel closes, in order."""
+    engine, batch, msgs = _setup(tmp_path, rabbitmq_url, postgres_url)
+    try:
+        stop = threading.Event()
+        stop.set()
+        tr = Transformer(engine.config, engine.journal, engine.broker, engine.converter, stop=stop)
+        _cut_connections(postgres_url)
+        tr.handle(batch)
+        assert [m.calls for m in msgs] == [["requeue"]] * 3
+    finally:
+        engine.broker.close()
+        engine.journal.close()
