@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from engine.ids import namespace, resource_id
+from engine.store.dialect import json_text
 
 __all__ = ["AuditTrail", "audit_event"]
 
@@ -43,7 +44,7 @@ class AuditTrail:
             raise ValueError(f"unknown audit action {action!r}")
         at = self.dialect.ts(self.clock())
         sql = self._sql("INSERT INTO audit (at, actor, action, message_id, source, detail) VALUES (?,?,?,?,?,?)")
-        body = orjson.dumps(detail or {}).decode()
+        body = json_text(detail or {})
         rows = [(at, actor, action, mid, source, body) for mid in message_ids]
         self._writer.run(lambda cur: cur.executemany(sql, rows))
 

@@ -59,6 +59,26 @@ class TestJournal:
         finally:
             j.close()
 
+    def test_a_nul_in_a_message_field_is_written_not_refused_for_ever(self, store_url: str) -> None:
+        """PostgreSQL text and jsonb refuse NUL; a sender's MSH-10 can hold one. Refused, intake's
+        commit failed at every resend and a transform batch was held for ever. It is written as
+        U+FFFD in PostgreSQL's text and in JSON details (SQLite's text keeps it); the raw bytes keep it."""
+        j = Journal(store_url)
+        try:
+            kept = "\x00" if store_url.startswith("sqlite") else "\ufffd"
+            msg = Inbound(message_id(), "c", datetime.now(UTC), b"MSH|^~\\&|\x00", "ADT^A01", "C\x001", "F\x00", "pk")
+            j.receive(msg)
+            j.transformed_many([(msg.id, {"out": b"{}"}, {"warnings": [{"local_code": "A\x00B", "note": "q\\u0000"}]})])
+            j.failed(msg.id, "deliver", "server said \x00")
+            row = j.get(msg.id)
+            assert row is not None and (row.control_id, row.sender, row.reason) == (
+                f"C{kept}1", f"F{kept}", f"server said {kept}")
+            assert row.raw == b"MSH|^~\\&|\x00"
+            (warned,) = [e for e in j.events(msg.id) if e["status"] == Status.TRANSFORMED]
+            assert warned["detail"]["warnings"] == [{"local_code": "A\ufffdB", "note": "q\\u0000"}]  # JSON: both stores
+        finally:
+            j.close()
+
     def test_group_commit_under_concurrency(self, store_url: str) -> None:
         """200 receives from 20 threads all commit, each caller returning after its own commit."""
         j = Journal(store_url, group_commit_ms=2)
