@@ -427,10 +427,13 @@ class Broker:
                 with self.connection() as conn:
                     conn.ensure_connection(max_retries=3, interval_start=0.5, interval_step=1, interval_max=3)
                     pending: list[Delivery] = []
+                    counts = [0, 0]  # deliveries received, handed to the handler: the idle watchdog logs them
 
-                    def on_message(body: Any, message: Any, pending: list[Delivery] = pending) -> None:
+                    def on_message(body: Any, message: Any, pending: list[Delivery] = pending,
+                                   counts: list[int] = counts) -> None:
                         raw = message.body if isinstance(message.body, bytes) else bytes(message.body, "latin-1")
                         pending.append(Delivery(raw, dict(message.headers or {}), message))
+                        counts[0] += 1
 
                     with conn.Consumer(queues, callbacks=[on_message], prefetch_count=self.settings.prefetch,
                                        accept=["application/octet-stream"]):
@@ -443,7 +446,7 @@ class Broker:
                                 conn.heartbeat_check()  # an idle consumer still tells the broker it is alive
                                 if time.monotonic() - idle_since > _IDLE_CHECK_S:
                                     idle_since = time.monotonic()
-                                    self._check_idle(conn, queues, name, seen)
+                                    self._check_idle(conn, queues, name, seen, counts, len(pending))
                                 continue
                             idle_since = time.monotonic()
                             deadline = time.monotonic() + linger
@@ -451,6 +454,7 @@ class Broker:
                                 pass  # take what arrives before the deadline
                             if pending:
                                 batch, pending[:] = list(pending), []
+                                counts[1] += len(batch)
                                 self._run(handler, batch)
             except self._errors as exc:
                 if stop.is_set():
@@ -460,7 +464,8 @@ class Broker:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    def _check_idle(self, conn: Connection, queues: list[Queue], name: str, seen: list[int]) -> None:
+    def _check_idle(self, conn: Connection, queues: list[Queue], name: str, seen: list[int],
+                    counts: list[int], pending: int) -> None:
         """Idle for a while although its queues hold ready messages that nobody took since the last
         check: start over.
 
@@ -470,17 +475,24 @@ class Broker:
         process is the active one: then the count moves between two checks and nothing is done.
         A count that did not go down in `_IDLE_CHECK_S` means nobody consumes; starting over hands
         the unacknowledged messages back to the queue and to whoever is active next.
+
+        The full-size fault run saw it again: an active transform consumer handled nothing for a
+        minute, and in the handover a patient's first message came back behind their next two. The
+        warning says what this consumer received and handed over, and how many consumers each
+        queue has, to tell a delivery that never came from one that never reached the handler.
         """
         ch = conn.channel()
         try:
-            ready = {q.name: int(ch.queue_declare(q.name, passive=True).message_count) for q in queues}
+            declared = {q.name: ch.queue_declare(q.name, passive=True) for q in queues}
         finally:
             with contextlib.suppress(*self._channel_errors, *self._errors):
                 ch.close()
-        total, before = sum(ready.values()), seen[0]
+        total, before = sum(int(d.message_count) for d in declared.values()), seen[0]
         seen[0] = total
         if total and before != -1 and total >= before:
-            _log.warning("consumer_idle_with_ready_messages", consumer=name, ready=total, reconnect=True)
+            _log.warning("consumer_idle_with_ready_messages", consumer=name, ready=total, reconnect=True,
+                         received=counts[0], handled=counts[1], pending=pending,
+                         queues={q: [int(d.message_count), int(d.consumer_count)] for q, d in declared.items()})
             raise OperationalError(f"consumer {name} idle while its queues hold {total} messages")
 
     def _run(self, handler: Callable[[list[Delivery]], None], batch: list[Delivery]) -> None:

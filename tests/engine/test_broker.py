@@ -206,4 +206,7 @@ def test_an_idle_consumer_whose_queue_does_not_drain_starts_over(rabbitmq_url: s
     broker.close()
     events = [e for e in logs if e["event"] == "consumer_idle_with_ready_messages"]
     assert events and events[0]["ready"] == 4 and got == []
+    # what it tells: nothing received or handed over here; the queue has two consumers (the other is active)
+    assert (events[0]["received"], events[0]["handled"], events[0]["pending"]) == (0, 0, 0)
+    assert events[0]["queues"] == {queue.name: [4, 2]}
     assert any(e["event"] == "broker_connection_lost" for e in logs)  # and it started over
