@@ -85,6 +85,16 @@ class Delivery:
             self._message.channel.connection.heartbeat_tick()
 
 
+def hold(seconds: float, stop: threading.Event, keepalive: Delivery | None) -> None:
+    """Wait up to `seconds` (less if `stop` is set), heartbeating the consumer's connection every 5 s:
+    a handler waiting out a fault holds its batch unacknowledged meanwhile."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and not stop.is_set():
+        stop.wait(min(left, 5.0))
+        if keepalive is not None:
+            keepalive.keepalive()
+
+
 def received_epoch(headers: dict[str, Any], default: float) -> float:
     """When intake received the message (the `received_at` header), as epoch seconds; `default` if the
     header is missing or unreadable."""

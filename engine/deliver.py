@@ -29,7 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
 from engine import metrics
 from engine.breaker import Breaker
-from engine.broker import Broker, Delivery, received_epoch
+from engine.broker import Broker, Delivery, hold, received_epoch
 from engine.config import DestinationConfig
 from engine.errors import (
     BrokerError,
@@ -190,18 +190,11 @@ class Deliverer:
 
     def _pause(self, exc: StoreError, keepalive: Delivery | None) -> None:
         _log.error("deliver_paused", destination=self.output.id, **error_fields(exc))
-        self._sleep(0.5, keepalive)
+        hold(0.5, self.stop, keepalive)
 
     def _wait_probe(self, keepalive: Delivery | None) -> None:
-        self._sleep(self.breaker.probe_in(), keepalive)
+        hold(self.breaker.probe_in(), self.stop, keepalive)
 
-    def _sleep(self, seconds: float, keepalive: Delivery | None) -> None:
-        """Wait, telling the broker now and then that this consumer is alive (it holds unacked messages)."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
-            self.stop.wait(min(left, 5.0))
-            if keepalive is not None:
-                keepalive.keepalive()
 
     def _run_sequence(self, items: list[_Item], lanes: dict[str, str]) -> list[_Item]:
         """Each in turn; returns those left to try again (the circuit opened, or the journal failed)."""

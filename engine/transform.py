@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from engine import metrics
-from engine.broker import Broker, Delivery, received_epoch
+from engine.broker import Broker, Delivery, hold, received_epoch
 from engine.config import Config
 from engine.errors import BrokerError, ConfigError, MappingError, ParseError, StoreError
 from engine.hl7v2.er7 import decode, parse
@@ -86,15 +86,8 @@ class Transformer:
                         d.requeue()
                     return
                 _log.error("transform_paused", messages=len(todo), retry_in_s=wait, **error_fields(exc))
-                self._sleep(wait, todo[0])
+                hold(wait, self.stop, todo[0])
                 wait = min(wait * 2, 5.0)
-
-    def _sleep(self, seconds: float, keepalive: Delivery) -> None:
-        """Wait, heartbeating the consumer's connection: it holds the batch unacknowledged meanwhile."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
-            self.stop.wait(min(left, 5.0))
-            keepalive.keepalive()
 
     def _handle(self, batch: list[Delivery]) -> None:
         if not self.broker.memory:
