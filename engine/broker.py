@@ -10,7 +10,8 @@ Topology (ARCHITECTURE §3), the same names on both transports:
     wasla.redeliver (topic) --<destination>.*.<n>-->          wasla.deliver.<destination>.<n>
 
 Queues are durable, dead-lettered to `wasla.dead`, and (on RabbitMQ) single-active-consumer so
-each shard keeps its patients' order. Publishes are persistent and, on RabbitMQ, confirmed
+each shard keeps its patients' order; a consumer leaves by closing its channel, never by
+cancelling, so what it held goes to the next one first (`Broker._leave`). Publishes are persistent and, on RabbitMQ, confirmed
 before `publish` returns: that is what lets intake answer AA. On `memory://` durability comes
 from the journal alone.
 """
@@ -430,7 +431,11 @@ class Broker:
             while not stop.is_set():
                 taken = BUS.take(names, limit, linger, stop)
                 if taken:
-                    self._run(handler, [Delivery(e.body, e.headers, _Local(e)) for e in taken])
+                    batch = [Delivery(e.body, e.headers, _Local(e)) for e in taken]
+                    self._run(handler, batch)
+                    for d in batch:
+                        if not d.settled:  # handed back (a stopping handler): where it was, by its sequence
+                            d.requeue()
             return
         while not stop.is_set():
             try:
@@ -445,27 +450,14 @@ class Broker:
                         pending.append(Delivery(raw, dict(message.headers or {}), message))
                         counts[0] += 1
 
-                    with conn.Consumer(queues, callbacks=[on_message], prefetch_count=self.settings.prefetch,
-                                       accept=["application/octet-stream"]):
+                    consumer = conn.Consumer(queues, callbacks=[on_message], prefetch_count=self.settings.prefetch,
+                                             accept=["application/octet-stream"])
+                    try:
+                        consumer.consume()
                         backoff = 0.5
-                        idle_since, seen = time.monotonic(), [-1]
-                        while not stop.is_set():
-                            try:
-                                conn.drain_events(timeout=0.5)  # wait for the first
-                            except TimeoutError:
-                                conn.heartbeat_check()  # an idle consumer still tells the broker it is alive
-                                if time.monotonic() - idle_since > _IDLE_CHECK_S:
-                                    idle_since = time.monotonic()
-                                    self._check_idle(conn, queues, name, seen, counts, len(pending))
-                                continue
-                            idle_since = time.monotonic()
-                            deadline = time.monotonic() + linger
-                            while len(pending) < limit and self._more(conn, deadline - time.monotonic()):
-                                pass  # take what arrives before the deadline
-                            if pending:
-                                batch, pending[:] = list(pending), []
-                                counts[1] += len(batch)
-                                self._run(handler, batch)
+                        self._drain(conn, queues, handler, stop, name, pending, counts, limit, linger)
+                    finally:
+                        self._leave(consumer)
             except self._errors as exc:
                 if stop.is_set():
                     return
@@ -473,6 +465,46 @@ class Broker:
                              retry_in_s=backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    def _drain(self, conn: Connection, queues: list[Queue], handler: Callable[[list[Delivery]], None],
+               stop: threading.Event, name: str, pending: list[Delivery], counts: list[int], limit: int,
+               linger: float) -> None:
+        """Hand the handler batches until `stop` is set, or until it leaves a batch unsettled (a
+        stopping handler hands its messages back): then the consumer must go (`_leave`)."""
+        idle_since, seen = time.monotonic(), [-1]
+        while not stop.is_set():
+            try:
+                conn.drain_events(timeout=0.5)  # wait for the first
+            except TimeoutError:
+                conn.heartbeat_check()  # an idle consumer still tells the broker it is alive
+                if time.monotonic() - idle_since > _IDLE_CHECK_S:
+                    idle_since = time.monotonic()
+                    self._check_idle(conn, queues, name, seen, counts, len(pending))
+                continue
+            idle_since = time.monotonic()
+            deadline = time.monotonic() + linger
+            while len(pending) < limit and self._more(conn, deadline - time.monotonic()):
+                pass  # take what arrives before the deadline
+            if pending:
+                batch, pending[:] = list(pending), []
+                counts[1] += len(batch)
+                self._run(handler, batch)
+                if left := sum(not d.settled for d in batch):
+                    _log.info("consumer_handing_back", consumer=name, messages=left)
+                    return
+
+    def _leave(self, consumer: Any) -> None:
+        """Stop consuming by closing the channel, never by `basic.cancel`: RabbitMQ then returns every
+        message the consumer held, in delivery order, before the next single-active consumer starts.
+
+        A cancelled quorum-queue consumer keeps the messages it holds while the queue activates the
+        next consumer at once (RabbitMQ 3.10, measured: cancel with m1, m2 held, and the next
+        consumer gets m3 … m8, then m1, m2). That broke a patient's order whenever a worker stopped
+        or the idle watchdog restarted a consumer: the full-size PostgreSQL-restart fault run left
+        patient 78 on MID. Closing the channel returns the held messages first (m1 … m8 in order).
+        """
+        with contextlib.suppress(*self._errors, *self._channel_errors, AttributeError):
+            consumer.channel.close()
 
     def _check_idle(self, conn: Connection, queues: list[Queue], name: str, seen: list[int],
                     counts: list[int], pending: int) -> None:

@@ -148,7 +148,7 @@ class Deliverer:
             except StoreError as exc:
                 self._pause(exc, keepalive)
         else:
-            self._requeue(mine, None)
+            self._hand_back(mine)
             return
         taken: set[str] = set()
         for item in mine:
@@ -164,8 +164,8 @@ class Deliverer:
                 taken.add(item.mid)
                 todo.append(item)
         while todo:
-            if self.stop.is_set():  # shutting down: the broker gives them to the next consumer, in order
-                self._requeue(todo, None)
+            if self.stop.is_set():
+                self._hand_back(todo)
                 return
             if self.breaker.is_open:
                 probe = next((i for i in todo if lanes.get(i.patient, i.mid) == i.mid), None)
@@ -427,7 +427,7 @@ class Deliverer:
             except BrokerError as err:
                 _log.error("retry_publish_failed", message_id=item.mid, destination=self.output.id,
                            **error_fields(err))
-                self._requeue([item], None)
+                self._requeue([item])
                 continue
             self._ack(item)
         metrics.retried(self.output.id, len(rounds))
@@ -455,13 +455,16 @@ class Deliverer:
         if item.delivery is not None:
             self._queued.append((item.delivery, "ack"))
 
-    def _requeue(self, items: list[_Item], exc: StoreError | None) -> None:
-        if exc is not None:
-            _log.error("deliver_requeued", destination=self.output.id, messages=len(items), **error_fields(exc))
-            self.stop.wait(0.5)
+    def _requeue(self, items: list[_Item]) -> None:
         for item in items:
             if item.delivery is not None:
                 self._queued.append((item.delivery, "requeue"))
+
+    def _hand_back(self, items: list[_Item]) -> None:
+        """Shutting down: leave them unsettled. The consumer closes its channel as it goes, and the
+        broker gives everything it held to the next consumer in order; requeueing them one by one
+        here would put them behind what this consumer still holds."""
+        _log.info("deliver_handed_back", destination=self.output.id, messages=len(items))
 
     def _settle_queued(self) -> None:
         """Acknowledge, requeue or reject on the consumer's thread: a broker channel is not thread-safe."""

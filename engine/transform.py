@@ -69,7 +69,8 @@ class Transformer:
         it goes through (the same bytes: conversion is deterministic). Handing it back to the queue
         would let the messages this consumer already prefetched behind it overtake it: at full size
         the PostgreSQL-restart fault run left 4 patients of 1,200 on an older version that way. Only
-        a stopping process hands the batch back; the broker then returns all it held, in order.
+        a stopping process hands the batch back, by leaving it unsettled: `Broker.consume` then
+        closes the consumer's channel and the broker returns all it held, in order.
         """
         todo, wait = batch, 0.5
         while True:
@@ -80,10 +81,8 @@ class Transformer:
                 todo = [d for d in todo if not d.settled]
                 if not todo:
                     return
-                if self.stop.is_set():
-                    _log.error("transform_requeued", messages=len(todo), **error_fields(exc))
-                    for d in todo:
-                        d.requeue()
+                if self.stop.is_set():  # left unsettled: the consumer hands them back as it goes
+                    _log.error("transform_handed_back", messages=len(todo), **error_fields(exc))
                     return
                 _log.error("transform_paused", messages=len(todo), retry_in_s=wait, **error_fields(exc))
                 hold(wait, self.stop, todo[0])

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from kombu import Connection
+from kombu.exceptions import OperationalError
 
 from engine.broker import Broker, Delivery, Route
 from engine.config import BrokerSettings
@@ -210,3 +211,99 @@ def test_an_idle_consumer_whose_queue_does_not_drain_starts_over(rabbitmq_url: s
     assert (events[0]["received"], events[0]["handled"], events[0]["pending"]) == (0, 0, 0)
     assert events[0]["queues"] == {queue.name: [4, 2]}
     assert any(e["event"] == "broker_connection_lost" for e in logs)  # and it started over
+
+
+def _consumer_count(url: str, queue: str) -> int:
+    with Connection(url) as conn:
+        return int(conn.default_channel.queue_declare(queue, passive=True).consumer_count)
+
+
+@pytest.mark.parametrize("leaving", ["stopping", "connection error"])
+def test_a_consumer_that_goes_while_holding_messages_hands_them_over_in_order(rabbitmq_url: str,
+                                                                               leaving: str) -> None:
+    """Consumer A (single active on a quorum queue) takes a batch of 5 with 5 more prefetched behind it,
+    then goes: stopping with the batch unsettled, or on a broker error raised under it (the idle
+    watchdog's way). B, waiting, must get all 40 in publish order. Leaving by `basic.cancel` gave B
+    m10 … m39 first, then m0 … m9: the full-size PostgreSQL-restart fault run lost a patient's order so."""
+    settings = BrokerSettings(url=rabbitmq_url, shards=1, queue_type="quorum", prefetch=10, batch_max=5)
+    broker_a = Broker(settings, [Route("archive-ndjson", ("adt-mllp",))])
+    broker_a.declare()
+    for i in range(40):
+        broker_a.publish_in(b"x", message_id=f"m{i}", channel="adt-mllp", patient_key="p1", headers={})
+    queue = broker_a.transform_queues()[0]
+    stop_a, stop_b, a_took, b_waits = threading.Event(), threading.Event(), [], threading.Event()
+
+    def handler_a(batch: list[Delivery]) -> None:
+        a_took.extend(str(d.headers["message_id"]) for d in batch)
+        b_waits.wait(15)  # B is registered behind A before A goes
+        stop_a.set()
+        if leaving == "connection error":
+            raise OperationalError("the watchdog starts over")
+
+    got: list[str] = []
+
+    def handler_b(batch: list[Delivery]) -> None:
+        for d in batch:
+            got.append(str(d.headers["message_id"]))
+            d.ack()
+        if len(got) >= 40:
+            stop_b.set()
+
+    ta = threading.Thread(target=broker_a.consume, args=([queue], handler_a, stop_a), kwargs={"name": "a"},
+                          daemon=True)
+    ta.start()
+    broker_b = Broker(settings, [Route("archive-ndjson", ("adt-mllp",))])
+    tb = threading.Thread(target=broker_b.consume, args=([queue], handler_b, stop_b), kwargs={"name": "b"},
+                          daemon=True)
+    for _ in range(100):
+        if a_took:
+            break
+        stop_b.wait(0.1)
+    tb.start()
+    for _ in range(100):
+        if _consumer_count(rabbitmq_url, queue.name) == 2:
+            break
+        stop_b.wait(0.1)
+    b_waits.set()
+    ta.join(15)
+    stop_b.wait(20)
+    stop_b.set()
+    tb.join(10)
+    broker_a.close()
+    broker_b.close()
+    assert a_took == [f"m{i}" for i in range(5)]
+    assert got == [f"m{i}" for i in range(40)]
+
+
+def test_memory_hands_back_what_a_stopping_handler_left_unsettled_in_place() -> None:
+    broker = Broker(BrokerSettings(shards=1, batch_max=3), [Route("archive-ndjson", ("adt-mllp",))])
+    broker.declare()
+    broker.purge()
+    for i in range(6):
+        broker.publish_in(b"x", message_id=f"m{i}", channel="adt-mllp", patient_key="p1", headers={})
+    stop = threading.Event()
+    left: list[str] = []
+
+    def leave(batch: list[Delivery]) -> None:
+        left.extend(str(d.headers["message_id"]) for d in batch)
+        stop.set()
+
+    broker.consume(broker.transform_queues(), leave, stop, name="a")
+    got: list[str] = []
+    stop = threading.Event()
+
+    def take(batch: list[Delivery]) -> None:
+        for d in batch:
+            got.append(str(d.headers["message_id"]))
+            d.ack()
+        if len(got) >= 6:
+            stop.set()
+
+    t = threading.Thread(target=broker.consume, args=(broker.transform_queues(), take, stop), kwargs={"name": "b"},
+                         daemon=True)
+    t.start()
+    stop.wait(10)
+    stop.set()
+    t.join(5)
+    assert left == ["m0", "m1", "m2"]
+    assert got == [f"m{i}" for i in range(6)]
