@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import traceback
 import uuid
 from typing import Any
@@ -43,6 +44,48 @@ def configure(level: str = "info") -> None:
         logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
         cache_logger_on_first_use=True,
     )
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _Libraries)]:
+        root.removeHandler(handler)
+    root.addHandler(_Libraries(logging.WARNING))
+    if root.level > logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.WARNING)
+    sys.unraisablehook = _unraisable
+    threading.excepthook = _thread_died
+
+
+class _Libraries(logging.Handler):
+    """The libraries' own warnings (psycopg, kombu, amqp, pika) as JSON lines like ours.
+
+    Unconfigured, Python printed them as bare text: when PostgreSQL restarted, psycopg's
+    "error ignored terminating <psycopg.Pipeline [BAD]>: the connection is lost" was the one
+    non-JSON line on the fault runs' stderr. The line keeps the logger and the message's template,
+    not its arguments: those quote server errors, which can quote data.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields: dict[str, Any] = {"logger": record.name, "template": str(record.msg)[:300]}
+        if record.exc_info and record.exc_info[1] is not None:
+            fields |= error_fields(record.exc_info[1])
+        log = structlog.get_logger("wasla.library")
+        (log.error if record.levelno >= logging.ERROR else log.warning)("library_log", **fields)
+
+
+def _unraisable(args: Any) -> None:
+    """An error Python could not raise (in a finaliser): one JSON line, not its default traceback
+    and message (the message can quote data)."""
+    if args.exc_value is None:
+        return
+    where = getattr(args.object, "__qualname__", None) or type(args.object).__name__
+    structlog.get_logger("wasla").warning("error_ignored", object=where, **error_fields(args.exc_value))
+
+
+def _thread_died(args: threading.ExceptHookArgs) -> None:
+    """A thread ended by an error no handler caught: logged as a JSON line, without its message."""
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    structlog.get_logger("wasla").error("thread_died", thread=args.thread.name if args.thread else "",
+                                        **error_fields(args.exc_value))
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:
