@@ -11,9 +11,9 @@ Topology (ARCHITECTURE §3), the same names on both transports:
 
 Queues are durable, dead-lettered to `wasla.dead`, and (on RabbitMQ) single-active-consumer so
 each shard keeps its patients' order; a consumer leaves by closing its channel, never by
-cancelling, so what it held goes to the next one first (`Broker._leave`). Publishes are persistent and, on RabbitMQ, confirmed
-before `publish` returns: that is what lets intake answer AA. On `memory://` durability comes
-from the journal alone.
+cancelling, so what it held goes to the next one first (`Broker._leave`). Publishes are
+persistent and, on RabbitMQ, confirmed before `publish` returns: that is what lets intake
+answer AA. On `memory://` durability comes from the journal alone.
 """
 
 from __future__ import annotations
