@@ -132,7 +132,16 @@ class MappingError(WaslaError):
 
 
 class StoreError(WaslaError):
-    """The journal cannot be opened, migrated or written."""
+    """The journal cannot be opened, migrated or written.
+
+    `transient` is False when the database answered and refused this very write (a constraint, a
+    value it cannot store): the same write tried again would fail again, so a caller holding a
+    batch isolates the message instead of waiting for the journal to come back.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class BrokerError(WaslaError):

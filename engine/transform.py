@@ -70,7 +70,8 @@ class Transformer:
         would let the messages this consumer already prefetched behind it overtake it: at full size
         the PostgreSQL-restart fault run left 4 patients of 1,200 on an older version that way. Only
         a stopping process hands the batch back, by leaving it unsettled: `Broker.consume` then
-        closes the consumer's channel and the broker returns all it held, in order.
+        closes the consumer's channel and the broker returns all it held, in order. A write the
+        journal refuses outright (not a lost connection) is not waited out: `_isolate`.
         """
         todo, wait = batch, 0.5
         while True:
@@ -79,6 +80,8 @@ class Transformer:
                 return
             except (StoreError, BrokerError) as exc:
                 todo = [d for d in todo if not d.settled]
+                if todo and isinstance(exc, StoreError) and not exc.transient:
+                    todo = self._isolate(todo)
                 if not todo:
                     return
                 if self.stop.is_set():  # left unsettled: the consumer hands them back as it goes
@@ -87,6 +90,30 @@ class Transformer:
                 _log.error("transform_paused", messages=len(todo), retry_in_s=wait, **error_fields(exc))
                 hold(wait, self.stop, todo[0])
                 wait = min(wait * 2, 5.0)
+
+    def _isolate(self, todo: list[Delivery]) -> list[Delivery]:
+        """The journal refused the batch's write itself: run each message alone, in order, and fail
+        (dead-letter) the one it refuses alone, so one message cannot hold its shard for ever.
+        Returns what is left when the journal or the broker went away meanwhile (held, tried again).
+        """
+        for n, d in enumerate(todo):
+            try:
+                self._handle([d])
+            except BrokerError:
+                return todo[n:]
+            except StoreError as exc:
+                if exc.transient:
+                    return todo[n:]
+                mid = str(d.headers.get("message_id", ""))
+                _log.error("transform_refused_by_journal", message_id=mid, **error_fields(exc))
+                try:
+                    self._fail(d, mid, f"the journal refused to record its conversion ({exc})",
+                               str(d.headers.get("channel", "")))
+                except StoreError as again:
+                    if again.transient:
+                        return todo[n:]
+                    d.reject()  # the dead-letter queue keeps it; the journal cannot say so
+        return []
 
     def _handle(self, batch: list[Delivery]) -> None:
         if not self.broker.memory:

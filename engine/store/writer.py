@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +39,23 @@ __all__ = ["GroupCommitWriter", "LoopCommitter", "Work"]
 Work = Callable[[Any], Any]  # receives a DB-API cursor, returns a result for its caller
 _log = structlog.get_logger("wasla.store")
 _STOP = object()
+
+
+def _write_error(exc: Exception, *, alive: bool) -> StoreError:
+    """The error a caller hears: the class and SQLSTATE, never the database's message (it can quote
+    the values written), and whether trying again can help. The database refused this write while
+    the connection lived on, for a reason other than a lock or a shutdown: the write is at fault."""
+    code = getattr(exc, "sqlstate", None)
+    text = f"journal write failed: {exc.__class__.__name__}" + (f" (SQLSTATE {code})" if code else "")
+    return StoreError(text, transient=not alive or isinstance(exc, _operational()))
+
+
+@functools.cache
+def _operational() -> tuple[type[BaseException], ...]:
+    """Errors of the database's state (locks, shutdown, lost connection), not of the data written."""
+    import psycopg
+
+    return (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 class GroupCommitWriter:
@@ -134,8 +153,7 @@ class GroupCommitWriter:
             self._rollback()
             if len(works) == 1 or self._conn is None:  # no connection: one by one would fail the same
                 _log.error("journal_write_failed", error=exc.__class__.__name__)
-                return [(False, StoreError(f"journal write failed: {exc.__class__.__name__}: {exc}"))
-                        for _ in works]
+                return [(False, _write_error(exc, alive=self._conn is not None)) for _ in works]
             return [self._transact([w])[0] for w in works]
         return [(True, r) for r in results]
 

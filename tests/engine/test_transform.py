@@ -95,3 +95,35 @@ def test_a_stopping_process_hands_the_faulted_batch_back(tmp_path: Path, rabbitm
     finally:
         engine.broker.close()
         engine.journal.close()
+
+
+def test_a_message_whose_result_the_journal_refuses_fails_alone_and_the_shard_goes_on(
+        tmp_path: Path, rabbitmq_url: str, postgres_url: str) -> None:
+    """Before, a batch whose journal write PostgreSQL refused (not a lost connection: the same write
+    fails every time) was held and tried again for ever, and its shard with it. Now each message is
+    tried alone: the refused one is failed and dead-lettered with the reason, the others go on."""
+    engine, batch, msgs = _setup(tmp_path, rabbitmq_url, postgres_url)
+    refused = str(batch[1].headers["message_id"])
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # the database refuses one message's update
+        conn.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                     f" IF NEW.id = '{refused}' AND NEW.status = 'transformed' THEN"
+                     " RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$")
+        conn.execute("CREATE TRIGGER refuse BEFORE UPDATE ON messages FOR EACH ROW EXECUTE FUNCTION refuse()")
+    try:
+        stop = threading.Event()
+        tr = Transformer(engine.config, engine.journal, engine.broker, engine.converter, stop=stop)
+        worker = threading.Thread(target=tr.handle, args=(batch,), daemon=True)
+        worker.start()
+        worker.join(30)
+        held = worker.is_alive()
+        stop.set()  # the old code held the batch until the process stopped
+        worker.join(30)
+        assert not held
+        assert [m.calls for m in msgs] == [["ack"], ["reject"], ["ack"]]
+        rows = [engine.journal.get(str(d.headers["message_id"])) for d in batch]
+        assert [r.status for r in rows] == ["transformed", "failed", "transformed"]
+        assert rows[1].reason == ("the journal refused to record its conversion"
+                                  " (journal write failed: RaiseException (SQLSTATE P0001))")
+    finally:
+        engine.broker.close()
+        engine.journal.close()
