@@ -112,7 +112,14 @@ def test_a_message_whose_result_the_journal_refuses_fails_alone_and_the_shard_go
     try:
         stop = threading.Event()
         tr = Transformer(engine.config, engine.journal, engine.broker, engine.converter, stop=stop)
-        worker = threading.Thread(target=tr.handle, args=(batch,), daemon=True)
+
+        def work() -> None:
+            try:
+                tr.handle(batch)
+            finally:
+                engine.broker.close()  # this thread's publishing connection (the broker keeps one per thread)
+
+        worker = threading.Thread(target=work, daemon=True)
         worker.start()
         worker.join(30)
         held = worker.is_alive()
