@@ -19,6 +19,7 @@ answer AA. On `memory://` durability comes from the journal alone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 import zlib
@@ -28,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from amqp.abstract_channel import IGNORED_METHOD_DURING_CHANNEL_CLOSE
 from amqp.exceptions import MessageNacked
 from kombu import Connection, Exchange, Queue, binding
 from kombu.exceptions import OperationalError
@@ -39,6 +41,15 @@ from engine.membus import BUS, Envelope
 __all__ = ["Broker", "Delivery", "Route", "received_epoch"]
 
 _log = structlog.get_logger("wasla.broker")
+
+
+def _not_a_leave(record: logging.LogRecord) -> bool:
+    """py-amqp warns once per delivery that arrives while a channel closes: expected when a consumer
+    leaves (`Broker._leave`), and RabbitMQ returns those messages to the queue."""
+    return record.msg is not IGNORED_METHOD_DURING_CHANNEL_CLOSE
+
+
+logging.getLogger("amqp").addFilter(_not_a_leave)
 
 IN = Exchange("wasla.in", type="direct", durable=True)
 OUT = Exchange("wasla.out", type="topic", durable=True)
@@ -124,10 +135,65 @@ class _Local:
 
 
 _IDLE_CHECK_S = 30.0  # a consumer idle this long checks that its queues are empty (Broker._check_idle)
+_BALANCE_S = 10.0  # how often a consumer compares the shards it works with its fair share (Broker._balance)
 
 
 def _segment(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "_"
+
+
+class _Shards:
+    """One channel and one consumer per queue (shard) of a consuming thread: a shard can then be
+    handed over alone (`Broker._balance`). `last` is when each shard last delivered here."""
+
+    def __init__(self, broker: Broker, conn: Connection, queues: list[Queue], name: str) -> None:
+        self.broker, self.conn, self.queues = broker, conn, queues
+        self.pending: list[Delivery] = []
+        self.counts = [0, 0]  # deliveries received, handed to the handler: the idle watchdog logs them
+        self.last = [0.0] * len(queues)
+        self.consumers: list[Any] = []
+        # A quorum queue counts only its active consumer; the processes of this role are counted as
+        # the consumers of a queue nobody publishes to, one per consuming thread, gone with its connection.
+        role = queues[0].name.removeprefix("wasla.").rsplit(".", 1)[0] if queues else _segment(name)
+        self.members = Queue(f"wasla.members.{role}", durable=True, queue_arguments=broker._replicated({}))
+        self.presence: Any = None
+        try:
+            self.presence = conn.Consumer([self.members], channel=conn.channel(), callbacks=[],
+                                          accept=["application/octet-stream"])
+            self.presence.consume()
+            for i in range(len(queues)):
+                self.consumers.append(self._open(i))
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, i: int) -> Any:
+        def on_message(body: Any, message: Any) -> None:
+            raw = message.body if isinstance(message.body, bytes) else bytes(message.body, "latin-1")
+            self.pending.append(Delivery(raw, dict(message.headers or {}), message))
+            self.counts[0] += 1
+            self.last[i] = time.monotonic()
+
+        consumer = self.conn.Consumer([self.queues[i]], channel=self.conn.channel(), callbacks=[on_message],
+                                      prefetch_count=self.broker.settings.prefetch,
+                                      accept=["application/octet-stream"])
+        consumer.consume()
+        return consumer
+
+    def hand_over(self, i: int) -> None:
+        """Leave shard `i` (what this consumer held goes back, in order, to the next one waiting) and
+        register again behind the others. Deliveries of the closed channel that arrived meanwhile are
+        dropped here: the broker returned them."""
+        old = self.consumers[i]
+        self.broker._leave(old)
+        self.pending[:] = [d for d in self.pending if d._message.channel is not old.channel]
+        self.last[i] = 0.0
+        self.consumers[i] = self._open(i)
+
+    def close(self) -> None:
+        for consumer in (*self.consumers, self.presence):
+            if consumer is not None:
+                self.broker._leave(consumer)
 
 
 class Broker:
@@ -441,23 +507,12 @@ class Broker:
             try:
                 with self.connection() as conn:
                     conn.ensure_connection(max_retries=3, interval_start=0.5, interval_step=1, interval_max=3)
-                    pending: list[Delivery] = []
-                    counts = [0, 0]  # deliveries received, handed to the handler: the idle watchdog logs them
-
-                    def on_message(body: Any, message: Any, pending: list[Delivery] = pending,
-                                   counts: list[int] = counts) -> None:
-                        raw = message.body if isinstance(message.body, bytes) else bytes(message.body, "latin-1")
-                        pending.append(Delivery(raw, dict(message.headers or {}), message))
-                        counts[0] += 1
-
-                    consumer = conn.Consumer(queues, callbacks=[on_message], prefetch_count=self.settings.prefetch,
-                                             accept=["application/octet-stream"])
+                    shards = _Shards(self, conn, queues, name)
                     try:
-                        consumer.consume()
                         backoff = 0.5
-                        self._drain(conn, queues, handler, stop, name, pending, counts, limit, linger)
+                        self._drain(conn, shards, handler, stop, name, limit, linger)
                     finally:
-                        self._leave(consumer)
+                        shards.close()
             except self._errors as exc:
                 if stop.is_set():
                     return
@@ -466,21 +521,25 @@ class Broker:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    def _drain(self, conn: Connection, queues: list[Queue], handler: Callable[[list[Delivery]], None],
-               stop: threading.Event, name: str, pending: list[Delivery], counts: list[int], limit: int,
-               linger: float) -> None:
+    def _drain(self, conn: Connection, shards: _Shards, handler: Callable[[list[Delivery]], None],
+               stop: threading.Event, name: str, limit: int, linger: float) -> None:
         """Hand the handler batches until `stop` is set, or until it leaves a batch unsettled (a
         stopping handler hands its messages back): then the consumer must go (`_leave`)."""
-        idle_since, seen = time.monotonic(), [-1]
+        pending, counts = shards.pending, shards.counts
+        idle_since, balanced, seen = time.monotonic(), time.monotonic(), [-1]
         while not stop.is_set():
-            try:
-                conn.drain_events(timeout=0.5)  # wait for the first
-            except TimeoutError:
-                conn.heartbeat_check()  # an idle consumer still tells the broker it is alive
-                if time.monotonic() - idle_since > _IDLE_CHECK_S:
-                    idle_since = time.monotonic()
-                    self._check_idle(conn, queues, name, seen, counts, len(pending))
-                continue
+            if time.monotonic() - balanced > _BALANCE_S:
+                balanced = time.monotonic()
+                self._balance(conn, shards, name)
+            if not pending:
+                try:
+                    conn.drain_events(timeout=0.5)  # wait for the first
+                except TimeoutError:
+                    conn.heartbeat_check()  # an idle consumer still tells the broker it is alive
+                    if time.monotonic() - idle_since > _IDLE_CHECK_S:
+                        idle_since = time.monotonic()
+                        self._check_idle(conn, shards.queues, name, seen, counts, len(pending))
+                    continue
             idle_since = time.monotonic()
             deadline = time.monotonic() + linger
             while len(pending) < limit and self._more(conn, deadline - time.monotonic()):
@@ -492,6 +551,40 @@ class Broker:
                 if left := sum(not d.settled for d in batch):
                     _log.info("consumer_handing_back", consumer=name, messages=left)
                     return
+
+    def _balance(self, conn: Connection, shards: _Shards, name: str) -> None:
+        """Hand over the shards this process works beyond its fair share, so that every process of a
+        role works.
+
+        Single-active consumer gives a queue to the first consumer that registered on it: the
+        process that starts first is active on every shard and the others wait as standbys, so
+        adding processes added nothing (the fault runs: one transform process handled all 3,600
+        messages, the other none). A process busy on more than ceil(shards / processes) shards (the
+        processes counted on `wasla.members.<role>`) leaves the extra ones, each by closing its
+        channel, so the next waiting process takes it over in order, and registers again behind it.
+        """
+        now = time.monotonic()
+        busy = [i for i, at in enumerate(shards.last) if now - at < _BALANCE_S]
+        if len(busy) < 2:
+            return
+        processes = self._declared(conn, [shards.members])[shards.members.name][1]
+        fair = -(-len(shards.queues) // max(processes, 1))
+        if len(busy) <= fair:
+            return
+        for i in busy[fair:]:
+            shards.hand_over(i)
+        _log.info("shards_handed_over", consumer=name, busy=len(busy), processes=processes, fair=fair,
+                  queues=[shards.queues[i].name for i in busy[fair:]])
+
+    def _declared(self, conn: Connection, queues: list[Queue]) -> dict[str, tuple[int, int]]:
+        """Each queue's ready messages and consumers (a passive declare on a channel of its own)."""
+        ch = conn.channel()
+        try:
+            answers = {q.name: ch.queue_declare(q.name, passive=True) for q in queues}
+        finally:
+            with contextlib.suppress(*self._channel_errors, *self._errors):
+                ch.close()
+        return {q: (int(d.message_count), int(d.consumer_count)) for q, d in answers.items()}
 
     def _leave(self, consumer: Any) -> None:
         """Stop consuming by closing the channel, never by `basic.cancel`: RabbitMQ then returns every
@@ -523,18 +616,13 @@ class Broker:
         warning says what this consumer received and handed over, and how many consumers each
         queue has, to tell a delivery that never came from one that never reached the handler.
         """
-        ch = conn.channel()
-        try:
-            declared = {q.name: ch.queue_declare(q.name, passive=True) for q in queues}
-        finally:
-            with contextlib.suppress(*self._channel_errors, *self._errors):
-                ch.close()
-        total, before = sum(int(d.message_count) for d in declared.values()), seen[0]
+        declared = self._declared(conn, queues)
+        total, before = sum(ready for ready, _ in declared.values()), seen[0]
         seen[0] = total
         if total and before != -1 and total >= before:
             _log.warning("consumer_idle_with_ready_messages", consumer=name, ready=total, reconnect=True,
                          received=counts[0], handled=counts[1], pending=pending,
-                         queues={q: [int(d.message_count), int(d.consumer_count)] for q, d in declared.items()})
+                         queues={q: list(d) for q, d in declared.items()})
             raise OperationalError(f"consumer {name} idle while its queues hold {total} messages")
 
     def _run(self, handler: Callable[[list[Delivery]], None], batch: list[Delivery]) -> None:

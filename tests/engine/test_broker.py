@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from kombu import Connection
@@ -307,3 +308,63 @@ def test_memory_hands_back_what_a_stopping_handler_left_unsettled_in_place() -> 
     t.join(5)
     assert left == ["m0", "m1", "m2"]
     assert got == [f"m{i}" for i in range(6)]
+
+
+@pytest.mark.parametrize("queue_type", ["quorum", "classic"])
+def test_processes_of_a_role_share_the_shards_and_each_shard_keeps_its_order(
+        rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch, queue_type: str) -> None:
+    """Single-active consumer gives every shard to the process that registered first: a second one
+    waited, idle, and adding processes added nothing. A busy process now hands over what exceeds
+    its fair share (4 shards, 2 processes: 2 each); each shard's messages stay in publish order
+    across the handover."""
+    import engine.broker as broker_module
+
+    monkeypatch.setattr(broker_module, "_BALANCE_S", 1.0, raising=False)
+    settings = BrokerSettings(url=rabbitmq_url, shards=4, queue_type=queue_type, prefetch=20, batch_max=10)
+    route = [Route("archive-ndjson", ("adt-mllp",))]
+    publisher = Broker(settings, route)
+    publisher.declare()
+    queues = publisher.transform_queues()
+    lock, handled = threading.Lock(), []  # (process, patient, n) in the order handled
+    total = 4 * 300
+    stops = [threading.Event(), threading.Event()]
+
+    def handler_for(process: str) -> Callable[[list[Delivery]], None]:
+        def handle(batch: list[Delivery]) -> None:
+            with lock:
+                for d in batch:
+                    handled.append((process, str(d.headers["patient_key"]), int(d.headers["n"])))
+            stops[0].wait(0.02)  # some work per batch, so that a shard is busy while it has messages
+            for d in batch:
+                d.ack()
+            if len(handled) >= total:
+                for s in stops:
+                    s.set()
+        return handle
+
+    brokers = [Broker(settings, route), Broker(settings, route)]
+    threads = [threading.Thread(target=b.consume, args=(queues, handler_for(p), stops[0]), kwargs={"name": p},
+                                daemon=True) for b, p in zip(brokers, ("a", "b"), strict=True)]
+    threads[0].start()  # a registers first on every shard
+    for _ in range(100):
+        if _consumer_count(rabbitmq_url, queues[-1].name) == 1:
+            break
+        stops[0].wait(0.05)
+    threads[1].start()
+    patients = [next(f"p{k}" for k in range(100) if publisher.shard_of(f"p{k}", "") == shard) for shard in range(4)]
+    for n in range(300):
+        for patient in patients:
+            publisher.publish_in(b"x", message_id=f"{patient}-{n}", channel="adt-mllp", patient_key=patient,
+                                 headers={"n": n})
+        stops[1].wait(0.01)
+    stops[0].wait(60)
+    stops[0].set()
+    for t in threads:
+        t.join(10)
+    for b in (*brokers, publisher):
+        b.close()
+    for patient in patients:  # each patient in publish order, whoever handled it
+        assert [n for _, p, n in handled if p == patient] == list(range(300))
+    late = handled[len(handled) // 2:]  # once balanced, both work: 2 shards each
+    assert {p for p, _, _ in late} == {"a", "b"}
+    assert {proc: len({pat for p, pat, _ in late if p == proc}) for proc in ("a", "b")} == {"a": 2, "b": 2}
