@@ -1,6 +1,6 @@
 """Scale-out: throughput with 1, 2 and 4 transform processes, and the CPU each role spends per message.
 
-    python bench/scaling.py [--messages N] [--transforms 1,2,4]
+    python bench/scaling.py [--messages N (20,000)] [--transforms 1,2,4]
 
 RabbitMQ + PostgreSQL, NDJSON destination (fsync). For each count K: a fresh journal, `shards: K`
 (one active consumer per shard, so K processes share the work), one intake and one deliver
@@ -14,6 +14,8 @@ the capacity model in docs/scaling.md is built on those numbers.
     transform/s   messages per second through transform (all past `received`)
     e2e/s         messages per second until all are delivered (transform + deliver in parallel)
     CPU ms/msg    CPU time per message of the intake, all transform processes, the deliver process
+    per process   messages each transform process handled (the shards' single-active consumers
+                  are spread by Broker._balance)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,7 +60,7 @@ def started(project: Path, procs: list[subprocess.Popen[bytes]], names: list[str
     return base
 
 
-def run(k: int, n: int, amqp: str, pg_admin: str) -> dict[str, float]:
+def run(k: int, n: int, amqp: str, pg_admin: str) -> dict[str, Any]:
     delete_wasla_queues(amqp)
     with tempfile.TemporaryDirectory() as tmp, fresh_database(pg_admin) as store:
         project, adt_port, _ = delivery_project(Path(tmp), "http://127.0.0.1:9/fhir", ndjson=True, fhir=False,
@@ -94,9 +97,11 @@ def run(k: int, n: int, amqp: str, pg_admin: str) -> dict[str, float]:
                 raise RuntimeError(f"stalled with {k} transform processes: {counts} (see the note on issue 9)")
             transform_cpu = sum(cpu_s(p.pid) - base[p.pid] for p in transforms)
             deliver_cpu = cpu_s(deliver.pid) - base[deliver.pid]
+            shares = [(project / f"transform-{i}.log").read_text(errors="replace").count('"event":"transformed"')
+                      for i in range(k)]
             return {"transform": n / ((transformed_at or done) - t0), "e2e": n / (done - t0),
                     "intake_ms": intake_cpu * 1000 / n, "transform_ms": transform_cpu * 1000 / n,
-                    "deliver_ms": deliver_cpu * 1000 / n}
+                    "deliver_ms": deliver_cpu * 1000 / n, "shares": " / ".join(map(str, shares))}
         finally:
             journal.close()
             for p in procs:
@@ -105,7 +110,7 @@ def run(k: int, n: int, amqp: str, pg_admin: str) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--transforms", default="1,2,4")
     ap.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672//")
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -118,11 +123,11 @@ def main() -> None:
     print(f"\n{args.messages:,} ADT^A01 waiting in RabbitMQ, then K transform + 1 deliver processes start;"
           f" PostgreSQL journal, NDJSON destination; {os.cpu_count()} CPU cores\n")
     print("| transform processes | transform/s | end to end/s | intake CPU ms/msg | transform CPU ms/msg"
-          " | deliver CPU ms/msg |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          " | deliver CPU ms/msg | messages per transform process |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
     for k, r in rows:
         print(f"| {k} | {r['transform']:,.0f} | {r['e2e']:,.0f} | {r['intake_ms']:.2f} | {r['transform_ms']:.2f}"
-              f" | {r['deliver_ms']:.2f} |")
+              f" | {r['deliver_ms']:.2f} | {r['shares']} |")
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ class _Local:
 
 
 _IDLE_CHECK_S = 30.0  # a consumer idle this long checks that its queues are empty (Broker._check_idle)
-_BALANCE_S = 10.0  # how often a consumer compares the shards it works with its fair share (Broker._balance)
+_BALANCE_S = 2.0  # how often a consumer compares the shards it works with its fair share (Broker._balance)
 
 
 def _segment(text: str) -> str:
