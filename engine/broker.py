@@ -594,7 +594,7 @@ class Broker:
         next consumer at once (RabbitMQ 3.10, measured: cancel with m1, m2 held, and the next
         consumer gets m3 … m8, then m1, m2). That broke a patient's order whenever a worker stopped
         or the idle watchdog restarted a consumer: the full-size PostgreSQL-restart fault run left
-        patient 78 on MID. Closing the channel returns the held messages first (m1 … m8 in order).
+        patient 78 on ADMIT. Closing the channel returns the held messages first (m1 … m8 in order).
         """
         with contextlib.suppress(*self._errors, *self._channel_errors, AttributeError):
             consumer.channel.close()
