@@ -195,7 +195,6 @@ class Deliverer:
     def _wait_probe(self, keepalive: Delivery | None) -> None:
         hold(self.breaker.probe_in(), self.stop, keepalive)
 
-
     def _run_sequence(self, items: list[_Item], lanes: dict[str, str]) -> list[_Item]:
         """Each in turn; returns those left to try again (the circuit opened, or the journal failed)."""
         for n, item in enumerate(items):
