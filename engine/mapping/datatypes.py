@@ -560,6 +560,33 @@ def dtm_instant(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     return value
 
 
+def dtm_time_part(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
+    """DTM → dateTime only when it carries a time (IG PID-7: birthTime `IF PID-7 LENGTH GREATER THAN 8`)."""
+    return dtm_datetime(f, ctx, opts) if len(f.text.strip()) > 8 else None
+
+
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def nm_integer(f: Field, ctx: Context, opts: dict[str, Any]) -> int | None:
+    """NM → integer (PID-25 birth order, DG1-15 priority); a non-integer is reported, not guessed."""
+    text = f.text.strip()
+    if not text:
+        return None
+    if not _INTEGER.match(text):
+        ctx.warn("VALUE_INVALID", ctx.rule, ctx.field_spec, "not an integer; value not written")
+        return None
+    return int(text)
+
+
+def nm_positive_int(f: Field, ctx: Context, opts: dict[str, Any]) -> int | None:
+    value = nm_integer(f, ctx, opts)
+    if value is not None and value < 1:
+        ctx.warn("VALUE_INVALID", ctx.rule, ctx.field_spec, "not a positive integer; value not written")
+        return None
+    return value
+
+
 def dr_start(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     """DR (date range) → its start as dateTime (SPM-17 collection time)."""
     v = f.component(1)
@@ -594,5 +621,8 @@ CONVERTERS: dict[str, Converter] = {
                   ("ucum-aliases",), ("units",)),
         Converter("DTM.instant", "instant", dtm_instant, "DTM[instant]"),
         Converter("DR.start", "dateTime", dr_start, "DR[dateTime]"),
+        Converter("DTM.timePart", "dateTime", dtm_time_part, "DTM[dateTime] when it has a time (PID-7 birthTime)"),
+        Converter("NM.integer", "integer", nm_integer, "NM[integer]"),
+        Converter("NM.positiveInt", "positiveInt", nm_positive_int, "NM[positiveInt]"),
     )
 }

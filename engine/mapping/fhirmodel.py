@@ -58,7 +58,8 @@ def _fields(type_name: str) -> dict[str, Any]:
     if type_name[:1].islower():
         raise KeyError(type_name)  # a primitive: no children
     model = get_fhir_model_class(type_name)
-    return {(f.alias or name): f for name, f in model.model_fields.items() if not (f.alias or name).startswith("_")}
+    # `_birthDate` (a primitive's extensions, FHIR JSON) is kept: birthTime, alternate-codes
+    return {(f.alias or name): f for name, f in model.model_fields.items()}
 
 
 def resolve(resource_type: str, path: str) -> Element:
