@@ -151,7 +151,8 @@ def tail(channel: str | None, status: str | None, control_id: str | None, messag
 @config_option
 @_friendly
 def show(message_id: str, raw: bool, fhir_of: str | None, by: str | None, config_dir: Path | None) -> None:
-    """A message's metadata, events and outputs (with each destination's answer); --raw / --fhir its content."""
+    """A message's metadata, mapping warnings, events and outputs (with each destination's answer);
+    --raw / --fhir its content."""
     journal = _journal(config_dir)
     try:
         row = journal.get(message_id)
@@ -159,7 +160,14 @@ def show(message_id: str, raw: bool, fhir_of: str | None, by: str | None, config
             raise WaslaError(f"no message {message_id}")
         click.echo(f"{row.id}  {row.channel}  {row.message_type}  control id {row.control_id}  {row.status}"
                    + (f"  ({row.reason})" if row.reason else ""))
-        for ev in journal.events(message_id):
+        events = journal.events(message_id)
+        warnings = mapping_warnings(events)
+        if warnings:  # first, before the timeline: what the conversion could not honour
+            click.secho(f"  mapping warnings ({len(warnings)}):", fg="yellow", bold=True)
+            for w in warnings:
+                click.secho(f"    {w['code']}  field {w['field'] or '-'}  rule {w['rule'] or '-'}"
+                            + (f"  {w['detail']}" if w["detail"] else ""), fg="yellow")
+        for ev in events:
             detail = orjson.dumps({k: v for k, v in ev["detail"].items() if k != "warnings"}).decode()
             click.echo(f"  {ev['at']}  {ev['stage']:<12} {ev['status']:<18} {detail[:200]}")
         for dest in journal.output_destinations(message_id):
@@ -182,6 +190,21 @@ def show(message_id: str, raw: bool, fhir_of: str | None, by: str | None, config
             click.echo(out.body.decode())
     finally:
         journal.close()
+
+
+def mapping_warnings(events: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The warnings of the message's latest conversion (a replay's replaces the earlier one's), as
+    code, field, rule and detail: field paths and codes only, as the mapping recorded them.
+
+    A conversion is journaled as a `transform` event (transformed, parked, failed) or, when no
+    destination takes its result, a `route` one (filtered); one without warnings has none.
+    """
+    for ev in reversed(events):
+        if ev["stage"] in ("transform", "route"):
+            found = ev["detail"].get("warnings") or []
+            return [{k: str(w.get(k, "")) for k in ("code", "field", "rule", "detail")}
+                    for w in found if isinstance(w, dict)]
+    return []
 
 
 def _who(by: str | None) -> tuple[str, str]:

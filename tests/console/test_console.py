@@ -203,3 +203,55 @@ def test_dead_letters_bulk_replay_and_channel_page(tmp_path: Path, browser: obje
         ch.queue_delete(queue)
         ch.exchange_delete(exchange)
         conn.close()
+
+
+def test_message_page_shows_mapping_warnings_first(tmp_path: Path, browser: object) -> None:
+    """A message whose conversion warned (a Z segment no rule reads: FIELDS_NOT_MAPPED) shows the warning's
+    code, field and rule at the top of its page, before its content, labelled in each language, and no value
+    of the message in the warning (issue 22)."""
+    project = make_project(tmp_path)
+    Users(project / "config" / "users.yaml").add("ops.nuit", "operator", "correct-horse-battery")
+    warned = adt_msg(3, "A01", "WARN-UI-1", "SECRETNAME") + b"ZPI|1|ZSECRET|IPPZ99\r"
+    with engine(project):
+        base = f"http://127.0.0.1:{ops_port(project)}"
+        assert send_all(port_of(project), [warned]) == {"AA": 1}
+        journal = Journal(f"sqlite:///{project}/var/wasla.db")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and [r.status for r in journal.search(control_id="WARN-UI-1")] != [
+                "delivered"]:
+            time.sleep(0.1)
+        (row,) = journal.search(control_id="WARN-UI-1")
+        journal.close()
+        page = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+        page.goto(base + "/login")
+        page.fill("#user", "ops.nuit")
+        page.fill("#password", "correct-horse-battery")
+        page.click("#sign-in")
+        page.wait_for_selector("#nav-messages")
+        page.goto(f"{base}/messages/{row.id}")
+        page.wait_for_selector("#warnings")
+        rows = page.locator("#warnings-table tbody tr")
+        cells = [[c.strip() for c in rows.nth(i).locator("td").all_text_contents()] for i in range(rows.count())]
+        zpi = [c for c in cells if c[0] == "FIELDS_NOT_MAPPED" and "ZPI" in c[2]]
+        assert len(zpi) == 1, cells
+        assert zpi[0][1] == "Champs renseignés qu'aucune règle ne lit" and zpi[0][3] == "adt"
+        warnings_text = page.text_content("#warnings") or ""
+        assert "Avertissements de conversion (" in warnings_text
+        for secret in ("SECRETNAME", "ZSECRET", "IPPZ99", "IPP000003"):
+            assert secret not in warnings_text
+        assert "ZSECRET" in (page.text_content("#raw") or "")  # the content is on the page, below, not in it
+        first = page.evaluate(  # at the top: before the content, and on screen without scrolling
+            "[...document.querySelectorAll('#warnings, #raw, #timeline')].map(e => e.id)")
+        assert first[0] == "warnings", first
+        box = page.locator("#warnings").bounding_box()
+        assert box is not None and box["y"] + 60 < 800
+        page.screenshot(path=str(ARTIFACTS / "6-message-warnings.png"), full_page=True)
+        page.click("#lang-en")
+        page.wait_for_selector("html[lang=en]")
+        assert "Mapping warnings (" in (page.text_content("#warnings h2") or "")
+        assert "Valued fields that no rule reads" in (page.text_content("#warnings-table") or "")
+        page.click("#lang-ar")
+        page.wait_for_selector("html[dir=rtl]")
+        assert "تحذيرات التحويل" in (page.text_content("#warnings h2") or "")
+        assert "FIELDS_NOT_MAPPED" in (page.text_content("#warnings-table") or "")
+        page.screenshot(path=str(ARTIFACTS / "7-message-warnings-ar.png"), full_page=True)
