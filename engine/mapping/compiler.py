@@ -346,7 +346,8 @@ class _Compiler:
                          f"{rtype}.{target.leaf.path} holds one value; {len(values) - 1} more dropped")
             return True
 
-        sourced = bool(paths) or "switch" in raw
+        # a ref to the resource made from the segment at hand counts as read from the message
+        sourced = bool(paths) or "switch" in raw or bool((raw.get("options") or {}).get("this_segment"))
         return CompiledRule(label, target.text, apply_plain if plain else apply, sourced)
 
     def group(self, rtype: str, raw: dict[str, Any], target: _Target, label: str, where: list[str | int],
@@ -360,8 +361,7 @@ class _Compiler:
             self.err("fields: builds one element with children, like location[] or hospitalization; "
                      f"{target.text} is not one", [*where, "to"])
             return None
-        bad = [k for k in ("from", "as", "vocab", "value", "ref", "switch", "also", "default", "each_segment")
-               if k in raw]
+        bad = [k for k in ("from", "as", "vocab", "value", "ref", "switch", "also", "default") if k in raw]
         if bad:
             self.err(f"with fields:, the element's rules say where values come from, not {', '.join(bad)}", where)
             return None
@@ -375,8 +375,28 @@ class _Compiler:
         rules = tuple(r for r in subs if r is not None)
         name, is_list = target.steps[-1], target.leaf.is_list
         parents = target.steps[:-1]
+        each = None
+        if raw.get("each_segment"):  # one element per such segment of the resource's group (NTE notes, DG1s)
+            firsts = [f["from"] if isinstance(f["from"], str) else f["from"][0] for f in fields if "from" in f]
+            each = compile_path(firsts[0]).segment if firsts else None
+            if each is None or not is_list:
+                self.err("each_segment with fields: needs a list target and a field rule with 'from'", where)
+                return None
 
         def apply(ctx: Context, resource: dict[str, Any]) -> bool:
+            if each is None:
+                return one(ctx, resource)
+            scope = ctx.scope or ctx.msg.tree.root
+            saved, wrote = ctx.segment, False
+            try:
+                for i in ctx.msg.tree.own(each, scope):
+                    ctx.segment = ctx.msg.segments[i]
+                    wrote = one(ctx, resource) or wrote
+            finally:
+                ctx.segment = saved
+            return wrote
+
+        def one(ctx: Context, resource: dict[str, Any]) -> bool:
             if when is not None and not when(ctx):
                 return False
             element: dict[str, Any] = {}
@@ -476,6 +496,11 @@ class _Compiler:
                 self.err(f"no resource named '{other}' in this mapping (known: {', '.join(sorted(names))})",
                          [*where, "ref"])
                 return None
+            if options.get("this_segment"):  # inside each_segment: the `other` made from the segment at hand
+                def same(ctx: Context) -> list[Any]:
+                    return [{"reference": f"urn:uuid:{i.rid}"} for i in ctx.refs(other)
+                            if i.anchor is not None and ctx.msg.segments[i.anchor] is ctx.segment]
+                return same
             return lambda ctx: [{"reference": f"urn:uuid:{i.rid}"} for i in ctx.refs(other)]
         if kind == "value":
             value = raw["value"]

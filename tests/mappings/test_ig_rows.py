@@ -151,7 +151,19 @@ class TestVisitAndProcedure:
         assert enc["extension"] == [{"url": "http://hl7.org/fhir/StructureDefinition/encounter-modeOfArrival",
                                      "valueCoding": {"system": "http://terminology.hl7.org/CodeSystem/v2-0430",
                                                      "code": "A", "display": "Ambulance"}}]  # PV2-38
-        assert len(enc["diagnosis"]) == 1                                              # ADT_A01 DG1[Encounter]
+
+
+    def test_encounter_diagnosis_per_dg1(self, converter: Converter) -> None:
+        """ADT_A01 DG1[Encounter]: one diagnosis per DG1, its own Condition, DG1-6 → use (DiagnosisType
+        A → AD), DG1-15 → rank."""
+        b = _fixture(converter, "ig-adt-rows")
+        enc = _of(b, "Encounter")[0]
+        conditions = [e["fullUrl"] for e in b["entry"] if e["resource"]["resourceType"] == "Condition"]
+        assert [d["condition"]["reference"] for d in enc["diagnosis"]] == conditions
+        assert [d["rank"] for d in enc["diagnosis"]] == [1, 2]
+        assert enc["diagnosis"][0]["use"]["coding"][0] == {
+            "system": "http://terminology.hl7.org/CodeSystem/diagnosis-role", "code": "AD",
+            "display": "Admission Diagnosis"}
 
     def test_pr1_procedure(self, converter: Converter) -> None:
         """PR1[Procedure]: status unknown (no context), code, performedDateTime, category, performer functions."""
@@ -164,3 +176,26 @@ class TestVisitAndProcedure:
         assert [p["function"]["coding"][0]["code"] for p in proc["performer"]] == ["88189002", "304292004"]
         assert proc["identifier"][0]["value"] == "PROC-4401"
         assert proc["subject"] == _of(b, "Condition")[0]["subject"]
+
+
+class TestResults:
+    def test_nte_per_segment_with_author(self, converter: Converter) -> None:
+        """NTE[Observation]: one note per NTE, NTE-5 → note.authorReference (a Practitioner)."""
+        text = "\n".join([
+            "MSH|^~\\&|LIS|LABO-TEST|WASLA|MS|20261120090000||ORU^R01^ORU_R01|IGT-NTE-1|P|2.5",
+            "PID|1||IPP-77^^^LABO-TEST^PI||TEST^Note^^^^^L||19700101|F",
+            "OBR|1|CMD-1^LABO-TEST|RES-1^LABO-TEST|718-7^Hemoglobine^LN|||20261120080000||||||||||||||20261120083000||LAB|F",
+            "OBX|1|NM|718-7^Hemoglobine^LN||11.2|g/dL^g/dL^UCUM|12-16|L|||F|||20261120080000||||||BRAS^Bras^L|OBS-9^LABO-TEST",
+            "NTE|1|L|Premier commentaire||INPE900^BIOLOGISTE^Amal",
+            "NTE|2|L|Second commentaire",
+        ])
+        b = _bundle(converter, text, "oru_r01")
+        obs = _of(b, "Observation")[0]
+        assert [n["text"] for n in obs["note"]] == ["Premier commentaire", "Second commentaire"]
+        author = {e["fullUrl"]: e["resource"] for e in b["entry"]}[obs["note"][0]["authorReference"]["reference"]]
+        assert author["resourceType"] == "Practitioner"
+        assert "authorReference" not in obs["note"][1]
+        assert obs["bodySite"]["coding"][0]["code"] == "BRAS"                            # OBX-20
+        ident = obs["identifier"][0]                                                     # OBX-21, type FILL
+        assert ident["value"] == "OBS-9"
+        assert ident["type"]["coding"][0]["code"] == "FILL"
