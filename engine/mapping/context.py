@@ -53,6 +53,8 @@ class Context:
     meta: dict[str, Any] = field(default_factory=dict)
     cx_keys: dict[int, str] = field(default_factory=dict)   # id(Field) → "system|value", per message
     refs_seen: dict[tuple[str, int, int, str], list[Instance]] = field(default_factory=dict)
+    # per-message values converters work out once: MSH-7's zone ("zone"), OBX-6 fields already warned
+    memo: dict[str, Any] = field(default_factory=dict)
 
     def warn(self, code: str, rule: str, field_path: str, detail: str = "", **extra: str) -> None:
         """Record what the mapping could not honour. Field paths and codes only: no values, no PHI."""

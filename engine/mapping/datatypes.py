@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -47,7 +46,7 @@ def _dtm_parts(value: str, what: str) -> re.Match[str]:
     return m
 
 
-def _offset(sign_hhmm: str | None, local: datetime, tz: ZoneInfo) -> str:
+def _offset(sign_hhmm: str | None, local: datetime, tz: tzinfo) -> str:
     if sign_hhmm:
         return f"{sign_hhmm[:3]}:{sign_hhmm[3:]}"
     off = tz.utcoffset(local) or timedelta(0)
@@ -69,12 +68,12 @@ def v2_date(value: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def v2_datetime(value: str, tz: ZoneInfo) -> str:
+def v2_datetime(value: str, tz: tzinfo) -> str:
     """v2 DTM/TS → FHIR dateTime.
 
     FHIR needs seconds and an offset once a time is given: missing minutes/seconds become 00,
-    and a missing offset is the configured zone's at that local time (Africa/Casablanca by default).
-    Date-only values keep their precision.
+    and a missing offset is `tz`'s at that local time (`zone(ctx)`: MSH-7's offset, else the configured
+    zone). Date-only values keep their precision: no time and no offset is invented for them.
     """
     m = _dtm_parts(value, "date/time")
     y, mo, d, hh, mi, ss, frac, off = m.groups()
@@ -88,12 +87,31 @@ def v2_datetime(value: str, tz: ZoneInfo) -> str:
     return text + _offset(off, local, tz)
 
 
-def v2_instant(value: str, tz: ZoneInfo) -> str | None:
+def v2_instant(value: str, tz: tzinfo) -> str | None:
     """v2 DTM → FHIR instant, or None when the value is not precise to the second."""
     m = _DTM.match(value.strip())
     if not m or m.group(6) is None:
         return None
     return v2_datetime(value, tz)
+
+
+@lru_cache(maxsize=64)
+def _fixed_zone(sign_hhmm: str) -> timezone:
+    minutes = int(sign_hhmm[1:3]) * 60 + int(sign_hhmm[3:5])
+    return timezone(timedelta(minutes=-minutes if sign_hhmm[0] == "-" else minutes))
+
+
+def zone(ctx: Context) -> tzinfo:
+    """The zone of a time sent without an offset: MSH-7's offset when MSH-7 has one (HL7 v2 DTM:
+    an offset-less time is in the sender's zone, which MSH-7 states), else the channel's configured zone.
+    Worked out once per message (ctx.memo)."""
+    tz = ctx.memo.get("zone")
+    if tz is None:
+        m = _DTM.match(ctx.msg.msh.field(7).text.strip())
+        off = m.group(8) if m else None
+        valid = off is not None and int(off[1:3]) < 24 and int(off[3:5]) < 60  # else not an offset: the zone
+        tz = ctx.memo["zone"] = _fixed_zone(off) if valid else ctx.tz
+    return tz
 
 
 @lru_cache(maxsize=4096)
@@ -245,7 +263,7 @@ def dtm_date(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
 
 
 def dtm_datetime(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
-    return v2_datetime(f.text, ctx.tz) if f.text else None
+    return v2_datetime(f.text, zone(ctx)) if f.text else None
 
 
 _TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?$")
@@ -554,7 +572,7 @@ def _range(text: str) -> tuple[str, tuple[orjson.Fragment, ...]] | None:
 def dtm_instant(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     if not f.text:
         return None
-    value = v2_instant(f.text, ctx.tz)
+    value = v2_instant(f.text, zone(ctx))
     if value is None:  # FHIR instant needs seconds; a v2 time to the minute is still a valid v2 time
         ctx.warn("INSTANT_IMPRECISE", ctx.rule, ctx.field_spec, "a FHIR instant needs seconds; value not written")
     return value
@@ -590,7 +608,7 @@ def nm_positive_int(f: Field, ctx: Context, opts: dict[str, Any]) -> int | None:
 def dr_start(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     """DR (date range) → its start as dateTime (SPM-17 collection time)."""
     v = f.component(1)
-    return v2_datetime(v, ctx.tz) if v else None
+    return v2_datetime(v, zone(ctx)) if v else None
 
 
 CONVERTERS: dict[str, Converter] = {
