@@ -153,6 +153,15 @@ class TestVisitAndProcedure:
                                                      "code": "A", "display": "Ambulance"}}]  # PV2-38
 
 
+    def test_pv1_37_destination_location(self, converter: Converter) -> None:
+        """PV1[Encounter] PV1-37 → hospitalization.destination, a new Location typed by DLD.1."""
+        b = _fixture(converter, "ig-adt-rows")
+        enc = _of(b, "Encounter")[0]
+        loc = {e["fullUrl"]: e["resource"] for e in b["entry"]}[enc["hospitalization"]["destination"]["reference"]]
+        assert loc["resourceType"] == "Location"
+        assert loc["type"][0]["coding"][0]["code"] == "SSR"
+        assert loc["type"][0]["coding"][0]["display"] == "Soins de suite et réadaptation"
+
     def test_encounter_diagnosis_per_dg1(self, converter: Converter) -> None:
         """ADT_A01 DG1[Encounter]: one diagnosis per DG1, its own Condition, DG1-6 → use (DiagnosisType
         A → AD), DG1-15 → rank."""
