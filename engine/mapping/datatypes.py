@@ -19,6 +19,7 @@ import orjson
 from engine.errors import MappingError
 from engine.hl7v2.er7 import Field
 from engine.mapping.context import Context
+from engine.mapping.ucum import is_ucum
 
 __all__ = ["CONVERTERS", "Converter", "v2_date", "v2_datetime", "v2_instant"]
 
@@ -454,24 +455,6 @@ def pl_location(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] 
     return ctx.emit("Location", ["pl", facility, *parts], body, None)
 
 
-def dld_location(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
-    """IG DLD[Location-Discharge]: a Location whose type is DLD.1, a CWE sent as subcomponents (PV1-37).
-
-    DLD.2 (effective date) has no IG target. One discharge place (code or text) of a sender is one Location.
-    """
-    code, text, system = (f.component(1, s) for s in (1, 2, 3))
-    if not (code or text):
-        return None
-    concept: dict[str, Any] = {}
-    if code:
-        coding = {"system": coding_system(ctx, system), "code": code, "display": text}
-        concept["coding"] = [{k: v for k, v in coding.items() if v}]
-    else:
-        concept["text"] = text
-    facility = ctx.msg.sending_facility or "unknown"
-    return ctx.emit("Location", ["dld", facility, system, code or text], {"type": [concept]}, None)
-
-
 _NUMBER = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?$")
 
 
@@ -492,20 +475,34 @@ UCUM = "http://unitsofmeasure.org"
 
 
 def _units(ctx: Context, opts: dict[str, Any]) -> dict[str, Any]:
-    """OBX-6 (CWE) → unit/system/code: a UCUM code when the sender says UCUM or spells a known alias."""
+    """OBX-6 (CWE) → unit/system/code (IG CWE[Quantity]: unit = CWE.2, else CWE.1).
+
+    The code: CWE.1 as sent when the sender says UCUM and it is valid UCUM; else the alias table's
+    (ucum-aliases: French and local spellings, `mUI/L` → `m[IU]/L`); else CWE.1 itself when it is valid
+    UCUM (`mg/L`); else no system/code, the unit text kept, and UNIT_NOT_UCUM (once per OBX-6).
+    """
     path = opts.get("units")
     fields = path.fields(ctx) if path is not None else []
     if not fields:
         return {}
     u = fields[0]
-    code, text, system = u.component(1), u.component(2), u.component(3).upper()
+    code, text = u.component(1), u.component(2)
     out: dict[str, Any] = {"unit": text or code} if (text or code) else {}
-    if code and system == "UCUM":
+    if not code:
+        return out
+    if u.component(3).upper() == "UCUM" and is_ucum(code):
         out.update(system=UCUM, code=code)
-    elif code:
-        t = ctx.vocab("ucum-aliases").first(code)
-        if t:
-            out.update(system=UCUM, code=t.code)
+        return out
+    t = ctx.vocab("ucum-aliases").first(code)
+    if t:
+        out.update(system=UCUM, code=t.code)
+    elif is_ucum(code):
+        out.update(system=UCUM, code=code)
+    else:
+        warned = ctx.memo.setdefault("units_warned", set())
+        if id(u) not in warned:  # OBX-5 and OBX-7 both read this OBX-6: one warning
+            warned.add(id(u))
+            ctx.warn("UNIT_NOT_UCUM", ctx.rule, path.spec, f"not UCUM and not in ucum-aliases: {code}")
     return out
 
 
@@ -657,7 +654,6 @@ CONVERTERS: dict[str, Converter] = {
                   ("ucum-aliases",), ("units",)),
         Converter("DTM.instant", "instant", dtm_instant, "DTM[instant]"),
         Converter("DR.start", "dateTime", dr_start, "DR[dateTime]"),
-        Converter("DLD.Location", "Reference", dld_location, "DLD[Location-Discharge]", ("v2-0396.coding-system",)),
         Converter("DTM.timePart", "dateTime", dtm_time_part, "DTM[dateTime] when it has a time (PID-7 birthTime)"),
         Converter("NM.integer", "integer", nm_integer, "NM[integer]"),
         Converter("NM.positiveInt", "positiveInt", nm_positive_int, "NM[positiveInt]"),
