@@ -455,6 +455,24 @@ def pl_location(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] 
     return ctx.emit("Location", ["pl", facility, *parts], body, None)
 
 
+def dld_location(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG DLD[Location-Discharge]: a Location whose type is DLD.1, a CWE sent as subcomponents (PV1-37).
+
+    DLD.2 (effective date) has no IG target. One discharge place (code or text) of a sender is one Location.
+    """
+    code, text, system = (f.component(1, s) for s in (1, 2, 3))
+    if not (code or text):
+        return None
+    concept: dict[str, Any] = {}
+    if code:
+        coding = {"system": coding_system(ctx, system), "code": code, "display": text}
+        concept["coding"] = [{k: v for k, v in coding.items() if v}]
+    else:
+        concept["text"] = text
+    facility = ctx.msg.sending_facility or "unknown"
+    return ctx.emit("Location", ["dld", facility, system, code or text], {"type": [concept]}, None)
+
+
 _NUMBER = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?$")
 
 
@@ -654,6 +672,7 @@ CONVERTERS: dict[str, Converter] = {
                   ("ucum-aliases",), ("units",)),
         Converter("DTM.instant", "instant", dtm_instant, "DTM[instant]"),
         Converter("DR.start", "dateTime", dr_start, "DR[dateTime]"),
+        Converter("DLD.Location", "Reference", dld_location, "DLD[Location-Discharge]", ("v2-0396.coding-system",)),
         Converter("DTM.timePart", "dateTime", dtm_time_part, "DTM[dateTime] when it has a time (PID-7 birthTime)"),
         Converter("NM.integer", "integer", nm_integer, "NM[integer]"),
         Converter("NM.positiveInt", "positiveInt", nm_positive_int, "NM[positiveInt]"),
