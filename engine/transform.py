@@ -183,7 +183,8 @@ class Transformer:
             else:
                 msg, mapping = parse(decode(d.body, channel.input.get("encoding"))), channel.mapping
             conversion = self.converter.convert(mapping, msg, received_at,
-                                                {"invalid_identifiers": channel.invalid_identifiers})
+                                                {"invalid_identifiers": channel.invalid_identifiers,
+                                                 "unmapped_codes": channel.unmapped_codes})
         except (ParseError, MappingError, ConfigError, KeyError, ValueError, csv.Error) as exc:
             self._fail(d, mid, _reason(exc), channel_id)
             return None

@@ -89,8 +89,17 @@ class Encoding:
         return m.group(0)  # unknown escapes (\Cxxyy\, \.sp\ …) are kept as sent, never dropped
 
 
+def _null(value: str) -> str:
+    """HL7's explicit null `""` ("delete the value") reads as nothing: it is never data, so no mapping
+    can write it as text; the element it would have filled is left out."""
+    return "" if value == '""' else value
+
+
 class Field:
     """One repetition of a field: split into unescaped components on first read.
+
+    A field, component or subcomponent sent as `""` (explicit null) reads as empty: `bool(field)` is
+    False for a `""` repetition and `component()` gives ''.
 
     Mappings read the same field many times (a CX for the key, the identifier, the system), so
     the first read splits every component at once and later reads are one list index.
@@ -113,10 +122,10 @@ class Field:
         comps: list[str | list[str]] = []
         for part in self.raw.split(enc.component):
             if sub in part:
-                subs = [s.rstrip(" ") for s in part.split(sub)]  # legacy senders pad to fixed widths
+                subs = [_null(s.rstrip(" ")) for s in part.split(sub)]  # legacy senders pad to fixed widths
                 comps.append([unescape(s) for s in subs] if unescape else subs)
             else:
-                part = part.rstrip(" ")
+                part = _null(part.rstrip(" "))
                 comps.append(unescape(part) if unescape else part)
         self._comps = comps
         return comps
@@ -261,7 +270,8 @@ class Message:
 
     @cached_property
     def control_id(self) -> str:
-        return self.msh.field(10).text
+        value = self.msh.field(10).text
+        return "" if value == '""' else value
 
     @cached_property
     def message_type(self) -> str:

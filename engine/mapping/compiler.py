@@ -19,10 +19,11 @@ from jsonschema import Draft202012Validator
 from engine.config.validate import load_schema, validate
 from engine.config.yamlfile import YamlDoc, load_yaml
 from engine.errors import ConfigError, ConfigErrors, MappingError
+from engine.hl7v2.er7 import Field
 from engine.mapping.conditions import ConditionError, Predicate, compile_condition, condition_paths
 from engine.mapping.context import Context
 from engine.mapping.coverage import Coverage, coverage
-from engine.mapping.datatypes import CONVERTERS, identifier_system
+from engine.mapping.datatypes import CONVERTERS, coding_system, identifier_system
 from engine.mapping.fhirmodel import Element, resolve
 from engine.mapping.paths import V2Path, compile_path
 from engine.nomenclature.vocab import VocabMap, load_vocab
@@ -516,13 +517,15 @@ class _Compiler:
             self.err(f"{full} is a {leaf.type}: say how to convert with as: or vocab:", where)
             return None
 
+        join = _joiner(options, target)
+
         def text(ctx: Context) -> list[Any]:
             for p in paths:
                 if p.rep is None:
                     vals = [f.component(p.component or 1, p.subcomponent or 1) for f in p.fields(ctx)]
                     vals = [v for v in vals if v]
                     if vals:
-                        return vals
+                        return [join.join(vals)] if join is not None and len(vals) > 1 else vals
                     continue
                 v = p.text(ctx)
                 if v:
@@ -563,6 +566,8 @@ class _Compiler:
             self.err(f"unknown option(s) {', '.join(sorted(unknown))} for {raw['as']}", [*where, "options"])
             return None
 
+        join = _joiner(options, target) if conv.fhir_type in _STRINGISH else None
+
         def convert(ctx: Context) -> list[Any]:
             for p in paths:
                 fields = p.fields(ctx)
@@ -578,7 +583,8 @@ class _Compiler:
                     if v is not None:
                         out.append(v)
                 if out:
-                    return out
+                    # repetitions of a string into one string element: joined as the mapping says
+                    return [join.join(out)] if join is not None and len(out) > 1 else out
             return []
 
         return convert
@@ -599,30 +605,59 @@ class _Compiler:
                 self.err(f"map {vm.name} gives codes {full} does not allow: {', '.join(bad)}", [*where, "vocab"])
                 return None
 
-        def shape(targets: tuple[Any, ...]) -> Any:
-            if leaf.type == "code":
+        kind = leaf.type
+
+        def shape(targets: tuple[Any, ...], cwe: Field | None, ctx: Context) -> Any:
+            if kind == "code":
                 return targets[0].code
-            if leaf.type == "boolean":
+            if kind == "boolean":
                 return targets[0].code == "true"
-            if leaf.type == "Coding":
-                return targets[0].coding()
-            return {"coding": [t.coding() for t in targets]}
+            codings = [t.coding() for t in targets]
+            if cwe is not None:
+                _keep_cwe(codings, cwe, ctx, kind == "Coding")
+            if kind == "Coding":
+                return codings[0]
+            out: dict[str, Any] = {"coding": codings}
+            if cwe is not None:
+                text = cwe.component(9) or cwe.component(2)
+                if text and (cwe.component(9) or all(text.casefold() != c.get("display", "").casefold()
+                                                     for c in codings)):
+                    out["text"] = text  # IG CWE.9 → text; the sender's CWE.2 is kept when no display says it
+            return out
+
+        def unmapped(code: str, cwe: Field | None) -> Any:
+            """An HL7 table code the map does not know, kept as the IG keeps a CWE with no known system: a
+            CodeableConcept gets the code without a system (CWE.2 as display, CWE.9 or CWE.2 as text). A code,
+            boolean or single Coding (a class, an extension's value) gets nothing: the rule's default, if any,
+            fills a required element."""
+            if kind != "CodeableConcept":
+                return None
+            coding = {"code": code}
+            display = cwe.component(2) if cwe is not None else ""
+            if display:
+                coding["display"] = display
+            text = (cwe.component(9) or display) if cwe is not None else ""
+            return {"coding": [coding], "text": text} if text else {"coding": [coding]}
 
         def translate(ctx: Context) -> list[Any]:
             for p in paths:
-                codes = [f.component(p.component or 1, p.subcomponent or 1) for f in p.fields(ctx)]
-                codes = [c for c in codes if c and c != '""']
-                if not codes:
+                whole = p.component is None
+                found = [(f.component(p.component or 1, p.subcomponent or 1), f) for f in p.fields(ctx)]
+                found = [(c, f) for c, f in found if c]
+                if not found:
                     continue
                 out = []
-                for code in codes:
+                for code, f in found:
                     targets = vm.lookup(code)
                     if targets:
-                        out.append(shape(targets))
-                    elif on_unmapped == "error":
+                        out.append(shape(targets, f if whole else None, ctx))
+                        continue
+                    if on_unmapped == "error" or ctx.policy.get("unmapped_codes") == "reject":
                         raise MappingError(f"code not in map {vm.name}", rule=label, field=p.spec)
-                    else:
-                        ctx.warn("CODE_UNMAPPED", label, p.spec, f"not in {vm.name}")
+                    kept = unmapped(code, f if whole else None)
+                    ctx.warn("CODE_UNMAPPED", label, p.spec, f"not in {vm.name}")
+                    if kept is not None:
+                        out.append(kept)
                 return out
             return []
 
@@ -676,6 +711,36 @@ class _Compiler:
         out = [sub.rule(rtype, r, ["rules", i], names) for i, r in enumerate(doc.data["rules"])]
         self.errors.extend(sub.errors)
         return out
+
+
+def _joiner(options: dict[str, Any], target: _Target) -> str | None:
+    """`options: {join: …}`: the separator when repetitions go into one string element (not a list)."""
+    join = options.get("join")
+    if join is None or target.leaf.is_list or target.new_element_at is not None:
+        return None
+    return str(join)
+
+
+def _keep_cwe(codings: list[dict[str, str]], cwe: Field, ctx: Context, single: bool) -> None:
+    """A vocabulary-mapped CWE keeps what the sender said (IG CWE[CodeableConcept]): CWE.7 is the version
+    of the sender's system, so it goes on the mapped coding of that system; when the map moved the code to
+    another system, the sender's own coding (CWE.1-3, CWE.7) is kept beside it (not for a single Coding)."""
+    version = cwe.component(7)
+    named = cwe.component(3)
+    system = coding_system(ctx, named) if named else None
+    same = [c for c in codings if system is not None and c.get("system") == system]
+    for c in same:
+        if version:
+            c["version"] = version
+        if "display" not in c and cwe.component(2):
+            c["display"] = cwe.component(2)
+    if same or not version or single:
+        return
+    own: dict[str, str] = {"system": system} if system else {}
+    own.update(version=version, code=cwe.component(1))
+    if cwe.component(2):
+        own["display"] = cwe.component(2)
+    codings.append(own)
 
 
 def _display(path: Path) -> str:

@@ -219,12 +219,26 @@ def xpn_human_name(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, An
     return {"use": use, **name} if use else name
 
 
+def _period(ctx: Context, start: str, end: str) -> dict[str, str] | None:
+    """Two v2 DTM → a FHIR Period (IG DR[Period]: DR.1 start, DR.2 end), each at the precision sent."""
+    if not (start or end):
+        return None
+    tz, out = zone(ctx), {}
+    if start:
+        out["start"] = v2_datetime(start, tz)
+    if end:
+        out["end"] = v2_datetime(end, tz)
+    return out
+
+
 def xad_address(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG XAD[Address] (datatypes/XAD[Address].csv)."""
     out: dict[str, Any] = {}
     for t in ctx.vocab("v2-0190.address").lookup(f.component(7)) if f.component(7) else ():
         key = "use" if t.system.endswith("/address-use") else "type"
         out.setdefault(key, t.code)
-    lines = [x for x in (f.component(1, 1), f.component(2)) if x]
+    # XAD.1 → line[1-3], XAD.2 → line[4], XAD.19 Addressee → line[5] (IG row 19: "line[5]")
+    lines = [x for x in (f.component(1, 1), f.component(2), f.component(19)) if x]
     if lines:
         out["line"] = lines
     for comp, key in ((3, "city"), (9, "district"), (4, "state"), (5, "postalCode"), (6, "country")):
@@ -232,6 +246,11 @@ def xad_address(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] 
             out[key] = f.component(comp)
     if not (out.keys() - {"use", "type"}):
         return None
+    # IG row 12: XAD.12 Address Validity Range (DR) → period (DR[Period]); rows 13/14: XAD.13 Effective Date →
+    # period.start, XAD.14 Expiration Date → period.end (they replace XAD.12's, deprecated since v2.5)
+    period = _period(ctx, f.component(13) or f.component(12, 1), f.component(14) or f.component(12, 2))
+    if period:
+        out["period"] = period
     return out
 
 
@@ -256,7 +275,19 @@ def xtn_contact_point(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str,
     # IG: PID-13 is home and PID-14 work only when XTN.2 is empty
     if "use" not in out and not f.component(2) and opts.get("use"):
         out["use"] = opts["use"]
-    return {k: out[k] for k in ("system", "value", "use") if k in out}
+    # IG XTN[ContactPoint] row 18: XTN.18 Preference Order (NM) → rank (NM[PositiveInt])
+    rank = f.component(18).strip()
+    if rank:
+        if rank.isdigit() and int(rank) > 0:
+            out["rank"] = int(rank)
+        else:
+            where = ctx.field_spec.replace("[*]", "") + ".18"
+            ctx.warn("VALUE_INVALID", ctx.rule, where, "preference order: not a positive integer")
+    # rows 13/14: XTN.13 Effective Start Date → period.start, XTN.14 Expiration Date → period.end (DTM[DateTime])
+    period = _period(ctx, f.component(13), f.component(14))
+    if period:
+        out["period"] = period
+    return {k: out[k] for k in ("system", "value", "use", "rank", "period") if k in out}
 
 
 def dtm_date(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:

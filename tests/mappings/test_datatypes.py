@@ -49,3 +49,23 @@ def test_a_bad_time_is_a_conversion_error(converter: Converter) -> None:
 
     with pytest.raises(MappingError, match="expected a v2 time"):
         _first_value(converter, "2561", "TM")
+
+
+@pytest.mark.parametrize(("obx5", "concept"), [
+    ("260385009^Négatif^SCT^^^^20260301", {"coding": [{"system": "http://snomed.info/sct", "version": "20260301",
+                                                        "code": "260385009", "display": "Négatif"}]}),
+    ("NEG^Négatif", {"coding": [{"code": "NEG", "display": "Négatif"}]}),   # no CWE.3: no invented system
+    ("^Négatif", {"text": "Négatif"}),                                         # no code: the text
+    ('NEG^""^^^^^^^Négatif au seuil', {"coding": [{"code": "NEG"}], "text": "Négatif au seuil"}),
+])
+def test_cwe_codeable_concept_keeps_display_and_version(converter: Converter, obx5: str,
+                                                         concept: dict[str, object]) -> None:
+    """IG CWE[CodeableConcept]: CWE.1 code, CWE.2 display, CWE.3 system (only when sent), CWE.7 version, CWE.9 text."""
+    lines = ORU.split(b"\r")
+    i = next(n for n, ln in enumerate(lines) if ln.startswith(b"OBX|"))
+    parts = lines[i].split(b"|")
+    parts[2], parts[5] = b"CWE", obx5.encode()
+    lines[i] = b"|".join(parts)
+    bundle = orjson.loads(converter.convert("oru_r01", parse(decode(b"\r".join(lines))), NOW).bundle)
+    obs = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
+    assert obs["valueCodeableConcept"] == concept
