@@ -322,10 +322,14 @@ def _local_system(ctx: Context, name: str) -> str:
     return f"{ctx.base}/CodeSystem/local/{sender}" + (f"/{slug(name)}" if name and name.upper() != "L" else "")
 
 
-def coding_system(ctx: Context, name: str) -> str:
-    """A v2 coding system name (table 0396: LN, I10, UCUM, HL70078 …) → its URI; local ones under the base."""
+def coding_system(ctx: Context, name: str) -> str | None:
+    """A v2 coding system name (table 0396: LN, I10, UCUM, HL70078 …) → its URI; local ones under the base.
+
+    None when the sender names no system (CWE.3 empty): the IG's CWE[CodeableConcept] takes the system
+    from CWE.3 only, so the code is kept without one rather than under an invented system.
+    """
     if not name:
-        return _local_system(ctx, "")
+        return None
     t = ctx.vocab("v2-0396.coding-system").first(name)
     if t:
         return t.system
@@ -339,7 +343,10 @@ def _triplet(f: Field, ctx: Context, code: int, display: int, system: int, versi
     value = f.component(code)
     if not value:
         return None
-    out = {"system": coding_system(ctx, f.component(system))}
+    out: dict[str, str] = {}
+    uri = coding_system(ctx, f.component(system))
+    if uri:
+        out["system"] = uri
     if f.component(version):
         out["version"] = f.component(version)
     out["code"] = value
@@ -370,10 +377,10 @@ def _add_national(codings: list[dict[str, str]], ctx: Context) -> None:
     if lm is None:
         return
     target = lm.meta.get("target")
-    if target and any(c["system"] == target for c in codings):
+    if target and any(c.get("system") == target for c in codings):
         return  # the sender already coded it nationally
     for coding in list(codings):
-        if coding["system"] != lm.source_system:
+        if coding.get("system", lm.source_system) != lm.source_system:  # no CWE.3: the sender's own code
             continue
         added = lm.national(coding["code"])
         if added is None:
