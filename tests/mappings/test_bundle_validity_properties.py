@@ -62,7 +62,9 @@ def _ts(draw: st.DrawFn) -> str:
     return text + draw(st.sampled_from(["", "", "+0100", "+0000", "-0500", "+0215"]))
 
 
-TS = _or_absent(_ts())
+# what senders get wrong: no such day or hour, a short offset, ISO punctuation, a blank
+_BAD_TS = st.sampled_from(["20260230", "202613", "20261120250000", "20261120+01", "2026-11-20", " "])
+TS = _or_absent(st.integers(0, 29).flatmap(lambda k: _BAD_TS if k == 0 else _ts()))
 
 
 def _code(known: list[str]) -> st.SearchStrategy[str]:
@@ -148,8 +150,8 @@ def adt_extra(draw: st.DrawFn, n: int) -> str:
 @st.composite
 def obx(draw: st.DrawFn, n: int) -> str:
     vt = draw(st.sampled_from(["NM", "SN", "ST", "TX", "CWE", "DT", "TM", "ED", "ZZ", "", NULL]))
-    value = {"NM": st.sampled_from(["11.2", "5,4", "0", "-3", "abc", ""]),
-             "SN": st.sampled_from(["<^5", "^10^-^20", ">=^1.5", "^abc", ""]),
+    value = {"NM": st.sampled_from(["11.2", "5,4", "0", "-3", "abc", "", "5.", ".5", "+5", "1e5", "0012", "11~12"]),
+             "SN": st.sampled_from(["<^5", "^10^-^20", ">=^1.5", "^abc", "", "^1^:^128", "^5^+", "<^.5"]),
              "ST": _rep(_or_absent(_TEXT)), "TX": _rep(_or_absent(_TEXT)), "CWE": CWE, "DT": TS,
              "TM": st.sampled_from(["1230", "123045", "1230+0100", "99", ""])}.get(vt, _or_absent(_TEXT))
     units = draw(st.sampled_from(["g/dL", "mg/L^mg/L^UCUM", "mUI/L", "10\\S\\3/µL", "bpm", "", NULL]))
@@ -215,6 +217,9 @@ def messages(draw: st.DrawFn) -> str:
         extras = [draw(adt_extra(i)) for i in range(1, draw(st.integers(0, 3)) + 1)]
         if draw(st.integers(0, 3)):
             segs.append(draw(pv1()))
+            if draw(st.integers(0, 2)) == 0:  # an IHE PAM FR movement
+                segs.append(f"ZBE|{draw(EI)}|{draw(TS)}||{draw(_code(['INSERT', 'UPDATE', 'CANCEL']))}|"
+                            f"{draw(_code(['Y', 'N']))}||{draw(_or_absent(st.just('UF^^^^^^UF^^^4001')))}")
         return "\r".join(segs + extras)
     if kind == "ORU":
         for _ in range(draw(st.sampled_from([1, 1, 1, 2, 0]))):  # 0: results without any PID
