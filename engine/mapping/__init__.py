@@ -17,6 +17,7 @@ from engine.ids import namespace
 from engine.mapping.bundle import build_bundle
 from engine.mapping.compiler import MappingSpec, compile_mapping, key_part
 from engine.mapping.context import Context
+from engine.mapping.gate import check_bundle
 
 if TYPE_CHECKING:
     from engine.mapping.explain import Explanation
@@ -82,6 +83,7 @@ class Converter:
         ctx = self.context(msg, now, policy)
         spec = self.spec(name)
         bundle = build_bundle(spec, ctx)
+        check_bundle(bundle)  # never an empty value or a missing required element out of the engine
         extra = spec.coverage.not_mapped(msg) if spec.coverage else []
         if extra:
             ctx.warn("FIELDS_NOT_MAPPED", spec.name, ", ".join(extra), "valued in the message, read by no rule")
@@ -93,12 +95,12 @@ class Converter:
 
         return explain(self.spec(name), msg, self.context(msg, now))
 
-    def patient_key(self, name: str, msg: Message) -> tuple[str, str] | None:
+    def patient_key(self, name: str, msg: Message, policy: dict[str, str] | None = None) -> tuple[str, str] | None:
         """(system, value) of the mapping's patient key field, for sharding and the journal's keyed hash."""
         spec = self.spec(name)
         if spec.patient_key is None:
             return None
-        ctx = self.context(msg, datetime.now().astimezone())
+        ctx = self.context(msg, datetime.now().astimezone(), policy)
         ctx.scope = msg.tree.root
         part = key_part(spec.patient_key, ctx)
         if not part:

@@ -12,7 +12,7 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
-__all__ = ["Element", "resolve"]
+__all__ = ["Element", "children", "resolve"]
 
 _MARKERS = {"DateTime": "dateTime", "Date": "date", "Code": "code", "String": "string", "Uri": "uri",
             "Id": "id", "Instant": "instant", "Integer": "integer", "Decimal": "decimal", "Boolean": "boolean",
@@ -88,3 +88,14 @@ def resolve(resource_type: str, path: str) -> Element:
         current = name
     assert element is not None
     return element
+
+
+@cache
+def children(type_name: str) -> dict[str, tuple[str, bool]]:
+    """Each child element of a FHIR complex type or resource: (its FHIR type name, required?)."""
+    out: dict[str, tuple[str, bool]] = {}
+    for name, f in _fields(type_name).items():
+        inner, _ = _unwrap(f.annotation)
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        out[name] = (_type_name(inner), bool(f.is_required() or extra.get("element_required")))
+    return out
