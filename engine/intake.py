@@ -261,7 +261,7 @@ class Intake:
 
     def _patient_key(self, channel: ChannelConfig, msg: Message) -> str:
         try:
-            found = self.converter.patient_key(channel.mapping, msg)
+            found = self.converter.patient_key(channel.mapping, msg, channel.policy())
         except (MappingError, ConfigError):
             return ""
         return self.journal.patient_key(*found) if found else ""

@@ -182,9 +182,7 @@ class Transformer:
                 msg, mapping = parse(self._csv_to_v2(d, channel, csvmap)), csvmap.mapping
             else:
                 msg, mapping = parse(decode(d.body, channel.input.get("encoding"))), channel.mapping
-            conversion = self.converter.convert(mapping, msg, received_at,
-                                                {"invalid_identifiers": channel.invalid_identifiers,
-                                                 "unmapped_codes": channel.unmapped_codes})
+            conversion = self.converter.convert(mapping, msg, received_at, channel.policy())
         except (ParseError, MappingError, ConfigError, KeyError, ValueError, csv.Error) as exc:
             self._fail(d, mid, _reason(exc), channel_id)
             return None

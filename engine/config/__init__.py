@@ -67,6 +67,18 @@ class ChannelConfig:
     retention: Retention | None = None   # None: the engine's default
     unmapped_codes: str = "pass"     # pass | park | reject
     invalid_identifiers: str = "flag"   # flag | tag | reject
+    sender: str = ""                    # authority of identifiers without CX-4 (else MSH-4, MSH-3)
+    default_identifier_type: str = ""   # CX-5 when absent
+
+    def policy(self) -> dict[str, str]:
+        """The channel's data-quality choices, as the converter reads them."""
+        out = {"invalid_identifiers": self.invalid_identifiers, "unmapped_codes": self.unmapped_codes}
+        sender = self.sender or (self.input.get("sender", "") if self.input_kind == "csv_drop" else "")
+        if sender:
+            out["sender"] = sender
+        if self.default_identifier_type:
+            out["default_identifier_type"] = self.default_identifier_type
+        return out
 
 
 @dataclass(frozen=True)
@@ -251,6 +263,8 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
             mapping=d["pipeline"]["mapping"], outputs=tuple(d.get("output", ())), description=d.get("description", ""),
             enabled=d.get("enabled", True), unmapped_codes=d["pipeline"].get("unmapped_codes", "pass"),
             invalid_identifiers=d["pipeline"].get("invalid_identifiers", "flag"),
+            sender=d["pipeline"].get("sender", ""),
+            default_identifier_type=d["pipeline"].get("default_identifier_type", ""),
             retention=replace(default_retention, **d["retention"]) if d.get("retention") else None,
         )
         for i, dest in enumerate(ch.outputs):

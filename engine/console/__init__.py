@@ -316,8 +316,7 @@ class Console:
         sample = str(form.get("message", ""))
         text = sample.replace("\r\n", "\r").replace("\n", "\r")
         try:
-            conversion = self.converter.convert(ch.mapping, parse(text), datetime.now(UTC),
-                                                {"invalid_identifiers": ch.invalid_identifiers})
+            conversion = self.converter.convert(ch.mapping, parse(text), datetime.now(UTC), ch.policy())
         except (ParseError, MappingError) as exc:
             return await self.channel(request, test_error=str(exc), sample=sample)
         bundle = orjson.dumps(orjson.loads(conversion.bundle), option=orjson.OPT_INDENT_2).decode()

@@ -6,6 +6,7 @@ the rest, a Provenance naming the source message, and lineage in `meta.source`/`
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +15,7 @@ from engine.errors import MappingError
 from engine.hl7v2.er7 import Message
 from engine.hl7v2.groups import Group
 from engine.ids import resource_id
-from engine.mapping.compiler import CompiledResource, MappingSpec, is_segment_id, key_part
+from engine.mapping.compiler import CompiledResource, MappingSpec, is_segment_id, key_part, sender_namespace
 from engine.mapping.context import Context, Instance
 from engine.mapping.datatypes import slug, v2_instant
 
@@ -34,10 +35,19 @@ def _sender(msg: Message) -> str:
     return msg.sending_facility or msg.sending_application or "unknown"
 
 
+def _message_key(msg: Message) -> str:
+    """What names this message among its sender's: MSH-10, else (no control id) a hash of its text,
+    so two messages without MSH-10 never share a Bundle or a Provenance id."""
+    return msg.control_id or "sha1:" + hashlib.sha1(msg.text.encode()).hexdigest()
+
+
 def _instances(res: CompiledResource, ctx: Context) -> list[tuple[Group | None, int | None]]:
     """Where each resource of this kind is made from: (scope, anchor segment index)."""
     tree = ctx.msg.tree
     if res.for_each:
+        group, slash, seg = res.for_each.partition("/")
+        if slash:  # GROUP/SEG: the SEG segments that belong to a GROUP itself (an OBX under its SPM)
+            return [(tree.of_segment[i], i) for i in tree.positions.get(seg, []) if tree.of_segment[i].name == group]
         if is_segment_id(res.for_each):
             return [(tree.of_segment[i], i) for i in tree.positions.get(res.for_each, [])]
         return [(g, g.segments[0] if g.segments else g.start) for g in tree.by_name.get(res.for_each, [])]
@@ -49,14 +59,15 @@ def _instances(res: CompiledResource, ctx: Context) -> list[tuple[Group | None, 
 
 def _resource_id(res: CompiledResource, ctx: Context, ordinal: int) -> tuple[str, list[str]]:
     parts = [key_part(p, ctx) for p in res.key]
-    if all(parts):
+    if all(v or p.optional for p, v in zip(res.key, parts, strict=True)):
         return resource_id(ctx.namespace, res.type, *parts), parts
-    if res.id_fallback == "control_id" and ctx.msg.control_id:
-        ctx.warn("BUSINESS_KEY_MISSING", res.name, ",".join("|".join(a.spec for a in p) for p in res.key),
-                 "identified by sender and control id instead")
-        return resource_id(ctx.namespace, res.type, "msg", _sender(ctx.msg), ctx.msg.control_id, res.name,
+    if res.id_fallback == "control_id":
+        ctx.warn("BUSINESS_KEY_MISSING", res.name, ",".join(p.spec for p in res.key),
+                 "identified by sender and control id instead" if ctx.msg.control_id
+                 else "no control id either: identified by sender and the message's hash")
+        return resource_id(ctx.namespace, res.type, "msg", sender_namespace(ctx), _message_key(ctx.msg), res.name,
                            str(ordinal)), []
-    missing = ", ".join("|".join(a.spec for a in p) for p, v in zip(res.key, parts, strict=True) if not v)
+    missing = ", ".join(p.spec for p, v in zip(res.key, parts, strict=True) if not v and not p.optional)
     raise MappingError(f"cannot identify the {res.type}: {missing} not valued", rule=res.name, field=missing)
 
 
@@ -67,28 +78,40 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
                            f"{', '.join(spec.accepts)}", field="MSH-9")
     sender = _sender(msg)
     control_id = msg.control_id
-    meta = {"source": f"{ctx.base}/hl7v2/{slug(sender)}#{control_id}",
+    meta = {"source": f"{ctx.base}/hl7v2/{slug(sender)}" + (f"#{control_id}" if control_id else ""),
             "tag": [{"system": f"{ctx.base}/CodeSystem/wasla-mapping", "version": spec.version,
                      "code": spec.name}]}
     ctx.meta = meta
     made: list[tuple[CompiledResource, Instance]] = []
+    covered: set[int] = set()   # segment indexes some resource was made from (or deliberately not: `when`)
+    anchors: set[str] = set()   # names of the segments resources are made from
     for res in spec.resources:  # every id first: a rule may reference any resource of the message
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         for ordinal, (scope, anchor) in enumerate(_instances(res, ctx), start=1):
             ctx.scope, ctx.segment = scope, msg.segments[anchor] if anchor is not None else None
+            if anchor is not None:
+                grouped = res.for_each and not is_segment_id(res.for_each) and "/" not in res.for_each
+                covered.update(scope.segments if grouped and scope is not None else (anchor,))
+                anchors.add(msg.segments[anchor].name)
             if res.when is not None and not res.when(ctx):
                 continue
             rid, key = _resource_id(res, ctx, ordinal)
             repeat = rid in seen
             if repeat and not res.merge_duplicates:  # one business key twice: keep both, tell the operator
+                seen[rid] += 1  # numbered among the occurrences of this key, not of the message: stable
                 ctx.warn("DUPLICATE_BUSINESS_KEY", res.name, res.for_each or res.segment or "",
                          f"occurrence {ordinal} has the key of an earlier one")
-                rid = resource_id(ctx.namespace, res.type, *key, f"occurrence-{ordinal}")
-            seen.add(rid)
+                rid = resource_id(ctx.namespace, res.type, *key, f"occurrence-{seen[rid]}")
+            seen.setdefault(rid, 1)
             inst = Instance(res.name, rid, scope, anchor, key)
             ctx.instances.setdefault(res.name, []).append(inst)
             if not repeat or not res.merge_duplicates:  # a merged repeat is referenced, not written twice
                 made.append((res, inst))
+    _report_unmade(ctx, covered, anchors)
+    if not made:
+        sources = sorted({r.for_each or r.segment or r.name for r in spec.resources})
+        raise MappingError(f"nothing to convert: {msg.message_type} carries none of {', '.join(sources)}",
+                           field="message")
     entries: list[dict[str, Any]] = []
     for res, inst in made:
         body: dict[str, Any] = {"resourceType": res.type}
@@ -104,16 +127,33 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
     entries.extend(ctx.emitted.values())
     if spec.provenance:
         entries.append(_provenance(spec, ctx, meta, entries, sender, control_id))
-    timestamp = v2_instant(msg.msh.field(7).text, ctx.tz) or instant(ctx.now)
-    return {
+    try:
+        timestamp = v2_instant(msg.msh.field(7).text, ctx.tz) or instant(ctx.now)
+    except MappingError as exc:  # the message's own time: the Bundle needs it, so it fails, naming MSH-7
+        raise MappingError(exc.message, field="MSH-7") from exc
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
-        "id": resource_id(ctx.namespace, "Bundle", sender, control_id),
+        "id": resource_id(ctx.namespace, "Bundle", sender, _message_key(msg)),
         "meta": meta,
-        "identifier": {"system": f"{ctx.base}/sid/hl7v2-control-id/{slug(sender)}", "value": control_id},
-        "type": "transaction",
-        "timestamp": timestamp,
-        "entry": entries,
     }
+    if control_id:
+        bundle["identifier"] = {"system": f"{ctx.base}/sid/hl7v2-control-id/{slug(sender)}", "value": control_id}
+    bundle.update(type="transaction", timestamp=timestamp, entry=entries)
+    return bundle
+
+
+def _report_unmade(ctx: Context, covered: set[int], kinds: set[str]) -> None:
+    """An occurrence of a segment that makes resources, from which none was made (a second PID where the
+    mapping takes one, an OBX outside any group the mapping knows) is named, never dropped in silence."""
+    segments = ctx.msg.segments
+    seen: dict[str, int] = {}
+    for i, seg in enumerate(segments):
+        name = seg.name
+        if name not in kinds:
+            continue
+        seen[name] = n = seen.get(name, 0) + 1
+        if i not in covered:
+            ctx.warn("SEGMENT_NOT_MAPPED", "", f"{name}[{n}]", f"segment {i + 1}: no resource made from it")
 
 
 def _request(res: CompiledResource, inst: Instance, body: dict[str, Any]) -> dict[str, str]:
@@ -135,7 +175,11 @@ def _request(res: CompiledResource, inst: Instance, body: dict[str, Any]) -> dic
 
 def _provenance(spec: MappingSpec, ctx: Context, meta: dict[str, Any], entries: list[dict[str, Any]],
                 sender: str, control_id: str) -> dict[str, Any]:
-    pid = resource_id(ctx.namespace, "Provenance", sender, control_id, spec.name)
+    pid = resource_id(ctx.namespace, "Provenance", sender, _message_key(ctx.msg), spec.name)
+    what: dict[str, Any] = {"display": f"HL7 v2 {ctx.msg.message_type} message"}
+    if control_id:
+        what = {"identifier": {"system": f"{ctx.base}/sid/hl7v2-control-id/{slug(sender)}", "value": control_id},
+                **what}
     resource = {
         "resourceType": "Provenance",
         "id": pid,
@@ -144,9 +188,7 @@ def _provenance(spec: MappingSpec, ctx: Context, meta: dict[str, Any], entries: 
         "recorded": instant(ctx.now),
         "activity": {"coding": [ACTIVITY]},
         "agent": [{"type": {"coding": [ASSEMBLER]}, "who": {"display": f"Wasla mapping {spec.name} {spec.version}"}}],
-        "entity": [{"role": "source", "what": {
-            "identifier": {"system": f"{ctx.base}/sid/hl7v2-control-id/{slug(sender)}", "value": control_id},
-            "display": f"HL7 v2 {ctx.msg.message_type} message"}}],
+        "entity": [{"role": "source", "what": what}],
     }
     request = {"method": "PUT", "url": f"Provenance/{pid}"}
     return {"fullUrl": f"urn:uuid:{pid}", "resource": resource, "request": request}

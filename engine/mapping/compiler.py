@@ -20,6 +20,7 @@ from engine.config.validate import load_schema, validate
 from engine.config.yamlfile import YamlDoc, load_yaml
 from engine.errors import ConfigError, ConfigErrors, MappingError
 from engine.hl7v2.er7 import Field
+from engine.hl7v2.reference import field_info
 from engine.mapping.conditions import ConditionError, Predicate, compile_condition, condition_paths
 from engine.mapping.context import Context
 from engine.mapping.coverage import Coverage, coverage
@@ -28,7 +29,7 @@ from engine.mapping.fhirmodel import Element, resolve
 from engine.mapping.paths import V2Path, compile_path
 from engine.nomenclature.vocab import VocabMap, load_vocab
 
-__all__ = ["CompiledResource", "CompiledRule", "KeyPart", "MappingSpec", "compile_mapping", "key_part"]
+__all__ = ["CompiledResource", "CompiledRule", "KeyAlt", "KeyPart", "MappingSpec", "compile_mapping", "key_part"]
 
 Apply = Callable[[Context, dict[str, Any]], bool]   # True when it wrote something
 Produce = Callable[[Context], list[Any]]
@@ -46,7 +47,34 @@ class CompiledRule:
     sourced: bool = True   # reads the message (not only a fixed value or a reference)
 
 
-KeyPart = tuple[V2Path, ...]   # alternatives: the first valued one is the key part
+@dataclass(frozen=True, slots=True)
+class KeyAlt:
+    """One alternative of a key part, and where its assigning authority sits.
+
+    An order number (EI.1) or a visit number (CX.1) means nothing without its namespace: two labs
+    both number orders from 1000. `namespace` holds the paths of EI.2/EI.3 (or CX.4.1/CX.4.2);
+    when they are empty the message's sender (MSH-3^MSH-4) scopes the value instead.
+    """
+
+    path: V2Path
+    namespace: tuple[V2Path, ...] = ()
+
+    @property
+    def spec(self) -> str:
+        return self.path.spec
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPart:
+    """Alternatives for one part of a business key: the first valued one is the part.
+    An optional part (written `OBX-4?`) may be empty; a required empty part makes the key missing."""
+
+    alts: tuple[KeyAlt, ...]
+    optional: bool = False
+
+    @property
+    def spec(self) -> str:
+        return "|".join(a.spec for a in self.alts) + ("?" if self.optional else "")
 
 
 @dataclass(frozen=True)
@@ -579,7 +607,12 @@ class _Compiler:
                     try:
                         v = conv.fn(f, ctx, options)
                     except MappingError as exc:
-                        raise MappingError(exc.message, rule=label, field=p.spec) from exc
+                        # a value that cannot be read (AL1-6 'MI' as a date) loses that element, not the
+                        # message: warned, left out; the channel's `unmapped_codes: reject` fails instead
+                        if ctx.policy.get("unmapped_codes") == "reject":
+                            raise MappingError(exc.message, rule=label, field=p.spec) from exc
+                        ctx.warn("VALUE_INVALID", label, p.spec, exc.message)
+                        continue
                     if v is not None:
                         out.append(v)
                 if out:
@@ -606,6 +639,7 @@ class _Compiler:
                 return None
 
         kind = leaf.type
+        in_extension = "extension" in full  # an extension's value is bound by its profile: never a guess
 
         def shape(targets: tuple[Any, ...], cwe: Field | None, ctx: Context) -> Any:
             if kind == "code":
@@ -627,9 +661,11 @@ class _Compiler:
 
         def unmapped(code: str, cwe: Field | None) -> Any:
             """An HL7 table code the map does not know, kept as the IG keeps a CWE with no known system: a
-            CodeableConcept gets the code without a system (CWE.2 as display, CWE.9 or CWE.2 as text). A code,
-            boolean or single Coding (a class, an extension's value) gets nothing: the rule's default, if any,
-            fills a required element."""
+            CodeableConcept gets the code without a system (CWE.2 as display, CWE.9 or CWE.2 as text), a single
+            Coding (Encounter.class) the code alone. A code or boolean (bound to a closed value set), or an
+            extension's Coding, gets nothing: the rule's default, if any, fills a required element."""
+            if kind == "Coding" and not in_extension:  # Encounter.class: the code as sent, without a system
+                return {"code": code}
             if kind != "CodeableConcept":
                 return None
             coding = {"code": code}
@@ -672,10 +708,12 @@ class _Compiler:
             return None
         key: list[KeyPart] = []
         for i, spec in enumerate(raw["id"]):
-            alts = [self.path(t, [*where, "id", i]) for t in str(spec).split("|")]
+            text = str(spec).strip()
+            optional = text.endswith("?")
+            alts = [self.path(t, [*where, "id", i]) for t in text.removesuffix("?").split("|")]
             if any(a is None for a in alts):
                 return None
-            key.append(tuple(a for a in alts if a))
+            key.append(KeyPart(tuple(_key_alt(a) for a in alts if a), optional))
         rules: list[CompiledRule | None] = []
         for inc in raw.get("include", []):
             rules.extend(self.include(inc, rtype, names, [*where, "include"]))
@@ -776,21 +814,65 @@ def compile_mapping(file: Path, schema_dir: Path, vocab_dir: Path, display: str 
     )
 
 
+# Fields whose first component is a number issued by an authority named in later components.
+_NAMESPACED = {"EI": ((2,), (3,)), "CX": ((4, 1), (4, 2)), "EIP": None}
+
+
+def _key_alt(path: V2Path) -> KeyAlt:
+    """Compile-time: where the namespace of this key path's value sits (hl7apy's datatype of the field)."""
+    info = field_info(path.segment, path.field)
+    datatype = info[0] if info else ""
+    rep = "*" if path.rep is None else str(path.rep)
+    head = f"{path.segment}-{path.field}[{rep}]"
+    if datatype in ("EI", "CX") and path.component == 1 and path.subcomponent in (None, 1):
+        where = _NAMESPACED[datatype] or ()
+        return KeyAlt(path, tuple(compile_path(f"{head}." + ".".join(map(str, w))) for w in where))
+    if datatype == "EIP" and path.component in (1, 2) and path.subcomponent == 1:  # EIP.n is an EI
+        c = path.component
+        return KeyAlt(path, (compile_path(f"{head}.{c}.2"), compile_path(f"{head}.{c}.3")))
+    return KeyAlt(path)
+
+
+def sender_namespace(ctx: Context) -> str:
+    """The sending application and facility (MSH-3^MSH-4): who issued an unscoped number."""
+    app, facility = ctx.msg.sending_application, ctx.msg.sending_facility
+    if app == '""':
+        app = ""
+    if facility == '""':
+        facility = ""
+    return f"{app}^{facility}" if (app or facility) else ""
+
+
 def key_part(part: KeyPart | V2Path, ctx: Context) -> str:
-    """One business-key part: the first valued alternative; a whole CX field counts as `system|value`."""
-    for path in (part,) if isinstance(part, V2Path) else part:
+    """One business-key part: the first valued alternative; a whole CX field counts as `system|value`,
+    an EI or CX number as `namespace|value` (its assigning authority, else the message's sender)."""
+    alts = (KeyAlt(part),) if isinstance(part, V2Path) else part.alts
+    for alt in alts:
+        path = alt.path
         if path.component is None:
             fields = path.fields(ctx)
-            if not fields or not fields[0].component(1):
+            if not fields or not fields[0].component(1) or fields[0].component(1) == '""':
                 continue
             f = fields[0]
             known = ctx.cx_keys.get(id(f))  # PID-3 keys the patient and everything made for them
             if known is None:
-                known = ctx.cx_keys[id(f)] = f"{identifier_system(f, ctx, {}) or ''}|{f.component(1)}"
+                system = identifier_system(f, ctx, {})
+                if not system:
+                    raise MappingError(f"{path.spec} has no namespace: no assigning authority (CX-4), no channel "
+                                       "sender and no MSH-3/MSH-4; the identifier would merge patients of "
+                                       "every sender", field=path.spec)
+                known = ctx.cx_keys[id(f)] = f"{system}|{f.component(1)}"
             return known
         text = path.text(ctx)
-        if text:
+        if not text:
+            continue
+        if not alt.namespace:
             return text
+        ns = "^".join(p.text(ctx) for p in alt.namespace).rstrip("^") or sender_namespace(ctx)
+        if not ns:
+            raise MappingError(f"{path.spec} has no namespace: no assigning authority and no MSH-3/MSH-4; "
+                               "the number would be shared with every other sender", field=path.spec)
+        return f"{ns}|{text}"
     return ""
 
 

@@ -40,9 +40,15 @@ def compile_condition(raw: dict[str, Any], where: list[str | int]) -> Predicate:
     here = [*where, op]
     if op in ("valued", "not_valued"):
         p = _path(arg, here)
+        if p.component is None:  # a whole field is valued when any component of any repetition is (SN ^5^+)
+            def has(ctx: Context) -> bool:
+                return any(f.component(c) for f in p.fields(ctx) for c in range(1, f.components() + 1))
+        else:
+            def has(ctx: Context) -> bool:
+                return bool(p.text(ctx))
         if op == "valued":
-            return lambda ctx: bool(p.text(ctx))
-        return lambda ctx: not p.text(ctx)
+            return has
+        return lambda ctx: not has(ctx)
     if op in ("equals", "in"):
         (text, expected), = arg.items()
         p = _path(text, [*here, text])

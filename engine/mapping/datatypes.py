@@ -145,8 +145,17 @@ def identifier_system(f: Field, ctx: Context, opts: dict[str, Any]) -> str | Non
     if known is not None:
         return known.uri
     return _identifier_system(f.component(4, 1), f.component(4, 2), f.component(4, 3),
-                              f.component(5) or opts.get("type", "") or "id", ctx.msg.sending_facility,
+                              f.component(5) or opts.get("type", "") or ctx.policy.get("default_identifier_type")
+                              or "id", _fallback_authority(ctx),
                               opts.get("system", "{base}/sid/{authority}/{type}"), ctx.base)
+
+
+def _fallback_authority(ctx: Context) -> str:
+    """Who issued an identifier without CX-4: the channel's declared sender, else MSH-4, else MSH-3."""
+    for value in (ctx.policy.get("sender", ""), ctx.msg.sending_facility, ctx.msg.sending_application):
+        if value and value != '""':
+            return value
+    return ""
 
 
 @lru_cache(maxsize=4096)
@@ -168,6 +177,9 @@ def cx_identifier(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any
         return None
     out: dict[str, Any] = {}
     id_type = f.component(5) or opts.get("type", "")
+    if not id_type and ctx.policy.get("default_identifier_type"):  # one hospital's IPP is one system
+        id_type = ctx.policy["default_identifier_type"]
+        ctx.warn("IDENTIFIER_TYPE_DEFAULTED", ctx.rule, ctx.field_spec, f"no CX-5: the channel's {id_type}")
     if id_type:
         out["type"] = {"coding": [{"system": V2_0203, "code": id_type}]}
     known = ctx.registry.for_cx(f.component(4, 1), f.component(5)) if ctx.registry is not None else None

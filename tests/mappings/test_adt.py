@@ -71,13 +71,21 @@ class TestContent:
         before = converter.convert("adt", parse(decode((FIXTURES / "ADT01-23.hl7").read_bytes())), NOW)
         assert len(result.warnings) == len(before.warnings) + 1
 
-    def test_bad_date_is_a_mapping_error(self, converter: Converter) -> None:
-        """An impossible birth date fails with the rule and field, without echoing the value."""
+    def test_bad_date_loses_the_element_not_the_message(self, converter: Converter) -> None:
+        """An impossible birth date is left out with a VALUE_INVALID warning naming rule and field, without
+        echoing the value; with the channel's `unmapped_codes: reject` it fails the message instead."""
         from engine.errors import MappingError
 
         raw = (FIXTURES / "ADT01-23.hl7").read_bytes().replace(b"|19241010|M|", b"|19241310|M|")
+        conv = converter.convert("adt", parse(decode(raw)), NOW)
+        patient = next(e["resource"] for e in orjson.loads(conv.bundle)["entry"]
+                       if e["resource"]["resourceType"] == "Patient")
+        assert "birthDate" not in patient
+        assert {"code": "VALUE_INVALID", "rule": "PID-7", "field": "PID-7",
+                "detail": "expected a valid calendar date"} in conv.warnings
+        assert "1924" not in orjson.dumps(conv.warnings).decode()
         with pytest.raises(MappingError) as info:
-            converter.convert("adt", parse(decode(raw)), NOW)
+            converter.convert("adt", parse(decode(raw)), NOW, {"unmapped_codes": "reject"})
         assert str(info.value) == "rule PID-7 at PID-7: expected a valid calendar date"
 
     def test_corpus_adt_messages(self, converter: Converter) -> None:

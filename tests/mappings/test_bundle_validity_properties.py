@@ -333,8 +333,6 @@ def defect_class(problem: str) -> str:
     return re.sub(r"\[\d+\]", "[]", re.sub(r"urn:uuid:[0-9a-f-]{36}", "urn:uuid:…", problem))
 
 
-@pytest.mark.xfail(strict=False, reason="issue 22, open: OBX-11 X or N with a valued OBX-5 writes dataAbsentReason "
-                                        "beside value[x] (obs-6); remove this marker once fixed")
 @pytest.mark.skipif(not (TOOLS / "fhir-validate").exists(), reason="../shared/tools is absent")
 def test_every_bundle_passes_the_official_validator(converter: Converter, tmp_path: Path) -> None:
     produced: dict[str, str] = {}

@@ -13,13 +13,13 @@ from tests.support import ROOT
 ORU = (ROOT / "mappings/oru_r01/fixtures/ma-labo-3-groupes.hl7").read_bytes()
 
 
-def _first_value(converter: Converter, obx5: str, obx2: str = "NM") -> bytes:
+def _first_value(converter: Converter, obx5: str, obx2: str = "NM", policy: dict[str, str] | None = None) -> bytes:
     lines = ORU.split(b"\r")
     i = next(n for n, ln in enumerate(lines) if ln.startswith(b"OBX|"))
     parts = lines[i].split(b"|")
     parts[2], parts[5] = obx2.encode(), obx5.encode()
     lines[i] = b"|".join(parts)
-    bundle = converter.convert("oru_r01", parse(decode(b"\r".join(lines))), NOW).bundle
+    bundle = converter.convert("oru_r01", parse(decode(b"\r".join(lines))), NOW, policy).bundle
     obs = next(e["resource"] for e in orjson.loads(bundle)["entry"] if e["resource"]["resourceType"] == "Observation")
     key = next(k for k in obs if k.startswith("value"))
     start = bundle.index(b'"' + key.encode() + b'"')  # the bytes as written, not re-parsed floats
@@ -44,11 +44,14 @@ def test_tm_becomes_a_fhir_time(converter: Converter, sent: str, written: bytes)
     assert written in _first_value(converter, sent, "TM")
 
 
-def test_a_bad_time_is_a_conversion_error(converter: Converter) -> None:
+def test_a_bad_time_is_left_out_with_a_warning(converter: Converter) -> None:
+    """The value is lost, not the message (issue 22, leniency); `unmapped_codes: reject` fails it."""
     from engine.errors import MappingError
 
-    with pytest.raises(MappingError, match="expected a v2 time"):
+    with pytest.raises(StopIteration):  # no Observation value
         _first_value(converter, "2561", "TM")
+    with pytest.raises(MappingError, match="expected a v2 time"):
+        _first_value(converter, "2561", "TM", {"unmapped_codes": "reject"})
 
 
 @pytest.mark.parametrize(("obx5", "concept"), [

@@ -114,8 +114,7 @@ def test_unmapped_table_codes_pass_by_default(converter: Converter, policy: dict
     encounter = _resources(bundle, "Encounter")[0]
     assert "gender" not in patient                                   # a code target: left out
     assert patient["maritalStatus"] == {"coding": [{"code": "Q", "display": "Pacsée"}], "text": "Pacsée"}
-    assert encounter["class"] == {"system": "http://terminology.hl7.org/CodeSystem/v2-0004", "code": "U",
-                                  "display": "Unknown"}                # required: the mapping's default
+    assert encounter["class"] == {"code": "IP"}                        # a Coding: the code as sent, no system
     assert encounter["status"] == "in-progress"
     assert "category" not in _resources(bundle, "AllergyIntolerance")[0]
     unmapped = {(w["field"], w["detail"]) for w in warnings if w["code"] == "CODE_UNMAPPED"}

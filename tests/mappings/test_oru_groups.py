@@ -1,0 +1,84 @@
+"""Every group of an ORU^R01 keeps its own data (IG ORU_R01 message map, rows 4.1.1, 4.1.7.1, 4.2.7.2.1)."""
+
+from __future__ import annotations
+
+import orjson
+
+from engine.hl7v2 import parse
+from engine.mapping import Converter
+from tests.mappings.conftest import NOW
+
+TWO_PATIENTS = "\r".join([
+    "MSH|^~\\&|LABX|HOPA|HIS|HOPA|20261201101010+0100||ORU^R01^ORU_R01|M2|P|2.5.1",
+    "PID|1||111^^^HOPA^PI||UN^A||19800101|M",
+    "ORC|RE|1000|2000",
+    "OBR|1|1000|2000|GLU^Glucose^L|||20261201090000|||||||||||||||20261201100000|||F",
+    "OBX|1|NM|GLU^Glucose^L||5.4|mmol/L|3.9-6.1|N|||F",
+    "PID|1||222^^^HOPA^PI||DEUX^B||19900101|F",
+    "ORC|RE|1001|2001",
+    "OBR|1|1001|2001|GLU^Glucose^L|||20261201090000|||||||||||||||20261201100000|||F",
+    "OBX|1|NM|GLU^Glucose^L||7.1|mmol/L|3.9-6.1|H|||F",
+])
+
+
+def _convert(converter: Converter, text: str) -> tuple[list[dict], list[dict]]:  # type: ignore[type-arg]
+    conv = converter.convert("oru_r01", parse(text), NOW)
+    return [e for e in orjson.loads(conv.bundle)["entry"]], conv.warnings
+
+
+def test_every_patient_result_has_its_own_patient(converter: Converter) -> None:
+    entries, _ = _convert(converter, TWO_PATIENTS)
+    patients = {e["resource"]["identifier"][0]["value"]: e["fullUrl"] for e in entries
+                if e["resource"]["resourceType"] == "Patient"}
+    assert set(patients) == {"111", "222"}
+    by_value = {e["resource"]["valueQuantity"]["value"]: e["resource"]["subject"]["reference"] for e in entries
+                if e["resource"]["resourceType"] == "Observation"}
+    assert by_value == {5.4: patients["111"], 7.1: patients["222"]}
+    reports = [e["resource"]["subject"]["reference"] for e in entries
+               if e["resource"]["resourceType"] == "DiagnosticReport"]
+    assert sorted(reports) == sorted(patients.values())
+
+
+def test_the_same_patient_in_two_groups_is_one_patient(converter: Converter) -> None:
+    entries, warnings = _convert(converter, TWO_PATIENTS.replace("222^^^HOPA^PI", "111^^^HOPA^PI"))
+    assert len([e for e in entries if e["resource"]["resourceType"] == "Patient"]) == 1
+    assert not [w for w in warnings if w["code"] == "DUPLICATE_BUSINESS_KEY"]
+
+
+SPECIMEN_OBX = "\r".join([
+    "MSH|^~\\&|LABX|HOPA|HIS|HOPA|20261201101010+0100||ORU^R01^ORU_R01|M3|P|2.5.1",
+    "PID|1||111^^^HOPA^PI||UN^A||19800101|M",
+    "ORC|RE|1000|2000",
+    "OBR|1|1000|2000|GLU^Glucose^L|||20261201090000|||||||||||||||20261201100000|||F",
+    "OBX|1|NM|GLU^Glucose^L||5.4|mmol/L|3.9-6.1|N|||F",
+    "SPM|1|S1^^^^2000||BLD^Blood^HL70487",
+    "OBX|1|NM|TEMP^Specimen temperature^L||4|Cel|||||F",
+])
+
+
+def test_an_obx_after_spm_is_an_observation_of_the_specimen(converter: Converter) -> None:
+    """IG ORU_R01 4.2.7.2.1: Observation[3].subject = Patient, Observation[3].focus = Specimen[n]."""
+    entries, warnings = _convert(converter, SPECIMEN_OBX)
+    specimen = next(e["fullUrl"] for e in entries if e["resource"]["resourceType"] == "Specimen")
+    temp = next(e["resource"] for e in entries if e["resource"]["resourceType"] == "Observation"
+                and e["resource"]["code"]["coding"][0]["code"] == "TEMP")
+    assert temp["focus"] == [{"reference": specimen}]
+    assert temp["valueQuantity"]["value"] == 4 and temp["subject"]["reference"].startswith("urn:uuid:")
+    assert not [w for w in warnings if w["code"] == "SEGMENT_NOT_MAPPED"]
+
+
+def test_an_occurrence_no_resource_is_made_from_is_named(converter: Converter) -> None:
+    """A mapping that makes one Patient per message (orders: ORM^O01 takes the first PID) names the second."""
+    text = "\r".join([
+        "MSH|^~\\&|HIS|HOPA|LAB|HOPA|20261201101010+0100||ORM^O01^ORM_O01|M4|P|2.5.1",
+        "PID|1||111^^^HOPA^PI||UN^A||19800101|M",
+        "ORC|NW|1000",
+        "OBR|1|1000||GLU^Glucose^L",
+        "PID|1||222^^^HOPA^PI||DEUX^B||19900101|F",
+        "ORC|NW|1001",
+        "OBR|1|1001||GLU^Glucose^L",
+    ])
+    conv = converter.convert("orders", parse(text), NOW)
+    unmade = [w for w in conv.warnings if w["code"] == "SEGMENT_NOT_MAPPED"]
+    assert [w["field"] for w in unmade] == ["PID[2]"]
+    assert "222" not in orjson.dumps(conv.warnings).decode()
