@@ -135,7 +135,7 @@ def hd_system(hd_ns: str, hd_uid: str, hd_type: str) -> str | None:
 def assigner_system(f: Field, comp: int, ctx: Context, kind: str) -> str:
     """The system of an identifier whose assigner is the HD in component `comp` (XCN.9, XON.6)."""
     return hd_system(f.component(comp, 1), f.component(comp, 2), f.component(comp, 3)) or \
-        f"{ctx.base}/sid/{slug(f.component(comp, 1) or ctx.msg.sending_facility or 'unknown')}/{kind}"
+        f"{ctx.base}/sid/{slug(f.component(comp, 1) or _fallback_authority(ctx) or 'unknown')}/{kind}"
 
 
 def identifier_system(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
@@ -458,7 +458,7 @@ def xcn_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
         identifier = f"{system}|{ident}"
         key = [identifier]
     else:
-        key = ["name", ctx.msg.sending_facility, f.raw]
+        key = ["name", _fallback_authority(ctx), f.raw]
     if name:
         body["name"] = [name]
     return ctx.emit("Practitioner", key, body, identifier)
@@ -477,7 +477,7 @@ def xon_organization(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
         identifier = f"{system}|{ident}"
         key = [identifier]
     else:
-        key = ["name", ctx.msg.sending_facility, name]
+        key = ["name", _fallback_authority(ctx), name]
     if name:
         body["name"] = name
     return ctx.emit("Organization", key, body, identifier)
@@ -496,7 +496,7 @@ def pl_location(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] 
     parts = [f.component(i) for i in (1, 2, 3)]
     if not any(parts):
         return None
-    facility = f.component(4, 1) or ctx.msg.sending_facility or "unknown"
+    facility = f.component(4, 1) or _fallback_authority(ctx) or "unknown"
     body: dict[str, Any] = {"name": " ".join(p for p in parts if p), "mode": "instance"}
     if parts[1] or parts[2]:  # IG: PL.2 room (ro), PL.3 bed (bd); a point of care alone has no physical type
         body["physicalType"] = {"coding": [{"system": _PHYSICAL, "code": "bd" if parts[2] else "ro"}]}
