@@ -464,6 +464,49 @@ def xcn_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
     return ctx.emit("Practitioner", key, body, identifier)
 
 
+def ndl_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG NDL[PractitionerRole] NDL.1 → CNN[Practitioner]: the Practitioner named in NDL.1 and a reference to it.
+
+    NDL.1 is a CNN sent as subcomponents (id, family, given, middle, suffix, prefix, degree; CNN.9-11 the assigning
+    authority). Many senders put the CNN in the components instead (OBR-32 `3065^Mahoney^Paul^J`): when NDL.1 has
+    no subcomponents and NDL.2 (a DTM) does not start with a digit, the components are read as the CNN. Keyed like
+    XCN.Practitioner, so one doctor in OBR-16 and OBR-32 is one Practitioner. The IG's PractitionerRole (NDL.2-3
+    period, NDL.4-11 location) is not made: the reference goes to the Practitioner.
+    """
+    as_components = not f.component(1, 2) and not f.component(2)[:1].isdigit()
+
+    def part(i: int) -> str:
+        return f.component(i) if as_components else f.component(1, i)
+
+    ident = part(1)
+    name: dict[str, Any] = {}
+    if part(2):
+        name["family"] = part(2)
+    given = [g for g in (part(3), part(4)) if g]
+    if given:
+        name["given"] = given
+    if part(6):
+        name["prefix"] = [part(6)]
+    suffix = [s for s in (part(5), part(7)) if s]
+    if suffix:
+        name["suffix"] = suffix
+    if not ident and not name:
+        return None
+    body: dict[str, Any] = {}
+    identifier = None
+    if ident:
+        system = hd_system(part(9), part(10), part(11)) or \
+            f"{ctx.base}/sid/{slug(part(9) or _fallback_authority(ctx) or 'unknown')}/practitioner"
+        body["identifier"] = [{"system": system, "value": ident}]
+        identifier = f"{system}|{ident}"
+        key = [identifier]
+    else:
+        key = ["name", _fallback_authority(ctx), *(part(i) for i in range(2, 8))]
+    if name:
+        body["name"] = [name]
+    return ctx.emit("Practitioner", key, body, identifier)
+
+
 def xon_organization(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
     """IG XON[Organization]: XON.1 name, XON.10 (else XON.3) identifier under XON.6; a reference to it."""
     name, ident = f.component(1), f.component(10) or f.component(3)
@@ -713,6 +756,7 @@ CONVERTERS: dict[str, Converter] = {
         Converter("CWE.Coding", "Coding", cwe_coding, "CWE[Coding]", ("v2-0396.coding-system",)),
         Converter("EI.Identifier", "Identifier", ei_identifier, "EI[Identifier]"),
         Converter("XCN.Practitioner", "Reference", xcn_practitioner, "XCN[Practitioner]"),
+        Converter("NDL.Practitioner", "Reference", ndl_practitioner, "NDL[PractitionerRole].practitioner"),
         Converter("XON.Organization", "Reference", xon_organization, "XON[Organization]"),
         Converter("PL.Location", "Reference", pl_location, "PL[Location]"),
         Converter("NM.Quantity", "Quantity", nm_quantity, "NM[Quantity]", ("ucum-aliases",), ("units",)),

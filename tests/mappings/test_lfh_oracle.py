@@ -666,7 +666,6 @@ def test_oru_report(converter: Converter) -> None:
         assert "encounter" not in obs
 
 
-@_xfail("OBR-32 not mapped (IG OBR-32 → DiagnosticReport.resultsInterpreter)")
 def test_oru_results_interpreter(converter: Converter) -> None:
     """LFH message/Hl7ORUMessageTest.java test_oru_with_multiple_observations: OBR-32 → one resultsInterpreter."""
     bundle, _ = _convert(converter, "oru_r01", *ORU_MULTI)

@@ -1,0 +1,37 @@
+"""IG rows mapped last (issue 22): OBR-32 NDL → resultsInterpreter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from engine.hl7v2 import decode, parse
+from engine.mapping import Converter
+from tests.mappings.conftest import NOW
+
+MSH = "MSH|^~\\&|APP|FAC|||20240101120000||ORU^R01|C1|P|2.6"
+PID = "PID|1||123^^^FAC^MR||DOE^JANE"
+OBX = "OBX|1|ST|X^Y^L||text||||||F"
+
+
+def _bundle(converter: Converter, obr: str) -> list[dict[str, Any]]:
+    raw = "\r".join((MSH, PID, obr, OBX)).encode()
+    return [e["resource"] for e in orjson.loads(converter.convert("oru_r01", parse(decode(raw)), NOW).bundle)["entry"]]
+
+
+@pytest.mark.parametrize("obr32", ["3065&Mahoney&Paul&J^20240101", "3065^Mahoney^Paul^J"])
+def test_obr32_results_interpreter(converter: Converter, obr32: str) -> None:
+    """IG OBR-32 → resultsInterpreter, NDL.1 (CNN, subcomponents; or as components, as many senders do) → the
+    Practitioner; the same doctor in OBR-16 (XCN) is the same Practitioner."""
+    fields = ["OBR", "1", "", "F1", "X^Y^L"] + [""] * 28
+    fields[16], fields[25], fields[32] = "3065^Mahoney^Paul", "F", obr32
+    obr = "|".join(fields)
+    resources = _bundle(converter, obr)
+    practitioners = [r for r in resources if r["resourceType"] == "Practitioner"]
+    assert len(practitioners) == 1
+    assert practitioners[0]["name"][0]["family"] == "Mahoney"
+    assert practitioners[0]["identifier"][0]["value"] == "3065"
+    report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
+    assert len(report["resultsInterpreter"]) == 1
