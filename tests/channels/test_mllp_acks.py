@@ -11,7 +11,9 @@ import pytest
 from tests.channels.test_mllp import configure
 from tests.support import adt, engine, make_project, mllp_read, msa, port_of, wait_lines
 
-BAD_DATE = (b"|19241010|M|", b"|19241310|M|")  # PID-7 impossible: the adt mapping fails on it
+# MSH-7 impossible: the Bundle needs the message's time, so the adt mapping fails on it (a bad PID-7 would only
+# lose the birth date, with a VALUE_INVALID warning)
+BAD_DATE = (b"|20050110045504+0700|", b"|20051310045504+0700|")
 
 
 def asking(control_id: str, accept: str, application: str, bad: bool = False) -> bytes:
@@ -55,7 +57,7 @@ class TestEnhancedMode:
         """NE/AL and a message the mapping cannot convert: no CA; the AE carries the mapping error."""
         (application,) = exchange(port, asking("ENH-3", "NE", "AL", bad=True), 1)
         assert msa(application)[1:3] == ["AE", "ENH-3"]
-        assert b"expected a valid calendar date" in application
+        assert b"at MSH-7: expected a valid calendar date" in application
 
     def test_unreadable_is_commit_reject(self, port: int) -> None:
         """A message whose MSH-2 is broken but asks for enhanced mode cannot be read: its answer is original AR."""
@@ -78,7 +80,7 @@ class TestAfterTransform:
         """The sender learns at once that its message cannot be converted, with the rule and field."""
         (reply,) = exchange(port, adt("AT-2").replace(*BAD_DATE), 1)
         assert msa(reply)[1:3] == ["AE", "AT-2"]
-        assert b"rule PID-7 at PID-7: expected a valid calendar date" in reply
+        assert b"at MSH-7: expected a valid calendar date" in reply
 
 
 class TestBatch:
