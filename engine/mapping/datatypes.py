@@ -507,6 +507,21 @@ def ndl_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
     return ctx.emit("Practitioner", key, body, identifier)
 
 
+def ei_device(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG OBX-18 → device(Device.identifier), EI[Identifier-Extension]: a Device identified by the EI; a reference.
+
+    EI.1 is the value, EI.2-4 (the assigning authority) the system, else the sender's namespace: one instrument
+    of one sender, named in several OBX, is one Device.
+    """
+    value = f.component(1)
+    if not value:
+        return None
+    ns = f.component(2) or f.component(3) or _fallback_authority(ctx) or "unknown"
+    system = hd_system(f.component(2), f.component(3), f.component(4)) or f"{ctx.base}/sid/{slug(ns)}/device"
+    identifier = f"{system}|{value}"
+    return ctx.emit("Device", [identifier], {"identifier": [{"system": system, "value": value}]}, identifier)
+
+
 def xon_organization(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
     """IG XON[Organization]: XON.1 name, XON.10 (else XON.3) identifier under XON.6; a reference to it."""
     name, ident = f.component(1), f.component(10) or f.component(3)
@@ -758,6 +773,7 @@ CONVERTERS: dict[str, Converter] = {
         Converter("XCN.Practitioner", "Reference", xcn_practitioner, "XCN[Practitioner]"),
         Converter("NDL.Practitioner", "Reference", ndl_practitioner, "NDL[PractitionerRole].practitioner"),
         Converter("XON.Organization", "Reference", xon_organization, "XON[Organization]"),
+        Converter("EI.Device", "Reference", ei_device, "EI[Identifier-Extension] (Device.identifier)"),
         Converter("PL.Location", "Reference", pl_location, "PL[Location]"),
         Converter("NM.Quantity", "Quantity", nm_quantity, "NM[Quantity]", ("ucum-aliases",), ("units",)),
         Converter("SN.value", "Quantity|Range|Ratio|string", sn_value, "SN[Quantity|Range|Ratio|string]",

@@ -1,4 +1,4 @@
-"""IG rows mapped last (issue 22): OBR-32 NDL → resultsInterpreter."""
+"""IG rows mapped last (issue 22): OBR-32 NDL → resultsInterpreter, OBX-18 → device."""
 
 from __future__ import annotations
 
@@ -35,3 +35,17 @@ def test_obr32_results_interpreter(converter: Converter, obr32: str) -> None:
     assert practitioners[0]["identifier"][0]["value"] == "3065"
     report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
     assert len(report["resultsInterpreter"]) == 1
+
+
+def test_obx18_device(converter: Converter) -> None:
+    """IG OBX-18 → Observation.device(Device.identifier), EI[Identifier-Extension]: one Device per instrument (the
+    same EI in two OBX is one Device), its system from EI.2-4; only the first repetition (device is 0..1)."""
+    obr = "OBR|1||F1|X^Y^L"
+    obx2 = "OBX|2|ST|Z^W^L||t||||||F|||||||AN-12^^1.2.3^ISO"
+    raw = "\r".join((MSH, PID, obr, OBX + "|||||||AN-12^^1.2.3^ISO~AN-99", obx2))
+    resources = [e["resource"] for e in orjson.loads(converter.convert("oru_r01", parse(decode(raw.encode())), NOW)
+                                                     .bundle)["entry"]]
+    devices = [r for r in resources if r["resourceType"] == "Device"]
+    assert [d["identifier"] for d in devices] == [[{"system": "urn:oid:1.2.3", "value": "AN-12"}]]
+    observations = [r for r in resources if r["resourceType"] == "Observation"]
+    assert len(observations) == 2 and len({o["device"]["reference"] for o in observations}) == 1
