@@ -307,7 +307,9 @@ def dtm_date(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
 
 
 def dtm_datetime(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
-    return v2_datetime(f.text, zone(ctx)) if f.text else None
+    """`in_component: N` reads the DTM held in component N (DLN.3 of PID-20)."""
+    text = f.component(int(opts["in_component"])) if opts.get("in_component") else f.text
+    return v2_datetime(text, zone(ctx)) if text else None
 
 
 _TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?$")

@@ -1,4 +1,4 @@
-"""IG rows mapped last (issue 22): OBR-32 NDL → resultsInterpreter, OBX-18 → device."""
+"""IG rows mapped last (issue 22): OBR-32 NDL → resultsInterpreter, OBX-18 → device, PID-20 → identifier."""
 
 from __future__ import annotations
 
@@ -49,3 +49,16 @@ def test_obx18_device(converter: Converter) -> None:
     assert [d["identifier"] for d in devices] == [[{"system": "urn:oid:1.2.3", "value": "AN-12"}]]
     observations = [r for r in resources if r["resourceType"] == "Observation"]
     assert len(observations) == 2 and len({o["device"]["reference"] for o in observations}) == 1
+
+
+def test_pid20_driver_licence(converter: Converter) -> None:
+    """IG PID-20 → identifier, DLN[Identifier]: DLN.1 value, type DL, DLN.3 → period.end; no system (DLN.2)."""
+    pid = "PID|1||123^^^FAC^MR||DOE^JANE|||||||||||||||D-1^MN^20301231"
+    raw = "\r".join(("MSH|^~\\&|APP|FAC|||20240101120000||ADT^A04|C1|P|2.6", "EVN|A04|20240101120000", pid,
+                     "PV1|1|O"))
+    resources = [e["resource"] for e in orjson.loads(converter.convert("adt", parse(decode(raw.encode())), NOW)
+                                                     .bundle)["entry"]]
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    assert [i for i in patient["identifier"] if i["value"] == "D-1"] == [{
+        "value": "D-1", "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "DL"}]},
+        "period": {"end": "2030-12-31"}}]

@@ -309,7 +309,6 @@ def test_patient_identifier_pid19(converter: Converter) -> None:
     assert _type_codes(identifier) in ([(V2_0203, "SS")], [(V2_0203, "SB")])
 
 
-@_xfail("PID-20 (driver's licence) not mapped (IG PID-20 → identifier, DLN[Identifier])")
 def test_patient_identifier_pid20(converter: Converter) -> None:
     """LFH segments/Hl7IdentifierFHIRConversionTest.java patientIdentifiersTest: PID-20 → identifier typed DL."""
     identifier = _by_value(_patient(converter, MSH_MIIC, IDENTIFIER_PID)["identifier"], "D-12445889-Z")
