@@ -437,6 +437,19 @@ def ei_identifier(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any
     return out
 
 
+def cwe_identifier(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG CWE[Identifier]: CWE.1 value, CWE.3 system; `in_component: 4` the alternate (CWE.4 value, CWE.6 system).
+
+    The system is CWE.3 (CWE.6) read as a coding-system name, as for a CWE's codings; none when none is named.
+    """
+    c = int(opts.get("in_component", 1))
+    value = f.component(c)
+    if not value:
+        return None
+    system = coding_system(ctx, f.component(c + 2))
+    return {"system": system, "value": value} if system else {"value": value}
+
+
 def xcn_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
     """IG XCN[Practitioner]: a Practitioner (conditional create on XCN.1 + XCN.9) and a reference to it.
 
@@ -772,6 +785,7 @@ CONVERTERS: dict[str, Converter] = {
         Converter("ST.CodeableConcept", "CodeableConcept", st_codeable_concept, "ST[CodeableConcept.text]"),
         Converter("CWE.Coding", "Coding", cwe_coding, "CWE[Coding]", ("v2-0396.coding-system",)),
         Converter("EI.Identifier", "Identifier", ei_identifier, "EI[Identifier]"),
+        Converter("CWE.Identifier", "Identifier", cwe_identifier, "CWE[Identifier]", ("v2-0396.coding-system",)),
         Converter("XCN.Practitioner", "Reference", xcn_practitioner, "XCN[Practitioner]"),
         Converter("NDL.Practitioner", "Reference", ndl_practitioner, "NDL[PractitionerRole].practitioner"),
         Converter("XON.Organization", "Reference", xon_organization, "XON[Organization]"),

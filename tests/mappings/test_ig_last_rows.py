@@ -1,4 +1,4 @@
-"""IG rows mapped last (issue 22): OBR-32 NDL → resultsInterpreter, OBX-18 → device, PID-20 → identifier."""
+"""IG rows mapped last (issue 22): OBR-32 NDL → resultsInterpreter, OBX-18 → device, PID-20 and IN1-2 → identifier."""
 
 from __future__ import annotations
 
@@ -62,3 +62,14 @@ def test_pid20_driver_licence(converter: Converter) -> None:
     assert [i for i in patient["identifier"] if i["value"] == "D-1"] == [{
         "value": "D-1", "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "DL"}]},
         "period": {"end": "2030-12-31"}}]
+
+
+def test_in1_2_identifiers(converter: Converter) -> None:
+    """IG CWE[Identifier]: [1] CWE.1 value / CWE.3 system, [2] CWE.4 value / CWE.6 system; no system when none named."""
+    raw = "\r".join(("MSH|^~\\&|APP|FAC|||20240101120000||ADT^A04|C1|P|2.6", "EVN|A04|20240101120000",
+                     "PID|1||123^^^FAC^MR||DOE^JANE", "PV1|1|O", "IN1|1|P1^Plan^^A4^Alt^HL70072|INS1|Payer"))
+    resources = [e["resource"] for e in orjson.loads(converter.convert("adt", parse(decode(raw.encode())), NOW)
+                                                     .bundle)["entry"]]
+    coverage = next(r for r in resources if r["resourceType"] == "Coverage")
+    assert [i for i in coverage["identifier"] if i["value"] in ("P1", "A4")] == [
+        {"value": "P1"}, {"system": "http://terminology.hl7.org/CodeSystem/v2-0072", "value": "A4"}]

@@ -515,7 +515,6 @@ def test_coverage_basic(converter: Converter) -> None:
     assert (coverage["period"]["start"][:10], coverage["period"]["end"][:10]) == ("2020-12-31", "2021-12-31")
 
 
-@_xfail("IN1-2 CWE.4/CWE.6 (second identifier) and CWE.3 (system) dropped (IG CWE[Identifier] rows CWE.3/4/6)")
 def test_coverage_second_identifier(converter: Converter) -> None:
     """LFH segments/Hl7FinancialInsuranceTest.java testBasicInsuranceCoverageFields: IN1-2.4 → a second identifier
     "Value4"; both carry a system (LFH urn:id:System3/System6; IG CWE.3/CWE.6 → system; the URI form is Wasla's)."""
