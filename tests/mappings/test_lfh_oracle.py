@@ -698,7 +698,6 @@ def test_oml_order(converter: Converter) -> None:
     assert _all(bundle, "DiagnosticReport") == []
 
 
-@_xfail("DG1 in OML_O21 not mapped (IG OML_O21 ORDER.OBSERVATION_REQUEST.DG1 → Condition, SR.reasonReference)")
 def test_oml_condition(converter: Converter) -> None:
     """LFH message/HL7OMLMessageTest.java testOMLO21WithPatientAndOrderWithObservationRequestWithDG1: DG1 → one
     Condition; the IG also has ServiceRequest.reasonReference → that Condition."""
