@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -595,12 +595,17 @@ class _Compiler:
             return None
 
         join = _joiner(options, target) if conv.fhir_type in _STRINGISH else None
+        # a path without [n] reads the first repetition: the others are reported, never dropped in silence
+        every = {p.spec: replace(p, rep=None) for p in paths if p.rep == 1 and "[" not in p.spec}
 
         def convert(ctx: Context) -> list[Any]:
             for p in paths:
                 fields = p.fields(ctx)
                 if not fields:
                     continue
+                whole = every.get(p.spec)
+                if whole is not None and len(whole.fields(ctx)) > 1:
+                    ctx.warn("REPETITIONS_NOT_MAPPED", label, p.spec, "only the first repetition is mapped")
                 ctx.rule, ctx.field_spec = label, p.spec
                 out = []
                 for f in fields:

@@ -730,7 +730,10 @@ def dtm_instant(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
         return None
     value = v2_instant(f.text, zone(ctx))
     if value is None:  # FHIR instant needs seconds; a v2 time to the minute is still a valid v2 time
-        ctx.warn("INSTANT_IMPRECISE", ctx.rule, ctx.field_spec, "a FHIR instant needs seconds; value not written")
+        written = v2_datetime(f.text.strip(), zone(ctx))
+        if "T" in written:  # a time to the minute or hour: seconds written 00, as for every dateTime
+            return written
+        ctx.warn("INSTANT_IMPRECISE", ctx.rule, ctx.field_spec, "a FHIR instant needs a time; value not written")
     return value
 
 

@@ -17,6 +17,8 @@ from engine.mapping.fhirmodel import children
 __all__ = ["check_bundle"]
 
 _NULL = '""'
+_PATIENT_REFS = frozenset(("subject", "patient", "beneficiary"))
+_SHAPES: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {}
 
 
 @cache
@@ -35,36 +37,50 @@ def check_bundle(bundle: dict[str, Any]) -> None:
     for i, entry in enumerate(bundle.get("entry", ())):
         resource = entry.get("resource") or {}
         rtype = resource.get("resourceType", "")
-        _walk(resource, rtype, f"{rtype}", i)
+        bad = _node(resource, rtype)
+        if bad is not None:
+            path, what = bad
+            raise MappingError(f"invalid FHIR: {rtype}{path} {what} (entry {i + 1})", field=f"{rtype}{path}")
     for key in ("id", "timestamp"):
         if not bundle.get(key):
             raise MappingError(f"invalid FHIR: Bundle.{key} is empty", field=f"Bundle.{key}")
 
 
-def _fail(path: str, entry: int, what: str) -> None:
-    raise MappingError(f"invalid FHIR: {path} {what} (entry {entry + 1})", field=path)
+_Bad = tuple[str, str] | None   # (path below the node, what is wrong); the path is built only on failure
 
 
-def _walk(node: dict[str, Any], type_name: str, path: str, entry: int) -> None:
-    required, kids = _shape(type_name) if type_name else ((), {})
+def _node(node: dict[str, Any], type_name: str) -> _Bad:
+    shape = _SHAPES.get(type_name)
+    if shape is None:
+        shape = _SHAPES[type_name] = _shape(type_name) if type_name[:1].isupper() else ((), {})
+    required, kids = shape
     for name in required:
         if name not in node:
-            _fail(f"{path}.{name}", entry, "is required but missing")
+            hint = " (the message has no patient: is PID missing?)" if name in _PATIENT_REFS else ""
+            return f".{name}", "is required but missing" + hint
     for key, value in node.items():
-        _value(value, kids.get(key, ""), f"{path}.{key}", entry)
+        bad = _value(value, kids.get(key, ""))
+        if bad is not None:
+            return f".{key}{bad[0]}", bad[1]
+    return None
 
 
-def _value(value: Any, type_name: str, path: str, entry: int) -> None:
+def _value(value: Any, type_name: str) -> _Bad:
     cls = value.__class__
     if cls is str:
-        if not value or value == _NULL or not value.strip():
-            _fail(path, entry, "is empty" if value != _NULL else 'holds the HL7 null ""')
+        if not value or value.isspace():
+            return "", "is empty"
+        if value == _NULL:
+            return "", 'holds the HL7 null ""'
     elif cls is dict:
         if not value:
-            _fail(path, entry, "is an empty object")
-        _walk(value, type_name if type_name[:1].isupper() else "", path, entry)
+            return "", "is an empty object"
+        return _node(value, type_name)
     elif cls is list:
         if not value:
-            _fail(path, entry, "is an empty list")
+            return "", "is an empty list"
         for i, item in enumerate(value):
-            _value(item, type_name, f"{path}[{i}]", entry)
+            bad = _value(item, type_name)
+            if bad is not None:
+                return f"[{i}]{bad[0]}", bad[1]
+    return None

@@ -1,8 +1,5 @@
-"""ADT OBX → Observation (IG ADT_A01 OBSERVATION.OBX, OBX[Observation]), issue 22.
-
-EVN → Provenance (IG EVN[Provenance]) is not mapped yet: Provenance.recorded is an instant and DTM.instant writes
-nothing for a time to the minute, so a message with such an EVN-2 and MSH-7 would fail the gate.
-"""
+"""ADT OBX → Observation (IG ADT_A01 OBSERVATION.OBX, OBX[Observation]) and EVN → Provenance (IG EVN[Provenance]),
+issue 22."""
 
 from __future__ import annotations
 
@@ -50,3 +47,24 @@ def test_obx_without_pv1_has_no_encounter(converter: Converter) -> None:
     obs = [r for r in _resources(converter, MSH, EVN, PID, OBX) if r["resourceType"] == "Observation"]
     assert len(obs) == 1
     assert "encounter" not in obs[0]
+
+
+def test_evn_is_the_event_provenance(converter: Converter) -> None:
+    """IG EVN[Provenance]: EVN-2 → recorded, EVN-4 → reason, EVN-5 → agent.who, EVN-6 → occurredDateTime; the
+    target is the Patient and the Encounter (the IG's MessageHeader is not built)."""
+    by_url = _full_urls(converter, MSH, EVN, PID, PV1, OBX)
+    event = next(r for r in by_url.values() if r["resourceType"] == "Provenance" and "activity" not in r)
+    kinds = sorted(by_url[t["reference"]]["resourceType"] for t in event["target"])
+    assert kinds == ["Encounter", "Patient"]
+    assert event["recorded"] == "2026-11-20T09:05:00+01:00"
+    assert event["occurredDateTime"] == "2026-11-20T08:55:00+01:00"
+    assert event["reason"][0]["coding"][0]["code"] == "01"
+    assert by_url[event["agent"][0]["who"]["reference"]]["resourceType"] == "Practitioner"
+
+
+def test_a_time_to_the_minute_is_still_an_instant(converter: Converter) -> None:
+    """EVN-2 and MSH-7 to the minute: recorded gets :00 seconds, never left out (Provenance.recorded is 1..1)."""
+    msh = MSH.replace("20261120090000", "202611200900")
+    resources = _resources(converter, msh, "EVN|A01|202611200905", PID, PV1)
+    event = next(r for r in resources if r["resourceType"] == "Provenance" and "activity" not in r)
+    assert event["recorded"] == "2026-11-20T09:05:00+01:00"
