@@ -17,7 +17,7 @@ from engine.ids import namespace
 from engine.mapping.bundle import build_bundle
 from engine.mapping.compiler import MappingSpec, compile_mapping, key_part
 from engine.mapping.context import Context
-from engine.mapping.gate import check_bundle
+from engine.mapping.gate import check_serialized
 
 if TYPE_CHECKING:
     from engine.mapping.explain import Explanation
@@ -83,11 +83,12 @@ class Converter:
         ctx = self.context(msg, now, policy)
         spec = self.spec(name)
         bundle = build_bundle(spec, ctx)
-        check_bundle(bundle)  # never an empty value or a missing required element out of the engine
         extra = spec.coverage.not_mapped(msg) if spec.coverage else []
         if extra:
             ctx.warn("FIELDS_NOT_MAPPED", spec.name, ", ".join(extra), "valued in the message, read by no rule")
-        return Conversion(orjson.dumps(bundle), ctx.warnings)
+        data = orjson.dumps(bundle)
+        check_serialized(bundle, data)  # never an empty value or a missing required element out of the engine
+        return Conversion(data, ctx.warnings)
 
     def explain(self, name: str, msg: Message, now: datetime) -> Explanation:
         """Convert with lineage: which fields each element came from, which valued fields no rule read."""

@@ -18,6 +18,7 @@ import orjson
 from engine.errors import MappingError, ParseError
 from engine.hl7v2.er7 import decode, parse
 from engine.mapping import Converter, pretty
+from engine.mapping.gate import check_bundle
 
 __all__ = ["FIXTURE_BASE", "FIXTURE_NOW", "FIXTURE_TZ", "FixtureResult", "differences", "fixture_converter",
            "run_fixtures"]
@@ -65,6 +66,7 @@ def _run_one(converter: Converter, name: str, hl7: Path, update: bool) -> Fixtur
     try:
         raw = converter.convert(name, parse(decode(hl7.read_bytes())), FIXTURE_NOW).bundle
         got = orjson.loads(raw)
+        check_bundle(got)  # the full walk, nested required elements included
     except (ParseError, MappingError) as exc:
         result.error = f"cannot convert: {exc}"
         return result
