@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import load_config
+from engine.config.yamlfile import load_yaml
 from engine.errors import ConfigErrors
 from tests.support import WASLA, make_project
 
@@ -150,7 +151,8 @@ class TestCheckCommand:
         assert result.returncode == 2
         line, col = next((i, t.index("birthdate") + 1)
                          for i, t in enumerate(seg.read_text().splitlines(), 1) if "birthdate" in t)
-        assert (f"mappings/segments/pid_patient.yaml:{line}:{col}: rules[2].to: "
+        index = next(i for i, r in enumerate(load_yaml(seg).data["rules"]) if r.get("to") == "birthdate")
+        assert (f"mappings/segments/pid_patient.yaml:{line}:{col}: rules[{index}].to: "
                 "Patient has no element 'birthdate' (FHIR R4 Patient)") in result.stderr
 
 

@@ -48,7 +48,9 @@ def test_route_types_filter_and_locations_are_journaled(tmp_path: Path, fhir_bas
         out = journal.output(rows["R1"].id, "fhir")
         assert out is not None and out.status == "delivered"
         locations = out.location.split()
-        assert [loc.split("/")[0] for loc in locations] == ["Patient", "Encounter", "Location", "Provenance"]
+        # the event's Provenance (EVN, agent: the sending facility) and the transformation's, last
+        assert [loc.split("/")[0] for loc in locations] == ["Patient", "Encounter", "Provenance", "Location",
+                                                            "Organization", "Provenance"]
         patient = httpx.get(f"{fhir_base}/{locations[0]}", timeout=10).json()
         assert patient["name"][0]["family"] == "ONE"  # the A08 (TWO) was filtered, never sent
         journal.close()
@@ -170,7 +172,7 @@ def test_ten_thousand_messages_through_failures_and_an_outage_arrive_once_and_in
         assert server_count(fhir_base, "Encounter") == patients
         assert server_count(fhir_base, "Observation") == patients * 2
         assert server_count(fhir_base, "DiagnosticReport") == patients
-        assert server_count(fhir_base, "Provenance") == total  # one per message: none twice
+        assert server_count(fhir_base, "Provenance", "agent-type=assembler") == total  # one per message: none twice
         assert journal.blocked_lanes("fhir") == 0
         log = (project / "engine.log").read_text()
         print(f"\nacceptance 1: {total} delivered in {time.monotonic() - started:.0f} s; proxy {proxy.stats};"
@@ -218,7 +220,7 @@ def test_rabbitmq_restart_mid_run_loses_and_duplicates_nothing(
         assert proc.poll() is None  # the engine rode it out
         assert server_count(fhir_base, "Patient") == patients
         assert server_count(fhir_base, "Patient", "family=FINAL") == patients
-        assert server_count(fhir_base, "Provenance") == patients * 2
+        assert server_count(fhir_base, "Provenance", "agent-type=assembler") == patients * 2
         log = (project / "engine.log").read_text()
         assert "broker_connection_lost" in log
     finally:
