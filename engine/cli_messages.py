@@ -18,7 +18,7 @@ import orjson
 from engine.cli import EXIT_INPUT, _friendly, config_option
 from engine.config import load_config
 from engine.errors import WaslaError
-from engine.store import Journal, open_journal
+from engine.store import Journal, mapping_warnings, open_journal
 from engine.types import Status
 
 __all__ = ["main_audit", "messages"]
@@ -190,21 +190,6 @@ def show(message_id: str, raw: bool, fhir_of: str | None, by: str | None, config
             click.echo(out.body.decode())
     finally:
         journal.close()
-
-
-def mapping_warnings(events: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The warnings of the message's latest conversion (a replay's replaces the earlier one's), as
-    code, field, rule and detail: field paths and codes only, as the mapping recorded them.
-
-    A conversion is journaled as a `transform` event (transformed, parked, failed) or, when no
-    destination takes its result, a `route` one (filtered); one without warnings has none.
-    """
-    for ev in reversed(events):
-        if ev["stage"] in ("transform", "route"):
-            found = ev["detail"].get("warnings") or []
-            return [{k: str(w.get(k, "")) for k in ("code", "field", "rule", "detail")}
-                    for w in found if isinstance(w, dict)]
-    return []
 
 
 def _who(by: str | None) -> tuple[str, str]:

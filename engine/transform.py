@@ -245,7 +245,8 @@ class Transformer:
               detail: dict[str, Any]) -> None:
         """Hold the message until its local codes are mapped (channel policy `park`); it is not lost,
         not delivered with a code the receiver cannot read, and re-runs by itself once mapped."""
-        self.journal.park(mid, sender, codes, reason, {"mapping": detail["mapping"], "version": detail["version"]})
+        self.journal.park(mid, sender, codes, reason, {"mapping": detail["mapping"], "version": detail["version"],
+                                                           "warnings": detail["warnings"]})
         d.ack()
         metrics.transformed(channel_id, "parked")
         if self.outcomes is not None:

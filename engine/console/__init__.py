@@ -36,7 +36,7 @@ from engine.console.users import User, Users
 from engine.errors import ConfigErrors, MappingError, ParseError
 from engine.hl7v2.er7 import decode, parse
 from engine.hl7v2.reference import field_info
-from engine.store import Journal
+from engine.store import Journal, mapping_warnings
 from engine.types import Status
 
 __all__ = ["Console"]
@@ -220,7 +220,7 @@ class Console:
         events = [{**ev, "summary": _summary(ev["detail"])} for ev in self.journal.events(mid)]
         lineage, not_read = self._lineage(row, events)
         return self._page(request, "message.html", row=row, segments=segments, raw_text=raw_text, outputs=outputs,
-                          events=events, lineage=lineage, not_read=not_read, warnings=_warnings(events))
+                          events=events, lineage=lineage, not_read=not_read, warnings=mapping_warnings(events))
 
     def _lineage(self, row: Any, events: list[dict[str, Any]]) -> tuple[list[dict[str, str]], list[str]]:
         """What `wasla convert --explain` shows: each FHIR element and the HL7 v2 fields it came from."""
@@ -343,18 +343,6 @@ def _layout(raw: bytes) -> tuple[list[dict[str, Any]], str]:
             fields.append({"n": n, "label": info[1] if info else "", "value": value})
         segments.append({"name": seg.name, "fields": fields})
     return segments, ""
-
-
-def _warnings(events: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The warnings of the message's latest conversion, as `wasla messages show` lists them (its
-    `mapping_warnings`; not imported: engine.cli_messages imports the CLI). A conversion is the last
-    `transform` event or, when no destination took it, the `route` one; field paths and codes only."""
-    for ev in reversed(events):
-        if ev["stage"] in ("transform", "route"):
-            found = ev["detail"].get("warnings") or []
-            return [{k: str(w.get(k, "")) for k in ("code", "field", "rule", "detail")}
-                    for w in found if isinstance(w, dict)]
-    return []
 
 
 def _summary(detail: dict[str, Any]) -> str:

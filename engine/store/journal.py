@@ -35,7 +35,7 @@ from engine.store.sealing import Sealer
 from engine.store.writer import GroupCommitWriter, LoopCommitter, Work
 from engine.types import Inbound, Status
 
-__all__ = ["Journal", "MessageRow", "OutputRow", "Pruned", "Replay", "open_journal"]
+__all__ = ["Journal", "MessageRow", "OutputRow", "Pruned", "Replay", "mapping_warnings", "open_journal"]
 
 Clock = Callable[[], datetime]
 
@@ -706,3 +706,18 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
 
 def open_journal(url: str, *, group_commit_ms: float = 0.0) -> Journal:
     return Journal(url, group_commit_ms=group_commit_ms)
+
+
+def mapping_warnings(events: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The warnings of the message's latest conversion (a replay's replaces the earlier one's), as
+    code, field, rule and detail: field paths and codes only, as the mapping recorded them.
+
+    A conversion is journaled as a `transform` event (transformed, parked, failed) or, when no
+    destination takes its result, a `route` one (filtered); one without warnings has none.
+    """
+    for ev in reversed(events):
+        if ev["stage"] in ("transform", "route"):
+            found = ev["detail"].get("warnings") or []
+            return [{k: str(w.get(k, "")) for k in ("code", "field", "rule", "detail")}
+                    for w in found if isinstance(w, dict)]
+    return []

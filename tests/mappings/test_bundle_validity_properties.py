@@ -11,6 +11,7 @@ them convert and their Bundles can be checked.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -333,7 +334,8 @@ def defect_class(problem: str) -> str:
     return re.sub(r"\[\d+\]", "[]", re.sub(r"urn:uuid:[0-9a-f-]{36}", "urn:uuid:…", problem))
 
 
-@pytest.mark.skipif(not (TOOLS / "fhir-validate").exists(), reason="../shared/tools is absent")
+@pytest.mark.skipif(not (TOOLS / "fhir-validate").exists() and not os.environ.get("CI"),
+                    reason="../shared/tools is absent (in CI this fails instead)")
 def test_every_bundle_passes_the_official_validator(converter: Converter, tmp_path: Path) -> None:
     produced: dict[str, str] = {}
     kinds: set[str] = set()

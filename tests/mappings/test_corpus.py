@@ -3,6 +3,7 @@ every other type is refused in one line, never with a traceback."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_every_covered_message_converts_and_validates(converter: Converter, tmp_
         (tmp_path / f"{path.stem}.json").write_bytes(converter.convert(name, msg, NOW).bundle)
         tally[name] += 1
     assert tally["adt"] >= 30 and tally["oru_r01"] >= 4 and tally["orders"] >= 10, tally
-    if (TOOLS / "fhir-validate").exists():
+    if (TOOLS / "fhir-validate").exists() or os.environ.get("CI"):  # in CI a missing validator fails
         check = subprocess.run([str(TOOLS / "fhir-validate"), "-q", str(tmp_path)], capture_output=True, text=True,
                                timeout=600)
         converted = sum(v for k, v in tally.items() if k != "unsupported")
