@@ -48,9 +48,9 @@ def test_route_types_filter_and_locations_are_journaled(tmp_path: Path, fhir_bas
         out = journal.output(rows["R1"].id, "fhir")
         assert out is not None and out.status == "delivered"
         locations = out.location.split()
-        # the event's Provenance (EVN, agent: the sending facility) and the transformation's, last
+        # the event's Provenance (EVN, agent: the sending facility by name) and the transformation's, last
         assert [loc.split("/")[0] for loc in locations] == ["Patient", "Encounter", "Provenance", "Location",
-                                                            "Organization", "Provenance"]
+                                                            "Provenance"]
         patient = httpx.get(f"{fhir_base}/{locations[0]}", timeout=10).json()
         assert patient["name"][0]["family"] == "ONE"  # the A08 (TWO) was filtered, never sent
         journal.close()
