@@ -22,6 +22,7 @@ from engine import metrics
 from engine.broker import Broker, Delivery, hold, received_epoch
 from engine.config import Config
 from engine.errors import BrokerError, ConfigError, MappingError, ParseError, StoreError
+from engine.history import History
 from engine.hl7v2.er7 import decode, parse
 from engine.logs import error_fields
 from engine.mapping import Converter
@@ -61,6 +62,8 @@ class Transformer:
         self.converter = converter
         self._csvmaps: dict[str, CsvMap] = {}
         self.router = Router(config, lambda msg: converter.context(msg, datetime.now().astimezone()))
+        # embedded broker: journal writes are lazy, so this process remembers its last conversions
+        self.history = History(journal, remember=4096 if broker.memory else 0)
 
     def handle(self, batch: list[Delivery]) -> None:
         """Convert a batch, journal every result in one commit, then publish and acknowledge each.
@@ -118,6 +121,7 @@ class Transformer:
     def _handle(self, batch: list[Delivery]) -> None:
         if not self.broker.memory:
             batch = self._journaled(batch)
+        self.history.start_batch()
         done = [c for c in map(self._convert, batch) if c is not None]
         if not done:
             return
@@ -177,12 +181,17 @@ class Transformer:
             return self._passthrough(d, mid, channel_id, channel.outputs, message_type)
         try:
             received_at = datetime.fromisoformat(str(d.headers["received_at"]))
+            requests: dict[str, str] = {}
             if message_type.startswith("CSV^"):  # rows journaled by a CSV channel: their map names the mapping
                 csvmap = self._csvmap(message_type[4:])
                 msg, mapping = parse(self._csv_to_v2(d, channel, csvmap)), csvmap.mapping
+                requests = dict.fromkeys(csvmap.create_only, "conditional-create")
             else:
                 msg, mapping = parse(decode(d.body, channel.input.get("encoding"))), channel.mapping
-            conversion = self.converter.convert(mapping, msg, received_at, channel.policy())
+            patient_key = str(d.headers.get("patient_key", ""))
+            conversion = self.converter.convert(mapping, msg, received_at, channel.policy(), requests=requests,
+                                                earlier=self.history.lookup(patient_key, mid, received_at))
+            self.history.wrote(patient_key, conversion.bundle)
         except (ParseError, MappingError, ConfigError, KeyError, ValueError, csv.Error) as exc:
             self._fail(d, mid, _reason(exc), channel_id)
             return None

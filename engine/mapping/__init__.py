@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -75,12 +76,19 @@ class Converter:
                        vocab=lambda n: load_vocab(self.vocab_dir, n), registry=self.registry,
                        policy=policy or {})
 
-    def convert(self, name: str, msg: Message, now: datetime, policy: dict[str, str] | None = None) -> Conversion:
-        """Convert one parsed message; the same message, `now` and channel policy always give the same bytes.
+    def convert(self, name: str, msg: Message, now: datetime, policy: dict[str, str] | None = None, *,
+                earlier: Callable[[str], dict[str, Any] | None] | None = None,
+                requests: dict[str, str] | None = None) -> Conversion:
+        """Convert one parsed message; the same message, `now`, channel policy and earlier writes always
+        give the same bytes.
 
-        `policy` holds the channel's data-quality choices (`invalid_identifiers: tag` …).
+        `policy` holds the channel's data-quality choices (`invalid_identifiers: tag` …); `earlier`
+        answers what the engine last wrote of a resource for this patient (a mapping's `keep_earlier`);
+        `requests` overrides how named resources are written (a CSV map's `create_only`).
         """
         ctx = self.context(msg, now, policy)
+        ctx.earlier = earlier
+        ctx.requests = requests or {}
         spec = self.spec(name)
         bundle = build_bundle(spec, ctx)
         extra = spec.coverage.not_mapped(msg) if spec.coverage else []

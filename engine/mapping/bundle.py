@@ -113,16 +113,28 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
         raise MappingError(f"nothing to convert: {msg.message_type} carries none of {', '.join(sources)}",
                            field="message")
     entries: list[dict[str, Any]] = []
+    searched: set[str] = set()
     for res, inst in made:
+        kind = ctx.requests.get(res.name, res.request)
         body: dict[str, Any] = {"resourceType": res.type}
-        if res.request == "put":
+        if kind == "put":
             body["id"] = inst.rid
         body["meta"] = meta
         ctx.scope = inst.scope
         ctx.segment = msg.segments[inst.anchor] if inst.anchor is not None else None
         for rule in res.rules:
             rule.apply(ctx, body)
-        entries.append({"fullUrl": f"urn:uuid:{inst.rid}", "resource": body, "request": _request(res, inst, body)})
+        if res.keep_earlier and kind == "put":
+            _keep_earlier(res, inst.rid, body, ctx)
+        request = _request(res, kind, inst, body)
+        search = request["url"] + request.get("ifNoneExist", "") if request["method"] == "POST" or "?" in request[
+            "url"] else ""
+        if search and search in searched:  # the same identifier twice in one message (numbered duplicates): by id
+            body["id"] = inst.rid
+            request = {"method": "PUT", "url": f"{res.type}/{inst.rid}"}
+        elif search:
+            searched.add(search)
+        entries.append({"fullUrl": f"urn:uuid:{inst.rid}", "resource": body, "request": request})
     ctx.scope = ctx.segment = None
     entries.extend(ctx.emitted.values())
     if spec.provenance:
@@ -156,19 +168,49 @@ def _report_unmade(ctx: Context, covered: set[int], kinds: set[str]) -> None:
             ctx.warn("SEGMENT_NOT_MAPPED", "", f"{name}[{n}]", f"segment {i + 1}: no resource made from it")
 
 
-def _request(res: CompiledResource, inst: Instance, body: dict[str, Any]) -> dict[str, str]:
+def _keep_earlier(res: CompiledResource, rid: str, body: dict[str, Any], ctx: Context) -> None:
+    """An element the message leaves unstated (Encounter status `unknown` on an A08 without PV1-2) keeps
+    what this engine last wrote for this resource, so a PUT that replaces the resource never regresses it."""
+    for element, unstated in res.keep_earlier:
+        if body.get(element) != unstated:
+            continue
+        before = ctx.earlier(f"{res.type}/{rid}") if ctx.earlier is not None else None
+        value = before.get(element) if before else None
+        if value is None or value == unstated:
+            ctx.warn("NOT_STATED", res.name, element, f"the message does not state it and nothing earlier is known: "
+                     f"{unstated}")
+            continue
+        body[element] = value
+        ctx.warn("KEPT_FROM_EARLIER", res.name, element,
+                 "the message does not state it: the value this engine last wrote for this resource is kept")
+
+
+def _search_key(inst: Instance, body: dict[str, Any]) -> str:
+    """The `system|value` a conditional request searches on: the identifier the business key names (a CX key
+    is already system|value; an EI key is namespace|value, matched by its value), else the first identifier."""
+    found = body.get("identifier")
+    idents = [f"{i['system']}|{i['value']}" for i in (found if isinstance(found, list) else [found] if found else [])
+              if i.get("system") and i.get("value")]
+    for k in inst.key:
+        if k in idents:
+            return k
+        value = k.rpartition("|")[2]
+        match = next((i for i in idents if value and i.rpartition("|")[2] == value), None)
+        if match:
+            return match
+    return idents[0] if idents else ""
+
+
+def _request(res: CompiledResource, kind: str, inst: Instance, body: dict[str, Any]) -> dict[str, str]:
     rid = inst.rid
-    if res.request == "put":
+    if kind == "put":
         return {"method": "PUT", "url": f"{res.type}/{rid}"}
-    key = next((k for k in inst.key if "|" in k), "")
-    if not key:
-        ident = (body.get("identifier") or [{}])[0]
-        key = f"{ident.get('system', '')}|{ident.get('value', '')}" if ident.get("value") else ""
+    key = _search_key(inst, body)
     if not key:
         body["id"] = rid
         return {"method": "PUT", "url": f"{res.type}/{rid}"}
     search = "identifier=" + quote(key, safe=":/|.-_~")
-    if res.request == "conditional-update":  # the sender is the master of this resource: its latest wins
+    if kind == "conditional-update":  # the sender is the master of this resource: its latest wins
         return {"method": "PUT", "url": f"{res.type}?{search}"}
     return {"method": "POST", "url": res.type, "ifNoneExist": search}
 

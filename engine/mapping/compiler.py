@@ -89,6 +89,7 @@ class CompiledResource:
     request: str
     rules: tuple[CompiledRule, ...]
     merge_duplicates: bool = False
+    keep_earlier: tuple[tuple[str, Any], ...] = ()   # (element, the value meaning "not stated")
 
 
 @dataclass(frozen=True)
@@ -711,6 +712,15 @@ class _Compiler:
         except (KeyError, ValueError):
             self.err(f"'{rtype}' is not a FHIR R4 resource type", [*where, "type"])
             return None
+        for element in raw.get("keep_earlier") or {}:
+            try:
+                resolve(rtype, str(element))
+            except (KeyError, ValueError):
+                self.err(f"keep_earlier: {rtype} has no element '{element}'", [*where, "keep_earlier", element])
+                return None
+        if raw.get("keep_earlier") and raw["request"] != "put":
+            self.err("keep_earlier needs request: put (the resource is known by its id)", [*where, "keep_earlier"])
+            return None
         key: list[KeyPart] = []
         for i, spec in enumerate(raw["id"]):
             text = str(spec).strip()
@@ -729,7 +739,8 @@ class _Compiler:
         for_each = raw.get("for_each")
         return CompiledResource(raw["name"], rtype, raw.get("segment"), for_each, when, tuple(key),
                                 raw.get("id_fallback", "error"), raw["request"], tuple(r for r in rules if r),
-                                raw.get("duplicates", "keep") == "merge")
+                                raw.get("duplicates", "keep") == "merge",
+                                tuple((str(k), v) for k, v in (raw.get("keep_earlier") or {}).items()))
 
     def include(self, name: str, rtype: str, names: set[str], where: list[str | int]) -> list[CompiledRule | None]:
         """A segment map's rules, compiled for this resource; its errors point into its own file."""

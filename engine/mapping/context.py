@@ -41,6 +41,10 @@ class Context:
     vocab: Callable[[str], VocabMap]
     registry: Registry | None = None
     policy: dict[str, str] = field(default_factory=dict)   # the channel's data-quality choices
+    # what this engine last wrote of a resource ("Encounter/<id>") for this patient before this message:
+    # given by the transform (the journal), None where a conversion stands alone (`wasla convert`)
+    earlier: Callable[[str], dict[str, Any] | None] | None = None
+    requests: dict[str, str] = field(default_factory=dict)  # resource name → request kind, a CSV map's choice
     source: str = ""
     rule: str = ""                   # the rule and field being converted, for converters' warnings
     field_spec: str = ""

@@ -6,6 +6,8 @@ same whether it came as an ORU^R01 or as CSV rows: one mapping decides its FHIR,
     mapping: oru_r01            the message map that converts it
     group_by: [numero_demande]  consecutive rows with the same values make one message
     time: date_prelevement      the column giving the message time (MSH-7)
+    create_only: [report]       resources this feed creates where none exists, never replaces: a CSV
+                                export's thinner report leaves the lab's ORU report as it is
     columns:                    the columns a row must have, and what their values must look like
       resultat: {required: true, number: true}
       date_prelevement: {date: true}
@@ -58,6 +60,7 @@ class CsvMap:
     columns: dict[str, Column]
     once: tuple[tuple[str, tuple[tuple[tuple[int, int, int], str], ...]], ...]
     each: tuple[tuple[str, tuple[tuple[tuple[int, int, int], str], ...]], ...]
+    create_only: tuple[str, ...] = ()  # resources written only where none exists yet (conditional create)
 
     def check(self, values: dict[str, str], date_formats: tuple[str, ...]) -> str | None:
         """Why this row cannot be used (the first problem), or None. Names columns, never values."""
@@ -196,12 +199,19 @@ def compile_csvmap(file: Path, schema_dir: Path, known_mappings: set[str]) -> Cs
     for i, g in enumerate(d["group_by"]):
         if g not in columns:
             errs.append(doc.error(f"group_by: '{g}' is not a column", ["group_by", i]))
+    mapping_file = file.parent.parent / d["mapping"] / "mapping.yaml"
+    if d.get("create_only") and mapping_file.exists():
+        resources = {str(r.get("name")) for r in load_yaml(mapping_file).data.get("resources") or []}
+        for i, name in enumerate(d["create_only"]):
+            if name not in resources:
+                errs.append(doc.error(f"create_only: '{name}' is not a resource of mapping {d['mapping']} "
+                                      f"(known: {', '.join(sorted(resources))})", ["create_only", i]))
     once = tuple((seg, _positions(f, errs, doc, ["once", seg])) for seg, f in (d.get("once") or {}).items())
     each = tuple((seg, _positions(f, errs, doc, ["each", seg])) for seg, f in d["each"].items())
     if errs:
         raise ConfigErrors(errs)
     return CsvMap(d["name"], d["version"], doc.file, d["message"], d["mapping"], tuple(d["group_by"]),
-                  d.get("time"), columns, once, each)
+                  d.get("time"), columns, once, each, tuple(d.get("create_only") or ()))
 
 
 def find_csvmap(mappings_dir: Path, name: str, schema_dir: Path) -> CsvMap:

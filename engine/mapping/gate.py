@@ -38,6 +38,13 @@ def _shape(type_name: str) -> tuple[tuple[str, ...], dict[str, str]]:
     return required, {name: t for name, (t, _) in kids.items()}
 
 
+@cache
+def _nested(rtype: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The resource's children whose own type has required elements: (child name, those elements)."""
+    return tuple((name, req) for name, t in _shape(rtype)[1].items()
+                 if name not in ("meta", "text", "contained") and (req := _shape(t)[0]))
+
+
 _SUSPECT = (b'""', b"{}", b"[]")   # an empty string (and the end of an escaped HL7 null "\"\""), object, list
 
 
@@ -56,6 +63,13 @@ def check_serialized(bundle: dict[str, Any], data: bytes) -> None:
         for name in shape[0]:
             if name not in resource:
                 check_bundle(bundle)
+        for name, required in _nested(rtype):  # one level down: Encounter.location[].location …
+            child = resource.get(name)
+            if child is None:
+                continue
+            for item in child if child.__class__ is list else (child,):
+                if item.__class__ is dict and any(r not in item for r in required):
+                    check_bundle(bundle)
     if any(s in data for s in _SUSPECT):
         check_bundle(bundle)
 

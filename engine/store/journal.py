@@ -602,6 +602,27 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         body = self.sealer.open(self.dialect.blob(r[5]), f"{r[0]}/{r[1]}") if r[5] is not None else b""
         return OutputRow(r[0], r[1], r[2], int(r[3]), r[4], body)
 
+    def earlier_fhir(self, patient_key: str, received_at: datetime, message_id: str, limit: int = 10) -> list[bytes]:
+        """The FHIR this engine made from the patient's messages received before this one, newest first
+        (one body per message): what it last wrote of a resource a message leaves unstated."""
+        if not patient_key:
+            return []
+        pg = self.dialect.name == "postgresql"
+        body = partitions.body_of("o.message_id", "o.destination") if pg else "o.body"
+        rows = self._query(
+            f"SELECT m.id, o.destination, {body} FROM messages m JOIN outputs o ON o.message_id = m.id"
+            " WHERE m.patient_key = ? AND m.received_at <= ? AND m.id <> ?"
+            " ORDER BY m.received_at DESC, m.id DESC LIMIT ?",
+            (patient_key, self.dialect.ts(received_at), message_id, limit * 4))
+        found: list[bytes] = []
+        seen: set[str] = set()
+        for mid, dest, blob in rows:
+            if mid in seen or blob is None or len(found) >= limit:
+                continue
+            seen.add(mid)
+            found.append(self.sealer.open(self.dialect.blob(blob), f"{mid}/{dest}"))
+        return found
+
     def outputs(self, message_ids: list[str], destination: str) -> dict[str, OutputRow]:
         """`output` for many messages in one query (without bodies): id → row, for those that have one."""
         if not message_ids:

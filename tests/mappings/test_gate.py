@@ -77,3 +77,30 @@ def test_an_order_without_patient_fails_naming_the_missing_subject(converter: Co
     with pytest.raises(MappingError) as err:
         converter.convert("orders", parse(text), NOW)
     assert err.value.field == "ServiceRequest.subject"
+
+
+@pytest.mark.parametrize(("resource", "path"), [
+    ({"resourceType": "Encounter", "status": "in-progress", "class": {"code": "IMP"},
+      "location": [{"status": "active"}]}, "Encounter.location[0].location"),
+    ({**OBS, "component": [{"code": {"text": "a"}}, {"valueString": "x"}]}, "Observation.component[1].code"),
+    ({"resourceType": "Patient", "extension": [{"valueString": "x"}]}, "Patient.extension[0].url"),
+])
+def test_the_per_message_gate_sees_a_required_element_missing_one_level_down(resource: dict, path: str) -> None:  # type: ignore[type-arg]
+    """The property test found a ZBE movement without PV1-3 giving Encounter.location[] without its location:
+    the per-message check (not only the fixtures' full walk) must stop it, naming the element."""
+    from engine.mapping.gate import check_serialized
+
+    bundle = _bundle(resource)
+    with pytest.raises(MappingError) as exc:
+        check_serialized(bundle, orjson.dumps(bundle))
+    assert exc.value.field == path
+
+
+def test_a_movement_without_a_location_writes_no_location_entry(converter: Converter) -> None:
+    """ZBE (IHE PAM FR) with PV1-3 empty: nothing to place on Encounter.location (location is 1..1 there)."""
+    msg = parse("MSH|^~\\&|HIS|CHU-IBN-SINA|WASLA|DEST|20261201101010||ADT^A01^ADT_A01|C1|P|2.5\r"
+                "PID|1||X5^^^CHU^PI||BENNANI^A\rPV1|1|I||||||||||||||||V1^^^CHU^VN\r"
+                "ZBE|M1^CHU-IBN-SINA|20261201101010||INSERT|N||UF^^^^^^UF^^^4001")
+    bundle = orjson.loads(converter.convert("adt", msg, NOW).bundle)
+    (enc,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter"]
+    assert "location" not in enc

@@ -132,3 +132,47 @@ def test_the_same_results_as_oru_and_as_csv_have_the_same_observation_ids(conver
     alone = _bundle(converter, csvmap.to_v2(group[1:], sender="LABO-AL-AMAL", application="CSV",
                                             control_id="LAB-6001", date_formats=("%d/%m/%Y %H:%M", "%d/%m/%Y")))
     assert observations(alone)["CREA"] == observations(from_csv)["CREA"]
+
+
+def _csv_and_oru(converter: Converter, order: str) -> tuple[bytes, bytes]:
+    """Request `order` as the lab's CSV export (through csv_lab, with its create_only) and as its ORU, whose
+    report is richer: a real panel code (OBR-4) the CSV does not have."""
+    csvmap = find_csvmap(ROOT / "mappings", "csv_lab", ROOT / "config/schema")
+    group = [dict(r.values, numero_demande=order) for r in rows(ROOT / "mappings/csv_lab/fixtures/resultats.csv",
+                                                                 Layout())
+             if isinstance(r, Row) and r.values["numero_demande"] == "LAB-6001"]
+    er7 = csvmap.to_v2(group, sender="LABO-AL-AMAL", application="CSV", control_id=order,
+                       date_formats=("%d/%m/%Y %H:%M", "%d/%m/%Y"))
+    from_csv = converter.convert("oru_r01", parse(er7), NOW,
+                                 requests=dict.fromkeys(csvmap.create_only, "conditional-create")).bundle
+    oru = ORU_OF_THE_CSV.replace("LAB-6001", order).replace("BILAN^Bilan de laboratoire^L", "24323-8^Panel^LN")
+    return from_csv, converter.convert("oru_r01", parse(oru), NOW).bundle
+
+
+@pytest.mark.parametrize("order_of_arrival", ["oru-then-csv", "csv-then-oru"])
+def test_one_report_and_one_order_whichever_feed_comes_first_and_the_oru_report_stays(
+        converter: Converter, fhir_base: str, order_of_arrival: str) -> None:
+    """The thinner CSV report used to replace the ORU's (same id, PUT). Now the ORU is the master of the report
+    and the order (conditional update on their identifier), the CSV only creates them where none exists:
+    on a real FHIR server, either order of arrival leaves one DiagnosticReport with the ORU's panel code, one
+    ServiceRequest, and the two Observations once."""
+    import uuid
+
+    import httpx
+
+    order = f"LAB-{uuid.uuid4().hex[:10]}"
+    from_csv, from_oru = _csv_and_oru(converter, order)
+    sent = [from_oru, from_csv] if order_of_arrival == "oru-then-csv" else [from_csv, from_oru]
+    for bundle in sent:
+        r = httpx.post(fhir_base, content=bundle, headers={"Content-Type": "application/fhir+json"}, timeout=30)
+        assert r.status_code == 200, r.text[:500]
+
+    def found(kind: str, search: str) -> list[dict]:  # type: ignore[type-arg]
+        r = httpx.get(f"{fhir_base}/{kind}", params={"identifier": search}, timeout=30)
+        return [e["resource"] for e in r.json().get("entry", [])]
+
+    ident = f"https://fhir.wasla.ma/sid/labo-al-amal/fill|{order}"
+    (report,) = found("DiagnosticReport", ident)
+    assert report["code"]["coding"][0]["code"] == "24323-8"
+    assert len(found("ServiceRequest", ident)) == 1
+    assert len(report["result"]) == 2
