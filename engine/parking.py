@@ -9,6 +9,7 @@ one of them release each message, so a message is re-run once.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -18,6 +19,7 @@ from engine.errors import BrokerError, ConfigError, ConfigErrors, StoreError
 from engine.logs import error_fields
 from engine.mapping import Converter
 from engine.nomenclature import load_registry
+from engine.nomenclature.vocab import load_vocab
 from engine.store import Journal
 
 __all__ = ["NomenclatureWatcher"]
@@ -75,9 +77,15 @@ class NomenclatureWatcher:
         count = 0
         for code_map in sorted({m for m, *_ in self.journal.parked_codes()}):
             lm = registry.local_maps.get(code_map)
-            if lm is None:
-                continue
-            for row in self.journal.release(code_map, lambda code, lm=lm: lm.national(code) is not None):
+            if lm is not None:
+                is_mapped: Callable[[str], bool] = lambda code, lm=lm: lm.national(code) is not None  # noqa: E731
+            else:  # an HL7 table's map (nomenclatures/hl7v2-fhir/<name>.csv), as the mappings read it now
+                try:
+                    vm = load_vocab(self.converter.vocab_dir, code_map)
+                except (ConfigError, ConfigErrors, OSError):
+                    continue
+                is_mapped = lambda code, vm=vm: bool(vm.lookup(code))  # noqa: E731
+            for row in self.journal.release(code_map, is_mapped):
                 self.broker.publish_in(row.raw, message_id=row.id, channel=row.channel, patient_key=row.patient_key,
                                        headers={"received_at": row.received_at.isoformat(),
                                                 "message_type": row.message_type})

@@ -206,7 +206,7 @@ class Transformer:
             self._fail(d, mid, "identifiers that fail their format or check digits: " + ", ".join(invalid), channel_id)
             return None
         unmapped = sorted({(w["code_map"], w["local_code"]) for w in conversion.warnings
-                           if w["code"] == "LOCAL_CODE_UNMAPPED" and "code_map" in w})
+                           if w["code"] in ("LOCAL_CODE_UNMAPPED", "CODE_UNMAPPED") and "code_map" in w})
         if unmapped and channel.unmapped_codes != "pass":
             reason = "local codes without a national mapping: " + ", ".join(f"{m} {c}" for m, c in unmapped)
             if channel.unmapped_codes == "reject":

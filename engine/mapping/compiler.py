@@ -697,7 +697,10 @@ class _Compiler:
                     if on_unmapped == "error" or ctx.policy.get("unmapped_codes") == "reject":
                         raise MappingError(f"code not in map {vm.name}", rule=label, field=p.spec)
                     kept = unmapped(code, f if whole else None)
-                    ctx.warn("CODE_UNMAPPED", label, p.spec, f"not in {vm.name}")
+                    # the table code (never a patient's value) and its map: `unmapped_codes: park` holds the
+                    # message until the map has it (engine.parking releases it)
+                    ctx.warn("CODE_UNMAPPED", label, p.spec, f"not in {vm.name}", code_map=vm.name,
+                             local_code=code)
                     if kept is not None:
                         out.append(kept)
                 return out

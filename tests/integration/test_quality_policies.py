@@ -124,3 +124,29 @@ def test_an_invalid_identifier_fails_the_message_under_reject(tmp_path: Path) ->
         assert _wait_status(project, "MSG00001", Status.FAILED) == Status.FAILED
         assert _row(project, "MSG00001").reason == "identifiers that fail their format or check digits: ins-nir"
         assert proc.poll() is None
+
+
+def test_park_holds_an_unknown_hl7_table_code_until_its_map_has_it(tmp_path: Path) -> None:
+    """`unmapped_codes: park` applies to HL7 table codes too (issue 22): PV1-2 `L` is in no row of
+    v2-0004.encounter-class, so the admission is parked, shown with its map and code, and goes through by
+    itself once the hospital adds the row to nomenclatures/hl7v2-fhir/ (hot reload)."""
+    project = make_project(tmp_path)
+    ch = project / "config/channels/adt-mllp.yaml"
+    ch.write_text(ch.read_text().replace("  mapping: adt", "  mapping: adt\n  unmapped_codes: park"))
+    admission = (ROOT / "mappings/adt/fixtures/ma-chu-admission.hl7").read_bytes().replace(b"PV1|1|I|", b"PV1|1|L|")
+    with engine(project) as proc:
+        from tests.support import port_of
+
+        mllp_send(port_of(project), admission)
+        assert _wait_status(project, "MSG00001", Status.PARKED) == Status.PARKED
+        assert "v2-0004.encounter-class L" in _row(project, "MSG00001").reason
+        assert out_lines(project) == []
+        vocab = project / "nomenclatures/hl7v2-fhir/v2-0004.encounter-class.csv"
+        vocab.write_text(vocab.read_text(encoding="utf-8").rstrip("\n")
+                         + "\nL,http://terminology.hl7.org/CodeSystem/v3-ActCode,IMP,inpatient encounter\n",
+                         encoding="utf-8")
+        (line,) = wait_lines(project, 1)
+        (enc,) = [e["resource"] for e in orjson.loads(line)["entry"] if e["resource"]["resourceType"] == "Encounter"]
+        assert enc["class"]["code"] == "IMP"
+        assert _wait_status(project, "MSG00001", Status.DELIVERED) == Status.DELIVERED
+        assert proc.poll() is None
