@@ -34,6 +34,8 @@ IG = {
     "v2-0128.allergy-criticality": {"SV": "high", "MI": "low"},
     "v2-0136.boolean": {"Y": "true", "N": "false"},
     "v2-0485.request-priority": {"S": "stat", "A": "asap", "R": "routine"},
+    "v2-0007.admission-type": {c: c for c in "AELRNUC"},
+    "v2-0069.service-type": {"MED": "382", "SUR": "SUR", "URO": "222", "PUL": "PUL", "CAR": "CAR"},
 }
 # Deviations _meta.yaml declares (the IG has no target; the FHIR element is 1..1 or the code is in use).
 LOCAL = {
@@ -72,3 +74,14 @@ def test_0004_class_uses_v3_act_codes() -> None:
     vm = load_vocab(VOCAB, "v2-0004.encounter-class")
     assert {c: vm.lookup(c)[0].code for c in ("E", "I", "O", "P")} == {"E": "EMER", "I": "IMP", "O": "AMB",
                                                                        "P": "PRENC"}
+
+
+def test_0006_religion_only_where_the_ig_gives_a_target() -> None:
+    """IG Religion (HL7 Concept Map_ Religion): 58 v2-0006 codes into v3-ReligiousAffiliation; the 37 the IG
+    leaves without a target (C, BUD, AME, JEW, MOT, OTH, VAR …) are not rows, so they stay CODE_UNMAPPED."""
+    vm = load_vocab(VOCAB, "v2-0006.religion")
+    assert len(vm.rows) == 58
+    assert all(t[0].system.endswith("v3-ReligiousAffiliation") for t in vm.rows.values())
+    assert {c: vm.lookup(c)[0].code for c in ("MOS", "MSU", "CAT", "A", "ATH")} == {
+        "MOS": "1023", "MSU": "1049", "CAT": "1041", "A": "1007", "ATH": "1007"}
+    assert not any(vm.lookup(c) for c in ("C", "BUD", "AME", "JEW", "MOT", "OTH", "VAR"))
