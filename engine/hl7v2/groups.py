@@ -98,10 +98,11 @@ def _event_structures() -> dict[str, str]:
 
 
 def structure_name(msh9_1: str, msh9_2: str, msh9_3: str) -> str:
-    """MSH-9.3, else the structure HL7 table 0354 gives the event (A04 → ADT_A01), else CODE_EVENT."""
-    if msh9_3:
-        return msh9_3.upper()
-    key = f"{msh9_1}_{msh9_2}".upper()
+    """MSH-9.3, else the structure HL7 table 0354 gives the event (A04 → ADT_A01), else CODE_EVENT.
+
+    A sender writing the event in MSH-9.3 (`ADT_A40`, which is no structure) gets the event's structure
+    (ADT_A39): read flat, an A40's two merges would not be told apart."""
+    key = (msh9_3 or f"{msh9_1}_{msh9_2}").upper()
     return _event_structures().get(key, key)
 
 

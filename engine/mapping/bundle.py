@@ -165,6 +165,10 @@ def _report_unmade(ctx: Context, covered: set[int], kinds: set[str]) -> None:
             continue
         seen[name] = n = seen.get(name, 0) + 1
         if i not in covered:
+            if name == "PID":  # what follows it belongs to that patient: it would be filed under the first one
+                raise MappingError(f"PID[{n}] (segment {i + 1}) is a second patient where {ctx.msg.message_type} "
+                                   "holds one: its orders or results would be filed under the first patient; "
+                                   "the sender must send one message per patient", field=f"PID[{n}]")
             ctx.warn("SEGMENT_NOT_MAPPED", "", f"{name}[{n}]", f"segment {i + 1}: no resource made from it")
 
 

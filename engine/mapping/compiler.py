@@ -194,6 +194,7 @@ class _Compiler:
         self.schema = schema
         self.errors: list[ConfigError] = []
         self.reads: set[tuple[str, int]] = set() if reads is None else reads
+        self.types: dict[str, str] = {}   # resource name → FHIR type, for the references between them
 
     def err(self, message: str, path: list[str | int], field: str | None = None) -> None:
         self.errors.append(self.doc.error(message, path, field=field))
@@ -531,7 +532,23 @@ class _Compiler:
                     return [{"reference": f"urn:uuid:{i.rid}"} for i in ctx.refs(other)
                             if i.anchor is not None and ctx.msg.segments[i.anchor] is ctx.segment]
                 return same
-            return lambda ctx: [{"reference": f"urn:uuid:{i.rid}"} for i in ctx.refs(other)]
+            if leaf.is_list or target.new_element_at is not None:
+                return lambda ctx: [{"reference": f"urn:uuid:{i.rid}"} for i in ctx.refs(other)]
+            other_type = self.types.get(other, "")
+
+            def one(ctx: Context) -> list[Any]:
+                """A 0..1 reference with two candidates in sight (two patients for one Encounter) is never
+                guessed: to a Patient the message fails, to anything else the reference is left out."""
+                rids = list(dict.fromkeys(i.rid for i in ctx.refs(other)))
+                if len(rids) <= 1:
+                    return [{"reference": f"urn:uuid:{r}"} for r in rids]
+                if other_type == "Patient":
+                    raise MappingError(f"{full}: {len(rids)} patients in sight, the message does not say which "
+                                       "one this belongs to; the sender must send one message per patient",
+                                       rule=label, field=full)
+                ctx.warn("REFERENCE_AMBIGUOUS", label, full, f"{len(rids)} {other} resources in sight: left out")
+                return []
+            return one
         if kind == "value":
             value = raw["value"]
             if leaf.enum and value not in leaf.enum:
@@ -665,7 +682,7 @@ class _Compiler:
                     out["text"] = text  # IG CWE.9 → text; the sender's CWE.2 is kept when no display says it
             return out
 
-        def unmapped(code: str, cwe: Field | None) -> Any:
+        def unmapped(code: str, cwe: Field | None, ctx: Context) -> Any:
             """An HL7 table code the map does not know, kept as the IG keeps a CWE with no known system: a
             CodeableConcept gets the code without a system (CWE.2 as display, CWE.9 or CWE.2 as text), a single
             Coding (Encounter.class) the code alone. A code or boolean (bound to a closed value set), or an
@@ -675,6 +692,9 @@ class _Compiler:
             if kind != "CodeableConcept":
                 return None
             coding = {"code": code}
+            system = coding_system(ctx, cwe.component(3)) if cwe is not None and cwe.component(3) else None
+            if system:  # the system the sender named (CWE-3, IG CWE[CodeableConcept]), as CWE.CodeableConcept does
+                coding = {"system": system, "code": code}
             display = cwe.component(2) if cwe is not None else ""
             if display:
                 coding["display"] = display
@@ -696,7 +716,7 @@ class _Compiler:
                         continue
                     if on_unmapped == "error" or ctx.policy.get("unmapped_codes") == "reject":
                         raise MappingError(f"code not in map {vm.name}", rule=label, field=p.spec)
-                    kept = unmapped(code, f if whole else None)
+                    kept = unmapped(code, f if whole else None, ctx)
                     # the table code (never a patient's value) and its map: `unmapped_codes: park` holds the
                     # message until the map has it (engine.parking releases it)
                     ctx.warn("CODE_UNMAPPED", label, p.spec, f"not in {vm.name}", code_map=vm.name,
@@ -821,6 +841,7 @@ def compile_mapping(file: Path, schema_dir: Path, vocab_dir: Path, display: str 
     for i, n in enumerate(names):
         if names.index(n) != i:
             c.err(f"resource name '{n}' used twice", ["resources", i, "name"])
+    c.types = {r["name"]: r["type"] for r in data["resources"]}
     resources = [c.resource(r, ["resources", i], set(names)) for i, r in enumerate(data["resources"])]
     pk = c.path(data["patient_key"], ["patient_key"]) if data.get("patient_key") else None
     if c.errors:

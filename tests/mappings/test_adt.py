@@ -67,7 +67,8 @@ class TestContent:
         result = converter.convert("adt", parse(decode(raw)), NOW)
         assert "gender" not in orjson.loads(result.bundle)["entry"][0]["resource"]
         assert {"code": "CODE_UNMAPPED", "rule": "PID-8", "field": "PID-8",
-                "detail": "not in v2-0001.administrative-gender"} in result.warnings
+                "detail": "not in v2-0001.administrative-gender", "code_map": "v2-0001.administrative-gender",
+                "local_code": "Q"} in result.warnings
         before = converter.convert("adt", parse(decode((FIXTURES / "ADT01-23.hl7").read_bytes())), NOW)
         assert len(result.warnings) == len(before.warnings) + 1
 
@@ -195,7 +196,8 @@ class TestPamFr:
         b, warnings = self._bundle(converter, self.RAW.replace(b"|VALI\r", b"|DOUT\r"))
         assert "extension" not in _of(b, "Patient")[0]["resource"]
         assert {"code": "CODE_UNMAPPED", "rule": "PID-32 (IHE PAM FR)", "field": "PID-32",
-                "detail": "not in ihe-fr-0445.identity-reliability"} in warnings
+                "detail": "not in ihe-fr-0445.identity-reliability", "code_map": "ihe-fr-0445.identity-reliability",
+                "local_code": "DOUT"} in warnings
 
     def test_the_movement_is_the_current_location_with_its_own_start(self, converter: Converter) -> None:
         b, _ = self._bundle(converter, self.RAW)

@@ -155,11 +155,14 @@ def test_pid17_pv1_vocabularies(converter: Converter) -> None:
 
 def test_pid17_pv1_unmapped_codes_kept(converter: Converter) -> None:
     """A code the IG's map has no target for (Religion C Catholic has none; X and CHI are in no map) is kept as
-    sent, without a system, CWE.2 as display and text, with a CODE_UNMAPPED warning naming the row and the map."""
+    sent, with the system CWE.3 names (IG CWE[CodeableConcept] CWE.3; none invented without CWE.3), CWE.2 as display
+    and text, with a CODE_UNMAPPED warning naming the row and the map."""
     got, result = _adt(converter, "C^Catholique^HL70006", "X", "CHI^Chirurgie^HL70069", "")
-    assert got["religion"] == {"coding": [{"code": "C", "display": "Catholique"}], "text": "Catholique"}
+    assert got["religion"] == {"coding": [{"system": f"{THO}v2-0006", "code": "C", "display": "Catholique"}],
+                               "text": "Catholique"}
     assert got["type"] == {"coding": [{"code": "X"}]}
-    assert got["serviceType"] == {"coding": [{"code": "CHI", "display": "Chirurgie"}], "text": "Chirurgie"}
+    assert got["serviceType"] == {"coding": [{"system": f"{THO}v2-0069", "code": "CHI", "display": "Chirurgie"}],
+                                  "text": "Chirurgie"}
     unmapped = {(w["rule"], w["field"], w["detail"]) for w in _warnings_of(result, "CODE_UNMAPPED")}
     assert unmapped == {("PID-17", "PID-17", "not in v2-0006.religion"),
                         ("PV1-4", "PV1-4", "not in v2-0007.admission-type"),

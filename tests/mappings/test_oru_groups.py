@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
+from engine.errors import MappingError
 from engine.hl7v2 import parse
 from engine.mapping import Converter
 from tests.mappings.conftest import NOW
@@ -67,8 +69,10 @@ def test_an_obx_after_spm_is_an_observation_of_the_specimen(converter: Converter
     assert not [w for w in warnings if w["code"] == "SEGMENT_NOT_MAPPED"]
 
 
-def test_an_occurrence_no_resource_is_made_from_is_named(converter: Converter) -> None:
-    """A mapping that makes one Patient per message (orders: ORM^O01 takes the first PID) names the second."""
+def test_a_second_patient_where_the_structure_holds_one_fails_the_message(converter: Converter) -> None:
+    """ORM^O01 holds one PATIENT: a second PID used to be warned (SEGMENT_NOT_MAPPED) while its order was filed
+    under the first patient. A result or an order on the wrong patient is worse than none: the message fails,
+    naming the segment, never the patient."""
     text = "\r".join([
         "MSH|^~\\&|HIS|HOPA|LAB|HOPA|20261201101010+0100||ORM^O01^ORM_O01|M4|P|2.5.1",
         "PID|1||111^^^HOPA^PI||UN^A||19800101|M",
@@ -78,7 +82,28 @@ def test_an_occurrence_no_resource_is_made_from_is_named(converter: Converter) -
         "ORC|NW|1001",
         "OBR|1|1001||GLU^Glucose^L",
     ])
-    conv = converter.convert("orders", parse(text), NOW)
-    unmade = [w for w in conv.warnings if w["code"] == "SEGMENT_NOT_MAPPED"]
-    assert [w["field"] for w in unmade] == ["PID[2]"]
-    assert "222" not in orjson.dumps(conv.warnings).decode()
+    with pytest.raises(MappingError) as exc:
+        converter.convert("orders", parse(text), NOW)
+    assert exc.value.field == "PID[2]"
+    assert "second patient" in exc.value.message
+    assert "222" not in exc.value.message and "DEUX" not in exc.value.message
+
+
+def test_two_patients_for_one_visit_fail_and_an_a40_merges_each_pair(converter: Converter) -> None:
+    """ADT^A01 with two PIDs: the Encounter's subject cannot be told (0..1 reference, two patients in sight), so the
+    message fails rather than guess. ADT^A40 (ADT_A39: one PATIENT group per merge, even when MSH-9.3 says
+    ADT_A40) links each surviving patient to its own MRG only (IG ADT_A39 map: Patient[1].link per group)."""
+    a01 = "\r".join(["MSH|^~\\&|HIS|CHU|LIS|LAB|20261201101010||ADT^A01^ADT_A01|C1|P|2.5",
+                     "PID|1||P1^^^CHU^PI||AAA^A", "PV1|1|I||||||||||||||||V1^^^CHU^VN", "PID|2||P2^^^CHU^PI||BBB^B"])
+    with pytest.raises(MappingError, match="2 patients in sight"):
+        converter.convert("adt", parse(a01), NOW)
+    a40 = "\r".join(["MSH|^~\\&|HIS|CHU|EHR|CHU|20261201101010||ADT^A40^ADT_A40|C2|P|2.8",
+                     "EVN|A40|20261201101010", "PID|1||12345^^^CHU^MR||A^B", "MRG|56789^^^CHU^MR",
+                     "PID|1||145^^^CHU^MR||C^D", "MRG|569^^^CHU^MR"])
+    bundle = orjson.loads(converter.convert("adt", parse(a40), NOW).bundle)
+    patients = {e["fullUrl"]: e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"}
+    by_value = {p["identifier"][0]["value"]: url for url, p in patients.items()}
+    links = {p["identifier"][0]["value"]: sorted(patients[lk["other"]["reference"]]["identifier"][0]["value"]
+                                                 for lk in p.get("link", [])) for p in patients.values()}
+    assert links == {"12345": ["56789"], "145": ["569"], "56789": ["12345"], "569": ["145"]}
+    assert len(by_value) == 4
