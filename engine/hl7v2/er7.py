@@ -125,7 +125,9 @@ class Field:
                 subs = [_null(s.rstrip(" ")) for s in part.split(sub)]  # legacy senders pad to fixed widths
                 comps.append([unescape(s) for s in subs] if unescape else subs)
             else:
-                part = _null(part.rstrip(" "))
+                part = part.rstrip(" ")
+                if part == '""':  # _null, inlined: the commonest path of every read
+                    part = ""
                 comps.append(unescape(part) if unescape else part)
         self._comps = comps
         return comps

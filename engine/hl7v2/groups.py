@@ -67,6 +67,7 @@ class GroupTree:
     positions: dict[str, list[int]]  # segment id → indexes, in message order
     by_name: dict[str, list[Group]]  # group name → instances, in message order
     names: tuple[str, ...]           # segment ids, in message order
+    _near: dict[tuple[str, int], int | None] = field(default_factory=dict)
 
     def first_in(self, name: str, group: Group) -> int | None:
         """Index of the first `name` segment inside `group`'s span, or None."""
@@ -77,14 +78,21 @@ class GroupTree:
         return pos[i] if i < len(pos) and pos[i] < group.end else None
 
     def nearest(self, name: str, scope: Group) -> int | None:
-        """The `name` segment closest in scope: in `scope`, else in each enclosing group in turn."""
+        """The `name` segment closest in scope: in `scope`, else in each enclosing group in turn (memoised:
+        every rule of a resource asks for its segments from the same scope)."""
+        key = (name, id(scope))
+        near = self._near
+        if key in near:
+            return near[key]
         g: Group | None = scope
+        found = None
         while g is not None:
             found = self.first_in(name, g)
             if found is not None:
-                return found
+                break
             g = g.parent
-        return None
+        near[key] = found
+        return found
 
     def own(self, name: str, group: Group) -> list[int]:
         """Every `name` segment that belongs to `group` itself (not to its subgroups)."""

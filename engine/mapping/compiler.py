@@ -539,7 +539,10 @@ class _Compiler:
             def one(ctx: Context) -> list[Any]:
                 """A 0..1 reference with two candidates in sight (two patients for one Encounter) is never
                 guessed: to a Patient the message fails, to anything else the reference is left out."""
-                rids = list(dict.fromkeys(i.rid for i in ctx.refs(other)))
+                found = ctx.refs(other)
+                if len(found) == 1:
+                    return [{"reference": f"urn:uuid:{found[0].rid}"}]
+                rids = list(dict.fromkeys(i.rid for i in found))
                 if len(rids) <= 1:
                     return [{"reference": f"urn:uuid:{r}"} for r in rids]
                 if other_type == "Patient":
@@ -622,8 +625,12 @@ class _Compiler:
                 if not fields:
                     continue
                 whole = every.get(p.spec)
-                if whole is not None and len(whole.fields(ctx)) > 1:
-                    ctx.warn("REPETITIONS_NOT_MAPPED", label, p.spec, "only the first repetition is mapped")
+                if whole is not None:
+                    seg = ctx.segment  # the rule's own segment, most often: its repetitions are split already
+                    more = (len(seg.valued(p.field)) > 1 if len(seg.repetitions(p.field)) > 1 else False) \
+                        if seg is not None and seg.name == p.segment else len(whole.fields(ctx)) > 1
+                    if more:
+                        ctx.warn("REPETITIONS_NOT_MAPPED", label, p.spec, "only the first repetition is mapped")
                 ctx.rule, ctx.field_spec = label, p.spec
                 out = []
                 for f in fields:
@@ -875,12 +882,16 @@ def _key_alt(path: V2Path) -> KeyAlt:
 
 def sender_namespace(ctx: Context) -> str:
     """The sending application and facility (MSH-3^MSH-4): who issued an unscoped number."""
+    known = ctx.memo.get("sender_namespace")
+    if known is not None:
+        return known
     app, facility = ctx.msg.sending_application, ctx.msg.sending_facility
     if app == '""':
         app = ""
     if facility == '""':
         facility = ""
-    return f"{app}^{facility}" if (app or facility) else ""
+    known = ctx.memo["sender_namespace"] = f"{app}^{facility}" if (app or facility) else ""
+    return known
 
 
 def key_part(part: KeyPart | V2Path, ctx: Context) -> str:

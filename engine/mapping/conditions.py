@@ -42,7 +42,13 @@ def compile_condition(raw: dict[str, Any], where: list[str | int]) -> Predicate:
         p = _path(arg, here)
         if p.component is None:  # a whole field is valued when any component of any repetition is (SN ^5^+)
             def has(ctx: Context) -> bool:
-                return any(f.component(c) for f in p.fields(ctx) for c in range(1, f.components() + 1))
+                for f in p.fields(ctx):
+                    if f.component(1):  # the common case, without walking the rest
+                        return True
+                    for c in range(2, f.components() + 1):
+                        if f.component(c):
+                            return True
+                return False
         else:
             def has(ctx: Context) -> bool:
                 return bool(p.text(ctx))

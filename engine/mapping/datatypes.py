@@ -152,10 +152,12 @@ def identifier_system(f: Field, ctx: Context, opts: dict[str, Any]) -> str | Non
 
 def _fallback_authority(ctx: Context) -> str:
     """Who issued an identifier without CX-4: the channel's declared sender, else MSH-4, else MSH-3."""
-    for value in (ctx.policy.get("sender", ""), ctx.msg.sending_facility, ctx.msg.sending_application):
-        if value and value != '""':
-            return value
-    return ""
+    known = ctx.memo.get("fallback_authority")
+    if known is None:
+        known = next((v for v in (ctx.policy.get("sender", ""), ctx.msg.sending_facility,
+                                  ctx.msg.sending_application) if v and v != '""'), "")
+        ctx.memo["fallback_authority"] = known
+    return known
 
 
 @lru_cache(maxsize=4096)

@@ -38,11 +38,14 @@ def _shape(type_name: str) -> tuple[tuple[str, ...], dict[str, str]]:
     return required, {name: t for name, (t, _) in kids.items()}
 
 
-@cache
-def _nested(rtype: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The resource's children whose own type has required elements: (child name, those elements)."""
-    return tuple((name, req) for name, t in _shape(rtype)[1].items()
-                 if name not in ("meta", "text", "contained") and (req := _shape(t)[0]))
+_CHECKS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]]] = {}
+
+
+def _checks(rtype: str) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]]:
+    """A resource type's required elements, and its children whose own type has required elements."""
+    required, kids = _shape(rtype)
+    return required, tuple((name, req) for name, t in kids.items()
+                           if name not in ("meta", "text", "contained") and (req := _shape(t)[0]))
 
 
 _SUSPECT = (b'""', b"{}", b"[]")   # an empty string (and the end of an escaped HL7 null "\"\""), object, list
@@ -57,20 +60,22 @@ def check_serialized(bundle: dict[str, Any], data: bytes) -> None:
     for entry in bundle["entry"]:
         resource = entry["resource"]
         rtype = resource["resourceType"]
-        shape = _SHAPES.get(rtype)
-        if shape is None:
-            shape = _SHAPES[rtype] = _shape(rtype)
-        for name in shape[0]:
+        checks = _CHECKS.get(rtype)
+        if checks is None:
+            checks = _CHECKS[rtype] = _checks(rtype)
+        required, nested = checks
+        for name in required:
             if name not in resource:
                 check_bundle(bundle)
-        for name, required in _nested(rtype):  # one level down: Encounter.location[].location …
+        for name, inner in nested:  # one level down: Encounter.location[].location …
             child = resource.get(name)
             if child is None:
                 continue
             for item in child if child.__class__ is list else (child,):
-                if item.__class__ is dict and any(r not in item for r in required):
-                    check_bundle(bundle)
-    if any(s in data for s in _SUSPECT):
+                for r in inner:
+                    if r not in item:
+                        check_bundle(bundle)
+    if b'""' in data or b"{}" in data or b"[]" in data:  # _SUSPECT, unrolled
         check_bundle(bundle)
 
 
