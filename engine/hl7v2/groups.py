@@ -95,8 +95,14 @@ class GroupTree:
         return found
 
     def own(self, name: str, group: Group) -> list[int]:
-        """Every `name` segment that belongs to `group` itself (not to its subgroups)."""
-        return [i for i in group.segments if self.names[i] == name]
+        """Every `name` segment of `group` itself or of a subgroup that cannot repeat (ORM^O01's ORDER_DETAIL
+        holds the order's OBR and NTE), never of a repeating one (each OBSERVATION is its own world)."""
+        names = self.names
+        found = [i for i in group.segments if names[i] == name]
+        for child in group.children:
+            if not child.repeats:
+                found.extend(self.own(name, child))
+        return sorted(found) if len(found) > 1 else found
 
 
 @cache

@@ -11,6 +11,7 @@ import pytest
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
 from tests.mappings.conftest import NOW
+from tests.support import ROOT
 
 MSH = "MSH|^~\\&|APP|FAC|||20240101120000||ORU^R01|C1|P|2.6"
 PID = "PID|1||123^^^FAC^MR||DOE^JANE"
@@ -167,3 +168,14 @@ def test_pid17_pv1_unmapped_codes_kept(converter: Converter) -> None:
     assert unmapped == {("PID-17", "PID-17", "not in v2-0006.religion"),
                         ("PV1-4", "PV1-4", "not in v2-0007.admission-type"),
                         ("PV1-10", "PV1-10", "not in v2-0069.service-type")}
+
+
+def test_an_order_note_in_a_non_repeating_subgroup_reaches_the_service_request(converter: Converter) -> None:
+    """IG NTE[ServiceRequest] (NTE-3 → note.text): OML^O21 puts the NTE after OBR in OBSERVATION_REQUEST (ORM^O01
+    in ORDER_DETAIL), a non-repeating subgroup of ORDER; it used to be read by no rule and reported by none. The NTE
+    after an OBX stays the result's (OBSERVATION repeats: another world)."""
+    raw = (ROOT / "mappings/orders/fixtures/OML-O21-01.hl7").read_bytes()
+    bundle = orjson.loads(converter.convert("orders", parse(decode(raw)), NOW).bundle)
+    notes = [e["resource"].get("note") for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest"]
+    assert notes[0] == [{"text": "Urgent"}]
+    assert "No Antibodies Detected" not in orjson.dumps(notes).decode()
