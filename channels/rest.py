@@ -9,7 +9,13 @@
 Senders authenticate with a bearer token; only its SHA-256 is in the channel YAML (`wasla token new`).
 A token carries scopes (`submit`, `read`) and a rate limit. Every error is an RFC 9457 problem+json body
 that names what was wrong (and, for a bad message, the segment and field), never a stack trace.
-`Idempotency-Key` makes a retry return the first answer instead of a second message.
+`Idempotency-Key` makes a retry return the first answer instead of a second message: the key is claimed
+in the journal before the message is received (engine.store.idempotency), so concurrent requests with one
+key make one message, and a restart keeps it. A request that finds the key held by one still in progress
+waits for its answer a few seconds, then gets 409 with Retry-After.
+
+FHIR bodies are read strictly (engine.mapping.fhirjson): concrete R4 resource types only, no duplicate
+keys, at most 100 levels of nesting, numbers kept exactly as sent.
 """
 
 from __future__ import annotations
@@ -22,8 +28,7 @@ import hmac
 import ssl
 import tempfile
 import time
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +45,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.config import ChannelConfig
+from engine.errors import StoreError
 from engine.intake import Intake, Receipt
 from engine.logs import error_fields
+from engine.mapping.fhirjson import FHIRJSONError
+from engine.mapping.fhirjson import read as read_fhir
+from engine.store.idempotency import Answer, Claimed, IdempotencyKeys, Mismatch, State
 
 __all__ = ["RESTInput"]
 
@@ -50,6 +59,8 @@ _HL7_TYPES = ("application/hl7-v2", "x-application/hl7-v2+er7", "text/plain", "a
 _FHIR_TYPES = ("application/fhir+json", "application/json+fhir")
 _CSV_TYPES = ("text/csv",)
 _PROBLEM = "https://wasla.ma/problems/"
+_KEY_MAX = 255  # characters of an Idempotency-Key
+_WAIT_S = 5.0  # how long a request waits for the answer of another holding its key
 
 
 def problem(status: int, kind: str, title: str, detail: str = "", headers: dict[str, str] | None = None,
@@ -84,25 +95,6 @@ class _Token:
         return (1.0 - self.tokens) * 60.0 / self.per_minute
 
 
-class _Idempotency:
-    """Idempotency-Key → (body hash, answer), per token, for a day; bounded (oldest dropped first)."""
-
-    def __init__(self, ttl_s: float = 86400, size: int = 100_000) -> None:
-        self.ttl_s, self.size = ttl_s, size
-        self.seen: OrderedDict[tuple[str, str], tuple[float, str, int, bytes]] = OrderedDict()
-
-    def get(self, key: tuple[str, str]) -> tuple[str, int, bytes] | None:
-        found = self.seen.get(key)
-        if found is None or time.monotonic() - found[0] > self.ttl_s:
-            return None
-        return found[1], found[2], found[3]
-
-    def put(self, key: tuple[str, str], digest: str, status: int, body: bytes) -> None:
-        self.seen[key] = (time.monotonic(), digest, status, body)
-        while len(self.seen) > self.size:
-            self.seen.popitem(last=False)
-
-
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -125,7 +117,7 @@ class RESTInput:
             self.tokens.append(_Token(str(t["name"]), bytes.fromhex(str(t["sha256"])),
                                       frozenset(t.get("scopes", ["submit", "read"])), rate, float(rate),
                                       time.monotonic()))
-        self.idempotency = _Idempotency()
+        self.keys = IdempotencyKeys(intake.journal)
         self.app = Starlette(routes=[
             Route("/messages", self.post_message, methods=["POST"]),
             Route("/messages/{message_id}", self.get_message, methods=["GET"]),
@@ -208,32 +200,101 @@ class RESTInput:
         if isinstance(body, Response):
             return body
         key = request.headers.get("idempotency-key", "").strip()
-        digest = hashlib.sha256(body).hexdigest()
-        if key:
-            earlier = self.idempotency.get((token.name, key))
-            if earlier is not None:
-                if earlier[0] != digest:
-                    return problem(422, "idempotency-key-reused", "Idempotency-Key reused with another body",
-                                   "a key names one request; use a new key for a new message")
-                return Response(earlier[2], earlier[1], media_type="application/json",
-                                headers={"Idempotent-Replayed": "true"})
-        if media in _CSV_TYPES:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, self._csv, body)
-        if media in _FHIR_TYPES:
-            checked = await asyncio.get_running_loop().run_in_executor(self.executor, check_fhir, body)
-            if isinstance(checked, Response):
-                return checked
-            receipt = await self.intake.receive_fhir_async(self.channel, body, resource_type=checked[0],
-                                                           control_id=checked[1], peer=_peer(request),
-                                                           client=token.name, executor=self.executor)
+        if len(key) > _KEY_MAX:
+            return problem(400, "invalid-idempotency-key", "Idempotency-Key too long", f"at most {_KEY_MAX} characters")
+        loop = asyncio.get_running_loop()
+        checked: tuple[str, str] | None = None
+        if media in _FHIR_TYPES:  # the same bytes always get the same refusal: checked before the key is claimed
+            found = await loop.run_in_executor(self.executor, check_fhir, body)
+            if isinstance(found, Response):
+                return found
+            checked = found
+        raw = body if media not in _HL7_TYPES else body.replace(b"\r\n", b"\r")
+
+        async def receive() -> Response:
+            if media in _CSV_TYPES:
+                return await loop.run_in_executor(self.executor, self._csv, body)
+            if checked is not None:
+                receipt = await self.intake.receive_fhir_async(self.channel, raw, resource_type=checked[0],
+                                                               control_id=checked[1], peer=_peer(request),
+                                                               client=token.name, executor=self.executor)
+            else:
+                receipt = await self.intake.receive_async(self.channel, raw, peer=_peer(request),
+                                                          client=token.name, executor=self.executor)
+            return self._answer(receipt)
+
+        if not key:
+            return await receive()
+        return await self._idempotent(token.name, key, hashlib.sha256(body).hexdigest(), raw, receive)
+
+    async def _idempotent(self, client: str, key: str, digest: str, raw: bytes,
+                          receive: Callable[[], Awaitable[Response]]) -> Response:
+        """One message per key (engine.store.idempotency): claim the key in the journal, then receive and
+        record the answer; a request that finds the key answered gets that answer (`_claim`)."""
+        loop, channel = asyncio.get_running_loop(), self.channel.id
+        try:
+            claim = await self._claim(client, key, digest)
+        except StoreError as exc:
+            _log.error("idempotency_claim_failed", channel=channel, **error_fields(exc))
+            return problem(503, "unavailable", "Not accepted", "the journal is unavailable; nothing was received",
+                           headers={"Retry-After": "5"})
+        if isinstance(claim, Response):
+            return claim
+        try:
+            response = None
+            if claim.since is not None:  # a request that died held it: did its message reach the journal?
+                mid = await loop.run_in_executor(self.executor, self.keys.journaled_since, channel,
+                                                 hashlib.sha256(raw).hexdigest(), claim.since)
+                if mid is not None:
+                    response = _json({"id": mid, "status_url": f"/messages/{mid}"}, 202,
+                                     {"Location": f"/messages/{mid}"})
+            if response is None:
+                response = await receive()
+        except BaseException:
+            await asyncio.shield(loop.run_in_executor(self.executor, self._release, client, key, claim.claim))
+            raise
+        if response.status_code >= 500:  # not an answer to keep: a retry tries again
+            await loop.run_in_executor(self.executor, self._release, client, key, claim.claim)
+            return response
+        body = bytes(response.body)
+        mid = _message_id(body)
+        try:
+            kept = await loop.run_in_executor(self.executor, self.keys.complete, channel, client, key, claim.claim,
+                                              response.status_code, body, mid)
+        except StoreError as exc:  # the answer stands; after the lease a retry finds the message (module doc)
+            _log.warning("idempotency_complete_failed", channel=channel, **error_fields(exc))
         else:
-            receipt = await self.intake.receive_async(self.channel, body.replace(b"\r\n", b"\r"),
-                                                      peer=_peer(request), client=token.name,
-                                                      executor=self.executor)
-        response = self._answer(receipt)
-        if key and response.status_code in (200, 202):
-            self.idempotency.put((token.name, key), digest, response.status_code, bytes(response.body))
+            if not kept:
+                _log.warning("idempotency_claim_lost", channel=channel, message_id=mid)
         return response
+
+    async def _claim(self, client: str, key: str, digest: str) -> Claimed | Response:
+        """The key for this request, or the answer it gets instead: the first answer again (same status and
+        body), 422 for another body, or, when another request still holds the key after `_WAIT_S`, 409."""
+        loop, channel = asyncio.get_running_loop(), self.channel.id
+        deadline = time.monotonic() + _WAIT_S
+        state: State | None = await loop.run_in_executor(self.executor, self.keys.claim, channel, client, key, digest)
+        while not isinstance(state, Claimed):
+            if isinstance(state, Answer):
+                return _replay(state)
+            if isinstance(state, Mismatch):
+                return problem(422, "idempotency-key-reused", "Idempotency-Key reused with another body",
+                               "a key names one request; use a new key for a new message")
+            if time.monotonic() >= deadline:
+                return problem(409, "idempotency-key-in-progress", "A request with this Idempotency-Key is in progress",
+                               "retry in a moment: the first request's answer will be returned",
+                               headers={"Retry-After": "1"})
+            await asyncio.sleep(0.05)
+            state = await loop.run_in_executor(self.executor, self.keys.state, channel, client, key, digest)
+            if state is None:  # released, expired or stale: claim it
+                state = await loop.run_in_executor(self.executor, self.keys.claim, channel, client, key, digest)
+        return state
+
+    def _release(self, client: str, key: str, claim: str) -> None:
+        try:
+            self.keys.release(self.channel.id, client, key, claim)
+        except StoreError as exc:  # the claim goes stale and is taken over after its lease
+            _log.warning("idempotency_release_failed", channel=self.channel.id, **error_fields(exc))
 
     def _answer(self, receipt: Receipt) -> Response:
         if receipt.error is not None:
@@ -300,23 +361,27 @@ class RESTInput:
 def check_fhir(body: bytes) -> tuple[str, str] | Response:
     """(resourceType, Bundle identifier) of a valid FHIR R4 body, else a 400 problem naming the element.
 
-    Validated against the R4 model of fhir.resources (types, cardinality, unknown elements): this is
-    input from outside, checked once at the door, not Wasla's own output on the hot path.
+    Read strictly (engine.mapping.fhirjson: concrete R4 resource types, no duplicate keys, bounded depth,
+    exact numbers), then validated against the R4 model of fhir.resources (types, cardinality, unknown
+    elements): this is input from outside, checked once at the door, not Wasla's own output on the hot path.
     """
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        return problem(400, "invalid-fhir", "Not JSON", str(exc))
+        data = read_fhir(body)
+    except FHIRJSONError as exc:
+        return problem(400, "invalid-fhir", exc.title, exc.detail, **({"field": exc.field} if exc.field else {}))
     rtype = data.get("resourceType") if isinstance(data, dict) else None
     if not isinstance(rtype, str) or not rtype:
         return problem(400, "invalid-fhir", "Not a FHIR resource", "resourceType is missing", field="resourceType")
     try:
         model = get_fhir_model_class(rtype)
     except (KeyError, ValueError, AttributeError, ImportError):
-        return problem(400, "invalid-fhir", "Not a FHIR R4 resource type", f"unknown resourceType '{rtype}'",
+        return problem(400, "invalid-fhir", "Not a FHIR R4 resource type",
+                       f"unknown resourceType '{rtype}': an R4 resource type this channel cannot validate",
                        field="resourceType")
     try:
         model.model_validate(data)
+    except RecursionError:  # cannot happen below fhirjson.MAX_DEPTH; never a 500 if it does
+        return problem(400, "invalid-fhir", "Too deeply nested", "the resource nests too deep to validate")
     except ValidationError as exc:
         first = exc.errors()[0]
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
@@ -324,6 +389,24 @@ def check_fhir(body: bytes) -> tuple[str, str] | Response:
                        field=path, errors=len(exc.errors()))
     ident = data.get("identifier") if rtype == "Bundle" else None
     return rtype, str(ident.get("value", "")) if isinstance(ident, dict) else ""
+
+
+def _message_id(answer: bytes) -> str:
+    """The message an answer names (`id` of a 202, `message_id` of a problem), if any."""
+    try:
+        doc = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return ""
+    return str(doc.get("id") or doc.get("message_id") or "") if isinstance(doc, dict) else ""
+
+
+def _replay(answer: Answer) -> Response:
+    """The first answer to a key, again: same status, same body."""
+    headers = {"Idempotent-Replayed": "true"}
+    if answer.status == 202 and answer.message_id:
+        headers["Location"] = f"/messages/{answer.message_id}"
+    media = "application/json" if answer.status < 400 else "application/problem+json"
+    return Response(answer.body, answer.status, headers=headers, media_type=media)
 
 
 def _peer(request: Request) -> str:
@@ -334,9 +417,12 @@ def _peer(request: Request) -> str:
 def openapi_document(channel: str, max_body: int, csv_bodies: bool = False) -> dict[str, Any]:
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     errors = {str(s): {"description": d, "content": {"application/problem+json": {"schema": problem_ref}}}
-              for s, d in ((400, "not a readable HL7 v2 message (segment, field), or not valid FHIR (field)"),
+              for s, d in ((400, "not a readable HL7 v2 message (segment, field), not valid FHIR (field), or an"
+                                 " Idempotency-Key too long"),
                            (401, "no or unknown token"),
-                           (403, "token without the scope"), (413, "body too large"), (415, "not HL7 v2"),
+                           (403, "token without the scope"),
+                           (409, "a request with this Idempotency-Key is still in progress (Retry-After)"),
+                           (413, "body too large"), (415, "not HL7 v2"),
                            (422, "Idempotency-Key reused with another body"), (429, "rate limited (Retry-After)"),
                            (503, "pipeline unavailable (Retry-After)"))}
     return {
@@ -354,7 +440,8 @@ def openapi_document(channel: str, max_body: int, csv_bodies: bool = False) -> d
         "paths": {
             "/messages": {"post": {
                 "summary": "Submit one HL7 v2 message",
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
+                "parameters": [{"name": "Idempotency-Key", "in": "header",
+                                "schema": {"type": "string", "maxLength": _KEY_MAX}}],
                 "requestBody": {"required": True, "content": {
                     **{t: {"schema": {"type": "string", "maxLength": max_body}} for t in _HL7_TYPES},
                     "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}},
@@ -363,7 +450,10 @@ def openapi_document(channel: str, max_body: int, csv_bodies: bool = False) -> d
                     "application/json": {"schema": {"type": "object", "properties": {
                         "id": {"type": "string"}, "status_url": {"type": "string"},
                         "duplicate": {"type": "boolean"}, "rows": {"type": "integer"},
-                        "messages": {"type": "integer"}, "rejected": {"type": "array"}}}}}}, **errors}}},
+                        "messages": {"type": "integer"}, "rejected": {"type": "array"}}}}}},
+                    **({"200": {"description": "this CSV body was taken in before (duplicate)", "content": {
+                        "application/json": {"schema": {"type": "object"}}}}} if csv_bodies else {}),
+                    **errors}}},
             "/messages/{message_id}": {"get": {
                 "summary": "Where a message is",
                 "parameters": [{"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}],
