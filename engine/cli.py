@@ -17,6 +17,7 @@ from typing import Any
 import click
 import orjson
 
+from engine.cli_text import printable
 from engine.config import Config, load_config
 from engine.errors import ConfigError, ConfigErrors, MappingError, ParseError, WaslaError
 from engine.secret import secret
@@ -35,13 +36,13 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ConfigErrors as exc:
             for e in exc.errors:
-                click.echo(ConfigError.__str__(e), err=True)
+                click.echo(printable(ConfigError.__str__(e), lines=True), err=True)
             sys.exit(EXIT_CONFIG)
         except ConfigError as exc:
-            click.echo(str(exc), err=True)
+            click.echo(printable(str(exc), lines=True), err=True)
             sys.exit(EXIT_CONFIG)
-        except WaslaError as exc:
-            click.echo(f"error: {exc}", err=True)
+        except WaslaError as exc:  # may quote a message's field: escaped like every CLI output (engine.cli_text)
+            click.echo(printable(f"error: {exc}", lines=True), err=True)
             sys.exit(EXIT_INPUT)
         except KeyboardInterrupt:
             sys.exit(130)
@@ -196,7 +197,8 @@ def convert(file: Path, mapping: str | None, now: str | None, compact: bool, exp
 
         sys.stdout.buffer.write(pretty(result.bundle))
     for w in result.warnings:
-        click.echo(f"warning: {w['code']} {w['field']} ({w['rule']}) {w.get('detail', '')}".rstrip(), err=True)
+        click.echo(printable(f"warning: {w['code']} {w['field']} ({w['rule']}) {w.get('detail', '')}".rstrip()),
+                   err=True)
 
 
 @main.command()
@@ -416,8 +418,9 @@ def nomenclature_unmapped(config_dir: Path | None) -> None:
         click.echo("no parked messages")
         return
     click.echo(f"{'code map':<24} {'local code':<16} {'sender':<20} {'messages':>8}  first parked → last")
-    for code_map, code, sender, count, first, last in groups:
-        click.echo(f"{code_map:<24} {code:<16} {sender:<20} {count:>8}  {first:%Y-%m-%d %H:%M} → {last:%Y-%m-%d %H:%M}")
+    for code_map, code, sender, count, first, last in groups:  # local codes and senders come from messages
+        click.echo(printable(f"{code_map:<24} {code:<16} {sender:<20} {count:>8}"
+                             f"  {first:%Y-%m-%d %H:%M} → {last:%Y-%m-%d %H:%M}"))
 
 
 @nomenclature.command("map")
@@ -534,8 +537,8 @@ def _print_explanation(converter: Any, name: str, msg: Any, clock: datetime, as_
         sys.stdout.buffer.write(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
         return
     spec = converter.spec(name)
-    click.echo(f"# {msg.message_type} {msg.control_id} → mapping {spec.name} {spec.version}: "
-               "element ← HL7 v2 fields [rule]")
+    click.echo(printable(f"# {msg.message_type} {msg.control_id} → mapping {spec.name} {spec.version}: "
+                         "element ← HL7 v2 fields [rule]"))
     order = {k: i for i, k in enumerate(dict.fromkeys((r.resource, r.full_url) for r in ex.lineage))}
     last = None
     for row in sorted(ex.lineage, key=lambda r: order[(r.resource, r.full_url)]):  # stable: rule order kept
@@ -548,7 +551,8 @@ def _print_explanation(converter: Any, name: str, msg: Any, clock: datetime, as_
     for path in ex.not_read:
         click.echo(f"  {describe(path, msg.version)}" + ("  (whole segment)" if "-" not in path else ""))
     for w in ex.warnings:
-        click.echo(f"warning: {w['code']} {w['field']} ({w['rule']}) {w.get('detail', '')}".rstrip(), err=True)
+        click.echo(printable(f"warning: {w['code']} {w['field']} ({w['rule']}) {w.get('detail', '')}".rstrip()),
+                   err=True)
 
 
 def _mapping_for(config: Config, converter: Any, message_type: str, file: Path) -> str:

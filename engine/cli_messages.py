@@ -16,9 +16,11 @@ import click
 import orjson
 
 from engine.cli import EXIT_INPUT, _friendly, config_option
+from engine.cli_text import json_printable, printable
 from engine.config import load_config
 from engine.errors import WaslaError
 from engine.store import Journal, mapping_warnings, open_journal
+from engine.store.journal import REUSED
 from engine.types import Status
 
 __all__ = ["main_audit", "messages"]
@@ -51,13 +53,23 @@ def main_audit() -> None:
     """The audit trail: who viewed, replayed or exported what."""
 
 
+def _marks(row: Any) -> str:
+    """The flags of a message in a list: control id reused (other content), duplicates received."""
+    marks = [REUSED] if row.reused_of else []
+    if row.duplicates:
+        marks.append(f"DUPLICATES={row.duplicates}")
+    return f"[{' '.join(marks)}] " if marks else ""
+
+
 def _line(row: Any) -> str:
-    return (f"{row.id}  {row.received_at.astimezone():%Y-%m-%d %H:%M:%S}  {row.channel:<16} {row.message_type:<10}"
-            f" {row.control_id:<20} {row.status:<11} {row.reason[:80]}")
+    """One message in a list; everything from the message is escaped (engine.cli_text)."""
+    return printable(f"{row.id}  {row.received_at.astimezone():%Y-%m-%d %H:%M:%S}  {row.channel:<16}"
+                     f" {row.message_type:<10} {row.control_id:<20} {row.status:<11} {_marks(row)}{row.reason[:80]}")
 
 
 def _filters(channel: str | None, status: str | None, control_id: str | None, message_type: str | None,
-             sender: str | None, patient: str | None, destination: str | None, journal: Journal) -> dict[str, Any]:
+             sender: str | None, patient: str | None, destination: str | None, journal: Journal,
+             reused: bool = False, duplicated: bool = False) -> dict[str, Any]:
     key = None
     if patient:
         system, sep, value = patient.rpartition("|")
@@ -65,7 +77,8 @@ def _filters(channel: str | None, status: str | None, control_id: str | None, me
             raise WaslaError("--patient takes SYSTEM|VALUE, e.g. https://fhir.wasla.ma/sid/chu-ibn-sina/pi|IPP123456")
         key = journal.patient_key(system, value)  # searched by its keyed hash, never in clear
     return {"channel": channel, "status": status, "control_id": control_id, "message_type": message_type,
-            "sender": sender, "patient_key": key, "destination": destination}
+            "sender": sender, "patient_key": key, "destination": destination, "reused": reused,
+            "duplicated": duplicated}
 
 
 _FILTER_OPTIONS = [
@@ -76,6 +89,9 @@ _FILTER_OPTIONS = [
     click.option("--sender", default=None, help="MSH-4 sending facility"),
     click.option("--patient", default=None, metavar="SYSTEM|VALUE", help="a patient identifier (hashed to search)"),
     click.option("--destination", default=None, help="messages with an output for this destination"),
+    click.option("--reused", is_flag=True,
+                 help=f"only messages flagged {REUSED}: an earlier message had their MSH-4 + MSH-10, other content"),
+    click.option("--duplicated", is_flag=True, help="only messages that were sent again (duplicates answered AA)"),
 ]
 
 
@@ -94,9 +110,10 @@ def _with_filters(fn: Any) -> Any:
 @config_option
 @_friendly
 def search(channel: str | None, status: str | None, control_id: str | None, message_type: str | None,
-           sender: str | None, patient: str | None, destination: str | None, since: str | None, until: str | None,
-           limit: int, before: str | None, config_dir: Path | None) -> None:
-    """Newest messages first, by indexed metadata: id, received, channel, type, control id, status, reason."""
+           sender: str | None, patient: str | None, destination: str | None, reused: bool, duplicated: bool,
+           since: str | None, until: str | None, limit: int, before: str | None, config_dir: Path | None) -> None:
+    """Newest messages first, by indexed metadata: id, received, channel, type, control id, status, flags
+    ([CONTROL_ID_REUSED], [DUPLICATES=n]), reason."""
     journal = _journal(config_dir)
     try:
         cursor = None
@@ -104,8 +121,8 @@ def search(channel: str | None, status: str | None, control_id: str | None, mess
             at, _, mid = before.partition("/")
             cursor = (_when(at), mid)
         rows = journal.search(**_filters(channel, status, control_id, message_type, sender, patient, destination,
-                                         journal), since=_when(since), until=_when(until), before=cursor,
-                              limit=limit)
+                                         journal, reused, duplicated), since=_when(since), until=_when(until),
+                              before=cursor, limit=limit)
         for row in rows:
             click.secho(_line(row), fg=_COLOURS.get(row.status))
         if len(rows) == limit:
@@ -120,13 +137,14 @@ def search(channel: str | None, status: str | None, control_id: str | None, mess
 @config_option
 @_friendly
 def tail(channel: str | None, status: str | None, control_id: str | None, message_type: str | None,
-         sender: str | None, patient: str | None, destination: str | None, interval: float,
-         config_dir: Path | None) -> None:
+         sender: str | None, patient: str | None, destination: str | None, reused: bool, duplicated: bool,
+         interval: float, config_dir: Path | None) -> None:
     """Follow new messages as they arrive (and their status when they settle), coloured by status."""
     journal = _journal(config_dir)
     seen: dict[str, str] = {}
     try:
-        filters = _filters(channel, status, control_id, message_type, sender, patient, destination, journal)
+        filters = _filters(channel, status, control_id, message_type, sender, patient, destination, journal,
+                           reused, duplicated)
         since = datetime.now().astimezone()
         while True:
             rows = journal.search(**filters, since=since, limit=500)
@@ -158,36 +176,43 @@ def show(message_id: str, raw: bool, fhir_of: str | None, by: str | None, config
         row = journal.get(message_id)
         if row is None:
             raise WaslaError(f"no message {message_id}")
-        click.echo(f"{row.id}  {row.channel}  {row.message_type}  control id {row.control_id}  {row.status}"
-                   + (f"  ({row.reason})" if row.reason else ""))
+        click.echo(printable(f"{row.id}  {row.channel}  {row.message_type}  control id {row.control_id}"
+                             f"  sender {row.sender}  {row.status}" + (f"  ({row.reason})" if row.reason else "")))
+        if row.reused_of:
+            click.secho(f"  {REUSED}: an earlier message had this sender and control id, with other content:"
+                        f" {printable(row.reused_of)}", fg="yellow", bold=True)
+        if row.duplicates:
+            click.echo(f"  sent again {row.duplicates} time(s) with the same content: answered AA, not processed"
+                       " again (intake duplicate events)")
         events = journal.events(message_id)
         warnings = mapping_warnings(events)
         if warnings:  # first, before the timeline: what the conversion could not honour
             click.secho(f"  mapping warnings ({len(warnings)}):", fg="yellow", bold=True)
             for w in warnings:
-                click.secho(f"    {w['code']}  field {w['field'] or '-'}  rule {w['rule'] or '-'}"
-                            + (f"  {w['detail']}" if w["detail"] else ""), fg="yellow")
+                click.secho(printable(f"    {w['code']}  field {w['field'] or '-'}  rule {w['rule'] or '-'}"
+                                      + (f"  {w['detail']}" if w["detail"] else "")), fg="yellow")
         for ev in events:
             detail = orjson.dumps({k: v for k, v in ev["detail"].items() if k != "warnings"}).decode()
-            click.echo(f"  {ev['at']}  {ev['stage']:<12} {ev['status']:<18} {detail[:200]}")
+            click.echo(printable(f"  {ev['at']}  {ev['stage']:<12} {ev['status']:<18} {detail[:200]}"))
         for dest in journal.output_destinations(message_id):
             out = journal.output(message_id, dest)
             if out is None:
                 continue
-            click.echo(f"  output {dest}: {out.status}  {out.location[:200]}")
+            click.echo(printable(f"  output {dest}: {out.status}  {out.location[:200]}"))
             answer = journal.output_response(message_id, dest)
             if answer and out.status != "delivered":
-                click.echo(f"    answer: {answer[:2000]}")
+                click.echo(printable(f"    answer: {answer[:2000]}"))
         who, where = _who(by)
         if raw:
             journal.audit(who, "view-raw", [message_id], where)  # recorded before it is shown
-            click.echo(row.raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n"))
+            text = row.raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+            click.echo(printable(text, lines=True))
         if fhir_of:
             out = journal.output(message_id, fhir_of)
             if out is None:
                 raise WaslaError(f"message {message_id} has no output for {fhir_of}")
             journal.audit(who, "view-fhir", [message_id], where, {"destination": fhir_of})
-            click.echo(out.body.decode())
+            click.echo(json_printable(out.body.decode("utf-8", "replace")))
     finally:
         journal.close()
 
@@ -211,7 +236,7 @@ def audit_export(since: str | None, message_id: str | None, config_dir: Path | N
     try:
         count = 0
         for event in journal.audit_events(config.fhir_base, since=_when(since), message_id=message_id):
-            click.echo(orjson.dumps(event).decode())
+            click.echo(json_printable(orjson.dumps(event).decode()))
             count += 1
         who, where = _who(None)
         journal.audit(who, "export", [""], where, {"records": count})

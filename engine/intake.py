@@ -22,12 +22,14 @@ from engine import metrics
 from engine.broker import Broker
 from engine.config import ChannelConfig
 from engine.errors import BrokerError, ConfigError, MappingError, ParseError
+from engine.fingerprint import content_fingerprint
 from engine.hl7v2.er7 import Message, decode, parse
 from engine.ids import message_id
 from engine.logs import error_fields
 from engine.mapping import Converter
 from engine.outcomes import Outcome, Outcomes
 from engine.store import Journal
+from engine.store.journal import KeyMatch
 from engine.store.writer import Work
 from engine.types import Inbound, Status
 
@@ -46,6 +48,7 @@ class Receipt:
     error: ParseError | None = None
     reason: str = ""
     duplicate_of: str | None = None
+    reused_of: str | None = None  # CONTROL_ID_REUSED: the earlier message with this MSH-4 + MSH-10, other content
     watching: asyncio.Future[Outcome] | None = None  # set when the caller asked to wait for the transform
 
 
@@ -139,7 +142,7 @@ class Intake:
         work = self.journal.receive_work(
             inbound, {"peer": peer, "client": client} if peer or client else None,
             duplicate_since=now - timedelta(seconds=window) if window > 0 else None,
-            duplicate_detail={"peer": peer, "at": now.isoformat()})
+            duplicate_detail={"peer": peer, "at": now.isoformat()}, fingerprint=content_fingerprint(raw))
         return await self._complete(_Plan(work, None, inbound, None), executor, None)
 
     async def _complete(self, plan: _Plan, executor: Executor | None,
@@ -203,7 +206,7 @@ class Intake:
         work = self.journal.receive_work(
             inbound, {"peer": peer} if peer else None,
             duplicate_since=now - timedelta(seconds=window) if window > 0 else None,
-            duplicate_detail={"peer": peer, "at": now.isoformat()})
+            duplicate_detail={"peer": peer, "at": now.isoformat()}, fingerprint=content_fingerprint(raw))
         return _Plan(work, None, inbound, msg)
 
     async def _commit_and_publish(self, plan: _Plan, executor: Executor | None) -> Receipt:
@@ -215,10 +218,10 @@ class Intake:
         """
         published = asyncio.get_running_loop().run_in_executor(executor, self._publish, plan)
         try:
-            original = await self.journal.commit_async(plan.work)
+            seen = await self.journal.commit_async(plan.work)
         finally:
             error = await published
-        return self._answer(plan, original, error)
+        return self._answer(plan, seen, error)
 
     def _publish(self, plan: _Plan) -> BrokerError | None:
         inbound = plan.inbound
@@ -234,20 +237,26 @@ class Intake:
             return BrokerError(f"publish failed: {exc.__class__.__name__}")
         return None
 
-    def finish(self, plan: _Plan, original: str | None) -> Receipt:
+    def finish(self, plan: _Plan, seen: KeyMatch | None) -> Receipt:
         """After the journal commit: report a refusal or a duplicate, or publish and accept."""
-        published = self._publish(plan) if plan.receipt is None and original is None else None
-        return self._answer(plan, original, published)
+        duplicate = seen is not None and seen.same_content
+        published = self._publish(plan) if plan.receipt is None and not duplicate else None
+        return self._answer(plan, seen, published)
 
-    def _answer(self, plan: _Plan, original: str | None, published: BrokerError | None) -> Receipt:
-        """The receipt, once the commit (`original`: a duplicate's original) and the publish are known."""
+    def _answer(self, plan: _Plan, seen: KeyMatch | None, published: BrokerError | None) -> Receipt:
+        """The receipt, once the commit (`seen`: what the duplicate check found) and the publish are known.
+
+        The same key with the same content is a duplicate: AA with the original's id, nothing
+        processed. With other content the message was journaled as new, flagged CONTROL_ID_REUSED.
+        """
         if plan.receipt is not None:
             return plan.receipt
         inbound, msg = plan.inbound, plan.message
         assert inbound is not None
-        if original is not None:
-            _log.info("duplicate", message_id=original, channel=inbound.channel, control_id=inbound.control_id)
-            return Receipt(original, msg, True, duplicate_of=original)
+        if seen is not None and seen.same_content:
+            _log.info("duplicate", message_id=seen.message_id, channel=inbound.channel, control_id=inbound.control_id)
+            return Receipt(seen.message_id, msg, True, duplicate_of=seen.message_id)
+        reused_of = seen.message_id if seen is not None else None
         if published is not None:
             reason = "pipeline unavailable: message journaled but not queued; the sender should resend"
             self.journal.failed(inbound.id, "intake", reason)
@@ -257,7 +266,9 @@ class Intake:
         metrics.received(inbound.channel)
         _log.info("received", message_id=inbound.id, channel=inbound.channel, control_id=inbound.control_id,
                   type=inbound.message_type, size=len(inbound.raw))
-        return Receipt(inbound.id, msg, True)
+        if reused_of is not None:  # ids only: the earlier message is found by its id
+            _log.warning("control_id_reused", message_id=inbound.id, reused_of=reused_of, channel=inbound.channel)
+        return Receipt(inbound.id, msg, True, reused_of=reused_of)
 
     def _patient_key(self, channel: ChannelConfig, msg: Message) -> str:
         try:

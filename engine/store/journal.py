@@ -35,7 +35,8 @@ from engine.store.sealing import Sealer
 from engine.store.writer import GroupCommitWriter, LoopCommitter, Work
 from engine.types import Inbound, Status
 
-__all__ = ["Journal", "MessageRow", "OutputRow", "Pruned", "Replay", "mapping_warnings", "open_journal"]
+__all__ = ["REUSED", "Journal", "KeyMatch", "MessageRow", "OutputRow", "Pruned", "Replay", "mapping_warnings",
+           "open_journal"]
 
 Clock = Callable[[], datetime]
 
@@ -59,6 +60,20 @@ class MessageRow:
     size: int
     sha256: str
     raw: bytes
+    reused_of: str = ""  # CONTROL_ID_REUSED: the earlier message that came with this MSH-4 + MSH-10
+    duplicates: int = 0  # true duplicates (same key, same content) answered AA and not processed again
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMatch:
+    """What the duplicate check of `receive_work` found for a message's (channel, MSH-4, MSH-10).
+
+    `same_content`: a duplicate of `message_id`, not journaled again. Otherwise the message was
+    journaled as new and flagged CONTROL_ID_REUSED, `message_id` being the earlier one with the key.
+    """
+
+    message_id: str
+    same_content: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,28 +86,48 @@ class OutputRow:
     body: bytes
 
 
-# Messages refused at intake (the sender was told to resend) do not count as originals.
-_DUPLICATE = ("SELECT id FROM messages WHERE channel = ? AND sender = ? AND control_id = ? AND received_at >= ?"
-              " AND NOT (status = 'failed' AND stage = 'intake') ORDER BY received_at LIMIT 1")
+# The duplicate check (issue 23). Messages refused at intake (the sender was told to resend) do not count.
+# `same`: the first message with the key and the same content (fingerprint; rows journaled before
+# fingerprints by their exact bytes), a duplicate. `first`: otherwise the first with the key, whose
+# control id the new message reuses. Each is one range of an index (migrations 0002 and 0009).
+_KEY = ("channel = ? AND sender = ? AND control_id = ? AND received_at >= ?"
+        " AND NOT (status = 'failed' AND stage = 'intake')")
+_SAME = ("SELECT id FROM messages WHERE " + _KEY + " AND fingerprint IN (?, '')"
+         " AND (fingerprint = ? OR sha256 = ?) ORDER BY received_at LIMIT 1")
+_FIRST = "SELECT id FROM messages WHERE " + _KEY + " ORDER BY received_at LIMIT 1"
+REUSED = "CONTROL_ID_REUSED"
 
 _INSERT_MESSAGE = ("INSERT INTO messages (id, channel, received_at, updated_at, message_type, control_id, sender,"
-                   " status, stage, reason, patient_key, size, sha256, raw)")
+                   " status, stage, reason, patient_key, size, sha256, raw, fingerprint, reused_of)")
 # On PostgreSQL the body goes to `bodies` (daily partitions, engine.store.partitions); messages.raw stays empty.
 _PG_BODY = " bod AS (INSERT INTO bodies (message_id, part, body) SELECT id, '', %s FROM ins),"
 _PG_RECEIVE = (
-    "WITH ins AS (" + _INSERT_MESSAGE + " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'') RETURNING id),"
+    "WITH ins AS (" + _INSERT_MESSAGE + " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'',%s,'') RETURNING id),"
     + _PG_BODY +
     " ev AS (INSERT INTO events (message_id, at, stage, status, detail) SELECT id, %s, 'intake', %s, %s FROM ins)"
     " SELECT 1")
+# The check, the insert (or the duplicate's count and event) and the events in one statement, one round trip.
+_PG_KEY = ("channel = %(channel)s AND sender = %(sender)s AND control_id = %(control_id)s"
+           " AND received_at >= %(since)s AND NOT (status = 'failed' AND stage = 'intake')")
 _PG_RECEIVE_CHECKED = (
-    "WITH dup AS (" + _DUPLICATE.replace("?", "%s") + "),"
-    " ins AS (" + _INSERT_MESSAGE + " SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,''"
-    " WHERE NOT EXISTS (SELECT 1 FROM dup) RETURNING id)," + _PG_BODY +
-    " ev AS (INSERT INTO events (message_id, at, stage, status, detail) SELECT id, %s, 'intake', %s, %s FROM ins)"
-    " SELECT id FROM dup")
+    "WITH same AS (SELECT id FROM messages WHERE " + _PG_KEY + " AND fingerprint IN (%(fp)s, '')"
+    " AND (fingerprint = %(fp)s OR sha256 = %(sha)s) ORDER BY received_at LIMIT 1),"
+    " first AS (SELECT id FROM messages WHERE " + _PG_KEY + " AND NOT EXISTS (SELECT 1 FROM same)"
+    " ORDER BY received_at LIMIT 1),"
+    " ins AS (" + _INSERT_MESSAGE + " SELECT %(id)s, %(channel)s, %(at)s, %(at)s, %(type)s, %(control_id)s,"
+    " %(sender)s, %(status)s, 'intake', %(reason)s, %(patient_key)s, %(size)s, %(sha)s, '', %(fp)s,"
+    " COALESCE((SELECT id FROM first), '') WHERE NOT EXISTS (SELECT 1 FROM same) RETURNING id, reused_of),"
+    " bod AS (INSERT INTO bodies (message_id, part, body) SELECT id, '', %(body)s FROM ins),"
+    " ev AS (INSERT INTO events (message_id, at, stage, status, detail) SELECT id, %(at)s, 'intake', %(status)s,"
+    " CASE WHEN reused_of = '' THEN %(detail)s::jsonb ELSE %(detail)s::jsonb"
+    " || jsonb_build_object('flag', '" + REUSED + "', 'reused_of', reused_of) END FROM ins),"
+    " cnt AS (UPDATE messages SET duplicates = duplicates + 1 WHERE id = (SELECT id FROM same)),"
+    " dev AS (INSERT INTO events (message_id, at, stage, status, detail)"
+    " SELECT id, %(at)s, 'intake', 'duplicate', %(dup_detail)s::jsonb FROM same)"
+    " SELECT id, true FROM same UNION ALL SELECT id, false FROM first")
 
 _MSG_COLS = ("id, channel, received_at, message_type, control_id, sender, status, stage, reason, patient_key,"
-             " size, sha256, raw")
+             " size, sha256, reused_of, duplicates, raw")
 
 
 
@@ -292,69 +327,81 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
 
     def submit_receive(self, msg: Inbound, detail: dict[str, Any] | None = None, *,
                        duplicate_since: datetime | None = None,
-                       duplicate_detail: dict[str, Any] | None = None) -> Future[str | None]:
+                       duplicate_detail: dict[str, Any] | None = None,
+                       fingerprint: str = "") -> Future[KeyMatch | None]:
         """Queue a received message; the future resolves once it is durable.
 
         With `duplicate_since`, the check for an earlier (channel, MSH-4, MSH-10) and the insert
-        happen in the same transaction: the future then gives the original's id (and records a
-        `duplicate` event on it) instead of inserting, or None when the message is new.
+        happen in the same transaction. The future gives None when the key is new, a `KeyMatch`
+        otherwise: the same content (`fingerprint`, engine.fingerprint; the sha256 of the bytes
+        when not given) is a duplicate, not journaled again (a `duplicate` event and the count on
+        the original); other content is journaled as a new message flagged CONTROL_ID_REUSED.
         """
         return self._writer.submit(self.receive_work(msg, detail, duplicate_since=duplicate_since,
-                                                     duplicate_detail=duplicate_detail))
+                                                     duplicate_detail=duplicate_detail, fingerprint=fingerprint))
 
     def receive_work(self, msg: Inbound, detail: dict[str, Any] | None = None, *,
                      duplicate_since: datetime | None = None,
-                     duplicate_detail: dict[str, Any] | None = None) -> Work:
+                     duplicate_detail: dict[str, Any] | None = None,
+                     fingerprint: str = "") -> Work:
         """The write of `submit_receive`, for the caller to commit where it suits (`commit_async`)."""
         now = self.dialect.ts(msg.received_at)
+        sha = hashlib.sha256(msg.raw).hexdigest()
+        fp = fingerprint or sha
         row = (msg.id, msg.channel, now, now, msg.message_type, msg.control_id, msg.sender, msg.status,
-               "intake", msg.reason, msg.patient_key, len(msg.raw), hashlib.sha256(msg.raw).hexdigest(),
-               self.sealer.seal(msg.raw, msg.id))
+               "intake", msg.reason, msg.patient_key, len(msg.raw), sha, self.sealer.seal(msg.raw, msg.id))
         check = duplicate_since is not None and bool(msg.control_id)
         since = self.dialect.ts(duplicate_since) if duplicate_since is not None else None
+        dup_detail = {"sha256": sha, **(duplicate_detail or {})}
 
         if self.dialect.name == "postgresql":
-            return self._receive_work_pg(row, detail, check, since, duplicate_detail)
+            return self._receive_work_pg(row, fp, detail, since if check else None, dup_detail)
 
-        def work(cur: Any) -> str | None:
+        def work(cur: Any) -> KeyMatch | None:
+            earlier = None
             if check:
-                cur.execute(self._sql(_DUPLICATE), (msg.channel, msg.sender, msg.control_id, since))
+                key = (msg.channel, msg.sender, msg.control_id, since)
+                cur.execute(_SAME, (*key, fp, fp, sha))
                 found = cur.fetchone()
                 if found is not None:
-                    self._event(cur, str(found[0]), "intake", "duplicate",
-                                {"sha256": row[12], **(duplicate_detail or {})})
-                    return str(found[0])
-            cur.execute(self._sql(
-                "INSERT INTO messages (id, channel, received_at, updated_at, message_type, control_id, sender,"
-                " status, stage, reason, patient_key, size, sha256, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
-                row)
-            self._event(cur, msg.id, "intake", msg.status, detail)
-            return None
+                    cur.execute("UPDATE messages SET duplicates = duplicates + 1 WHERE id = ?", (found[0],))
+                    self._event(cur, str(found[0]), "intake", "duplicate", dup_detail)
+                    return KeyMatch(str(found[0]), True)
+                cur.execute(_FIRST, key)
+                found = cur.fetchone()
+                earlier = KeyMatch(str(found[0]), False) if found is not None else None
+            cur.execute(_INSERT_MESSAGE + " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (*row, fp, earlier.message_id if earlier else ""))
+            flag = {"flag": REUSED, "reused_of": earlier.message_id} if earlier else {}
+            self._event(cur, msg.id, "intake", msg.status, {**(detail or {}), **flag} if flag else detail)
+            return earlier
 
         return work
 
-    def _receive_work_pg(self, row: tuple[Any, ...], detail: dict[str, Any] | None, check: bool, since: Any,
-                         duplicate_detail: dict[str, Any] | None) -> Work:
+    def _receive_work_pg(self, row: tuple[Any, ...], fp: str, detail: dict[str, Any] | None, since: Any,
+                         dup_detail: dict[str, Any]) -> Work:
         """`receive_work` on PostgreSQL: the duplicate check, the insert and its event in one statement.
 
         Each statement is a network round trip (~120 µs here); the three of them were half the
-        time of an ACK on PostgreSQL.
+        time of an ACK on PostgreSQL. A duplicate's count and event ride in the same statement.
         """
-        event = (row[2], row[7], json_text(detail or {}))
-        if check:
-            sql = _PG_RECEIVE_CHECKED
-            params: tuple[Any, ...] = (row[1], row[6], row[5], since, *row, *event)
-        else:
-            sql = _PG_RECEIVE
-            params = (*row, *event)
+        if since is None:
+            params = (*row[:13], fp, row[13], row[2], row[7], json_text(detail or {}))
 
-        def work(cur: Any) -> str | None:
-            cur.execute(sql, params)
-            found = cur.fetchone() if check else None
-            if found is not None:
-                self._event(cur, str(found[0]), "intake", "duplicate", {"sha256": row[12], **(duplicate_detail or {})})
-                return str(found[0])
-            return None
+            def plain(cur: Any) -> None:
+                cur.execute(_PG_RECEIVE, params)
+
+            return plain
+        (mid, channel, at, _, mtype, control_id, sender, status, _, reason, patient_key, size, sha, body) = row
+        named = {"id": mid, "channel": channel, "at": at, "type": mtype, "control_id": control_id,
+                 "sender": sender, "status": status, "reason": reason, "patient_key": patient_key, "size": size,
+                 "sha": sha, "body": body, "fp": fp, "since": since, "detail": json_text(detail or {}),
+                 "dup_detail": json_text(dup_detail)}
+
+        def work(cur: Any) -> KeyMatch | None:
+            cur.execute(_PG_RECEIVE_CHECKED, named)
+            found = cur.fetchone()
+            return KeyMatch(str(found[0]), bool(found[1])) if found is not None else None
 
         return work
 
@@ -575,10 +622,11 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         self._writer.run(lambda cur: self._event(cur, message_id, stage, status, detail))
 
     # -- reads ------------------------------------------------------------------------------
-    def _row(self, r: tuple[Any, ...]) -> MessageRow:
-        blob = self.dialect.blob(r[12])  # empty once retention erased the body
+    def _row(self, r: tuple[Any, ...], raw: bool = True) -> MessageRow:
+        """A row of `_MSG_COLS`; with `raw=False`, of the same columns without the body."""
+        body = self.sealer.open(self.dialect.blob(r[14]), r[0]) if raw else b""  # empty once retention erased it
         return MessageRow(r[0], r[1], self.dialect.from_ts(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                          int(r[10]), r[11], self.sealer.open(blob, r[0]))
+                          int(r[10]), r[11], body, reused_of=r[12], duplicates=int(r[13]))
 
     def present(self, message_ids: list[str]) -> set[str]:
         """Which of these messages the journal holds (committed)."""
@@ -657,15 +705,21 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
                message_type: str | None = None, sender: str | None = None, since: datetime | None = None,
                until: datetime | None = None, patient_key: str | None = None, destination: str | None = None,
                output_status: str | None = None, before: tuple[datetime, str] | None = None,
-               limit: int = 50) -> list[MessageRow]:
+               reused: bool = False, duplicated: bool = False, limit: int = 50) -> list[MessageRow]:
         """Newest first, by indexed metadata only (the raw body is not read: rows carry raw=b"").
 
         `message_type` is `ADT^A01` or `ADT` (every trigger); `patient_key` is the keyed hash of an
         identifier (`patient_key(system, value)`), never the identifier; `output_status` (with
         `destination`) keeps the messages whose output there is in that state (`dead`, `waiting` …);
         `before` is the cursor of the next page: (received_at, id) of the last row of the previous one.
+        `reused` keeps the messages flagged CONTROL_ID_REUSED (`reused_of` set), `duplicated` those
+        that received true duplicates (`duplicates` > 0); each has a partial index on the time.
         """
         where, params = [], []
+        if reused:
+            where.append("m.reused_of <> ''")
+        if duplicated:
+            where.append("m.duplicates > 0")
         for col, val in (("m.channel", channel), ("m.status", status), ("m.control_id", control_id),
                          ("m.sender", sender), ("m.patient_key", patient_key)):
             if val:
@@ -703,8 +757,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         cols = ", ".join(f"m.{c.strip()}" for c in _MSG_COLS.split(",")[:-1])
         rows = self._query(f"SELECT {cols} FROM messages m{join}{clause} ORDER BY {order} LIMIT {int(limit)}",
                            tuple(params))
-        return [MessageRow(r[0], r[1], self.dialect.from_ts(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                           int(r[10]), r[11], b"") for r in rows]
+        return [self._row(r, raw=False) for r in rows]
 
     def connections(self, channel: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The latest inbound connections, newest first."""
