@@ -211,7 +211,9 @@ class Engine:
             t.join(max(0.1, deadline - time.monotonic()))
 
     async def _start_ops(self) -> OpsServer | None:
-        """/metrics and /health/*: a process that cannot serve them still does its work, and says so."""
+        """/metrics, /health/* and the console, on a thread and event loop of their own (engine.ops): the
+        intake's loop, which answers senders, never runs an HTTP request. A process that cannot serve
+        them still does its work, and says so."""
         settings = self.config.ops
         if not settings.port:
             return None

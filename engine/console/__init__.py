@@ -1,23 +1,33 @@
 """The web console: dashboard, message log and message page, replay; French, English, Arabic (RTL).
 
-Served with /metrics on the ops port of an engine process (engine.ops). Local users from
-`config/users.yaml` (`wasla user add`), roles viewer < operator < admin. The session is a signed
-cookie (Starlette's SessionMiddleware: HttpOnly, SameSite=Strict, 8 hours, Secure with
-`ops.secure_cookies`), every form carries a per-session CSRF token, and a name is locked for a
-minute after five wrong passwords. Viewing a message's content writes one audit record before the
-page is sent; a replay writes one too.
+Served with /metrics on the ops port of an engine process (engine.ops), on a thread and event loop
+of its own: nothing the console does waits in front of an ACK. Local users from `config/users.yaml`
+(`wasla user add`), roles viewer < operator < admin. The cookie is signed (Starlette's
+SessionMiddleware: HttpOnly, SameSite=Strict, 8 hours, Secure with `ops.secure_cookies`) and holds a
+session id the server can revoke (engine.console.sessions: signing out, removing the user or
+changing their password ends it). Every form carries a per-session CSRF token. Wrong passwords lock
+the name and the client address for a while (engine.console.throttle); passwords are hashed on one
+thread at a time, and a try beyond that is refused at once. Every answer carries the security
+headers of engine.console.headers. Journal reads and page building run off the console's loop.
+
+A message page shows the first 64 KB of the raw message and of each FHIR body, with a link to
+download the whole. Viewing a message's content writes one audit record before the page is sent;
+a download or a replay writes one too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from ruamel.yaml import YAML
@@ -25,13 +35,16 @@ from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from engine import metrics
 from engine.config import Config, load_config
+from engine.console.headers import SecurityHeaders
+from engine.console.sessions import Sessions
+from engine.console.throttle import LoginThrottle
 from engine.console.users import User, Users
 from engine.errors import ConfigErrors, MappingError, ParseError
 from engine.hl7v2.er7 import decode, parse
@@ -45,6 +58,12 @@ _HERE = Path(__file__).parent
 LANGS = ("fr", "en", "ar")
 CHANNEL_STATUSES = ("received", "transformed", "filtered", "delivered", "failed", "parked")
 DESTINATION_STATUSES = ("delivered", "retrying", "waiting", "dead")
+PAGE_BYTES = 64 * 1024  # of the raw message and of each FHIR body on a message page; the rest is downloaded
+PRETTY_MAX_BYTES = 1 << 20  # a FHIR body larger than this is shown as stored, not re-indented
+LINEAGE_MAX_BYTES = 1 << 20  # larger messages: no lineage on the page (wasla convert --explain)
+NOT_READ_MAX = 200  # fields named as not read on a page; the rest: wasla convert --explain
+TEST_MAX_BYTES = 1 << 20  # a message pasted on the channel page
+HASHING_MAX = 2  # password checks running or waiting; a try beyond that is refused at once
 
 
 def _strings() -> dict[str, dict[str, str]]:
@@ -63,14 +82,21 @@ class Console:
         self.strings = _strings()
         self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
         self.secret = journal.meta_secret("console_session_secret", "WASLA_CONSOLE_SECRET").decode()
-        self._failures: dict[str, tuple[int, float]] = {}
+        self.sessions = Sessions(max_age_s=8 * 3600)
+        self.throttle = LoginThrottle()
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-password")
+        self._hashing = 0  # password checks submitted and not finished (read and written on the console's loop)
         self._trend: deque[tuple[float, dict[str, int]]] = deque(maxlen=60)  # (time, received per channel)
         self._trend_at = time.time()
 
     def middleware(self) -> list[Middleware]:
-        return [Middleware(SessionMiddleware, secret_key=self.secret, session_cookie="wasla_session",
+        return [Middleware(SecurityHeaders),
+                Middleware(SessionMiddleware, secret_key=self.secret, session_cookie="wasla_session",
                            max_age=8 * 3600, same_site="strict",
                            https_only=self.config.ops.secure_cookies)]
+
+    def close(self) -> None:
+        self._hasher.shutdown(wait=False, cancel_futures=True)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -78,6 +104,8 @@ class Console:
             Route("/logout", self.logout, methods=["POST"]), Route("/lang/{lang}", self.language),
             Route("/api/dashboard", self.dashboard_data), Route("/messages", self.messages),
             Route("/messages/{message_id}", self.message),
+            Route("/messages/{message_id}/raw", self.download_raw),
+            Route("/messages/{message_id}/fhir/{destination}", self.download_fhir),
             Route("/messages/{message_id}/replay", self.replay, methods=["POST"]),
             Route("/dead", self.dead), Route("/dead/{destination}/replay", self.dead_replay, methods=["POST"]),
             Route("/channels/{channel_id}", self.channel),
@@ -87,9 +115,15 @@ class Console:
 
     # -- session ------------------------------------------------------------------------------
     def _user(self, request: Request) -> User | None:
-        name = request.session.get("user")
-        role = self.users.role_of(name) if name else None  # a removed user or changed role counts at once
-        return User(name, role) if name and role else None
+        sid = request.session.get("sid")
+        found = self.sessions.get(sid)
+        if found is None:
+            return None
+        role = self.users.role_of(found.user)  # a removed user or changed role counts at once
+        if role is None or self.users.stamp(found.user) != found.stamp:  # removed, or a new password
+            self.sessions.close(sid)
+            return None
+        return User(found.user, role)
 
     def _csrf(self, request: Request) -> str:
         token = request.session.get("csrf")
@@ -103,16 +137,18 @@ class Console:
         expected = request.session.get("csrf", "")
         return form if expected and hmac.compare_digest(str(form.get("csrf", "")), expected) else None
 
-    def _page(self, request: Request, template: str, **context: Any) -> Response:
+    def _page(self, request: Request, template: str, status_code: int = 200, headers: dict[str, str] | None = None,
+              **context: Any) -> Response:
         lang = request.session.get("lang", "fr")
         flash = request.session.pop("flash", None)
         return self.templates.TemplateResponse(request, template, {
             "lang": lang, "t": self.strings[lang], "user": self._user(request), "csrf": self._csrf(request),
-            "flash": self.strings[lang].get(flash, "") if flash else "", **context})
+            "flash": self.strings[lang].get(flash, "") if flash else "", **context},
+            status_code=status_code, headers=headers)
 
     @staticmethod
     def _to_login() -> Response:
-        return RedirectResponse("/login", status_code=303)
+        return RedirectResponse("/login", status_code=303)  # relative: never built from the Host header
 
     # -- pages --------------------------------------------------------------------------------
     async def login(self, request: Request) -> Response:
@@ -121,21 +157,35 @@ class Console:
         form = await self._form(request)
         if form is None:
             return self._page(request, "login.html", error=True)
-        name = str(form.get("user", ""))
-        count, until = self._failures.get(name, (0, 0.0))
-        user = None if time.monotonic() < until else self.users.check(name, str(form.get("password", "")))
+        name = str(form.get("user", ""))[:200]
+        address = request.client.host if request.client else ""
+        wait = self.throttle.wait(name, address)
+        if wait > 0:  # refused before any hashing; the answer is slow so that a flood cannot spin the console
+            self.throttle.failed(name, address)
+            await asyncio.sleep(min(wait, 1.0))
+            return self._page(request, "login.html", status_code=429, headers={"Retry-After": str(int(wait) + 1)},
+                              error=True)
+        if self._hashing >= HASHING_MAX:  # the hashing thread is taken: no queue builds up behind it
+            return self._page(request, "login.html", status_code=503, headers={"Retry-After": "1"}, busy=True)
+        self._hashing += 1
+        try:
+            user = await asyncio.get_running_loop().run_in_executor(
+                self._hasher, self.users.check, name, str(form.get("password", "")))
+        finally:
+            self._hashing -= 1
         if user is None:
-            count += 1
-            self._failures[name] = (count, time.monotonic() + 60 if count >= 5 else 0.0)
+            self.throttle.failed(name, address)
             return self._page(request, "login.html", error=True)
-        self._failures.pop(name, None)
+        self.throttle.succeeded(name)
         lang = request.session.get("lang", "fr")
         request.session.clear()  # a new session at login: no fixation
-        request.session.update({"user": user.name, "lang": lang, "csrf": secrets.token_urlsafe(24)})
+        sid = self.sessions.open(user.name, self.users.stamp(user.name) or "")
+        request.session.update({"sid": sid, "lang": lang, "csrf": secrets.token_urlsafe(24)})
         return RedirectResponse("/", status_code=303)
 
     async def logout(self, request: Request) -> Response:
         if await self._form(request) is not None:
+            self.sessions.close(request.session.get("sid"))  # every copy of the cookie is signed out
             request.session.clear()
         return self._to_login()
 
@@ -143,8 +193,7 @@ class Console:
         lang = request.path_params["lang"]
         if lang in LANGS:
             request.session["lang"] = lang
-        back = request.headers.get("referer", "/")
-        return RedirectResponse(back if back.startswith(str(request.base_url)) else "/", status_code=303)
+        return RedirectResponse(_local_path(request.headers.get("referer", "")), status_code=303)
 
     async def dashboard(self, request: Request) -> Response:
         if self._user(request) is None:
@@ -155,7 +204,7 @@ class Console:
     async def dashboard_data(self, request: Request) -> Response:
         if self._user(request) is None:
             return JSONResponse({"error": "login"}, status_code=401)
-        return JSONResponse(self.journal_dashboard())
+        return JSONResponse(await asyncio.to_thread(self.journal_dashboard))
 
     def journal_dashboard(self) -> dict[str, Any]:
         """Counts of the last 24 hours per channel; what waits or failed per destination; queue depths."""
@@ -196,7 +245,7 @@ class Console:
         if self._user(request) is None:
             return self._to_login()
         q = {k: request.query_params.get(k) or None for k in ("control_id", "channel", "status")}
-        rows = self.journal.search(**q, limit=100)  # type: ignore[arg-type]
+        rows = await asyncio.to_thread(lambda: self.journal.search(**q, limit=100))  # type: ignore[arg-type]
         statuses = (*Status.UNFINISHED, Status.DELIVERED, Status.FAILED, Status.FILTERED, Status.PARKED)
         return self._page(request, "messages.html", rows=rows, q=q, statuses=statuses)
 
@@ -204,23 +253,71 @@ class Console:
         user = self._user(request)
         if user is None:
             return self._to_login()
-        mid = request.path_params["message_id"]
+        client = request.client.host if request.client else ""
+        view = await asyncio.to_thread(self._message_view, request.path_params["message_id"], user, client)
+        if view is None:
+            return Response("not found", status_code=404)
+        return self._page(request, "message.html", **view)
+
+    def _message_view(self, mid: str, user: User, client: str) -> dict[str, Any] | None:
+        """The message page's content, read and laid out on a worker thread: at most PAGE_BYTES of each body."""
         row = self.journal.get(mid)
         if row is None:
-            return Response("not found", status_code=404)
-        client = request.client.host if request.client else ""
+            return None
         self.journal.audit(user.name, "view", [mid], client, {"via": "console"})  # before any content is sent
-        segments, raw_text = _layout(row.raw)
+        segments, raw_text = _layout(_head(row.raw))
         outputs = []
         for dest in self.journal.output_destinations(mid):
             out = self.journal.output(mid, dest)
             if out is not None:
-                body = orjson.dumps(orjson.loads(out.body), option=orjson.OPT_INDENT_2).decode() if out.body else ""
-                outputs.append((dest, out.status, body))
+                body, more = _fhir_head(out.body)
+                outputs.append({"destination": dest, "status": out.status, "body": body, "size": len(out.body),
+                                "more": more})
         events = [{**ev, "summary": _summary(ev["detail"])} for ev in self.journal.events(mid)]
-        lineage, not_read = self._lineage(row, events)
-        return self._page(request, "message.html", row=row, segments=segments, raw_text=raw_text, outputs=outputs,
-                          events=events, lineage=lineage, not_read=not_read, warnings=mapping_warnings(events))
+        lineage, not_read = self._lineage(row, events) if len(row.raw) <= LINEAGE_MAX_BYTES else ([], [])
+        return {"row": row, "segments": segments, "raw_text": raw_text, "raw_more": len(row.raw) > PAGE_BYTES,
+                "page_bytes": PAGE_BYTES, "no_lineage": len(row.raw) > LINEAGE_MAX_BYTES, "outputs": outputs,
+                "events": events, "lineage": lineage, "not_read": not_read, "warnings": mapping_warnings(events)}
+
+    async def download_raw(self, request: Request) -> Response:
+        """The whole raw message, streamed as a download (audited like the page)."""
+        user = self._user(request)
+        if user is None:
+            return self._to_login()
+        mid = request.path_params["message_id"]
+        client = request.client.host if request.client else ""
+
+        def read() -> bytes | None:
+            row = self.journal.get(mid)
+            if row is None or not row.raw:
+                return None
+            self.journal.audit(user.name, "view-raw", [mid], client, {"via": "console"})
+            return row.raw
+
+        body = await asyncio.to_thread(read)
+        if body is None:
+            return Response("not found", status_code=404)
+        return _download(body, "application/hl7-v2", f"{mid}.hl7")
+
+    async def download_fhir(self, request: Request) -> Response:
+        """One destination's whole FHIR body, streamed as a download (audited like the page)."""
+        user = self._user(request)
+        if user is None:
+            return self._to_login()
+        mid, dest = request.path_params["message_id"], request.path_params["destination"]
+        client = request.client.host if request.client else ""
+
+        def read() -> bytes | None:
+            out = self.journal.output(mid, dest)
+            if out is None or not out.body:
+                return None
+            self.journal.audit(user.name, "view-fhir", [mid], client, {"via": "console", "destination": dest})
+            return out.body
+
+        body = await asyncio.to_thread(read)
+        if body is None:
+            return Response("not found", status_code=404)
+        return _download(body, "application/fhir+json", f"{mid}-{dest}.json")
 
     def _lineage(self, row: Any, events: list[dict[str, Any]]) -> tuple[list[dict[str, str]], list[str]]:
         """What `wasla convert --explain` shows: each FHIR element and the HL7 v2 fields it came from."""
@@ -237,7 +334,8 @@ class Console:
             return [], []
         rows = [{"resource": r.resource, "element": r.element, "rule": r.rule,
                  "sources": ", ".join(describe(s, msg.version) for s in r.sources)} for r in ex.lineage]
-        return rows, [describe(p, msg.version) for p in ex.not_read]
+        not_read = [describe(p, msg.version) for p in ex.not_read[:NOT_READ_MAX]]
+        return rows, not_read + (["…"] if len(ex.not_read) > NOT_READ_MAX else [])
 
     async def replay(self, request: Request) -> Response:
         user = self._user(request)
@@ -248,10 +346,16 @@ class Console:
         if form is None or not user.can("operator"):
             request.session["flash"] = "forbidden"
             return RedirectResponse(f"/messages/{mid}", status_code=303)
-        if self.journal.present([mid]):
-            client = request.client.host if request.client else ""
+        client = request.client.host if request.client else ""
+
+        def request_replay() -> bool:
+            if not self.journal.present([mid]):
+                return False
             self.journal.request_replays([mid], "transform", "", user.name)
             self.journal.audit(user.name, "replay", [mid], client, {"mode": "transform", "via": "console"})
+            return True
+
+        if await asyncio.to_thread(request_replay):
             request.session["flash"] = "replay_requested"
         return RedirectResponse(f"/messages/{mid}", status_code=303)
 
@@ -260,9 +364,13 @@ class Console:
         """Dead letters per destination (bulk replay), and the local codes holding parked messages."""
         if self._user(request) is None:
             return self._to_login()
-        groups = [(dest, self.journal.search(destination=dest, output_status="dead", limit=500))
-                  for dest in self.config.destinations]  # metadata only: no body is read for a list
-        return self._page(request, "dead.html", groups=groups, unmapped=self.journal.parked_codes())
+        def read() -> tuple[list[Any], Any]:
+            groups = [(dest, self.journal.search(destination=dest, output_status="dead", limit=500))
+                      for dest in self.config.destinations]  # metadata only: no body is read for a list
+            return groups, self.journal.parked_codes()
+
+        groups, unmapped = await asyncio.to_thread(read)
+        return self._page(request, "dead.html", groups=groups, unmapped=unmapped)
 
     async def dead_replay(self, request: Request) -> Response:
         user = self._user(request)
@@ -273,13 +381,19 @@ class Console:
         if form is None or not user.can("operator") or dest not in self.config.destinations:
             request.session["flash"] = "forbidden"
             return RedirectResponse("/dead", status_code=303)
-        dead = set(self.journal.dead_letters(dest))
-        chosen = sorted(dead) if form.get("scope") == "all" else [str(v) for v in form.getlist("id") if v in dead]
-        if chosen:
-            client = request.client.host if request.client else ""
+        client = request.client.host if request.client else ""
+
+        def request_replays() -> bool:
+            dead = set(self.journal.dead_letters(dest))
+            chosen = sorted(dead) if form.get("scope") == "all" else [str(v) for v in form.getlist("id") if v in dead]
+            if not chosen:
+                return False
             self.journal.request_replays(chosen, "deliver", dest, user.name)
             self.journal.audit(user.name, "replay", chosen, client, {"mode": "deliver", "destination": dest,
                                                                       "via": "console"})
+            return True
+
+        if await asyncio.to_thread(request_replays):
             request.session["flash"] = "replays_requested"
         return RedirectResponse("/dead", status_code=303)
 
@@ -314,13 +428,63 @@ class Console:
             return RedirectResponse(request.url.path.removesuffix("/test"), status_code=303)
         ch = self.config.channel(request.path_params["channel_id"])
         sample = str(form.get("message", ""))
+        if len(sample) > TEST_MAX_BYTES:
+            return await self.channel(request, test_error=f"over {TEST_MAX_BYTES // 1024} KB: too large to try here",
+                                      sample="")
         text = sample.replace("\r\n", "\r").replace("\n", "\r")
+        converter = self.converter
+
+        def convert() -> str:
+            conversion = converter.convert(ch.mapping, parse(text), datetime.now(UTC), ch.policy())
+            return orjson.dumps(orjson.loads(conversion.bundle), option=orjson.OPT_INDENT_2).decode()
+
         try:
-            conversion = self.converter.convert(ch.mapping, parse(text), datetime.now(UTC), ch.policy())
+            bundle = await asyncio.to_thread(convert)
         except (ParseError, MappingError) as exc:
             return await self.channel(request, test_error=str(exc), sample=sample)
-        bundle = orjson.dumps(orjson.loads(conversion.bundle), option=orjson.OPT_INDENT_2).decode()
         return await self.channel(request, test_bundle=bundle, sample=sample)
+
+
+def _local_path(referer: str) -> str:
+    """Where to send the browser back to: the path and query of `referer` only (a relative redirect,
+    whatever host the header or the request named), or / when that is not a plain local path."""
+    parts = urlsplit(referer)
+    path = parts.path or "/"
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
+def _head(raw: bytes) -> bytes:
+    """The first PAGE_BYTES of a raw message, cut after the last whole segment when there is one."""
+    if len(raw) <= PAGE_BYTES:
+        return raw
+    head = raw[:PAGE_BYTES]
+    cut = head.rfind(b"\r")
+    return head[:cut + 1] if cut > 0 else head
+
+
+def _fhir_head(body: bytes) -> tuple[str, bool]:
+    """A FHIR body for the page: indented when it is small enough to re-indent, then its first PAGE_BYTES;
+    and whether there is more of it than that."""
+    if not body:
+        return "", False
+    shown = body
+    if len(body) <= PRETTY_MAX_BYTES:
+        try:
+            shown = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+        except orjson.JSONDecodeError:
+            shown = body
+    return shown[:PAGE_BYTES].decode("utf-8", "replace"), len(shown) > PAGE_BYTES
+
+
+def _download(body: bytes, media_type: str, filename: str) -> Response:
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), PAGE_BYTES):
+            yield body[start:start + PAGE_BYTES]
+
+    return StreamingResponse(chunks(), media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(len(body))})
 
 
 def _layout(raw: bytes) -> tuple[list[dict[str, Any]], str]:

@@ -79,6 +79,12 @@ class Users:
         found = self._load().get(name)
         return found[0] if found else None
 
+    def stamp(self, name: str) -> str | None:
+        """A fingerprint of the user's stored password hash: it changes with the password (a session
+        opened before the change no longer stands, engine.console.sessions); None for no such user."""
+        found = self._load().get(name)
+        return hashlib.sha256(found[1].encode()).hexdigest()[:32] if found else None
+
     def add(self, name: str, role: str, password: str) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from engine.console.users import Users
 from engine.store import Journal
@@ -62,12 +63,12 @@ def test_operator_journey_in_a_real_browser(tmp_path: Path, browser: object) -> 
         flow = threading.Thread(target=lambda: send_all(port_of(project), [
             adt_msg(n, "A01", f"UI-{n}", "ELFASSI") for n in range(12)]))
         flow.start()  # messages arrive while the dashboard is open: it counts them by itself
-        page.wait_for_function(
-            "document.querySelector('#channel-adt-mllp .n.delivered')?.textContent === '12'", timeout=30_000)
+        # expect() polls with locators: the console's CSP forbids the eval that wait_for_function needs
+        expect(page.locator("#channel-adt-mllp .n.delivered")).to_have_text("12", timeout=30_000)
         flow.join()
         assert page.text_content("#channel-adt-mllp .n.received") == "12"
-        page.wait_for_function(  # read from the journal: right whichever process delivered
-            "document.querySelector('#destination-archive-ndjson .n.delivered')?.textContent === '12'", timeout=10_000)
+        # read from the journal: right whichever process delivered
+        expect(page.locator("#destination-archive-ndjson .n.delivered")).to_have_text("12", timeout=10_000)
         assert "alert" not in (page.get_attribute("#channel-adt-mllp", "class") or "")
         assert page.locator("#channel-adt-mllp svg.spark polyline").count() == 1
         page.screenshot(path=str(ARTIFACTS / "1-dashboard.png"), full_page=True)
