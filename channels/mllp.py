@@ -9,6 +9,12 @@ ACKs: original mode (AA/AE/AR), or enhanced mode when MSH-15/MSH-16 ask (the acc
 CA/CE/CR once durable, then the application ACK once transformed, on the same connection);
 `ack: after_transform` holds the original-mode ACK until the transform is done. Batches
 (FHS/BHS … BTS/FTS) are split, each message journaled, and answered with one batch of ACKs.
+
+A sender that half-closes (sends its frames, then shuts its write side, as `nc -N` does) still
+gets an answer to every frame it sent; then the connection closes. Limits: connections in total
+and per source address (refused ones are counted in a metric and summed up in one log line per
+10 s, not journaled one by one), a frame must be complete `frame_timeout_s` after its first byte,
+and a connection without a complete frame for `idle_timeout_s` is closed.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 
+from engine import metrics
 from engine.config import ChannelConfig
 from engine.errors import ConfigError, ParseError
 from engine.hl7v2.ack import build_ack, enhanced_modes, wants
@@ -41,6 +49,9 @@ __all__ = ["MLLPInput", "frame"]
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 _log = structlog.get_logger("wasla.mllp")
 _MAX_PENDING = 32
+_REFUSAL_LOG_S = 10.0  # at most one refusal line per channel this often: refusals can come by the thousand
+_REFUSED = Counter("wasla_mllp_connections_refused", "MLLP connections refused, by reason",
+                   ["channel", "reason"], registry=metrics.REGISTRY)
 
 
 def frame(payload: bytes) -> bytes:
@@ -84,7 +95,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: MLLPInput) -> None:
         self.server = server
         self.buffer = bytearray()
-        self.frames: deque[bytes] = deque()
+        self.frames: deque[bytes | None] = deque()  # None: answer what came before, then stop
         self.wakeup = asyncio.Event()
         self.transport: asyncio.Transport | None = None
         self.paused = False
@@ -94,6 +105,10 @@ class _Connection(asyncio.Protocol):
         self.senders: frozenset[str] | None = None
         self.idle: asyncio.TimerHandle | None = None
         self.last_active = 0.0
+        self.frame_started: float | None = None  # when the first byte of the frame being read came
+        self.frame_timer: asyncio.TimerHandle | None = None
+        self.source = ""  # the peer's address, counted against max_connections_per_source
+        self.replies: set[asyncio.Task[None]] = set()  # this connection's application ACKs in flight
         self.busy = False
         self.draining = False  # the listener is stopping: read nothing more, answer what was read
         self.count = 0
@@ -106,17 +121,17 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else ""
+        self.source = str(peer[0]) if peer else ""
         srv = self.server
-        refusal = srv.refuse(peer[0] if peer else "")
-        self.subject = _subject(transport.get_extra_info("peercert"))
+        refusal = srv.refuse(self.source)
         if refusal:
-            _log.warning("mllp_connection_refused", channel=srv.channel.id, connection=self.id, reason=refusal)
-            srv.record(lambda j: j.connection_opened(self.id, srv.channel.id, self.peer, self.subject,
-                                                     outcome=f"refused: {refusal}"))
+            srv.refused(refusal, self.source)  # counted, not journaled: a flood must not fill the journal
             transport.abort()
             return
+        self.subject = _subject(transport.get_extra_info("peercert"))
         self.senders = srv.senders_for(self.subject)
         srv.connections.add(self)
+        srv.per_source[self.source] = srv.per_source.get(self.source, 0) + 1
         self.worker = asyncio.ensure_future(self._work())
         self._touch()
         srv.record(lambda j: j.connection_opened(self.id, srv.channel.id, self.peer, self.subject))
@@ -125,15 +140,44 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self not in self.server.connections:
             return
-        self.server.connections.discard(self)
-        if self.idle is not None:
-            self.idle.cancel()
-        self.frames.append(b"")  # sentinel: finish what is queued, then stop
+        srv = self.server
+        srv.connections.discard(self)
+        left = srv.per_source.get(self.source, 1) - 1
+        if left > 0:
+            srv.per_source[self.source] = left
+        else:
+            srv.per_source.pop(self.source, None)
+        for timer in (self.idle, self.frame_timer):
+            if timer is not None:
+                timer.cancel()
+        self.frames.append(None)  # finish what is queued (journaled; its answer cannot be sent), then stop
         self.wakeup.set()
         outcome = f"error: {exc.__class__.__name__}" if exc and self.outcome == "closed" else self.outcome
         self.server.record(lambda j: j.connection_closed(self.id, self.count, outcome))
         _log.info("mllp_connection_closed", channel=self.server.channel.id, connection=self.id,
                   messages=self.count, outcome=outcome)
+
+    def eof_received(self) -> bool | None:
+        """The sender shut its write side (`shutdown(SHUT_WR)`, `nc -N`): it still reads. Answer every
+        frame already read, then close. A frame cut in half is not answered: the sender resends it."""
+        if self.buffer:
+            _log.warning("mllp_frame_incomplete", channel=self.server.channel.id, connection=self.id,
+                         received=len(self.buffer))
+            self.buffer.clear()
+        self._finish()
+        # TLS has no half-close in asyncio: returning True there only earns a warning, and the transport
+        # closes (the frames read are still journaled; their ACKs cannot be sent).
+        return None if self.transport is not None and self.transport.get_extra_info("sslcontext") else True
+
+    def _finish(self) -> None:
+        """Read nothing more; the worker answers the frames already read, then closes the connection."""
+        if self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(RuntimeError, AttributeError):  # already paused, or reading already ended
+                self.transport.pause_reading()
+        self.paused = True
+        self.draining = True
+        self.frames.append(None)
+        self.wakeup.set()
 
     def _touch(self) -> None:
         """Note activity; one timer per connection re-arms itself instead of one timer per read."""
@@ -148,7 +192,7 @@ class _Connection(asyncio.Protocol):
     def _idle_check(self) -> None:
         loop = asyncio.get_running_loop()
         remaining = self.last_active + self.server.idle_timeout - loop.time()
-        if remaining > 0 or self.frames or self.busy:
+        if remaining > 0 or self.frames or self.busy or self.buffer:  # a frame being read: frame_timeout_s
             self.idle = loop.call_later(max(remaining, 0.05), self._idle_check)
             return
         self.idle = None
@@ -157,9 +201,47 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def _frame_check(self) -> None:
+        """A frame not complete `frame_timeout_s` after its first byte (a sender trickling bytes, one
+        that stopped mid-frame): dropped, the frames before it answered, the connection closed."""
+        loop = asyncio.get_running_loop()
+        self.frame_timer = None
+        if self.frame_started is None or self.draining:
+            return
+        remaining = self.frame_started + self.server.frame_timeout - loop.time()
+        if remaining > 0 or self.paused:  # paused: we are the slow side, not the sender
+            self.frame_timer = loop.call_later(max(remaining, 0.05), self._frame_check)
+            return
+        _log.warning("mllp_frame_timeout", channel=self.server.channel.id, connection=self.id,
+                     received=len(self.buffer), limit_s=self.server.frame_timeout)
+        self.outcome = "frame_timeout"
+        self.buffer.clear()
+        self.frame_started = None
+        self._finish()
+
+    def _frame_clock(self) -> None:
+        """Start the frame timer at a frame's first byte; a frame complete (nothing left) stops it."""
+        if not self.buffer:
+            self.frame_started = None
+            return
+        timeout = self.server.frame_timeout
+        if self.frame_started is not None or timeout <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        self.frame_started = loop.time()
+        if self.frame_timer is None:
+            self.frame_timer = loop.call_later(timeout, self._frame_check)
+
     def data_received(self, data: bytes) -> None:
-        self._touch()
+        if self.draining:  # stopping, timed out or half-closed: nothing more is read
+            return
         self.buffer += data
+        try:
+            self._read_frames()
+        finally:
+            self._frame_clock()
+
+    def _read_frames(self) -> None:
         limit = self.server.max_bytes
         while True:
             while self.buffer[:1] in (CR, b"\n"):  # the CR after FS that arrived late, or stray line ends
@@ -181,6 +263,8 @@ class _Connection(asyncio.Protocol):
             payload = bytes(self.buffer[1:end])
             cut = end + 2 if self.buffer[end + 1 : end + 2] == CR else end + 1
             del self.buffer[:cut]
+            self.frame_started = None  # the next frame's clock starts at its own first byte
+            self._touch()
             if len(payload) > limit:
                 self._too_large()
                 return
@@ -207,7 +291,11 @@ class _Connection(asyncio.Protocol):
                 self.wakeup.clear()
                 await self.wakeup.wait()
             payload = self.frames.popleft()
-            if payload == b"" and self.transport is not None and self.transport.is_closing():
+            if payload is None:
+                if self.replies:  # application ACKs still owed on this connection (bounded by ack_timeout_s)
+                    await asyncio.gather(*self.replies, return_exceptions=True)
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.close()
                 return
             if self.paused and not self.draining and len(self.frames) < _MAX_PENDING // 2 and self.transport:
                 self.transport.resume_reading()
@@ -223,6 +311,7 @@ class _Connection(asyncio.Protocol):
                 self._write(build_ack(None, "AE", control_id="", now=self.server.clock(), error_code="207",
                                       text="message not accepted: journal unavailable, resend later").encode())
             self.busy = False
+            self._touch()
 
     def _write(self, data: bytes) -> bool:
         if self.transport is None or self.transport.is_closing():
@@ -253,6 +342,8 @@ class _Connection(asyncio.Protocol):
                 task = asyncio.ensure_future(self._application_ack(receipt, application, started))
                 srv.tasks.add(task)
                 task.add_done_callback(srv.tasks.discard)
+                self.replies.add(task)
+                task.add_done_callback(self.replies.discard)
             return
         if waits and srv.after_transform:
             code, reply = await self._after_transform(receipt)
@@ -348,6 +439,13 @@ class MLLPInput:
         self.connections: set[_Connection] = set()
         self.idle_timeout = float(channel.input.get("idle_timeout_s", 300))
         self.max_connections = int(channel.input.get("max_connections", 100))
+        self.max_per_source = int(channel.input.get("max_connections_per_source", 10))
+        self.frame_timeout = float(channel.input.get("frame_timeout_s", 120))
+        self.per_source: dict[str, int] = {}
+        self._refusals: dict[str, int] = {}  # refused since the last refusal line, by reason
+        self._refusal_logged = float("-inf")
+        self._refusal_flush: asyncio.TimerHandle | None = None
+        self._refused_from = ""
         self.allow = [ipaddress.ip_network(n, strict=False) for n in channel.input.get("allow", ())]
         tls = channel.input.get("tls") or {}
         bound = tls.get("client_facilities") or {}
@@ -374,12 +472,36 @@ class MLLPInput:
             _log.warning("mllp_event_not_journaled", channel=self.channel.id, **error_fields(exc))
 
     def refuse(self, ip: str) -> str:
-        """Why a new connection from `ip` is refused, or '' to accept it."""
+        """Why a new connection from `ip` is refused (a metric label), or '' to accept it."""
         if self.allow and not any(_in(ip, net) for net in self.allow):
-            return "source address not in allow list"
+            return "allow"
+        if self.per_source.get(ip, 0) >= self.max_per_source:
+            return "max_connections_per_source"
         if len(self.connections) >= self.max_connections:
-            return f"max_connections ({self.max_connections}) reached"
+            return "max_connections"
         return ""
+
+    def refused(self, reason: str, ip: str) -> None:
+        """Count a refused connection; log at most one line per `_REFUSAL_LOG_S` with the counts since the last."""
+        _REFUSED.labels(self.channel.id, reason).inc()
+        self._refusals[reason] = self._refusals.get(reason, 0) + 1
+        self._refused_from = ip
+        loop = asyncio.get_running_loop()
+        wait = self._refusal_logged + _REFUSAL_LOG_S - loop.time()
+        if wait <= 0:
+            self._log_refusals()
+        elif self._refusal_flush is None:
+            self._refusal_flush = loop.call_later(wait, self._log_refusals)
+
+    def _log_refusals(self) -> None:
+        self._refusal_flush = None
+        if not self._refusals:
+            return
+        self._refusal_logged = asyncio.get_running_loop().time()
+        _log.warning("mllp_connections_refused", channel=self.channel.id, refused=dict(self._refusals),
+                     last_source=self._refused_from, connections=len(self.connections),
+                     max_connections=self.max_connections, max_connections_per_source=self.max_per_source)
+        self._refusals = {}
 
     def senders_for(self, subject: str) -> frozenset[str] | None:
         """MSH-4 values this client certificate may send for; None when the channel binds none."""
@@ -418,6 +540,9 @@ class MLLPInput:
         if self._server is None:
             return
         self._server.close()
+        if self._refusal_flush is not None:
+            self._refusal_flush.cancel()
+            self._log_refusals()
         for conn in list(self.connections):
             conn.draining = True
             if conn.transport and not conn.transport.is_closing():

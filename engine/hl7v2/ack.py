@@ -10,11 +10,15 @@ sender is waiting. Enhanced mode (table 0155 conditions in MSH-15/MSH-16) is dec
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from engine.hl7v2.er7 import Message
 
 __all__ = ["ERROR_TEXT", "build_ack", "enhanced_modes", "wants"]
+
+_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+_MAX_TEXT = 300  # our error sentences are shorter; a longer one quotes something it should not
 
 #: HL7 table 0357 (message error condition codes) used by Wasla.
 ERROR_TEXT = {
@@ -81,12 +85,12 @@ def build_ack(
     old = _version_tuple(version) < (2, 5)
     msa_fields = ["MSA", code, their_id]
     if old and text:
-        msa_fields.append(_esc(text, msg))
+        msa_fields.append(_esc(_bounded(text), msg))
     segments = [msh, fs.join(msa_fields)]
     if code not in ("AA", "CA"):
         ec = error_code or "207"
-        err_text = _esc(text or ERROR_TEXT.get(ec, ""), msg)
-        location = cs.join([segment or "", str(sequence or ""), str(field or "")]).rstrip(cs)
+        err_text = _esc(_bounded(text or ERROR_TEXT.get(ec, "")), msg)
+        location = cs.join([_segment_id(segment), str(sequence or ""), str(field or "")]).rstrip(cs)
         if old:
             ss = enc[3] if len(enc) > 3 else "&"
             segments.append(fs.join(["ERR", cs.join([location, ss.join([ec, err_text, "HL70357"])])]))
@@ -122,6 +126,16 @@ def wants(condition: str, code: str) -> bool:
     if condition == "SU":
         return code in ("CA", "AA")
     return True  # AL, or a value outside table 0155: answering is the safe side
+
+
+def _segment_id(segment: str | None) -> str:
+    """ERR-2.1 names a segment by its id; anything else there (the start of an unreadable line: a
+    patient's name) is content, never echoed: the sequence number still says which line."""
+    return segment if segment and _SEGMENT_ID.fullmatch(segment) else ""
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 3] + "..."
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from engine.errors import ParseError
 
 __all__ = ["Batch", "batch_ack", "is_batch", "split_batch"]
 
-_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n|$)")
+_LINE = re.compile(rb"[^\r\n]*(?:[\r\n]+|$)")  # blank lines ride with the line before: one step, not one each
 _HEADERS = (b"FHS", b"BHS")
 _TRAILERS = (b"BTS", b"FTS")
 
@@ -42,7 +42,7 @@ def split_batch(raw: bytes) -> Batch:
     batch = Batch()
     start: int | None = None
     pos = 0
-    for m in _LINE.finditer(raw):
+    for number, m in enumerate(_LINE.finditer(raw), 1):
         line, begin = m.group(), m.start()
         pos = m.end()
         if not line:
@@ -64,8 +64,8 @@ def split_batch(raw: bytes) -> Batch:
         elif seg in _TRAILERS or not line.strip():
             continue
         elif start is None:
-            raise ParseError(f"segment {seg.decode('latin-1')!r} outside any message in the batch",
-                             segment=seg.decode("latin-1"), code="100")
+            raise ParseError(f"line {number} of the batch is outside any message (expected MSH, BHS, BTS, FHS or FTS)",
+                             sequence=number, code="100")  # never its first characters: they may be data
     if start is not None:
         batch.messages.append(raw[start:pos])
     return batch

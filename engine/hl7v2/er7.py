@@ -17,44 +17,100 @@ from functools import cached_property
 from engine.errors import ParseError
 from engine.hl7v2.groups import GroupTree, build_tree, structure_name
 
-__all__ = ["Field", "Message", "Segment", "decode", "parse"]
+__all__ = ["ENCODING_MISMATCH", "NUL_REMOVED", "Field", "Message", "Segment", "declared_charset", "decode",
+           "decode_flagged", "parse"]
 
 _CHARSETS = {
     "": "ascii", "ASCII": "ascii", "8859/1": "latin-1", "8859/15": "iso8859-15",
     "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "CP1252": "cp1252", "WINDOWS-1252": "cp1252",
 }
-_MSH18 = re.compile(rb"^MSH(.)(?:[^\r\n]*?\1){16}([^\r\n|^]*)")
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 
 
+#: Flags `decode_flagged` raises: the message is kept and read, and the operator told.
+ENCODING_MISMATCH = "ENCODING_MISMATCH"  # the declared charset (MSH-18 or the channel's) does not fit the bytes
+NUL_REMOVED = "NUL_REMOVED"  # NUL bytes were dropped: they are no character FHIR can carry
+
+
+def declared_charset(raw: bytes) -> str:
+    """MSH-18's first component, upper-cased ('' when absent).
+
+    Read by splitting the MSH line on its field separator: linear in the line's length whatever the
+    bytes. (A pattern `^MSH(.)(?:[^\\r\\n]*?\\1){16}` read it before: it backtracked exponentially on an
+    MSH without an 18th field, up to seconds for a 16 KB header; bench/er7_adversarial.py.)
+    """
+    head = raw.lstrip()
+    if not head.startswith(b"MSH") or len(head) < 5:
+        return ""
+    sep = head[3:4]
+    seps = [3]  # seps[i] ends MSH-(i + 1): MSH-1 is the separator itself
+    while len(seps) < 18:
+        found = head.find(sep, seps[-1] + 1)
+        if found == -1:
+            break
+        seps.append(found)
+    if len(seps) < 17:
+        return ""
+    start, stop = seps[16] + 1, seps[17] if len(seps) > 17 else len(head)
+    for terminator in (b"\r", b"\n"):
+        found = head.find(terminator, 4, stop)
+        if found != -1:
+            if found < start:
+                return ""  # the MSH line ends before MSH-18: what follows is another segment
+            stop = found
+    value = head[start:stop]
+    chars = head[4 : seps[1]]
+    for delimiter in (chars[1:2], chars[0:1]):  # first repetition, then first component
+        if delimiter:
+            value = value.split(delimiter, 1)[0]
+    return value.decode("ascii", "replace").strip().upper()
+
+
 def decode(raw: bytes, override: str | None = None) -> str:
-    """Bytes to text by MSH-18 (or the channel's override when a sender's MSH-18 lies).
+    """Bytes to text by MSH-18 (or the channel's override when a sender's MSH-18 lies); see `decode_flagged`."""
+    return decode_flagged(raw, override)[0]
+
+
+def decode_flagged(raw: bytes, override: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """Bytes to text by MSH-18 (or the channel's override), and the flags an operator should see.
 
     ASCII senders routinely send accents; we therefore read "ASCII" that is not ASCII as UTF-8
     when the bytes are valid UTF-8, else as Latin-1, and never fail on a declared charset we do not know:
     we fall back to UTF-8 and then Latin-1 (which cannot fail), so the raw bytes kept in the
-    journal stay the authority.
+    journal stay the authority. A known charset the bytes do not fit (declared UTF-8 that is not)
+    is read the same way but flagged `ENCODING_MISMATCH`; NUL bytes are dropped and flagged `NUL_REMOVED`.
     """
+    flags: list[str] = []
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
         override = override or "utf-8"
+    text: str | None = None
     if override and override != "auto":
-        # A byte the channel's charset has no character for (0x81 in cp1252, a stray byte in
-        # "utf-8") becomes U+FFFD rather than failing the message: the journal keeps the bytes.
-        return raw.decode(override, "replace")
-    match = _MSH18.match(raw.lstrip())
-    declared = match.group(2).decode("ascii", "replace").strip().upper() if match else ""
-    codec = _CHARSETS.get(declared)
-    if codec == "ascii" and not raw.isascii():
-        codec = None  # "ASCII" that is not: valid UTF-8 first, then Latin-1
-    for candidate in (codec, "utf-8", "latin-1"):
-        if candidate is None:
-            continue
         try:
-            return raw.decode(candidate)
+            text = raw.decode(override)
         except UnicodeDecodeError:
-            continue
-    raise AssertionError("unreachable: latin-1 decodes every byte")
+            # A byte the channel's charset has no character for (0x81 in cp1252, a stray byte in
+            # "utf-8") becomes U+FFFD rather than failing the message: the journal keeps the bytes.
+            text = raw.decode(override, "replace")
+            flags.append(ENCODING_MISMATCH)
+    else:
+        codec = _CHARSETS.get(declared_charset(raw))
+        if codec == "ascii" and not raw.isascii():
+            codec = None  # "ASCII" that is not: valid UTF-8 first, then Latin-1 (routine, not flagged)
+        if codec is not None:
+            try:
+                text = raw.decode(codec)
+            except UnicodeDecodeError:
+                flags.append(ENCODING_MISMATCH)
+        if text is None:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("latin-1")  # cannot fail: every byte is a character
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+        flags.append(NUL_REMOVED)
+    return text, tuple(flags)
 
 
 class Encoding:
@@ -244,8 +300,9 @@ class Message:
                 continue
             seq = len(self.segments) + 1
             if not _SEGMENT_ID.match(line[:3]) or (len(line) > 3 and line[3] != sep):
-                raise ParseError(f"segment {seq} has no valid segment id", segment=line[:3], sequence=seq,
-                                 code="100")
+                # never the line's first characters: on a broken line they are data (a name), not an id
+                raise ParseError(f"segment {seq} has no valid segment id (expected 3 capitals or digits, the "
+                                 "first a letter, then the field separator)", segment=None, sequence=seq, code="100")
             self.segments.append(Segment(line, self.encoding, seq))
         self.text = text
 
