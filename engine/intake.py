@@ -23,7 +23,7 @@ from engine.broker import Broker
 from engine.config import ChannelConfig
 from engine.errors import BrokerError, ConfigError, MappingError, ParseError
 from engine.fingerprint import content_fingerprint
-from engine.hl7v2.er7 import Message, decode, parse
+from engine.hl7v2.er7 import Message, decode_flagged, parse
 from engine.ids import message_id
 from engine.logs import error_fields
 from engine.mapping import Converter
@@ -175,7 +175,8 @@ class Intake:
         """
         mid, now = message_id(), self.clock()
         try:
-            msg = parse(decode(raw, channel.input.get("encoding")))
+            text, flags = decode_flagged(raw, channel.input.get("encoding"))  # ENCODING_MISMATCH, NUL_REMOVED
+            msg = parse(text)
         except (ParseError, UnicodeDecodeError, LookupError) as exc:
             err = exc if isinstance(exc, ParseError) else ParseError(
                 f"cannot decode the message with the channel's encoding ({exc.__class__.__name__})", code="102")
@@ -204,7 +205,7 @@ class Intake:
         inbound = Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                           patient_key)
         work = self.journal.receive_work(
-            inbound, {"peer": peer} if peer else None,
+            inbound, {"peer": peer, "flags": list(flags)} if flags else ({"peer": peer} if peer else None),
             duplicate_since=now - timedelta(seconds=window) if window > 0 else None,
             duplicate_detail={"peer": peer, "at": now.isoformat()}, fingerprint=content_fingerprint(raw))
         return _Plan(work, None, inbound, msg)

@@ -139,7 +139,7 @@ class Encoding:
             return simple[code]
         if code[:1] == "X" and len(code) % 2 == 1:
             try:
-                return bytes.fromhex(code[1:]).decode("latin-1")
+                return bytes.fromhex(code[1:]).decode("latin-1").replace("\x00", "")  # \X00\: no NUL in FHIR
             except ValueError:
                 return m.group(0)
         return m.group(0)  # unknown escapes (\Cxxyy\, \.sp\ …) are kept as sent, never dropped
