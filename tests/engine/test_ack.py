@@ -93,3 +93,36 @@ def test_batch_ack_references_the_senders_batch() -> None:
 def test_segment_outside_a_message_is_an_error() -> None:
     with pytest.raises(ParseError, match="outside any message"):
         split_batch(b"BHS|^~\\&\rPID|1\rBTS|0\r")
+
+
+class TestNoContentInErrors:
+    """An AR/AE names the segment, its sequence, the field and what was expected; never a value."""
+
+    def test_unreadable_line_is_located_by_sequence_only(self) -> None:
+        """A wrapped line starting with a patient's name: ERR-2 is `^3` (third segment), not `DUP^3`."""
+        text = "MSH|^~\\&|A|B|C|D|20260101||ADT^A01|C1|P|2.5\rPID|1||X\rDUPONT^JEAN\r"
+        with pytest.raises(ParseError) as info:
+            parse(text)
+        e = info.value
+        ack = build_ack(None, "AR", control_id="X", now=NOW, text=e.message, error_code=e.code,
+                        segment=e.segment, sequence=e.sequence, field=e.field)
+        err = fields(ack, "ERR")
+        assert err[2] == "^3" and "DUP" not in ack and "JEAN" not in ack
+
+    def test_a_segment_that_is_not_an_id_is_left_out(self) -> None:
+        """Whatever a caller passes as the segment, only a segment id shape reaches ERR-2."""
+        for bad in ("Dup", "DUPONT", "12A", "é&x"):
+            ack = build_ack(None, "AR", control_id="X", now=NOW, segment=bad, sequence=4, field=5)
+            assert fields(ack, "ERR")[2] == "^4^5" and bad not in ack
+        assert fields(build_ack(None, "AR", control_id="X", now=NOW, segment="ZPI", sequence=4), "ERR")[2] == "ZPI^4"
+
+    def test_error_text_is_bounded(self) -> None:
+        """A reason quoting something long (an MSH-9 of 100 KB in a mapping error) is cut in the ACK."""
+        ack = build_ack(parse(message()), "AE", control_id="X", now=NOW, text="unsupported type " + "Z" * 100_000)
+        assert len(fields(ack, "ERR")[8]) <= 300
+
+    def test_batch_line_outside_a_message_is_not_quoted(self) -> None:
+        """A batch line outside any message is named by its number, not by its first characters."""
+        with pytest.raises(ParseError) as info:
+            split_batch(b"BHS|^~\\&\rDUPONT^JEAN\rBTS|0\r")
+        assert info.value.sequence == 2 and info.value.segment is None and "DUP" not in info.value.message

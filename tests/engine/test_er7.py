@@ -6,6 +6,7 @@ import pytest
 
 from engine.errors import ParseError
 from engine.hl7v2 import decode, parse
+from engine.hl7v2.er7 import ENCODING_MISMATCH, NUL_REMOVED, decode_flagged
 
 MSG = "MSH|^~\\&|APP|FAC|RCV|RFAC|20261103101500||ADT^A01^ADT_A01|C1|P|2.5\rPID|1||A1^^^H^MR~B2^^^N^NNMAR||DOE^JOHN\r"
 
@@ -68,3 +69,54 @@ class TestDecode:
         """Bytes that are not ASCII under a declared ASCII charset are read, not rejected."""
         raw = "MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||Salé\r".encode("latin-1")
         assert "Salé" in decode(raw)
+
+
+class TestDecodeFlags:
+    """What decode could not honour is flagged for the operator; the message is still read."""
+
+    MSG = "MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5|||||MA|{charset}\rPID|1||{name}\r"
+
+    def test_declared_utf8_that_is_not(self) -> None:
+        """MSH-18 UNICODE UTF-8 over Latin-1 bytes: read as before (Latin-1), flagged ENCODING_MISMATCH."""
+        raw = self.MSG.format(charset="UNICODE UTF-8", name="Salé").encode("latin-1")
+        text, flags = decode_flagged(raw)
+        assert "Salé" in text and flags == (ENCODING_MISMATCH,)
+        assert decode(raw) == text
+
+    def test_channel_charset_that_does_not_fit(self) -> None:
+        """The channel's `encoding: utf-8` over a stray byte: U+FFFD there, flagged."""
+        raw = self.MSG.format(charset="", name="Sal\xe9").encode("latin-1")
+        text, flags = decode_flagged(raw, "utf-8")
+        assert "Sal\ufffd" in text and flags == (ENCODING_MISMATCH,)
+
+    @pytest.mark.parametrize(("charset", "codec"), [("UNICODE UTF-8", "utf-8"), ("8859/1", "latin-1"),
+                                                    ("", "utf-8"), ("ASCII", "latin-1"), ("8859/2", "utf-8")])
+    def test_no_flag_when_nothing_was_wrong(self, charset: str, codec: str) -> None:
+        """A charset that fits, ASCII senders' accents (routine) and an unknown charset read as UTF-8: no flag."""
+        raw = self.MSG.format(charset=charset, name="Salé").encode(codec)
+        text, flags = decode_flagged(raw)
+        assert "Salé" in text and flags == ()
+
+    def test_nul_bytes_are_dropped_and_flagged(self) -> None:
+        """NUL is no character a FHIR string may hold: dropped at decode, flagged NUL_REMOVED."""
+        raw = self.MSG.format(charset="", name="DU\x00PONT\x00").encode()
+        text, flags = decode_flagged(raw)
+        assert "\x00" not in text and "DUPONT" in text and flags == (NUL_REMOVED,)
+        both = self.MSG.format(charset="UNICODE UTF-8", name="\x00Salé").encode("latin-1")
+        assert decode_flagged(both)[1] == (ENCODING_MISMATCH, NUL_REMOVED)
+
+    def test_hex_escape_of_nul_gives_no_nul(self) -> None:
+        """\\X00\\ in a field unescapes to nothing, \\X41\\ still to A."""
+        msg = parse(self.MSG.format(charset="", name="DU\\X00\\P\\X41\\"))
+        assert msg.first("PID").field(3).component(1) == "DUPA"  # type: ignore[union-attr]
+
+
+class TestErrorLocations:
+    def test_a_broken_line_is_named_by_position_not_by_its_first_characters(self) -> None:
+        """A line that is not a segment (a wrapped patient name) is reported by its sequence; its first
+        characters are data and are not the error's segment id."""
+        with pytest.raises(ParseError) as info:
+            parse("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5\rPID|1||X\rDUPONT^JEAN^MARIE\r")
+        err = info.value
+        assert (err.segment, err.sequence, err.code) == (None, 3, "100")
+        assert "DUP" not in err.message
