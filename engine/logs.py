@@ -3,11 +3,17 @@
 PHI stays out by construction: log helpers take ids, names and error classes, never payloads
 or exception messages from parsing user data. `error_fields` gives an exception's class and
 where it was raised, which is what an operator needs and nothing a patient would mind.
+
+Values read from a message header (MSH-10 control id, MSH-9 type, MSH-4 sender) are still the
+sender's bytes: a mutated frame put an address, a phone number and 100 KB there. Every line
+passes `header_fields`, which keeps such a value only when it is shaped like what it claims to
+be and at most 64 characters, and otherwise logs `<invalid: N chars>`: never the value.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import traceback
@@ -17,7 +23,7 @@ from typing import Any
 import orjson
 import structlog
 
-__all__ = ["configure", "error_fields"]
+__all__ = ["configure", "error_fields", "header_fields", "header_value"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -32,10 +38,43 @@ def _trace(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+_MAX_HEADER = 64
+#: Log keys that carry a value from a message header, and the shape such a value must have. A
+#: control id (MSH-10, a file's row key): letters, digits and . _ - : / + # (no space, no @);
+#: a message type: `ADT^A01^ADT_A01`, `FHIR^Patient`, `CSV^lab_results`; a facility or
+#: application (MSH-3/4, HD.1): the same as a control id, with spaces inside.
+_ID = re.compile(r"[A-Za-z0-9._:/+#-]+")
+_TYPE = re.compile(r"[A-Za-z0-9_]+(?:\^[A-Za-z0-9_]+){0,2}")
+_NAME = re.compile(r"[A-Za-z0-9._:/+#-]+(?: [A-Za-z0-9._:/+#-]+)*")
+_HEADER_KEYS: dict[str, re.Pattern[str]] = {
+    "control_id": _ID, "original_control_id": _ID, "message_type": _TYPE, "type": _TYPE,
+    "sender": _NAME, "facility": _NAME, "sending_facility": _NAME, "sending_application": _NAME,
+}
+
+
+def header_value(key: str, value: Any) -> Any:
+    """A header value fit for a log line: as it is when shaped like a `key` and short, else a marker
+    with its length only. Keys that are not header fields pass unchanged."""
+    shape = _HEADER_KEYS.get(key)
+    if shape is None or not isinstance(value, str) or value == "":
+        return value
+    if len(value) <= _MAX_HEADER and shape.fullmatch(value):
+        return value
+    return f"<invalid: {len(value)} chars>"
+
+
+def header_fields(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Processor: every message-header value of the line through `header_value` (see the module docstring)."""
+    for key in _HEADER_KEYS.keys() & event.keys():
+        event[key] = header_value(key, event[key])
+    return event
+
+
 def configure(level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
+            header_fields,
             _trace,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
