@@ -49,6 +49,7 @@ __all__ = ["MLLPInput", "frame"]
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 _log = structlog.get_logger("wasla.mllp")
 _MAX_PENDING = 32
+_SPLIT_ON_LOOP = 256 * 1024  # larger batches are split on the executor
 _REFUSAL_LOG_S = 10.0  # at most one refusal line per channel this often: refusals can come by the thousand
 _REFUSED = Counter("wasla_mllp_connections_refused", "MLLP connections refused, by reason",
                    ["channel", "reason"], registry=metrics.REGISTRY)
@@ -394,7 +395,10 @@ class _Connection(asyncio.Protocol):
         srv = self.server
         started = asyncio.get_running_loop().time()
         try:
-            batch = split_batch(payload)
+            if len(payload) > _SPLIT_ON_LOOP:  # linear, but ~0.7 s a MB of short lines: not on the loop
+                batch = await asyncio.get_running_loop().run_in_executor(srv.executor, split_batch, payload)
+            else:
+                batch = split_batch(payload)
         except ParseError as exc:
             receipt = await srv.intake.receive_async(srv.channel, payload, peer=self.peer, client=self.subject,
                                                      executor=srv.executor)  # journaled as failed: not HL7 v2

@@ -163,3 +163,30 @@ class TestFrameTimeout:
                 time.sleep(0.4)
                 s.sendall(data[20:])
                 assert msa(mllp_read(s))[1:3] == ["AA", f"STEADY-{i}"]
+
+
+class TestNoContentInAcks:
+    def test_ar_names_the_line_by_position_never_by_its_content(self, tmp_path: Path) -> None:
+        """A message with a wrapped line starting with a patient's name gets AR whose ERR-2 is the
+        segment's sequence (`^4`), with no character of that line anywhere in the ACK."""
+        raw = adt("WRAPPED").replace(b"\nNK1|", b"\nDUCKWORTH^HUEY^JR\nNK1|", 1)
+        with running(make_project(tmp_path)) as srv, srv.connect() as s:
+            s.sendall(b"\x0b" + raw + b"\x1c\r")
+            ack = mllp_read(s)
+        err = next(seg for seg in ack.split(b"\r") if seg.startswith(b"ERR|")).split(b"|")
+        assert msa(ack)[1] == "AR" and err[2] == b"^4"
+        assert b"DUCKW" not in ack and b"HUEY" not in ack
+
+
+class TestLargeBatch:
+    def test_a_batch_over_256_kb_is_split_off_the_event_loop_and_answered(self, tmp_path: Path) -> None:
+        """A 1.2 MB batch (its lines split on the executor, not the loop) gets its batch of ACKs."""
+        msg = adt("BIG-B1").replace(b"\n", b"\r") + b"ZZZ|1\r" * 100_000
+        batch = b"BHS|^~\\&|LIS|CHU|WASLA|HUB|20261124||||B-1\r" + msg + adt("BIG-B2").replace(b"\n", b"\r") \
+            + b"BTS|2\r"
+        with running(make_project(tmp_path)) as srv, srv.connect() as s:
+            s.settimeout(60)
+            s.sendall(b"\x0b" + batch + b"\x1c\r")
+            reply = mllp_read(s)
+        msas = [seg.split(b"|")[1:3] for seg in reply.split(b"\r") if seg.startswith(b"MSA|")]
+        assert reply.startswith(b"BHS") and msas == [[b"AA", b"BIG-B1"], [b"AA", b"BIG-B2"]]

@@ -89,6 +89,23 @@ def test_fuzz_frames(tmp_path: Path) -> None:
                     pass
 
         raw_stream()
+
+        @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(st.lists(payloads(), min_size=1, max_size=20))
+        def half_closed(bodies: list[bytes]) -> None:
+            """Frames, then shutdown(SHUT_WR) at once (nc -N): every frame is answered before the close."""
+            with socket.create_connection(("127.0.0.1", server.input.port), timeout=60) as s:
+                s.sendall(b"".join(b"\x0b" + b + b"\x1c\r" for b in bodies))
+                s.shutdown(socket.SHUT_WR)
+                for _ in bodies:
+                    reply = mllp_read(s)
+                    assert reply.startswith((b"BHS", b"FHS")) or msa(reply)[1] in ("AA", "AE", "AR")
+                rest = b""
+                while chunk := s.recv(65536):
+                    rest += chunk
+                assert rest == b""
+
+        half_closed()
         assert sent[0] >= FRAMES
         with socket.create_connection(("127.0.0.1", server.input.port), timeout=30) as s:
             s.sendall(b"\x0b" + adt("AFTER-FUZZ") + b"\x1c\r")
