@@ -188,6 +188,8 @@ class FileIngest:
                                                           tally.messages, tally.rejected))
                 groups, failed, held = [], [], 0
             tally.rows += 1
+            if not tally.rows % 1024 and self.stop.is_set():  # a long group commits nothing for a while
+                raise Stopped
             here = (item.end, item.next_line)
             if reason:
                 self._reject(item.line, reason, item.raw, failed, tally)
