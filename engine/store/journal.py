@@ -88,12 +88,23 @@ class OutputRow:
 
 # The duplicate check (issue 23). Messages refused at intake (the sender was told to resend) do not count.
 # `same`: the first message with the key and the same content (fingerprint; rows journaled before
-# fingerprints by their exact bytes), a duplicate. `first`: otherwise the first with the key, whose
-# control id the new message reuses. Each is one range of an index (migrations 0002 and 0009).
+# fingerprints, with '', by their exact bytes), a duplicate. `first`: otherwise the first with the
+# key, whose control id the new message reuses. Each probe is an equality on an index prefix
+# ordered by time (migrations 0002 and 0009): one index range, whatever the number of messages
+# that share the key (a sender whose control id never changes); a planner given `fingerprint IN
+# (...)` chose the time index instead and walked all of them.
 _KEY = ("channel = ? AND sender = ? AND control_id = ? AND received_at >= ?"
         " AND NOT (status = 'failed' AND stage = 'intake')")
-_SAME = ("SELECT id FROM messages WHERE " + _KEY + " AND fingerprint IN (?, '')"
-         " AND (fingerprint = ? OR sha256 = ?) ORDER BY received_at LIMIT 1")
+
+
+def _same(key: str, fp: str, sha: str) -> str:
+    return ("SELECT id FROM (SELECT * FROM (SELECT id, received_at FROM messages WHERE " + key
+            + f" AND fingerprint = {fp} ORDER BY received_at LIMIT 1) a UNION ALL SELECT * FROM (SELECT id,"
+            " received_at FROM messages WHERE " + key + f" AND fingerprint = '' AND sha256 = {sha}"
+            " ORDER BY received_at LIMIT 1) b) c ORDER BY received_at LIMIT 1")
+
+
+_SAME = _same(_KEY, "?", "?")
 _FIRST = "SELECT id FROM messages WHERE " + _KEY + " ORDER BY received_at LIMIT 1"
 REUSED = "CONTROL_ID_REUSED"
 
@@ -110,8 +121,7 @@ _PG_RECEIVE = (
 _PG_KEY = ("channel = %(channel)s AND sender = %(sender)s AND control_id = %(control_id)s"
            " AND received_at >= %(since)s AND NOT (status = 'failed' AND stage = 'intake')")
 _PG_RECEIVE_CHECKED = (
-    "WITH same AS (SELECT id FROM messages WHERE " + _PG_KEY + " AND fingerprint IN (%(fp)s, '')"
-    " AND (fingerprint = %(fp)s OR sha256 = %(sha)s) ORDER BY received_at LIMIT 1),"
+    "WITH same AS (" + _same(_PG_KEY, "%(fp)s", "%(sha)s") + "),"
     " first AS (SELECT id FROM messages WHERE " + _PG_KEY + " AND NOT EXISTS (SELECT 1 FROM same)"
     " ORDER BY received_at LIMIT 1),"
     " ins AS (" + _INSERT_MESSAGE + " SELECT %(id)s, %(channel)s, %(at)s, %(at)s, %(type)s, %(control_id)s,"
@@ -361,7 +371,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
             earlier = None
             if check:
                 key = (msg.channel, msg.sender, msg.control_id, since)
-                cur.execute(_SAME, (*key, fp, fp, sha))
+                cur.execute(_SAME, (*key, fp, *key, sha))
                 found = cur.fetchone()
                 if found is not None:
                     cur.execute("UPDATE messages SET duplicates = duplicates + 1 WHERE id = ?", (found[0],))
