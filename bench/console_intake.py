@@ -10,7 +10,11 @@ connection and waits for each ACK (send to ACK, per message):
 - quiet: nothing else runs;
 - login flood: `--flooders` processes hammer `/login` with wrong passwords (each takes the form's
   CSRF token once, then posts a fresh user name each time, so no per-name lock stops it);
-- big message page: one process, logged in, opens the big message's page again and again.
+- login flood from many addresses: the same, each try from another source address of 127.0.0.0/8
+  (no per-address lock stops it either: only the bound on password hashing does);
+- big message page: one process, signed in before the floods, opens the big message's page again
+  and again;
+- quiet again: how much the machine itself drifted meanwhile.
 
 Flooders and the page opener are processes of their own, so they do not share the sender's GIL.
 Prints a table (condition, ACKs, p50, p95, p99, what the console answered); issue 23, acceptance 3:
@@ -20,7 +24,9 @@ p99 unchanged within 20 %.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
+import os
 import re
 import socket
 import statistics
@@ -36,6 +42,14 @@ from tests.support import adt, engine, make_project, ops_port, port_of  # noqa: 
 
 VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 USER, PASSWORD = "bench.ops", "bench-password-long-enough"
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (its threads included), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / HZ
 
 
 def big_message(mb: int) -> bytes:
@@ -91,17 +105,27 @@ def _csrf(text: str) -> str:
     return found.group(1)
 
 
-def flooder(base: str, n: int, stop: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
-    """POST /login with wrong passwords as fast as the console answers; the answers' status codes."""
+def flooder(base: str, n: int, spread: bool, stop: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+    """POST /login with wrong passwords as fast as the console answers (from a new 127.x.y.z address
+    each time with `spread`); the answers' status codes."""
+    import ssl
+
     import httpx
 
     seen: dict[str, int] = {}
-    with httpx.Client(base_url=base, timeout=120) as client:
-        token = _csrf(client.get("/login").text)
+    context = ssl.create_default_context()  # once: loading CA certificates per client costs more than a request
+    with httpx.Client(base_url=base, timeout=120) as first:
+        token = _csrf(first.get("/login").text)
+        cookies = first.cookies
         i = 0
         while not stop.is_set():
+            address = f"127.{1 + n}.{i // 250 % 250}.{1 + i % 250}" if spread else "127.0.0.1"
             try:
-                r = client.post("/login", data={"user": f"intruder{n}-{i}", "password": "wrong", "csrf": token})
+                client = first if not spread else httpx.Client(
+                    base_url=base, timeout=120, cookies=cookies,
+                    transport=httpx.HTTPTransport(local_address=address, verify=context))
+                with contextlib.nullcontext() if client is first else client:
+                    r = client.post("/login", data={"user": f"intruder{n}-{i}", "password": "wrong", "csrf": token})
                 key = str(r.status_code)
             except httpx.HTTPError as exc:
                 key = exc.__class__.__name__
@@ -110,15 +134,24 @@ def flooder(base: str, n: int, stop: mp.Event, counts: mp.Queue) -> None:  # typ
     counts.put(("login", seen))
 
 
-def page_opener(base: str, message_id: str, stop: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
-    """Log in, then open the big message's page again and again; pages opened, their size and time."""
+def sign_in(base: str) -> dict[str, str]:
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=120) as client:
+        token = _csrf(client.get("/login").text)
+        r = client.post("/login", data={"user": USER, "password": PASSWORD, "csrf": token})
+        assert r.status_code == 303, r.status_code
+        return dict(client.cookies)
+
+
+def page_opener(base: str, message_id: str, cookies: dict[str, str], stop: mp.Event,  # type: ignore[type-arg]
+                counts: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Open the big message's page again and again (signed in); pages opened, their size and time."""
     import httpx
 
     sizes: list[int] = []
     times: list[float] = []
-    with httpx.Client(base_url=base, timeout=300) as client:
-        token = _csrf(client.get("/login").text)
-        client.post("/login", data={"user": USER, "password": PASSWORD, "csrf": token})
+    with httpx.Client(base_url=base, timeout=300, cookies=cookies) as client:
         while not stop.is_set():
             t = time.perf_counter()
             r = client.get(f"/messages/{message_id}")
@@ -148,7 +181,7 @@ def main() -> None:
         chan = project / "config" / "channels" / "adt-mllp.yaml"  # room for the big message
         chan.write_text(chan.read_text().replace("    port:", "    max_message_bytes: 67108864\n    port:", 1))
         Users(project / "config" / "users.yaml").add(USER, "operator", PASSWORD)
-        with engine(project):
+        with engine(project) as proc:
             port, base = port_of(project), f"http://127.0.0.1:{ops_port(project)}"
             ack = send(port, big_message(args.big_mb))
             assert b"MSA|AA" in ack, ack[:200]
@@ -161,19 +194,29 @@ def main() -> None:
                 time.sleep(0.5)
             journal.close()
             measure(port, 3, "W")  # warm-up
+            cookies = sign_in(base)  # before the floods lock this address out
             ctx = mp.get_context("spawn")
             conditions = [("quiet", []),
-                          (f"login flood ({args.flooders} clients)",
-                           [(flooder, (base, n)) for n in range(args.flooders)]),
-                          (f"{args.big_mb} MB message page, opened repeatedly", [(page_opener, (base, big.id))])]
+                          (f"login flood ({args.flooders} clients, one address)",
+                           [(flooder, (base, n, False)) for n in range(args.flooders)]),
+                          (f"login flood ({args.flooders} clients, a new address each try)",
+                           [(flooder, (base, n, True)) for n in range(args.flooders)]),
+                          (f"{args.big_mb} MB message page, opened repeatedly",
+                           [(page_opener, (base, big.id, cookies))]),
+                          ("quiet again", [])]
             for c, (name, workers) in enumerate(conditions):
                 stop, counts = ctx.Event(), ctx.Queue()
                 procs = [ctx.Process(target=f, args=(*a, stop, counts), daemon=True) for f, a in workers]
                 for p in procs:
                     p.start()
                 if procs:
-                    time.sleep(3)  # the load is on before the measure starts
+                    time.sleep(5)  # the load is on before the measure starts
+                cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+                load0 = sum(cpu_seconds(p.pid) for p in procs)
                 lat, codes = measure(port, args.seconds, f"C{c}M")
+                wall = time.monotonic() - wall0
+                engine_cpu = (cpu_seconds(proc.pid) - cpu0) / wall * 100
+                load_cpu = (sum(cpu_seconds(p.pid) for p in procs) - load0) / wall * 100
                 stop.set()
                 seen = [counts.get(timeout=600) for _ in procs]
                 for p in procs:
@@ -183,11 +226,13 @@ def main() -> None:
                     for k, v in d.items():
                         merged[k] = merged.get(k, 0) + v if isinstance(v, int) and k not in ("bytes",) else v  # type: ignore[operator]
                 rows.append((name, len(lat), statistics.median(lat) * 1000, pct(lat, 0.95), pct(lat, 0.99),
-                             codes, merged))
-    print("| condition | ACKs | p50 ms | p95 ms | p99 ms | ACK codes | console answered |")
-    print("|---|---:|---:|---:|---:|---|---|")
-    for name, n, p50, p95, p99, codes, merged in rows:
-        print(f"| {name} | {n:,} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {codes} | {merged or '–'} |")
+                             engine_cpu, load_cpu, codes, merged))
+    print("| condition | ACKs | p50 ms | p95 ms | p99 ms | engine CPU % | load clients CPU % | ACK codes |"
+          " console answered |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|")
+    for name, n, p50, p95, p99, engine_cpu, load_cpu, codes, merged in rows:
+        print(f"| {name} | {n:,} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {engine_cpu:.0f} | {load_cpu:.0f} | {codes} |"
+              f" {merged or '–'} |")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,7 @@ class Console:
             return self._page(request, "login.html", status_code=429, headers={"Retry-After": str(int(wait) + 1)},
                               error=True)
         if self._hashing >= HASHING_MAX:  # the hashing thread is taken: no queue builds up behind it
+            await asyncio.sleep(0.25)  # nor a spin of instant refusals
             return self._page(request, "login.html", status_code=503, headers={"Retry-After": "1"}, busy=True)
         self._hashing += 1
         try:
