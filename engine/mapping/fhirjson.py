@@ -96,7 +96,7 @@ def _walk(data: Any) -> None:
                                 _path(link))
         if isinstance(value, dict):
             rtype = value.get("resourceType")
-            if rtype is not None and rtype not in R4_RESOURCE_TYPES:
+            if rtype is not None and not (isinstance(rtype, str) and rtype in R4_RESOURCE_TYPES):
                 where = _path(("resourceType", link))
                 shown = _shown(rtype) if isinstance(rtype, str) else type(rtype).__name__
                 raise FHIRJSONError("Not a FHIR R4 resource type",
