@@ -268,7 +268,7 @@ class Intake:
         _log.info("received", message_id=inbound.id, channel=inbound.channel, control_id=inbound.control_id,
                   type=inbound.message_type, size=len(inbound.raw))
         if reused_of is not None:  # ids only: the earlier message is found by its id
-            _log.warning("control_id_reused", message_id=inbound.id, reused_of=reused_of, channel=inbound.channel)
+            _log.info("control_id_reused", message_id=inbound.id, reused_of=reused_of, channel=inbound.channel)
         return Receipt(inbound.id, msg, True, reused_of=reused_of)
 
     def _patient_key(self, channel: ChannelConfig, msg: Message) -> str:
