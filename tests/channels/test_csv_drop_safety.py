@@ -263,7 +263,7 @@ class TestResume:
         channel started again: every group once, the reject file holding each bad row once."""
         d = Drop(project, store_url)
         try:
-            body = "".join(lab_rows(1, per=2, start=r) + (f"LAB-BAD;x\n" if r % 97 == 0 else "")
+            body = "".join(lab_rows(1, per=2, start=r) + ("LAB-BAD;x\n" if r % 97 == 0 else "")
                            for r in range(1500))
             (d.folder / "processing").mkdir(parents=True)
             path = d.folder / "processing/big.csv"
