@@ -9,12 +9,16 @@ from __future__ import annotations
 import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import orjson
 
+from engine.ids import message_id
 from engine.store import Journal
+from engine.store.idempotency import Claimed, IdempotencyKeys
+from engine.types import Inbound
 from tests.support import engine, free_port, make_project, wait_port
 
 TOKEN = "tok-idem-0123456789"
@@ -87,3 +91,29 @@ def test_one_key_one_message_one_answer_and_a_restart_keeps_it(store_url: str, t
         other = _post(port, _patient(99), "key-0")
         assert other.status_code == 422 and other.json()["type"].endswith("/idempotency-key-reused")
         assert len(_messages(store_url, _patient(0))) == 1
+
+
+def test_a_claim_left_by_a_dead_request_is_taken_over(store_url: str, tmp_path: Path) -> None:
+    """A key claimed by a request that died (no answer recorded) is taken over after its lease: when the dead
+    request's message reached the journal the retry is answered with it, else the message is received now."""
+    project, port = _project(tmp_path)
+    died_after, died_before = _patient(50), _patient(51)
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    j = Journal(store_url, clock=lambda: past)
+    try:
+        keys = IdempotencyKeys(j)
+        for body, key in ((died_after, "dead-after"), (died_before, "dead-before")):
+            assert isinstance(keys.claim("fhir-rest", "his", key, hashlib.sha256(body).hexdigest()), Claimed)
+        left = Inbound(message_id(), "fhir-rest", past + timedelta(seconds=1), died_after, "FHIR^Patient", "", "his")
+        j.receive(left)
+    finally:
+        j.close()
+    with engine(project, {"WASLA_STORE_URL": store_url}) as proc:
+        wait_port(port, proc=proc)
+        after = _post(port, died_after, "dead-after")
+        assert after.status_code == 202 and after.json()["id"] == left.id, after.text
+        assert _messages(store_url, died_after) == [left.id]
+        before = _post(port, died_before, "dead-before")
+        assert before.status_code == 202, before.text
+        assert _messages(store_url, died_before) == [before.json()["id"]]
+        assert _post(port, died_before, "dead-before").content == before.content
