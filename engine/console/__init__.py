@@ -64,6 +64,7 @@ LINEAGE_MAX_BYTES = 1 << 20  # larger messages: no lineage on the page (wasla co
 NOT_READ_MAX = 200  # fields named as not read on a page; the rest: wasla convert --explain
 TEST_MAX_BYTES = 1 << 20  # a message pasted on the channel page
 HASHING_MAX = 2  # password checks running or waiting; a try beyond that is refused at once
+HASHES_PER_S = 4  # password hashes started per second, whatever the addresses: a flood costs at most this
 
 
 def _strings() -> dict[str, dict[str, str]]:
@@ -86,6 +87,8 @@ class Console:
         self.throttle = LoginThrottle()
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-password")
         self._hashing = 0  # password checks submitted and not finished (read and written on the console's loop)
+        self.hashes_per_s = HASHES_PER_S
+        self._hashed: deque[float] = deque()  # when the last hashes started (at most hashes_per_s kept)
         self._trend: deque[tuple[float, dict[str, int]]] = deque(maxlen=60)  # (time, received per channel)
         self._trend_at = time.time()
 
@@ -165,10 +168,16 @@ class Console:
             await asyncio.sleep(min(wait, 1.0))
             return self._page(request, "login.html", status_code=429, headers={"Retry-After": str(int(wait) + 1)},
                               error=True)
-        if self._hashing >= HASHING_MAX:  # the hashing thread is taken: no queue builds up behind it
+        now = time.monotonic()
+        if self._hashing >= HASHING_MAX or (len(self._hashed) >= self.hashes_per_s and now - self._hashed[0] < 1.0):
+            # the hashing thread is taken, or the second's hashes are spent (a flood from many addresses):
+            # no queue builds up, and the engine's CPU stays with the senders
             await asyncio.sleep(0.25)  # nor a spin of instant refusals
             return self._page(request, "login.html", status_code=503, headers={"Retry-After": "1"}, busy=True)
         self._hashing += 1
+        self._hashed.append(now)
+        while len(self._hashed) > self.hashes_per_s:
+            self._hashed.popleft()
         try:
             user = await asyncio.get_running_loop().run_in_executor(
                 self._hasher, self.users.check, name, str(form.get("password", "")))
