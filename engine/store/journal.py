@@ -560,15 +560,6 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
 
         return self._writer.run(work)  # type: ignore[no-any-return]
 
-    def file_progress(self, channel: str, sha256: str, rows_read: int, messages: int, rejected: int) -> None:
-        """Counters of a file being taken in, for `wasla ingest` and the console (written lazily)."""
-        def work(cur: Any) -> None:
-            cur.execute(self._sql("UPDATE files SET rows_read = ?, messages = ?, rejected = ?"
-                                  " WHERE channel = ? AND sha256 = ?"),
-                        (rows_read, messages, rejected, channel, sha256))
-
-        self._writer.submit(work, lazy=True)
-
     def file_status(self, channel: str, sha256: str) -> tuple[str, int, int, int] | None:
         """(status, rows read, messages, rejected) of a file, or None if not seen."""
         rows = self._query("SELECT status, rows_read, messages, rejected FROM files WHERE channel = ? AND sha256 = ?",
