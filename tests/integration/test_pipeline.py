@@ -94,18 +94,20 @@ class TestRabbitPostgres:
     def test_a_nul_in_msh_10_is_accepted_and_delivered(self, tmp_path: Path, rabbitmq_url: str,
                                                        postgres_url: str) -> None:
         """PostgreSQL refused the control id's NUL: that sender heard AE at every resend, for ever, and the
-        journal had no trace of the message. Now it is accepted, journaled with its exact bytes, delivered."""
+        journal had no trace of the message. Now it is accepted, journaled with its exact bytes, delivered; the
+        NUL is removed when the message is read (issue 23: no NUL reaches FHIR; the intake event says NUL_REMOVED)."""
         project = make_project(tmp_path)
         env = {"WASLA_BROKER_URL": rabbitmq_url, "WASLA_STORE_URL": postgres_url}
         raw = adt("NUL\x00-1", "P1")
         with engine(project, env):
-            assert msa(mllp_send(port_of(project), raw))[1:3] == ["AA", "NUL\x00-1"]
-            assert _bundle_ids(wait_lines(project, 1)) == ["NUL\x00-1"]  # the Bundle keeps it, JSON-escaped
+            assert msa(mllp_send(port_of(project), raw))[1:3] == ["AA", "NUL-1"]
+            assert _bundle_ids(wait_lines(project, 1)) == ["NUL-1"]
         j = Journal(postgres_url)
         try:
             assert j.counts() == {"delivered": 1}
             (row,) = j.search(status="delivered")
-            assert row.control_id == "NUL\ufffd-1" and j.get(row.id).raw == raw  # type: ignore[union-attr]
+            assert row.control_id == "NUL-1" and j.get(row.id).raw == raw  # type: ignore[union-attr]
+            assert "NUL_REMOVED" in str(j.events(row.id))
         finally:
             j.close()
 
