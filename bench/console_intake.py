@@ -12,9 +12,13 @@ connection and waits for each ACK (send to ACK, per message):
   CSRF token once, then posts a fresh user name each time, so no per-name lock stops it);
 - login flood from many addresses: the same, each try from another source address of 127.0.0.0/8
   (no per-address lock stops it either: only the bound on password hashing does);
-- big message page: one process, signed in before the floods, opens the big message's page again
-  and again;
-- quiet again: how much the machine itself drifted meanwhile.
+- big message page: one process, signed in before the floods, opens the big message's page once a
+  second (an operator refreshing it), then back to back (as fast as the console answers);
+- quiet again: how much the machine itself drifted meanwhile;
+- the floor: the many-address flood and the page opener again, but against a second console served
+  by a process of its own on the same journal, the engine's console idle. What the ACK latency
+  still loses there is what the load costs the machine (CPU, the journal's disk), not the engine:
+  the least any design of the console could cost on this machine.
 
 Flooders and the page opener are processes of their own, so they do not share the sender's GIL.
 Prints a table (condition, ACKs, p50, p95, p99, what the console answered); issue 23, acceptance 3:
@@ -144,9 +148,10 @@ def sign_in(base: str) -> dict[str, str]:
         return dict(client.cookies)
 
 
-def page_opener(base: str, message_id: str, cookies: dict[str, str], stop: mp.Event,  # type: ignore[type-arg]
-                counts: mp.Queue) -> None:  # type: ignore[type-arg]
-    """Open the big message's page again and again (signed in); pages opened, their size and time."""
+def page_opener(base: str, message_id: str, cookies: dict[str, str], every_s: float,
+                stop: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Open the big message's page again and again (signed in), one every `every_s` seconds (0: back to
+    back); pages opened, their size and time."""
     import httpx
 
     sizes: list[int] = []
@@ -157,8 +162,19 @@ def page_opener(base: str, message_id: str, cookies: dict[str, str], stop: mp.Ev
             r = client.get(f"/messages/{message_id}")
             times.append(time.perf_counter() - t)
             sizes.append(len(r.content) if r.status_code == 200 else -r.status_code)
+            if every_s:
+                stop.wait(max(0.0, every_s - times[-1]))
     counts.put(("page", {"pages": len(sizes), "bytes": max(sizes, default=0),
                          "s_per_page": round(statistics.mean(times), 2) if times else 0}))
+
+
+def console_elsewhere(project: str, stop: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
+    """The console of `project` served by this process on its own (the floor's console)."""
+    from tests.console.support import served_console
+
+    with served_console(Path(project)) as (base, _, _):
+        counts.put(("base", base))
+        stop.wait()
 
 
 def pct(lat: list[float], q: float) -> float:
@@ -196,14 +212,25 @@ def main() -> None:
             measure(port, 3, "W")  # warm-up
             cookies = sign_in(base)  # before the floods lock this address out
             ctx = mp.get_context("spawn")
+            other_stop, other_q = ctx.Event(), ctx.Queue()
+            other = ctx.Process(target=console_elsewhere, args=(str(project), other_stop, other_q), daemon=True)
+            other.start()
+            _, other_base = other_q.get(timeout=120)
+            other_cookies = sign_in(other_base)
             conditions = [("quiet", []),
                           (f"login flood ({args.flooders} clients, one address)",
                            [(flooder, (base, n, False)) for n in range(args.flooders)]),
                           (f"login flood ({args.flooders} clients, a new address each try)",
                            [(flooder, (base, n, True)) for n in range(args.flooders)]),
-                          (f"{args.big_mb} MB message page, opened repeatedly",
-                           [(page_opener, (base, big.id, cookies))]),
-                          ("quiet again", [])]
+                          (f"{args.big_mb} MB message page, opened once a second (an operator refreshing)",
+                           [(page_opener, (base, big.id, cookies, 1.0))]),
+                          (f"{args.big_mb} MB message page, opened back to back",
+                           [(page_opener, (base, big.id, cookies, 0.0))]),
+                          ("quiet again", []),
+                          ("floor: login flood (a new address each try), console in another process",
+                           [(flooder, (other_base, n, True)) for n in range(args.flooders)]),
+                          (f"floor: {args.big_mb} MB message page back to back, console in another process",
+                           [(page_opener, (other_base, big.id, other_cookies, 0.0))])]
             for c, (name, workers) in enumerate(conditions):
                 stop, counts = ctx.Event(), ctx.Queue()
                 procs = [ctx.Process(target=f, args=(*a, stop, counts), daemon=True) for f, a in workers]
@@ -227,6 +254,8 @@ def main() -> None:
                         merged[k] = merged.get(k, 0) + v if isinstance(v, int) and k not in ("bytes",) else v  # type: ignore[operator]
                 rows.append((name, len(lat), statistics.median(lat) * 1000, pct(lat, 0.95), pct(lat, 0.99),
                              engine_cpu, load_cpu, codes, merged))
+            other_stop.set()
+            other.join(60)
     print("| condition | ACKs | p50 ms | p95 ms | p99 ms | engine CPU % | load clients CPU % | ACK codes |"
           " console answered |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---|")

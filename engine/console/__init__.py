@@ -271,22 +271,23 @@ class Console:
 
     def _message_view(self, mid: str, user: User, client: str) -> dict[str, Any] | None:
         """The message page's content, read and laid out on a worker thread: at most PAGE_BYTES of each body."""
-        row = self.journal.get(mid)
+        row = self.journal.head(mid, LINEAGE_MAX_BYTES + 1)  # a large body is not inflated whole
         if row is None:
             return None
         self.journal.audit(user.name, "view", [mid], client, {"via": "console"})  # before any content is sent
         segments, raw_text = _layout(_head(row.raw))
         outputs = []
         for dest in self.journal.output_destinations(mid):
-            out = self.journal.output(mid, dest)
+            out = self.journal.output(mid, dest, PRETTY_MAX_BYTES + 1)  # a large body is not inflated whole
             if out is not None:
                 body, more = _fhir_head(out.body)
-                outputs.append({"destination": dest, "status": out.status, "body": body, "size": len(out.body),
-                                "more": more})
+                size = len(out.body) if len(out.body) <= PRETTY_MAX_BYTES else None  # None: over PRETTY_MAX_BYTES
+                outputs.append({"destination": dest, "status": out.status, "body": body, "size": size, "more": more})
         events = [{**ev, "summary": _summary(ev["detail"])} for ev in self.journal.events(mid)]
-        lineage, not_read = self._lineage(row, events) if len(row.raw) <= LINEAGE_MAX_BYTES else ([], [])
+        whole = len(row.raw) <= LINEAGE_MAX_BYTES  # then row.raw is the whole body
+        lineage, not_read = self._lineage(row, events) if whole else ([], [])
         return {"row": row, "segments": segments, "raw_text": raw_text, "raw_more": len(row.raw) > PAGE_BYTES,
-                "page_bytes": PAGE_BYTES, "no_lineage": len(row.raw) > LINEAGE_MAX_BYTES, "outputs": outputs,
+                "page_bytes": PAGE_BYTES, "pretty_max": PRETTY_MAX_BYTES, "no_lineage": not whole, "outputs": outputs,
                 "events": events, "lineage": lineage, "not_read": not_read, "warnings": mapping_warnings(events)}
 
     async def download_raw(self, request: Request) -> Response:

@@ -15,7 +15,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -640,7 +640,17 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         rows = self._query(f"SELECT {self._msg_cols} FROM messages WHERE id = ?", (message_id,))
         return self._row(rows[0]) if rows else None
 
-    def output(self, message_id: str, destination: str) -> OutputRow | None:
+    def head(self, message_id: str, limit: int) -> MessageRow | None:
+        """`get` with only the first `limit` bytes of the raw body in `raw` (`size` is the whole
+        body's): what a page shows, without inflating a large body."""
+        rows = self._query(f"SELECT {self._msg_cols} FROM messages WHERE id = ?", (message_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return replace(self._row(r, raw=False), raw=self.sealer.open(self.dialect.blob(r[14]), r[0], limit))
+
+    def output(self, message_id: str, destination: str, limit: int | None = None) -> OutputRow | None:
+        """One destination's output; with `limit`, only the first `limit` bytes of its body."""
         pg = self.dialect.name == "postgresql"
         body = partitions.body_of("outputs.message_id", "outputs.destination") if pg else "body"
         rows = self._query(f"SELECT message_id, destination, status, attempts, location, {body} FROM outputs"
@@ -648,7 +658,7 @@ class Journal(DeliveryLedger, AuditTrail, RetentionMixin):
         if not rows:
             return None
         r = rows[0]
-        body = self.sealer.open(self.dialect.blob(r[5]), f"{r[0]}/{r[1]}") if r[5] is not None else b""
+        body = self.sealer.open(self.dialect.blob(r[5]), f"{r[0]}/{r[1]}", limit) if r[5] is not None else b""
         return OutputRow(r[0], r[1], r[2], int(r[3]), r[4], body)
 
     def earlier_fhir(self, patient_key: str, received_at: datetime, message_id: str, limit: int = 10) -> list[bytes]:

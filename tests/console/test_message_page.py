@@ -53,6 +53,7 @@ class TestBigMessagePage:
             assert f'href="/messages/{mid}/raw"' in page.text
             assert f'href="/messages/{mid}/fhir/archive-ndjson"' in page.text
             assert 'id="no-lineage"' in page.text  # over 1 MB: not worked out for a page
+            assert "3.0 MB" in page.text and "325.9 kB" in page.text  # the whole sizes, read without the bodies
 
     def test_downloads_give_the_whole_bodies_and_are_audited(self, tmp_path: Path, store_url: str) -> None:
         """The raw message and the Bundle download byte for byte, as attachments; each download is audited."""

@@ -461,6 +461,30 @@ class TestEncryptionAtRest:
         none.close()
 
 
+class TestHeadReads:
+    def test_a_head_read_gives_the_first_bytes_and_the_whole_size(self, store_url: str, monkeypatch: object) -> None:
+        """`head` and `output(limit=)`: what a page shows of a large body, sealed or not, without the rest."""
+        import base64
+        import os
+
+        for key in (None, base64.b64encode(os.urandom(32)).decode()):
+            if key:
+                monkeypatch.setenv("WASLA_JOURNAL_KEY", key)  # type: ignore[attr-defined]
+            j = Journal(store_url)
+            raw = b"MSH|^~\\&|HIS|CHU\r" + b"".join(b"ZBN|%07d\r" % n for n in range(200_000))
+            msg = _inbound(raw=raw)
+            j.receive(msg)
+            bundle = b'{"resourceType":"Bundle","entry":[' + b",".join(b'{"n":%d}' % n for n in range(100_000)) + b"]}"
+            j.transformed(msg.id, {"fhir": bundle})
+            row = j.head(msg.id, 1000)
+            assert row is not None and row.raw == raw[:1000] and row.size == len(raw)
+            assert j.head(msg.id, len(raw) + 1).raw == raw  # type: ignore[union-attr]
+            assert j.output(msg.id, "fhir", 500).body == bundle[:500]  # type: ignore[union-attr]
+            assert j.output(msg.id, "fhir").body == bundle  # type: ignore[union-attr]
+            assert j.head("no-such-message", 10) is None
+            j.close()
+
+
 class TestReconnect:
     def test_reads_and_writes_go_on_after_postgresql_cuts_the_connections(self, postgres_url: str) -> None:
         """Found by the PostgreSQL-restart fault test: a reader whose connection the server ended kept
