@@ -17,7 +17,7 @@ from typing import Any
 import click
 import orjson
 
-from engine.cli_text import printable
+from engine.cli.text import printable
 from engine.config import Config, load_config
 from engine.errors import ConfigError, ConfigErrors, MappingError, ParseError, WaslaError
 from engine.secret import secret
@@ -41,7 +41,7 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except ConfigError as exc:
             click.echo(printable(str(exc), lines=True), err=True)
             sys.exit(EXIT_CONFIG)
-        except WaslaError as exc:  # may quote a message's field: escaped like every CLI output (engine.cli_text)
+        except WaslaError as exc:  # may quote a message's field: escaped like every CLI output (engine.cli.text)
             click.echo(printable(f"error: {exc}", lines=True), err=True)
             sys.exit(EXIT_INPUT)
         except KeyboardInterrupt:
@@ -563,7 +563,7 @@ def _mapping_for(config: Config, converter: Any, message_type: str, file: Path) 
     raise WaslaError(f"{file}: unsupported message type {message_type or '(none)'}: no mapping accepts it")
 
 
-from engine.cli_messages import main_audit, messages  # noqa: E402  (they use this module's helpers)
+from engine.cli.messages import main_audit, messages  # noqa: E402  (they use this module's helpers)
 
 main.add_command(messages)
 main.add_command(main_audit)

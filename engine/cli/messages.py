@@ -16,7 +16,7 @@ import click
 import orjson
 
 from engine.cli import EXIT_INPUT, _friendly, config_option
-from engine.cli_text import json_printable, printable
+from engine.cli.text import json_printable, printable
 from engine.config import load_config
 from engine.errors import WaslaError
 from engine.store import Journal, mapping_warnings, open_journal
@@ -62,7 +62,7 @@ def _marks(row: Any) -> str:
 
 
 def _line(row: Any) -> str:
-    """One message in a list; everything from the message is escaped (engine.cli_text)."""
+    """One message in a list; everything from the message is escaped (engine.cli.text)."""
     return printable(f"{row.id}  {row.received_at.astimezone():%Y-%m-%d %H:%M:%S}  {row.channel:<16}"
                      f" {row.message_type:<10} {row.control_id:<20} {row.status:<11} {_marks(row)}{row.reason[:80]}")
 
