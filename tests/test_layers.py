@@ -1,8 +1,10 @@
-"""Data flows one way: engine/ never imports channels/ (connectors are found by entry point)."""
+"""Data flows one way: engine/ never imports channels/ (connectors are found by entry point), and no
+engine module imports another that imports it back."""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.registry import connector
@@ -27,3 +29,112 @@ def test_connectors_are_registered() -> None:
     assert connector("inputs", "mllp").__name__ == "MLLPInput"
     assert connector("inputs", "rest").__name__ == "RESTInput"
     assert connector("outputs", "ndjson").__name__ == "NDJSONOutput"
+
+
+def _module_name(path: str) -> str:
+    """`engine/cli/__init__.py` → `engine.cli`; `engine/cli/text.py` → `engine.cli.text`."""
+    parts = path.removesuffix(".py").split("/")
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _top_level_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The imports run when the module is imported: module level, and inside module-level `if`/`try`
+    blocks except `if TYPE_CHECKING:`; an import inside a function runs later and makes no cycle."""
+    stack: list[ast.stmt] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If):
+            if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                stack += node.body
+            stack += node.orelse
+        elif isinstance(node, ast.Try):
+            stack += [*node.body, *node.orelse, *node.finalbody, *(s for h in node.handlers for s in h.body)]
+
+
+def import_graph(sources: dict[str, str], package: str = "engine") -> dict[str, set[str]]:
+    """Which modules of `package` each module imports at import time, from `{path: source}` (paths
+    relative to the root, `/`-separated); `from pkg import name` counts as `pkg.name` when that is a
+    module, else as `pkg`."""
+    modules = {_module_name(p): p for p in sources}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        base = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+        for node in _top_level_imports(ast.parse(sources[path])):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                origin = node.module or ""
+                if node.level:  # relative: from the module's package, one level up per extra dot
+                    anchor = base.split(".")[: len(base.split(".")) - node.level + 1]
+                    origin = ".".join([*anchor, *([origin] if origin else [])])
+                targets = [f"{origin}.{a.name}" if f"{origin}.{a.name}" in modules else origin for a in node.names]
+            graph[name] |= {t for t in targets if t in modules and t != name and t.split(".")[0] == package}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected set of two or more modules (Tarjan), each sorted, the list sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+class TestImportCycles:
+    """No two engine modules import each other, directly or through others, when they are imported."""
+
+    def test_engine_has_no_import_cycle(self) -> None:
+        """The engine package, as it is on disk, has no import cycle."""
+        sources = {p.relative_to(ROOT).as_posix(): p.read_text() for p in (ROOT / "engine").rglob("*.py")}
+        assert import_cycles(import_graph(sources)) == []
+
+    def test_a_planted_cycle_is_found(self) -> None:
+        """Two modules importing each other (one at the bottom, as the old CLI did) make one cycle."""
+        sources = {"engine/__init__.py": "", "engine/a.py": "import os\nfrom engine.b import helper\n",
+                   "engine/b.py": "def helper() -> None: ...\n\nfrom engine.a import x  # noqa: E402\n",
+                   "engine/c.py": "from engine import a\n"}
+        assert import_cycles(import_graph(sources)) == [["engine.a", "engine.b"]]
+
+    def test_a_longer_cycle_through_a_package_and_relative_imports_is_found(self) -> None:
+        """A cycle through three modules, one of them a package `__init__` and one a relative import."""
+        sources = {"engine/__init__.py": "", "engine/cli/__init__.py": "from engine.cli.run import run\n",
+                   "engine/cli/run.py": "from .common import helper\n",
+                   "engine/cli/common.py": "try:\n    from engine.cli import main\nexcept ImportError:\n    pass\n"}
+        assert import_cycles(import_graph(sources)) == [["engine.cli", "engine.cli.common", "engine.cli.run"]]
+
+    def test_imports_inside_functions_or_for_type_checking_make_no_cycle(self) -> None:
+        """An import run later (in a function) or never (under TYPE_CHECKING) is not an edge."""
+        sources = {"engine/__init__.py": "", "engine/a.py": "from engine.b import helper\n",
+                   "engine/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from engine.a import x\n"
+                                  "def helper() -> None:\n    from engine.a import x\n"}
+        assert import_graph(sources)["engine.b"] == set()
+        assert import_cycles(import_graph(sources)) == []

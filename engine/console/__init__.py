@@ -22,9 +22,10 @@ import hmac
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import wraps
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,7 +73,39 @@ def _strings() -> dict[str, dict[str, str]]:
     return {lang: yaml.load((_HERE / "i18n" / f"{lang}.yaml").read_text(encoding="utf-8")) for lang in LANGS}
 
 
+_Page = Callable[..., Awaitable[Response]]
+
+
+def _signed_in(page: _Page) -> _Page:
+    """A Console page that runs only for a signed-in user, who is passed after the request; anyone
+    else is redirected to /login (303)."""
+    return _requiring_user(page, lambda: Console._to_login())  # late: Console is defined below
+
+
+def _signed_in_api(page: _Page) -> _Page:
+    """A Console JSON endpoint that runs only for a signed-in user; anyone else gets 401."""
+    return _requiring_user(page, lambda: JSONResponse({"error": "login"}, status_code=401))
+
+
+def _requiring_user(page: _Page, denied: Callable[[], Response]) -> _Page:
+    """The signed-in check, written once: the session's user (Console._user: revoked sessions, removed
+    users and changed passwords count at once), else `denied()`. Roles are checked by the page."""
+    @wraps(page)
+    async def checked(self: Console, request: Request, **extra: Any) -> Response:
+        user = self._user(request)
+        if user is None:
+            return denied()
+        return await page(self, request, user, **extra)
+
+    return checked
+
+
 class Console:
+    """The console's pages and their sessions: it owns the users file, the signed-in sessions, the login
+    throttle and the password-hashing thread. Every page but the login runs for a signed-in user only
+    (`_signed_in`); each view of a message's content, download and replay is audited before it is
+    answered; a change needs the operator role and the session's CSRF token."""
+
     def __init__(self, config: Config, journal: Journal, depths: Callable[[], dict[str, int]],
                  converter: Any = None) -> None:
         self.converter = converter  # for the channel page's dry-run conversion
@@ -205,15 +238,13 @@ class Console:
             request.session["lang"] = lang
         return RedirectResponse(_local_path(request.headers.get("referer", "")), status_code=303)
 
-    async def dashboard(self, request: Request) -> Response:
-        if self._user(request) is None:
-            return self._to_login()
+    @_signed_in
+    async def dashboard(self, request: Request, user: User) -> Response:
         return self._page(request, "dashboard.html", channel_statuses=CHANNEL_STATUSES,
                           destination_statuses=DESTINATION_STATUSES)
 
-    async def dashboard_data(self, request: Request) -> Response:
-        if self._user(request) is None:
-            return JSONResponse({"error": "login"}, status_code=401)
+    @_signed_in_api
+    async def dashboard_data(self, request: Request, user: User) -> Response:
         return JSONResponse(await asyncio.to_thread(self.journal_dashboard))
 
     def journal_dashboard(self) -> dict[str, Any]:
@@ -251,18 +282,15 @@ class Console:
             self._trend_at = now
         return list(self._trend)
 
-    async def messages(self, request: Request) -> Response:
-        if self._user(request) is None:
-            return self._to_login()
+    @_signed_in
+    async def messages(self, request: Request, user: User) -> Response:
         q = {k: request.query_params.get(k) or None for k in ("control_id", "channel", "status")}
         rows = await asyncio.to_thread(lambda: self.journal.search(**q, limit=100))  # type: ignore[arg-type]
         statuses = (*Status.UNFINISHED, Status.DELIVERED, Status.FAILED, Status.FILTERED, Status.PARKED)
         return self._page(request, "messages.html", rows=rows, q=q, statuses=statuses)
 
-    async def message(self, request: Request) -> Response:
-        user = self._user(request)
-        if user is None:
-            return self._to_login()
+    @_signed_in
+    async def message(self, request: Request, user: User) -> Response:
         client = request.client.host if request.client else ""
         view = await asyncio.to_thread(self._message_view, request.path_params["message_id"], user, client)
         if view is None:
@@ -290,11 +318,9 @@ class Console:
                 "page_bytes": PAGE_BYTES, "pretty_max": PRETTY_MAX_BYTES, "no_lineage": not whole, "outputs": outputs,
                 "events": events, "lineage": lineage, "not_read": not_read, "warnings": mapping_warnings(events)}
 
-    async def download_raw(self, request: Request) -> Response:
+    @_signed_in
+    async def download_raw(self, request: Request, user: User) -> Response:
         """The whole raw message, streamed as a download (audited like the page)."""
-        user = self._user(request)
-        if user is None:
-            return self._to_login()
         mid = request.path_params["message_id"]
         client = request.client.host if request.client else ""
 
@@ -310,11 +336,9 @@ class Console:
             return Response("not found", status_code=404)
         return _download(body, "application/hl7-v2", f"{mid}.hl7")
 
-    async def download_fhir(self, request: Request) -> Response:
+    @_signed_in
+    async def download_fhir(self, request: Request, user: User) -> Response:
         """One destination's whole FHIR body, streamed as a download (audited like the page)."""
-        user = self._user(request)
-        if user is None:
-            return self._to_login()
         mid, dest = request.path_params["message_id"], request.path_params["destination"]
         client = request.client.host if request.client else ""
 
@@ -348,10 +372,8 @@ class Console:
         not_read = [describe(p, msg.version) for p in ex.not_read[:NOT_READ_MAX]]
         return rows, not_read + (["…"] if len(ex.not_read) > NOT_READ_MAX else [])
 
-    async def replay(self, request: Request) -> Response:
-        user = self._user(request)
-        if user is None:
-            return self._to_login()
+    @_signed_in
+    async def replay(self, request: Request, user: User) -> Response:
         mid = request.path_params["message_id"]
         form = await self._form(request)
         if form is None or not user.can("operator"):
@@ -371,10 +393,9 @@ class Console:
         return RedirectResponse(f"/messages/{mid}", status_code=303)
 
 
-    async def dead(self, request: Request) -> Response:
+    @_signed_in
+    async def dead(self, request: Request, user: User) -> Response:
         """Dead letters per destination (bulk replay), and the local codes holding parked messages."""
-        if self._user(request) is None:
-            return self._to_login()
         def read() -> tuple[list[Any], Any]:
             groups = [(dest, self.journal.search(destination=dest, output_status="dead", limit=500))
                       for dest in self.config.destinations]  # metadata only: no body is read for a list
@@ -383,10 +404,8 @@ class Console:
         groups, unmapped = await asyncio.to_thread(read)
         return self._page(request, "dead.html", groups=groups, unmapped=unmapped)
 
-    async def dead_replay(self, request: Request) -> Response:
-        user = self._user(request)
-        if user is None:
-            return self._to_login()
+    @_signed_in
+    async def dead_replay(self, request: Request, user: User) -> Response:
         dest = request.path_params["destination"]
         form = await self._form(request)
         if form is None or not user.can("operator") or dest not in self.config.destinations:
@@ -408,9 +427,8 @@ class Console:
             request.session["flash"] = "replays_requested"
         return RedirectResponse("/dead", status_code=303)
 
-    async def channel(self, request: Request, **extra: Any) -> Response:
-        if self._user(request) is None:
-            return self._to_login()
+    @_signed_in
+    async def channel(self, request: Request, user: User, **extra: Any) -> Response:
         try:
             ch = self.config.channel(request.path_params["channel_id"])
         except KeyError:
@@ -427,12 +445,10 @@ class Console:
         return self._page(request, "channel.html", channel=ch, yaml_text=text, destinations=dests,
                           problems=problems, **extra)
 
-    async def channel_test(self, request: Request) -> Response:
+    @_signed_in
+    async def channel_test(self, request: Request, user: User) -> Response:
         """Convert a pasted message with the channel's mapping, as the transform would: nothing journaled,
         nothing sent; the error names the rule and field, as the journal would."""
-        user = self._user(request)
-        if user is None:
-            return self._to_login()
         form = await self._form(request)
         if form is None or not user.can("operator") or self.converter is None:
             request.session["flash"] = "forbidden"

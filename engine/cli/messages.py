@@ -15,15 +15,15 @@ from typing import Any
 import click
 import orjson
 
-from engine.cli import EXIT_INPUT, _friendly, config_option
-from engine.cli_text import json_printable, printable
+from engine.cli.common import EXIT_INPUT, _friendly, _when, _who, config_option
+from engine.cli.text import json_printable, printable
 from engine.config import load_config
 from engine.errors import WaslaError
 from engine.store import Journal, mapping_warnings, open_journal
 from engine.store.journal import REUSED
 from engine.types import Status
 
-__all__ = ["main_audit", "messages"]
+__all__ = ["messages"]
 
 _FINAL = (Status.DELIVERED, Status.FAILED, Status.FILTERED, Status.PARKED)
 _COLOURS = {Status.DELIVERED: "green", Status.FAILED: "red", Status.FILTERED: "blue", Status.PARKED: "yellow"}
@@ -33,24 +33,9 @@ def _journal(config_dir: Path | None) -> Journal:
     return open_journal(load_config(config_dir).store.url)
 
 
-def _when(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise WaslaError(f"not a date-time: {text!r} (expected ISO 8601, e.g. 2026-11-25T08:00)") from exc
-    return value if value.tzinfo else value.astimezone()
-
-
 @click.group()
 def messages() -> None:
     """Journaled messages: search, tail, show, replay."""
-
-
-@click.group("audit")
-def main_audit() -> None:
-    """The audit trail: who viewed, replayed or exported what."""
 
 
 def _marks(row: Any) -> str:
@@ -62,7 +47,7 @@ def _marks(row: Any) -> str:
 
 
 def _line(row: Any) -> str:
-    """One message in a list; everything from the message is escaped (engine.cli_text)."""
+    """One message in a list; everything from the message is escaped (engine.cli.text)."""
     return printable(f"{row.id}  {row.received_at.astimezone():%Y-%m-%d %H:%M:%S}  {row.channel:<16}"
                      f" {row.message_type:<10} {row.control_id:<20} {row.status:<11} {_marks(row)}{row.reason[:80]}")
 
@@ -213,33 +198,6 @@ def show(message_id: str, raw: bool, fhir_of: str | None, by: str | None, config
                 raise WaslaError(f"message {message_id} has no output for {fhir_of}")
             journal.audit(who, "view-fhir", [message_id], where, {"destination": fhir_of})
             click.echo(json_printable(out.body.decode("utf-8", "replace")))
-    finally:
-        journal.close()
-
-
-def _who(by: str | None) -> tuple[str, str]:
-    import getpass
-    import socket
-
-    return by or getpass.getuser(), f"cli@{socket.gethostname()}"
-
-
-@main_audit.command("export")
-@click.option("--since", default=None, help="Records at or after (ISO 8601).")
-@click.option("--message", "message_id", default=None, help="Only the records of this message.")
-@config_option
-@_friendly
-def audit_export(since: str | None, message_id: str | None, config_dir: Path | None) -> None:
-    """The audit trail as FHIR R4 AuditEvent, one JSON per line (NDJSON) on stdout."""
-    config = load_config(config_dir)
-    journal = open_journal(config.store.url)
-    try:
-        count = 0
-        for event in journal.audit_events(config.fhir_base, since=_when(since), message_id=message_id):
-            click.echo(json_printable(orjson.dumps(event).decode()))
-            count += 1
-        who, where = _who(None)
-        journal.audit(who, "export", [""], where, {"records": count})
     finally:
         journal.close()
 

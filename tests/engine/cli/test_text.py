@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli import main
-from engine.cli_text import json_printable, printable
+from engine.cli.text import json_printable, printable
 from engine.config import load_config
 from engine.ids import message_id
 from engine.store import Journal

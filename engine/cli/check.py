@@ -1,0 +1,73 @@
+"""`wasla check`: every problem of the configuration and mappings, one line each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from engine.cli.common import _friendly, config_option
+from engine.config import Config, load_config
+from engine.errors import ConfigError, ConfigErrors
+from engine.secret import secret
+
+__all__ = ["check"]
+
+
+def _check_all(config: Config) -> list[ConfigError]:
+    from engine.runtime import make_converter
+
+    errors: list[ConfigError] = []
+    converter = make_converter(config)
+    names = sorted({ch.mapping for ch in config.channels} |
+                   {p.parent.name for p in config.mappings_dir.glob("*/mapping.yaml")})
+    for name in names:
+        try:
+            converter.spec(name)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+        except ConfigError as exc:
+            errors.append(exc)
+    from engine.mapping.csvmap import find_csvmap
+
+    for path in sorted(config.mappings_dir.glob("*/csvmap.yaml")):
+        try:
+            find_csvmap(config.mappings_dir, path.parent.name, config.config_dir / "schema")
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+        except ConfigError as exc:
+            errors.append(exc)
+    errors += _check_destinations(config)
+    return errors
+
+
+def _check_destinations(config: Config) -> list[ConfigError]:
+    """What a destination needs from its machine: the environment variables holding its secrets (named,
+    never printed) and its certificate files."""
+    errors = []
+    for dest in config.destinations.values():
+        auth = dict(dest.options.get("auth") or {})
+        for key in ("token_env", "password_env", "client_secret_env"):
+            name = auth.get(key)
+            if name and not secret(str(name)):
+                errors.append(ConfigError(f"environment variable {name} is not set (auth.{key})", file=dest.file,
+                                          field=dest.kind))
+        for key, path in dict(dest.options.get("tls") or {}).items():
+            if key in ("ca", "cert", "key") and not Path(str(path)).exists():
+                errors.append(ConfigError(f"tls.{key}: no file {path}", file=dest.file, field=dest.kind))
+    return errors
+
+
+@click.command()
+@config_option
+@_friendly
+def check(config_dir: Path | None) -> None:
+    """Validate configuration and mappings; print every problem as file:line: message."""
+    config = load_config(config_dir)
+    errors = _check_all(config)
+    if errors:
+        raise ConfigErrors(errors)
+    mappings = len(list(config.mappings_dir.glob("*/mapping.yaml")))
+    csvmaps = len(list(config.mappings_dir.glob("*/csvmap.yaml")))
+    click.echo(f"ok: {len(config.channels)} channel(s), {len(config.destinations)} destination(s), "
+               f"{mappings} mapping(s)" + (f", {csvmaps} CSV map(s)" if csvmaps else ""))
