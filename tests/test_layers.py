@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from engine.registry import connector
+from engine.connectors.registry import connector
 
 ROOT = Path(__file__).resolve().parents[1]
 
