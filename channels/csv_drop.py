@@ -101,11 +101,12 @@ def _encoding(fh: BinaryIO, end: int) -> str:
 
 
 CSV_DROP_OPTIONS = (
-    Field("folder", "string", required=True, path=True, claim="folder",
+    Field("folder", "string", required=True, path=True, claim="folder", examples=("var/in/lab",),
           description="Where producers drop files (relative to the project)."),
     Field("pattern", "string", default="*.csv"),
-    Field("csv_map", "string", required=True, pattern="^[a-z0-9_]+$", expected="a CSV map name from mappings/"),
-    Field("sender", "string", required=True,
+    Field("csv_map", "string", required=True, pattern="^[a-z0-9_]+$", expected="a CSV map name from mappings/",
+          examples=("lab_results",)),
+    Field("sender", "string", required=True, examples=("LABO_CENTRAL",),
           description="Who sends these files (MSH-4 of the messages they stand for; picks the local-code map)."),
     Field("application", "string", default="CSV"),
     Field("delimiter", "string", default="auto", description="auto, or the character."),

@@ -569,3 +569,4 @@ from engine.cli_messages import main_audit, messages  # noqa: E402  (they use th
 
 main.add_command(messages)
 main.add_command(main_audit)
+main.add_command(__import__("engine.connectors.cli_docs", fromlist=["connectors_group"]).connectors_group)
