@@ -19,9 +19,10 @@ def connectors_group() -> None:
 @connectors_group.command("docs")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the reference here (e.g. docs/connectors.md) instead of printing it.")
-def docs(out: Path | None) -> None:
+@click.option("--shipped", is_flag=True, help="Only the connectors shipped with wasla (docs/connectors.md).")
+def docs(out: Path | None, shipped: bool) -> None:
     """Generate the connector reference (options, defaults, examples) from the installed connectors."""
-    text = reference()
+    text = reference("wasla" if shipped else None)
     if out is None:
         click.echo(text, nl=False)
         return

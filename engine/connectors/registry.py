@@ -29,7 +29,8 @@ def connector(group: str, name: str) -> Any:
     raise LookupError(f"no {group[:-1]} connector '{name}' (installed: {', '.join(known) or 'none'})")
 
 
-def connectors(group: str) -> dict[str, Any]:
-    """Every connector installed in `wasla.<group>`, by name, sorted by name."""
-    names = sorted({ep.name for ep in entry_points(group=f"wasla.{group}")})
+def connectors(group: str, distribution: str | None = None) -> dict[str, Any]:
+    """Every connector installed in `wasla.<group>` (only those of `distribution` when given), sorted by name."""
+    names = sorted({ep.name for ep in entry_points(group=f"wasla.{group}")
+                    if distribution is None or (ep.dist is not None and ep.dist.name == distribution)})
     return {name: connector(group, name) for name in names}
