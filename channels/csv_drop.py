@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 import structlog
 
 from channels.csv_ingest import FileIngest, Rejects, Stopped, Superseded, Tally
+from channels.csvfile import CSV_LAYOUT_OPTIONS, CSV_LIMIT_OPTIONS
 from channels.dropdir import DropDir, NotRegular, fit, kind
 from engine.config import ChannelConfig
 from engine.connectors.fields import Field, options_of
@@ -108,28 +109,13 @@ CSV_DROP_OPTIONS = (
           examples=("lab_results",)),
     Field("sender", "string", required=True, examples=("LABO_CENTRAL",),
           description="Who sends these files (MSH-4 of the messages they stand for; picks the local-code map)."),
-    Field("application", "string", default="CSV"),
-    Field("delimiter", "string", default="auto", description="auto, or the character."),
-    Field("quote", "string", default='"', max_length=1),
-    Field("header", "boolean", default=True),
-    Field("columns", "array", items={"type": "string"}, description="Column names by position, when header is false."),
+    *CSV_LAYOUT_OPTIONS,
     Field("encoding", "string", enum=("auto", "utf-8", "utf-8-sig", "cp1252", "latin-1"), default="auto"),
-    Field("date_formats", "array", items={"type": "string"}, default=("%d/%m/%Y %H:%M", "%d/%m/%Y"),
-          description="strptime formats, tried in order."),
     Field("settle_s", "number", minimum=0, default=2,
           description="A file is taken once its size and mtime have not changed for this long (or at once with a "
                       "<name>.ready marker)."),
     Field("poll_s", "number", exclusive_minimum=0, default=1),
-    Field("max_columns", "integer", minimum=1, default=1000,
-          description="A header with more columns refuses the file (line 1, with this reason)."),
-    Field("max_row_bytes", "integer", minimum=64, default=1048576,
-          description="A longer row (all its lines) is rejected with this reason; reading goes on."),
-    Field("max_group_rows", "integer", minimum=1, default=10000,
-          description="A group of more rows is rejected whole (not split: one group is one message); its rows go "
-                      "to the reject file."),
-    Field("max_group_bytes", "integer", minimum=1024, default=16777216,
-          description="The same for a group whose CSV text is larger; with max_row_bytes it bounds the memory a "
-                      "file takes."),
+    *CSV_LIMIT_OPTIONS,
 )
 
 

@@ -44,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from channels.csvfile import CSV_LAYOUT_OPTIONS
 from engine.config import ChannelConfig
 from engine.connectors.fields import Field, options_of
 from engine.errors import StoreError
@@ -115,12 +116,7 @@ REST_OPTIONS = (
     Field("csv_map", "string", pattern="^[a-z0-9_]+$",
           description="Accept text/csv bodies, read through this CSV map (as a csv_drop file)."),
     Field("sender", "string", description="With csv_map: who sends the CSV (MSH-4 of the messages it stands for)."),
-    Field("application", "string", default="CSV"),
-    Field("date_formats", "array", items={"type": "string"}),
-    Field("delimiter", "string", default="auto"),
-    Field("quote", "string", max_length=1),
-    Field("header", "boolean", default=True),
-    Field("columns", "array", items={"type": "string"}),
+    *CSV_LAYOUT_OPTIONS,
     Field("tls", "object", description="HTTPS; with client_ca, mutual TLS (the bearer token is still required).",
           fields=(Field("cert", "string", required=True, path=True, description="Server certificate chain (PEM)."),
                   Field("key", "string", required=True, path=True, description="Server private key (PEM)."),
