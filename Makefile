@@ -12,7 +12,7 @@ install: $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e .
 
 install-test: $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet -e ".[test]"
+	$(VENV)/bin/pip install --quiet -e ".[test]" -e examples/connectors/wasla-folder-store
 
 run: install
 	$(VENV)/bin/wasla run

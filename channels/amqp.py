@@ -18,22 +18,40 @@ import pika
 import pika.exceptions
 
 from engine.config import DestinationConfig
+from engine.connectors.fields import Field, options_of
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
 from engine.store import Journal
 
 __all__ = ["AMQPOutput"]
 
 
+AMQP_OPTIONS = (
+    Field("url", "string", required=True, pattern="^amqps?://",
+          description="Broker URL; ${ENV} references keep the password out of the file.",
+          examples=("amqp://wasla:${AMQP_PASSWORD}@mq.cnss.ma/claims",)),
+    Field("exchange", "string", required=True, min_length=1),
+    Field("routing_key", "string", default="{channel}.{type}.{event}",
+          description="Routing key template: {channel}, {type}, {event}."),
+    Field("confirm_timeout_s", "number", exclusive_minimum=0, default=10),
+)
+
+
 class AMQPOutput:
+    """The outbound connector `amqp`: owns one publishing channel per delivering thread to another broker.
+    Options: `AMQP_OPTIONS`."""
+
+    description = ("Publish each Bundle to an exchange of another AMQP broker (the insurer's, the warehouse's), "
+                   "persistent, mandatory, with publisher confirms.")
+    options_spec = AMQP_OPTIONS
     takes_headers = True  # the deliverer passes the pipeline headers: channel and message type make the key
 
     def __init__(self, config: DestinationConfig, root: Any = None) -> None:
-        o = config.options
+        o = self.options = options_of(self, config.options)
         self.id = config.id
-        self.url = _pika_url(str(o["url"]))
-        self.exchange = str(o["exchange"])
-        self.template = str(o.get("routing_key", "{channel}.{type}.{event}"))
-        self.confirm_timeout = float(o.get("confirm_timeout_s", 10))
+        self.url = _pika_url(str(o.url))
+        self.exchange = str(o.exchange)
+        self.template = str(o.routing_key)
+        self.confirm_timeout = float(o.confirm_timeout_s)
         self._local = threading.local()
 
     def _channel(self) -> Any:

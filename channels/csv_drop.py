@@ -39,8 +39,10 @@ from typing import Any, BinaryIO
 import structlog
 
 from channels.csv_ingest import FileIngest, Rejects, Stopped, Superseded, Tally
+from channels.csvfile import CSV_LAYOUT_OPTIONS, CSV_LIMIT_OPTIONS
 from channels.dropdir import DropDir, NotRegular, fit, kind
 from engine.config import ChannelConfig
+from engine.connectors.fields import Field, options_of
 from engine.intake import Intake
 from engine.logs import error_fields
 from engine.mapping.csvmap import CsvMap, find_csvmap
@@ -99,19 +101,44 @@ def _encoding(fh: BinaryIO, end: int) -> str:
     return detect_encoding(fh, end)
 
 
+CSV_DROP_OPTIONS = (
+    Field("folder", "string", required=True, path=True, claim="folder", examples=("var/in/lab",),
+          description="Where producers drop files (relative to the project)."),
+    Field("pattern", "string", default="*.csv"),
+    Field("csv_map", "string", required=True, pattern="^[a-z0-9_]+$", expected="a CSV map name from mappings/",
+          examples=("lab_results",)),
+    Field("sender", "string", required=True, examples=("LABO_CENTRAL",),
+          description="Who sends these files (MSH-4 of the messages they stand for; picks the local-code map)."),
+    *CSV_LAYOUT_OPTIONS,
+    Field("encoding", "string", enum=("auto", "utf-8", "utf-8-sig", "cp1252", "latin-1"), default="auto"),
+    Field("settle_s", "number", minimum=0, default=2,
+          description="A file is taken once its size and mtime have not changed for this long (or at once with a "
+                      "<name>.ready marker)."),
+    Field("poll_s", "number", exclusive_minimum=0, default=1),
+    *CSV_LIMIT_OPTIONS,
+)
+
+
 class CSVDropInput:
     """Watches `folder`: inotify (through watchdog) wakes the scan as soon as a file is written or renamed;
-    a scan every `poll_s` stays as the fallback, since inotify sees nothing on network shares."""
+    a scan every `poll_s` stays as the fallback, since inotify sees nothing on network shares.
+
+    Owns its folder (no other channel may drop there); its options are `CSV_DROP_OPTIONS`, read once.
+    """
+
+    description = "CSV files dropped in a folder, read through a CSV map (mappings/<name>/csvmap.yaml)."
+    options_spec = CSV_DROP_OPTIONS
+    names_sender = True  # its `sender` option scopes the channel's identifiers (ChannelConfig.policy)
 
     def __init__(self, channel: ChannelConfig, intake: Intake, executor: Executor) -> None:
         self.channel = channel
         self.intake = intake
         self.executor = executor
-        cfg = channel.input
-        self.folder = Path(str(cfg["folder"]))
-        self.pattern = str(cfg.get("pattern", "*.csv"))
-        self.settle_s = float(cfg.get("settle_s", 2.0))
-        self.poll_s = float(cfg.get("poll_s", 1.0))
+        o = self.options = options_of(self, channel.input)
+        self.folder = Path(str(o.folder))
+        self.pattern = str(o.pattern)
+        self.settle_s = float(o.settle_s)
+        self.poll_s = float(o.poll_s)
         self.csvmap: CsvMap | None = None
         self.files = Files(intake.journal)
         self.dir: DropDir | None = None
@@ -126,7 +153,7 @@ class CSVDropInput:
     async def start(self) -> None:
         self.dir = DropDir(self.folder)
         conv = self.intake.converter
-        self.csvmap = find_csvmap(conv.mappings_dir, str(self.channel.input["csv_map"]), conv.schema_dir)
+        self.csvmap = find_csvmap(conv.mappings_dir, str(self.options.csv_map), conv.schema_dir)
         self._observer = self._inotify(asyncio.get_running_loop())
         self._task = asyncio.create_task(self._watch())
         _log.info("csv_drop_watching", channel=self.channel.id, folder=str(self.folder),
@@ -300,7 +327,7 @@ class CSVDropInput:
         for c in earlier:
             if digests[c.size] == c.sha256:
                 return c, h
-        auto = str(self.channel.input.get("encoding", "auto")) == "auto"
+        auto = str(self.options.encoding) == "auto"
         claim = self.files.claim(self.channel.id, digests[size], name, size=size, mtime_ns=mtime_ns,
                                  encoding=_encoding(fh, size) if auto else "")
         return claim, h

@@ -31,9 +31,10 @@ from typing import IO, BinaryIO
 
 import structlog
 
-from channels.csvfile import Layout, Limits, Row, RowError, Start, rows
+from channels.csvfile import CSV_READ_OPTIONS, Layout, Limits, Row, RowError, Start, rows
 from engine import metrics
 from engine.config import ChannelConfig
+from engine.connectors.fields import build_options
 from engine.errors import BrokerError
 from engine.ids import message_id
 from engine.intake import Intake
@@ -150,11 +151,11 @@ class FileIngest:
                  rejects: Rejects, *, sha256: str = "", files: Files | None = None,
                  committed: FileProgress | None = None, encoding: str | None = None,
                  stop: threading.Event | None = None) -> None:
-        cfg = dict(channel.input)
+        cfg = build_options(CSV_READ_OPTIONS, dict(channel.input))  # whatever the connector: csv_drop, rest
         self.channel, self.intake, self.csvmap, self.fh, self.name = channel, intake, csvmap, fh, name
         self.layout, self.limits = Layout.of(cfg), Limits.of(cfg)
-        self.formats = tuple(cfg.get("date_formats", ("%d/%m/%Y %H:%M", "%d/%m/%Y")))
-        self.sender = str(cfg.get("sender", ""))
+        self.formats = tuple(cfg.date_formats)
+        self.sender = str(cfg.sender)
         self.header = list(csvmap.columns)
         self.head = _csv_line(self.header)
         self.mtype = f"CSV^{csvmap.name}"

@@ -22,9 +22,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["Layout", "Limits", "Row", "RowError", "Start", "detect_encoding", "rows", "scan"]
+from engine.connectors.fields import Field, build_options
+
+__all__ = ["CSV_LAYOUT_OPTIONS", "CSV_LIMIT_OPTIONS", "CSV_READ_OPTIONS", "Layout", "Limits", "Row", "RowError",
+           "Start", "detect_encoding", "rows", "scan"]
 
 _CHUNK = 1 << 20
+
+
+CSV_LAYOUT_OPTIONS = (  # how a producer writes its files: csv_drop, and rest with csv_map
+    Field("application", "string", default="CSV"),
+    Field("delimiter", "string", default="auto", description="auto, or the character."),
+    Field("quote", "string", default='"', max_length=1),
+    Field("header", "boolean", default=True),
+    Field("columns", "array", items={"type": "string"}, description="Column names by position, when header is false."),
+    Field("date_formats", "array", items={"type": "string"}, default=("%d/%m/%Y %H:%M", "%d/%m/%Y"),
+          description="strptime formats, tried in order."),
+)
+
+CSV_LIMIT_OPTIONS = (  # what one file may hold (csv_drop)
+    Field("max_columns", "integer", minimum=1, default=1000,
+          description="A header with more columns refuses the file (line 1, with this reason)."),
+    Field("max_row_bytes", "integer", minimum=64, default=1048576,
+          description="A longer row (all its lines) is rejected with this reason; reading goes on."),
+    Field("max_group_rows", "integer", minimum=1, default=10000,
+          description="A group of more rows is rejected whole (not split: one group is one message); its rows go "
+                      "to the reject file."),
+    Field("max_group_bytes", "integer", minimum=1024, default=16777216,
+          description="The same for a group whose CSV text is larger; with max_row_bytes it bounds the memory a "
+                      "file takes."),
+)
+
+CSV_READ_OPTIONS = (  # everything reading a CSV file takes from a channel's input, whatever its connector
+    *CSV_LAYOUT_OPTIONS, *CSV_LIMIT_OPTIONS,
+    Field("sender", "string", default=""),
+    Field("encoding", "string", default="auto"),
+)
 
 
 @dataclass(frozen=True)
@@ -38,10 +71,11 @@ class Layout:
     encoding: str = "auto"           # auto | utf-8 | cp1252 | latin-1
 
     @classmethod
-    def of(cls, cfg: dict[str, Any]) -> Layout:
-        return cls(delimiter=str(cfg.get("delimiter", "auto")), quote=str(cfg.get("quote", '"')),
-                   header=bool(cfg.get("header", True)), columns=tuple(cfg.get("columns", ())),
-                   encoding=str(cfg.get("encoding", "auto")))
+    def of(cls, cfg: Any) -> Layout:
+        """The layout of a channel's input options (a dict, or Options already built)."""
+        o = build_options(CSV_READ_OPTIONS, dict(cfg))
+        return cls(delimiter=str(o.delimiter), quote=str(o.quote), header=bool(o.header),
+                   columns=tuple(o.columns or ()), encoding=str(o.encoding))
 
 
 @dataclass(frozen=True)
@@ -54,11 +88,10 @@ class Limits:
     max_group_bytes: int = 16 << 20
 
     @classmethod
-    def of(cls, cfg: dict[str, Any]) -> Limits:
-        d = cls()
-        return cls(int(cfg.get("max_columns", d.max_columns)), int(cfg.get("max_row_bytes", d.max_row_bytes)),
-                   int(cfg.get("max_group_rows", d.max_group_rows)),
-                   int(cfg.get("max_group_bytes", d.max_group_bytes)))
+    def of(cls, cfg: Any) -> Limits:
+        """The limits of a channel's input options (a dict, or Options already built)."""
+        o = build_options(CSV_READ_OPTIONS, dict(cfg))
+        return cls(int(o.max_columns), int(o.max_row_bytes), int(o.max_group_rows), int(o.max_group_bytes))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ import httpx
 import orjson
 
 from engine.config import DestinationConfig
+from engine.connectors.fields import Field, options_of
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
 from engine.secret import secret
 from engine.store import Journal
@@ -110,16 +111,65 @@ class _Auth(httpx.Auth):
             return self._token
 
 
+_ENV_NAME = "^[A-Z_][A-Z0-9_]*$"
+
+_AUTH = (
+    Field("type", "string", required=True, enum=("bearer", "basic", "client_credentials")),
+    Field("token_env", "string", pattern=_ENV_NAME, description="bearer: the environment variable holding the token."),
+    Field("username", "string"),
+    Field("password_env", "string", pattern=_ENV_NAME),
+    Field("token_url", "string", pattern="^https?://"),
+    Field("client_id", "string"),
+    Field("client_secret_env", "string", pattern=_ENV_NAME),
+    Field("scope", "string"),
+)
+
+_TLS = (
+    Field("ca", "string", path=True,
+          description="CA bundle the remote's certificate must chain to (default: the system's)."),
+    Field("cert", "string", path=True, description="Our client certificate chain (PEM), for mutual TLS."),
+    Field("key", "string", path=True, description="Our client private key (PEM)."),
+    Field("server_name", "string", description="Name to verify in the remote's certificate (default: host)."),
+)
+
+
+def _when(kind: str, *required: str) -> dict[str, Any]:
+    return {"if": {"properties": {"type": {"const": kind}}}, "then": {"required": list(required)}}
+
+
+FHIR_OPTIONS = (
+    Field("base_url", "string", required=True, pattern="^https?://", examples=("https://dmp.sante.gov.ma/fhir",)),
+    Field("mode", "string", enum=("transaction", "batch", "requests"), default="transaction",
+          description="transaction: POST the Bundle; batch: POST it as a batch (entries independent); requests: one "
+                      "request per entry (conditional create / PUT)."),
+    Field("timeout_s", "number", exclusive_minimum=0, default=30),
+    Field("connect_timeout_s", "number", exclusive_minimum=0, default=5),
+    Field("auth", "object", fields=_AUTH, schema={"allOf": [
+        _when("bearer", "token_env"), _when("basic", "username", "password_env"),
+        _when("client_credentials", "token_url", "client_id", "client_secret_env")]}),
+    Field("tls", "object", fields=_TLS, description="TLS to the remote; with cert and key, mutual TLS.",
+          schema={"dependentRequired": {"cert": ["key"], "key": ["cert"]}}),
+    Field("concurrency", "integer", minimum=1, maximum=64, default=8,
+          description="Patients whose messages are sent in parallel; each patient's messages stay in order."),
+)
+
+
 class FHIROutput:
+    """The outbound connector `fhir`: owns one keep-alive HTTP client per delivering thread to one FHIR R4 server.
+    Options: `FHIR_OPTIONS`."""
+
+    description = ("A FHIR R4 server: each message's Bundle as a transaction (default), as a batch, or as one "
+                   "request per resource.")
+    options_spec = FHIR_OPTIONS
     def __init__(self, config: DestinationConfig, root: Any = None) -> None:
-        o = config.options
+        o = self.options = options_of(self, config.options)
         self.id = config.id
-        self.base = str(o["base_url"]).rstrip("/")
-        self.mode = str(o.get("mode", "transaction"))
-        self.concurrency = int(o.get("concurrency", 8))  # patients sent in parallel (each in order)
-        timeout = httpx.Timeout(float(o.get("timeout_s", 30)), connect=float(o.get("connect_timeout_s", 5)))
-        options: dict[str, Any] = {"timeout": timeout, "verify": self._tls(o.get("tls"))}
-        auth = _Auth(dict(o["auth"]), dict(options)) if o.get("auth") else None
+        self.base = str(o.base_url).rstrip("/")
+        self.mode = str(o.mode)
+        self.concurrency = int(o.concurrency)  # patients sent in parallel (each in order)
+        timeout = httpx.Timeout(float(o.timeout_s), connect=float(o.connect_timeout_s))
+        options: dict[str, Any] = {"timeout": timeout, "verify": self._tls(o.tls)}
+        auth = _Auth(dict(o.auth), dict(options)) if o.auth else None
         self._local = threading.local()
         self._clients: list[httpx.Client] = []  # one per delivering thread, all closed by close()
         self._options = {**options, "auth": auth, "headers": _HEADERS}

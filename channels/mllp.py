@@ -35,6 +35,7 @@ from prometheus_client import Counter
 
 from engine import metrics
 from engine.config import ChannelConfig
+from engine.connectors.fields import Field, options_of
 from engine.errors import ConfigError, ParseError
 from engine.hl7v2.ack import build_ack, enhanced_modes, wants
 from engine.hl7v2.batch import batch_ack, is_batch, split_batch
@@ -428,8 +429,64 @@ class _Connection(asyncio.Protocol):
                   declared=batch.declared)
 
 
+_TLS = (
+    Field("cert", "string", required=True, path=True, description="Server certificate chain (PEM)."),
+    Field("key", "string", required=True, path=True, description="Server private key (PEM)."),
+    Field("client_ca", "string", path=True, description="CA bundle that client certificates must chain to."),
+    Field("require_client_cert", "boolean", default=True),
+    Field("client_facilities", "object",
+          schema={"additionalProperties": {"type": "array", "items": {"type": "string"}}},
+          description="Client certificate CN → the MSH-4 values it may send for. Others get AR and an audit event."),
+)
+
+MLLP_OPTIONS = (
+    Field("host", "string", default="127.0.0.1", description="Address to listen on."),
+    Field("port", "integer", required=True, minimum=1, maximum=65535, description="TCP port.", examples=(2575,),
+          claim="port"),
+    Field("max_message_bytes", "integer", minimum=1024, default=16777216,
+          description="Larger frames are refused with AR."),
+    Field("idle_timeout_s", "number", minimum=0, default=300,
+          description="Close a connection without a complete frame for this long (bytes outside a frame do not "
+                      "count); 0 never."),
+    Field("frame_timeout_s", "number", minimum=0, default=120,
+          description="A frame must be complete this long after its first byte, else it is dropped (not answered, "
+                      "never journaled), the frames before it answered and the connection closed; 0 never."),
+    Field("max_connections", "integer", minimum=1, default=100,
+          description="Connections at once, all sources together; further ones are closed at once (counted in "
+                      "wasla_mllp_connections_refused_total, not journaled)."),
+    Field("max_connections_per_source", "integer", minimum=1, default=10,
+          description="Connections at once from one source address, so that one sender cannot take every slot; "
+                      "further ones are closed at once (counted, not journaled)."),
+    Field("allow", "array", items={"type": "string", "pattern": "^[0-9a-fA-F:.]+(/[0-9]+)?$",
+                                   "x-expected": "an IP address or CIDR like 10.0.0.0/8"},
+          description="Source addresses allowed to connect; empty: any."),
+    Field("tls", "object", fields=_TLS, description="TLS; with client_ca, mutual TLS."),
+    Field("duplicate_window_s", "integer", minimum=0, default=86400,
+          description="A message with the same MSH-4 and MSH-10 within this many seconds is answered AA again and "
+                      "not processed twice; 0 turns this off."),
+    Field("ack", "string", enum=("on_receipt", "after_transform"), default="on_receipt",
+          description="on_receipt: answer once the message is durable (journal commit, broker confirm). "
+                      "after_transform: once it is transformed too; AE with the mapping error when it cannot be."),
+    Field("ack_timeout_s", "number", exclusive_minimum=0, default=30,
+          description="How long an after_transform ACK or an enhanced-mode application ACK waits for the "
+                      "transform; then AE says the message is journaled and will be processed."),
+    Field("acknowledgment", "string", enum=("auto", "original"), default="auto",
+          description="auto: original mode (AA/AE/AR), or enhanced mode (CA/CE/CR, then the application ACK) "
+                      "when MSH-15/MSH-16 ask for it. original: one original-mode ACK whatever MSH-15/MSH-16 say, "
+                      "for senders that set them but wait for a single reply."),
+    Field("encoding", "string", enum=("auto", "ascii", "latin-1", "utf-8", "cp1252"), default="auto",
+          description="auto follows MSH-18; set it when a sender's MSH-18 lies."),
+)
+
+
 class MLLPInput:
-    """The inbound connector `mllp`: listens on `host:port` for one channel."""
+    """The inbound connector `mllp`: listens on `host:port` for one channel.
+
+    Owns its listening socket and connections; its options are `MLLP_OPTIONS`, read once into `self.options`.
+    """
+
+    description = "HL7 v2 over MLLP (TCP)."
+    options_spec = MLLP_OPTIONS
 
     def __init__(self, channel: ChannelConfig, intake: Intake, executor: Executor,
                  clock: Callable[[], datetime] = _now) -> None:
@@ -437,26 +494,26 @@ class MLLPInput:
         self.intake = intake
         self.executor = executor
         self.clock = clock
-        self.host = str(channel.input.get("host", "127.0.0.1"))
-        self.port = int(channel.input["port"])
-        self.max_bytes = int(channel.input.get("max_message_bytes", 16 * 1024 * 1024))
+        o = self.options = options_of(self, channel.input)
+        self.host = str(o.host)
+        self.port = int(o.port)
+        self.max_bytes = int(o.max_message_bytes)
         self.connections: set[_Connection] = set()
-        self.idle_timeout = float(channel.input.get("idle_timeout_s", 300))
-        self.max_connections = int(channel.input.get("max_connections", 100))
-        self.max_per_source = int(channel.input.get("max_connections_per_source", 10))
-        self.frame_timeout = float(channel.input.get("frame_timeout_s", 120))
+        self.idle_timeout = float(o.idle_timeout_s)
+        self.max_connections = int(o.max_connections)
+        self.max_per_source = int(o.max_connections_per_source)
+        self.frame_timeout = float(o.frame_timeout_s)
         self.per_source: dict[str, int] = {}
         self._refusals: dict[str, int] = {}  # refused since the last refusal line, by reason
         self._refusal_logged = float("-inf")
         self._refusal_flush: asyncio.TimerHandle | None = None
         self._refused_from = ""
-        self.allow = [ipaddress.ip_network(n, strict=False) for n in channel.input.get("allow", ())]
-        tls = channel.input.get("tls") or {}
-        bound = tls.get("client_facilities") or {}
+        self.allow = [ipaddress.ip_network(n, strict=False) for n in o.allow or ()]
+        bound = (o.tls.client_facilities if o.tls else None) or {}
         self.bindings: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in bound.items()}
-        self.after_transform = channel.input.get("ack", "on_receipt") == "after_transform"
-        self.ack_timeout = float(channel.input.get("ack_timeout_s", 30))
-        self.acknowledgment = str(channel.input.get("acknowledgment", "auto"))
+        self.after_transform = o.ack == "after_transform"
+        self.ack_timeout = float(o.ack_timeout_s)
+        self.acknowledgment = str(o.acknowledgment)
         self.tasks: set[asyncio.Task[None]] = set()  # enhanced-mode application ACKs in flight
         self._server: asyncio.base_events.Server | None = None
 
@@ -514,15 +571,15 @@ class MLLPInput:
         return frozenset(self.bindings.get(subject, ()))
 
     def _ssl(self) -> ssl.SSLContext | None:
-        tls = self.channel.input.get("tls")
+        tls = self.options.tls
         if not tls:
             return None
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(str(tls["cert"]), str(tls["key"]))
-        if tls.get("client_ca"):
-            ctx.load_verify_locations(str(tls["client_ca"]))
-            ctx.verify_mode = ssl.CERT_REQUIRED if tls.get("require_client_cert", True) else ssl.CERT_OPTIONAL
+        ctx.load_cert_chain(str(tls.cert), str(tls.key))
+        if tls.client_ca:
+            ctx.load_verify_locations(str(tls.client_ca))
+            ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
         return ctx
 
     async def start(self) -> None:
@@ -535,7 +592,7 @@ class MLLPInput:
             raise ConfigError(f"cannot listen on {self.host}:{self.port}: {why}",
                               file=self.channel.file, field="input.mllp") from exc
         _log.info("mllp_listening", channel=self.channel.id, host=self.host, port=self.port,
-                  tls=bool(self.channel.input.get("tls")))
+                  tls=bool(self.options.tls))
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop gracefully: accept no connection and read no byte more, answer the frames already

@@ -29,6 +29,7 @@ from pathlib import Path
 import structlog
 
 from engine.config import DestinationConfig
+from engine.connectors.fields import Field, Options, options_of
 from engine.errors import ParseError, PermanentDeliveryError, TransientDeliveryError
 from engine.hl7v2.er7 import Message, decode, parse
 from engine.store import Journal
@@ -118,30 +119,58 @@ class _Link:
             self.sock.close()
 
 
+_TLS = (
+    Field("ca", "string", path=True,
+          description="CA bundle the remote's certificate must chain to (default: the system's)."),
+    Field("cert", "string", path=True, description="Our client certificate chain (PEM), for mutual TLS."),
+    Field("key", "string", path=True, description="Our client private key (PEM)."),
+    Field("server_name", "string", description="Name to verify in the remote's certificate (default: host)."),
+)
+
+MLLP_OUT_OPTIONS = (
+    Field("host", "string", required=True, min_length=1, examples=("lis.chu-rabat.ma",)),
+    Field("port", "integer", required=True, minimum=1, maximum=65535),
+    Field("connect_timeout_s", "number", exclusive_minimum=0, default=5),
+    Field("ack_timeout_s", "number", exclusive_minimum=0, default=30,
+          description="No ACK in this time: the connection is dropped and the message retried."),
+    Field("keep_alive_s", "number", minimum=0, default=60,
+          description="Reuse the open connection if it was used within this time; 0 opens one per message."),
+    Field("tls", "object", fields=_TLS, description="TLS to the remote; with cert and key, mutual TLS.",
+          schema={"dependentRequired": {"cert": ["key"], "key": ["cert"]}}),
+)
+
+
 class MLLPOutput:
-    """The outbound connector `mllp`: forwards the original message and reads the remote ACK."""
+    """The outbound connector `mllp`: forwards the original message and reads the remote ACK.
+
+    Owns one connection at a time, one message in flight on it; options: `MLLP_OUT_OPTIONS`.
+    """
+
+    description = ("MLLP forward: the original HL7 v2 message to a remote receiver; its ACK decides delivered "
+                   "(AA/CA) or failed (AE/AR/CE/CR).")
+    options_spec = MLLP_OUT_OPTIONS
 
     def __init__(self, config: DestinationConfig, root: Path) -> None:
-        o = config.options
+        o = self.options = options_of(self, config.options)
         self.id = config.id
-        self.host = str(o["host"])
-        self.port = int(o["port"])
-        self.connect_timeout = float(o.get("connect_timeout_s", 5))
-        self.ack_timeout = float(o.get("ack_timeout_s", 30))
-        self.keep_alive = float(o.get("keep_alive_s", 60))
-        self.tls = self._ssl(o.get("tls"), root)
-        self.server_name = str((o.get("tls") or {}).get("server_name") or self.host)
+        self.host = str(o.host)
+        self.port = int(o.port)
+        self.connect_timeout = float(o.connect_timeout_s)
+        self.ack_timeout = float(o.ack_timeout_s)
+        self.keep_alive = float(o.keep_alive_s)
+        self.tls = self._ssl(o.tls, root)
+        self.server_name = str((o.tls.server_name if o.tls else None) or self.host)
         self._link: _Link | None = None
         self._lock = threading.Lock()  # one message in flight per connection: answers pair by order
 
     @staticmethod
-    def _ssl(tls: dict[str, str] | None, root: Path) -> ssl.SSLContext | None:
+    def _ssl(tls: Options | None, root: Path) -> ssl.SSLContext | None:
         if not tls:
             return None
-        ctx = ssl.create_default_context(cafile=str(root / tls["ca"]) if tls.get("ca") else None)
+        ctx = ssl.create_default_context(cafile=str(root / tls.ca) if tls.ca else None)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if tls.get("cert"):
-            ctx.load_cert_chain(str(root / tls["cert"]), str(root / tls["key"]) if tls.get("key") else None)
+        if tls.cert:
+            ctx.load_cert_chain(str(root / tls.cert), str(root / tls.key) if tls.key else None)
         return ctx
 
     def _connect(self) -> _Link:

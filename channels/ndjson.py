@@ -28,6 +28,7 @@ from pathlib import Path
 import orjson
 
 from engine.config import DestinationConfig
+from engine.connectors.fields import Field, options_of
 from engine.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from engine.store import Journal, OutputRow
 
@@ -40,15 +41,35 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+NDJSON_OPTIONS = (
+    Field("path", "string", required=True, min_length=1, description="Folder, relative to the working directory.",
+          examples=("var/out/archive",)),
+    Field("fsync", "boolean", default=True, description="fsync before a message counts as delivered."),
+    Field("layout", "string", enum=("bundle", "resources"), default="bundle",
+          description="bundle: one transaction Bundle per line in bundles-<period>.ndjson; resources: each resource "
+                      "on a line of <Type>-<period>.ndjson."),
+    Field("period", "string", enum=("day", "hour"), default="day", description="A new file per UTC day or hour."),
+    Field("max_bytes", "integer", minimum=1024,
+          description="Rotate to <name>.<n>.ndjson when a file would grow past this size."),
+)
+
+
 class NDJSONOutput:
+    """The outbound connector `ndjson`: owns the files of its folder, each line a whole Bundle or resource,
+    written (and fsynced) before a message counts as delivered. Options: `NDJSON_OPTIONS`."""
+
+    description = ("FHIR as newline-delimited JSON files: whole Bundles (layout bundle) or one file per resource "
+                   "type (layout resources, as FHIR bulk data), one file per period, rotated by size.")
+    options_spec = NDJSON_OPTIONS
+
     def __init__(self, config: DestinationConfig, root: Path, clock: Callable[[], datetime] = _now) -> None:
-        o = config.options
+        o = self.options = options_of(self, config.options)
         self.id = config.id
-        self.folder = (root / str(o["path"])).resolve()
-        self.fsync = bool(o.get("fsync", True))
-        self.layout = str(o.get("layout", "bundle"))
-        self.period = _PERIODS[str(o.get("period", "day"))]
-        self.max_bytes = int(o["max_bytes"]) if o.get("max_bytes") else 0
+        self.folder = (root / str(o.path)).resolve()
+        self.fsync = bool(o.fsync)
+        self.layout = str(o.layout)
+        self.period = _PERIODS[str(o.period)]
+        self.max_bytes = int(o.max_bytes or 0)
         self.clock = clock
         self._part: dict[str, int] = {}  # file stem → the rotation number being appended to
         self.folder.mkdir(parents=True, exist_ok=True)

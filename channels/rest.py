@@ -44,7 +44,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from channels.csvfile import CSV_LAYOUT_OPTIONS
 from engine.config import ChannelConfig
+from engine.connectors.fields import Field, options_of
 from engine.errors import StoreError
 from engine.intake import Intake, Receipt
 from engine.logs import error_fields
@@ -101,22 +103,59 @@ class _Server(uvicorn.Server):
         yield  # the engine owns SIGTERM/SIGINT and stops every input itself
 
 
+_ENCODINGS = ("auto", "ascii", "latin-1", "utf-8", "utf-8-sig", "cp1252")
+
+REST_OPTIONS = (
+    Field("host", "string", default="127.0.0.1"),
+    Field("port", "integer", required=True, minimum=1, maximum=65535, examples=(8080,), claim="port"),
+    Field("max_body_bytes", "integer", minimum=1024, default=1048576, description="Larger bodies get 413."),
+    Field("rate_limit_per_minute", "integer", minimum=1, default=600,
+          description="Per token, unless the token says otherwise; then 429 with Retry-After."),
+    Field("duplicate_window_s", "integer", minimum=0, default=86400),
+    Field("encoding", "string", enum=_ENCODINGS, default="auto"),
+    Field("csv_map", "string", pattern="^[a-z0-9_]+$",
+          description="Accept text/csv bodies, read through this CSV map (as a csv_drop file)."),
+    Field("sender", "string", description="With csv_map: who sends the CSV (MSH-4 of the messages it stands for)."),
+    *CSV_LAYOUT_OPTIONS,
+    Field("tls", "object", description="HTTPS; with client_ca, mutual TLS (the bearer token is still required).",
+          fields=(Field("cert", "string", required=True, path=True, description="Server certificate chain (PEM)."),
+                  Field("key", "string", required=True, path=True, description="Server private key (PEM)."),
+                  Field("client_ca", "string", path=True,
+                        description="CA bundle that client certificates must chain to."),
+                  Field("require_client_cert", "boolean", default=True))),
+    Field("tokens", "array", required=True, min_items=1,
+          description="Who may call: only the SHA-256 of each token is stored (wasla token new).",
+          items=(Field("name", "string", required=True, pattern="^[A-Za-z0-9_.-]+$", examples=("his",),
+                       expected="a short name for the sender (letters, digits, . _ -)"),
+                 Field("sha256", "string", required=True, pattern="^[0-9a-f]{64}$", examples=("0" * 64,),
+                       expected="the token's SHA-256 in hex, as wasla token new prints it"),
+                 Field("scopes", "array", items={"enum": ["submit", "read"]}, default=("submit", "read")),
+                 Field("rate_limit_per_minute", "integer", minimum=1))),
+)
+
+
 class RESTInput:
+    """The inbound connector `rest`: an HTTP server on `host:port` for one channel.
+
+    Owns its server and its callers' rate buckets; its options are `REST_OPTIONS`, read once into `self.options`.
+    """
+
+    description = "HL7 v2 over HTTP: POST /messages, GET /messages/{id}, GET /openapi.json."
+    options_spec = REST_OPTIONS
+
     def __init__(self, channel: ChannelConfig, intake: Intake, executor: Executor) -> None:
         self.channel = channel
         self.intake = intake
         self.executor = executor
-        inp = channel.input
-        self.host = str(inp.get("host", "127.0.0.1"))
-        self.port = int(inp["port"])
-        self.max_body = int(inp.get("max_body_bytes", 1024 * 1024))
-        default_rate = int(inp.get("rate_limit_per_minute", 600))
+        o = self.options = options_of(self, channel.input)
+        self.host = str(o.host)
+        self.port = int(o.port)
+        self.max_body = int(o.max_body_bytes)
         self.tokens = []
-        for t in inp.get("tokens", ()):
-            rate = int(t.get("rate_limit_per_minute", default_rate))
-            self.tokens.append(_Token(str(t["name"]), bytes.fromhex(str(t["sha256"])),
-                                      frozenset(t.get("scopes", ["submit", "read"])), rate, float(rate),
-                                      time.monotonic()))
+        for t in o.tokens or ():
+            rate = int(t.rate_limit_per_minute or o.rate_limit_per_minute)
+            self.tokens.append(_Token(str(t.name), bytes.fromhex(str(t.sha256)), frozenset(t.scopes), rate,
+                                      float(rate), time.monotonic()))
         self.keys = IdempotencyKeys(intake.journal)
         self.app = Starlette(routes=[
             Route("/messages", self.post_message, methods=["POST"]),
@@ -127,12 +166,13 @@ class RESTInput:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        tls = self.channel.input.get("tls") or {}
-        client_ca = tls.get("client_ca")
+        tls = self.options.tls
+        client_ca = tls.client_ca if tls else None
         config = uvicorn.Config(
             self.app, host=self.host, port=self.port, log_config=None, access_log=False, lifespan="off",
-            server_header=False, ssl_certfile=tls.get("cert"), ssl_keyfile=tls.get("key"), ssl_ca_certs=client_ca,
-            ssl_cert_reqs=(ssl.CERT_REQUIRED if tls.get("require_client_cert", True) else ssl.CERT_OPTIONAL)
+            server_header=False, ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None,
+            ssl_ca_certs=client_ca,
+            ssl_cert_reqs=(ssl.CERT_REQUIRED if tls and tls.require_client_cert else ssl.CERT_OPTIONAL)
             if client_ca else ssl.CERT_NONE)
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve())
@@ -191,7 +231,7 @@ class RESTInput:
         if isinstance(token, Response):
             return token
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        csv_ok = bool(self.channel.input.get("csv_map"))
+        csv_ok = bool(self.options.csv_map)
         if media not in _HL7_TYPES + _FHIR_TYPES + (_CSV_TYPES if csv_ok else ()):
             return problem(415, "unsupported-media-type", "Unsupported content type",
                            f"send HL7 v2 as one of {', '.join(_HL7_TYPES)}, or FHIR as application/fhir+json"
@@ -326,7 +366,7 @@ class RESTInput:
             return _json({"duplicate": True, "sha256": sha, "status": state[0] if state else "",
                           "messages": state[2] if state else 0}, 200)
         conv = self.intake.converter
-        csvmap = find_csvmap(conv.mappings_dir, str(self.channel.input["csv_map"]), conv.schema_dir)
+        csvmap = find_csvmap(conv.mappings_dir, str(self.options.csv_map), conv.schema_dir)
         with tempfile.TemporaryDirectory() as tmp:
             src, rejects = Path(tmp) / "upload.csv", Path(tmp) / "rejects.csv"
             src.write_bytes(body)
@@ -355,7 +395,7 @@ class RESTInput:
                       "received_at": row.received_at.isoformat()})
 
     async def openapi(self, request: Request) -> Response:
-        return _json(openapi_document(self.channel.id, self.max_body, bool(self.channel.input.get("csv_map"))))
+        return _json(openapi_document(self.channel.id, self.max_body, bool(self.options.csv_map)))
 
 
 def check_fhir(body: bytes) -> tuple[str, str] | Response:

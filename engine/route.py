@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.config import Config, DestinationConfig
+from engine.errors import ConfigError
 from engine.hl7v2.er7 import Message
-from engine.mapping.conditions import compile_condition
+from engine.mapping.conditions import ConditionError, compile_condition
 from engine.mapping.context import Context
 
-__all__ = ["Router", "type_matches"]
+__all__ = ["Router", "check_conditions", "type_matches"]
 
 
 def type_matches(patterns: tuple[str, ...], message_type: str) -> bool:
@@ -28,6 +29,20 @@ def type_matches(patterns: tuple[str, ...], message_type: str) -> bool:
     mtype, _, event = message_type.partition("^")
     return any(p == message_type or (p.endswith("^*") and p[:-2] == mtype) for p in patterns) or (
         not event and mtype in patterns)
+
+
+def check_conditions(config: Config) -> list[ConfigError]:
+    """Every destination whose `route.when` does not compile, at its file:line:col (wasla check, wasla run)."""
+    errors: list[ConfigError] = []
+    for d in config.destinations.values():
+        if d.route.when is None:
+            continue
+        try:
+            compile_condition(dict(d.route.when), ["route", "when"])
+        except ConditionError as exc:
+            errors.append(d.doc.error(str(exc), exc.where) if d.doc is not None
+                          else ConfigError(str(exc), file=d.file, field="route.when"))
+    return errors
 
 
 @dataclass(frozen=True)

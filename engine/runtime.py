@@ -22,14 +22,16 @@ import structlog
 from engine import metrics
 from engine.broker import Broker, Route
 from engine.config import Config
+from engine.connectors.registry import connector
 from engine.deliver import Deliverer
+from engine.errors import ConfigErrors
 from engine.intake import Intake
 from engine.mapping import Converter
 from engine.ops import OpsServer
 from engine.outcomes import Outcomes
 from engine.parking import NomenclatureWatcher
-from engine.registry import connector
 from engine.replay import Replayer
+from engine.route import check_conditions
 from engine.store import Journal
 from engine.transform import Transformer
 
@@ -69,6 +71,9 @@ class Engine:
         self.config = config
         self.roles = roles
         self.stop_event = threading.Event()
+        errors = check_conditions(config)  # route.when: checked where the mapping language is available
+        if errors:
+            raise ConfigErrors(errors)
         self.converter = make_converter(config)
         for ch in config.channels:
             self.converter.spec(ch.mapping)  # compile every mapping before taking any message

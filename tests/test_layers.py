@@ -7,7 +7,7 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.registry import connector
+from engine.connectors.registry import connector
 
 ROOT = Path(__file__).resolve().parents[1]
 

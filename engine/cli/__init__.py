@@ -13,6 +13,7 @@ import click
 
 from engine.cli.audit import main_audit
 from engine.cli.check import check
+from engine.cli.connectors import connectors_group
 from engine.cli.convert import convert
 from engine.cli.ingest import ingest
 from engine.cli.mapping import mapping
@@ -41,3 +42,4 @@ main.add_command(mapping)
 main.add_command(nomenclature)
 main.add_command(messages)
 main.add_command(main_audit)
+main.add_command(connectors_group)

@@ -37,7 +37,9 @@ def _check_all(config: Config) -> list[ConfigError]:
             errors.extend(exc.errors)
         except ConfigError as exc:
             errors.append(exc)
-    errors += _check_destinations(config)
+    from engine.route import check_conditions
+
+    errors += _check_destinations(config) + check_conditions(config)
     return errors
 
 

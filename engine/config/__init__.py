@@ -7,20 +7,20 @@ is collected (schema first, then wiring) and reported as `file:line:col: field: 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from engine.config.validate import load_schema, validate
+from engine.config.validate import composed_schema, validate
 from engine.config.yamlfile import YamlDoc, load_yaml
+from engine.connectors.fields import build_options, claims_of
+from engine.connectors.registry import connectors
 from engine.errors import ConfigError, ConfigErrors
 
 __all__ = ["BreakerConfig", "BrokerSettings", "ChannelConfig", "Config", "DestinationConfig", "OpsSettings",
            "Retention", "RetryConfig", "RouteConfig", "StoreSettings", "load_config"]
-
-INPUT_KINDS = ("mllp",)
-OUTPUT_KINDS = ("ndjson", "mllp", "fhir", "amqp")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class ChannelConfig:
     id: str
     file: str
     input_kind: str
-    input: MappingProxyType[str, Any]
+    input: Mapping[str, Any]           # the input's Options (engine.connectors.fields) once loaded
     mapping: str
     outputs: tuple[str, ...]
     description: str = ""
@@ -69,11 +69,12 @@ class ChannelConfig:
     invalid_identifiers: str = "flag"   # flag | tag | reject
     sender: str = ""                    # authority of identifiers without CX-4 (else MSH-4, MSH-3)
     default_identifier_type: str = ""   # CX-5 when absent
+    input_sender: str = ""              # the input's `sender` when its connector says it names the sender
 
     def policy(self) -> dict[str, str]:
         """The channel's data-quality choices, as the converter reads them."""
         out = {"invalid_identifiers": self.invalid_identifiers, "unmapped_codes": self.unmapped_codes}
-        sender = self.sender or (self.input.get("sender", "") if self.input_kind == "csv_drop" else "")
+        sender = self.sender or self.input_sender
         if sender:
             out["sender"] = sender
         if self.default_identifier_type:
@@ -112,12 +113,13 @@ class DestinationConfig:
     id: str
     file: str
     kind: str
-    options: MappingProxyType[str, Any]
+    options: Mapping[str, Any]         # the output's Options once loaded
     description: str = ""
     route: RouteConfig = field(default_factory=RouteConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     on_failure: str = "block"                # block | skip: a patient's later messages behind a failed one
+    doc: YamlDoc | None = field(default=None, compare=False, repr=False)  # where each value was written
 
 
 @dataclass(frozen=True)
@@ -160,22 +162,14 @@ def _resolve_url(url: str, root: Path) -> str:
     return url
 
 
-def _destination(dest_id: str, doc: YamlDoc, kind: str, root: Path, errors: list[ConfigError]) -> DestinationConfig:
+def _destination(dest_id: str, doc: YamlDoc, kind: str, cls: Any, root: Path) -> DestinationConfig:
+    """The destination of `doc`; its `route.when` is compiled (and checked) by the route layer."""
     d = doc.data
-    options = dict(d[kind])
-    if isinstance(options.get("tls"), dict):  # certificate paths are relative to the project root
-        options["tls"] = {k: str((root / v).resolve()) if k in ("ca", "cert", "key") else v
-                          for k, v in options["tls"].items()}
+    options = build_options(tuple(getattr(cls, "options_spec", ())), d[kind], root)  # paths: from the root
     r, t, b = (d.get(k) or {} for k in ("route", "retry", "circuit_breaker"))
     when = r.get("when")
-    if when is not None:
-        from engine.mapping.conditions import ConditionError, compile_condition  # checked here, compiled by route
-        try:
-            compile_condition(when, ["route", "when"])
-        except ConditionError as exc:
-            errors.append(doc.error(str(exc), exc.where))
     return DestinationConfig(
-        id=dest_id, file=doc.file, kind=kind, options=MappingProxyType(options),
+        id=dest_id, file=doc.file, kind=kind, options=options, doc=doc,
         description=d.get("description", ""),
         route=RouteConfig(tuple(r.get("channels", ())), tuple(r.get("types", ())), tuple(r.get("facilities", ())),
                           MappingProxyType(when) if when is not None else None),
@@ -196,6 +190,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
     root = config_dir.parent
     schema_dir = config_dir / "schema"
     errors: list[ConfigError] = []
+    inputs, outputs = connectors("inputs"), connectors("outputs")
 
     def load(path: Path, schema: str) -> YamlDoc | None:
         try:
@@ -206,7 +201,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         except ConfigError as exc:
             errors.append(exc)
             return None
-        found = validate(doc, load_schema(schema_dir / schema))
+        found = validate(doc, composed_schema(schema_dir / schema, inputs, outputs))
         errors.extend(found)
         return None if found else doc
 
@@ -237,34 +232,31 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         doc = load(path, "destination.schema.json")
         if doc is None:
             continue
-        kinds = [k for k in doc.data if k in OUTPUT_KINDS]
+        kinds = [k for k in doc.data if k in outputs]
         if len(kinds) != 1:
-            errors.append(doc.error("expected exactly one connector: " + ", ".join(OUTPUT_KINDS), []))
+            errors.append(doc.error("expected exactly one connector: " + ", ".join(outputs), []))
             continue
-        destinations[path.stem] = _destination(path.stem, doc, kinds[0], root, errors)
+        destinations[path.stem] = _destination(path.stem, doc, kinds[0], outputs[kinds[0]], root)
 
     mappings_dir = (root / p.get("mappings", "mappings")).resolve()
     channels: list[ChannelConfig] = []
-    listens: dict[tuple[str, int], str] = {}
+    claimed: dict[tuple[Any, ...], str] = {}
     for path in sorted((config_dir / "channels").glob("*.yaml")):
         doc = load(path, "channel.schema.json")
         if doc is None:
             continue
         d = doc.data
         kind = next(iter(d["input"]))
-        inp = dict(d["input"][kind])
-        if kind == "csv_drop" and isinstance(inp.get("folder"), str):  # relative to the project root
-            inp["folder"] = str((root / inp["folder"]).resolve())
-        if isinstance(inp.get("tls"), dict):  # certificate paths are relative to the project root
-            inp["tls"] = {k: str((root / v).resolve()) if k in ("cert", "key", "client_ca") else v
-                          for k, v in inp["tls"].items()}
+        spec = tuple(getattr(inputs[kind], "options_spec", ()))
+        inp = build_options(spec, d["input"][kind], root)  # paths (folder, certificates): from the project root
         ch = ChannelConfig(
-            id=path.stem, file=doc.file, input_kind=kind, input=MappingProxyType(inp),
+            id=path.stem, file=doc.file, input_kind=kind, input=inp,
             mapping=d["pipeline"]["mapping"], outputs=tuple(d.get("output", ())), description=d.get("description", ""),
             enabled=d.get("enabled", True), unmapped_codes=d["pipeline"].get("unmapped_codes", "pass"),
             invalid_identifiers=d["pipeline"].get("invalid_identifiers", "flag"),
             sender=d["pipeline"].get("sender", ""),
             default_identifier_type=d["pipeline"].get("default_identifier_type", ""),
+            input_sender=str(inp.get("sender", "")) if getattr(inputs[kind], "names_sender", False) else "",
             retention=replace(default_retention, **d["retention"]) if d.get("retention") else None,
         )
         for i, dest in enumerate(ch.outputs):
@@ -273,12 +265,11 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
                 errors.append(doc.error(f"unknown destination '{dest}' (known: {known})", ["output", i]))
         if not (mappings_dir / ch.mapping / "mapping.yaml").exists():
             errors.append(doc.error(f"no mapping '{ch.mapping}' in {mappings_dir.name}/", ["pipeline", "mapping"]))
-        if kind in ("mllp", "rest") and ch.enabled:
-            addr = (ch.input.get("host", "127.0.0.1"), int(ch.input["port"]))
-            if addr in listens:
-                errors.append(doc.error(f"port {addr[1]} already used by channel '{listens[addr]}'",
-                                        ["input", kind, "port"]))
-            listens[addr] = ch.id
+        for resource, option, key in claims_of(spec, inp) if ch.enabled else ():
+            if (resource, *key) in claimed:
+                errors.append(doc.error(f"{resource} {key[-1]} already used by channel '{claimed[resource, *key]}'",
+                                        ["input", kind, option]))
+            claimed[resource, *key] = ch.id
         channels.append(ch)
 
     for dest in destinations.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from jsonschema.exceptions import ValidationError
 from engine.config.yamlfile import YamlDoc
 from engine.errors import ConfigError
 
-__all__ = ["load_schema", "validate"]
+__all__ = ["composed_schema", "load_schema", "validate"]
 
 _TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
           "number": "a number", "boolean": "true or false", "null": "nothing"}
@@ -23,6 +24,25 @@ _TYPES = {"object": "a mapping", "array": "a list", "string": "a string", "integ
 @cache
 def load_schema(path: Path) -> Draft202012Validator:
     schema = orjson.loads(path.read_bytes())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def composed_schema(path: Path, inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> Draft202012Validator:
+    """The schema at `path`, with the connectors' parts composed in when it is the channel or destination one."""
+    return _composed(path, tuple(inputs.items()), tuple(outputs.items()))
+
+
+@cache
+def _composed(path: Path, inputs: tuple[tuple[str, Any], ...],
+              outputs: tuple[tuple[str, Any], ...]) -> Draft202012Validator:
+    from engine.connectors.schema import channel_schema, destination_schema
+
+    schema = orjson.loads(path.read_bytes())
+    if path.name == "channel.schema.json":
+        schema = channel_schema(schema, dict(inputs))
+    elif path.name == "destination.schema.json":
+        schema = destination_schema(schema, dict(outputs))
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 

@@ -81,3 +81,16 @@ def test_shipped_example_destinations_are_valid(tmp_path: Path) -> None:
     dmp = config.destinations["dmp-fhir"]
     assert dmp.retry.delays_s == (5, 30, 120, 600, 1800) and dmp.on_failure == "block"
     assert config.destinations["cnss-claims-amqp"].options["url"] == "amqps://wasla:x@mq.example.ma/claims"
+
+
+def test_a_bad_condition_is_reported_at_its_line(tmp_path: Path) -> None:
+    """A route.when the mapping language cannot compile is a file:line:col error of the route layer
+    (`wasla check`, `wasla run`), no longer of the config loader."""
+    from engine.route import check_conditions
+
+    project = make_project(tmp_path)
+    dest = project / "config" / "destinations" / "archive-ndjson.yaml"
+    dest.write_text(dest.read_text() + "route:\n  when: {valued: NOT-A-PATH}\n")
+    config = load_config(project / "config", env={})
+    (error,) = check_conditions(config)
+    assert error.file == str(dest) and (error.line, error.field) == (7, "route.when.valued")
