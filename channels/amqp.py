@@ -17,15 +17,18 @@ import orjson
 import pika
 import pika.exceptions
 
-from engine.config import DestinationConfig
+from engine.connectors.capabilities import Capabilities
+from engine.connectors.ports import OutputLedger
+from engine.connectors.toolkit import DestinationConfig
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
-from engine.store import Journal
 
 __all__ = ["AMQPOutput"]
 
 
 class AMQPOutput:
-    takes_headers = True  # the deliverer passes the pipeline headers: channel and message type make the key
+    """The outbound connector `amqp`: publishes each Bundle to an exchange, its routing key from the headers."""
+
+    capabilities = Capabilities(takes_headers=True)  # channel and message type make the routing key
 
     def __init__(self, config: DestinationConfig, root: Any = None) -> None:
         o = config.options
@@ -55,7 +58,8 @@ class AMQPOutput:
             with contextlib.suppress(Exception):  # already broken
                 conn.close()
 
-    def deliver(self, message_id: str, body: bytes, journal: Journal, headers: dict[str, Any] | None = None) -> str:
+    def deliver(self, message_id: str, body: bytes, journal: OutputLedger,
+                headers: dict[str, Any] | None = None) -> str:
         h = headers if headers is not None else _headers_of(body)
         mtype, _, event = str(h.get("message_type", "")).partition("^")
         key = self.template.format(channel=h.get("channel", ""), type=mtype, event=event)

@@ -40,11 +40,8 @@ import structlog
 
 from channels.csv_ingest import FileIngest, Rejects, Stopped, Superseded, Tally
 from channels.dropdir import DropDir, NotRegular, fit, kind
-from engine.config import ChannelConfig
-from engine.intake import Intake
-from engine.logs import error_fields
-from engine.mapping.csvmap import CsvMap, find_csvmap
-from engine.store.files import FileClaim, Files
+from engine.connectors.ports import FileClaim, InputPorts
+from engine.connectors.toolkit import ChannelConfig, CsvMap, error_fields, find_csvmap
 
 __all__ = ["CSVDropInput", "ingest_file"]
 
@@ -56,14 +53,14 @@ class _Rewritten(Exception):
     """The bytes already read changed under the reader (a file rewritten in place, not appended to)."""
 
 
-def ingest_file(path: Path, channel: ChannelConfig, intake: Intake, csvmap: CsvMap, rejects: Path,
+def ingest_file(path: Path, channel: ChannelConfig, intake: InputPorts, csvmap: CsvMap, rejects: Path,
                 sha256: str = "") -> Tally:
     """Take in one complete file (a REST upload): every good group journaled and queued, every bad row
     rejected with its reason in `rejects`; with `sha256`, its progress goes with its rows (engine.store.files)."""
     out = Rejects(lambda _resume: rejects.open("w+b"), list(csvmap.columns))
     with path.open("rb") as fh:
         ing = FileIngest(channel, intake, csvmap, fh, path.name, out, sha256=sha256,
-                         files=Files(intake.journal) if sha256 else None)
+                         files=intake.files if sha256 else None)
         try:
             return ing.finish(ing.read(None))
         finally:
@@ -103,7 +100,7 @@ class CSVDropInput:
     """Watches `folder`: inotify (through watchdog) wakes the scan as soon as a file is written or renamed;
     a scan every `poll_s` stays as the fallback, since inotify sees nothing on network shares."""
 
-    def __init__(self, channel: ChannelConfig, intake: Intake, executor: Executor) -> None:
+    def __init__(self, channel: ChannelConfig, intake: InputPorts, executor: Executor) -> None:
         self.channel = channel
         self.intake = intake
         self.executor = executor
@@ -113,7 +110,7 @@ class CSVDropInput:
         self.settle_s = float(cfg.get("settle_s", 2.0))
         self.poll_s = float(cfg.get("poll_s", 1.0))
         self.csvmap: CsvMap | None = None
-        self.files = Files(intake.journal)
+        self.files = intake.files
         self.dir: DropDir | None = None
         self.stopping = threading.Event()
         self._seen: dict[str, tuple[int, int, float]] = {}
@@ -125,8 +122,8 @@ class CSVDropInput:
 
     async def start(self) -> None:
         self.dir = DropDir(self.folder)
-        conv = self.intake.converter
-        self.csvmap = find_csvmap(conv.mappings_dir, str(self.channel.input["csv_map"]), conv.schema_dir)
+        where = self.intake.mappings
+        self.csvmap = find_csvmap(where.mappings_dir, str(self.channel.input["csv_map"]), where.schema_dir)
         self._observer = self._inotify(asyncio.get_running_loop())
         self._task = asyncio.create_task(self._watch())
         _log.info("csv_drop_watching", channel=self.channel.id, folder=str(self.folder),

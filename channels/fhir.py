@@ -29,10 +29,10 @@ from typing import Any
 import httpx
 import orjson
 
-from engine.config import DestinationConfig
+from engine.connectors.capabilities import Capabilities
+from engine.connectors.ports import OutputLedger
+from engine.connectors.toolkit import DestinationConfig, secret
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
-from engine.secret import secret
-from engine.store import Journal
 
 __all__ = ["FHIROutput"]
 
@@ -111,12 +111,17 @@ class _Auth(httpx.Auth):
 
 
 class FHIROutput:
+    """The outbound connector `fhir`: each Bundle to a FHIR server, patients in parallel (`concurrency`)."""
+
+    capabilities = Capabilities(concurrency=8)
+
     def __init__(self, config: DestinationConfig, root: Any = None) -> None:
         o = config.options
         self.id = config.id
         self.base = str(o["base_url"]).rstrip("/")
         self.mode = str(o.get("mode", "transaction"))
         self.concurrency = int(o.get("concurrency", 8))  # patients sent in parallel (each in order)
+        self.capabilities = Capabilities(concurrency=max(1, self.concurrency))
         timeout = httpx.Timeout(float(o.get("timeout_s", 30)), connect=float(o.get("connect_timeout_s", 5)))
         options: dict[str, Any] = {"timeout": timeout, "verify": self._tls(o.get("tls"))}
         auth = _Auth(dict(o["auth"]), dict(options)) if o.get("auth") else None
@@ -158,7 +163,7 @@ class FHIROutput:
                       response=r.text[:20000])
         return payload
 
-    def deliver(self, message_id: str, body: bytes, journal: Journal) -> str | None:
+    def deliver(self, message_id: str, body: bytes, journal: OutputLedger) -> str | None:
         if self.mode == "requests":
             return self._requests(orjson.loads(body))
         bundle = body

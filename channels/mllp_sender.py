@@ -28,10 +28,10 @@ from pathlib import Path
 
 import structlog
 
-from engine.config import DestinationConfig
+from engine.connectors.capabilities import Capabilities
+from engine.connectors.ports import OutputLedger
+from engine.connectors.toolkit import DestinationConfig, Message, decode, parse
 from engine.errors import ParseError, PermanentDeliveryError, TransientDeliveryError
-from engine.hl7v2.er7 import Message, decode, parse
-from engine.store import Journal
 
 __all__ = ["MLLPOutput", "read_ack", "refusal"]
 
@@ -121,6 +121,8 @@ class _Link:
 class MLLPOutput:
     """The outbound connector `mllp`: forwards the original message and reads the remote ACK."""
 
+    capabilities = Capabilities()
+
     def __init__(self, config: DestinationConfig, root: Path) -> None:
         o = config.options
         self.id = config.id
@@ -170,7 +172,7 @@ class MLLPOutput:
             self._link = None
             _log.info("mllp_out_disconnected", destination=self.id, reason=why)
 
-    def deliver(self, message_id: str, body: bytes, journal: Journal) -> str | None:
+    def deliver(self, message_id: str, body: bytes, journal: OutputLedger) -> str | None:
         row = journal.get(message_id)
         if row is None:
             raise TransientDeliveryError("the message is not in the journal (yet)")

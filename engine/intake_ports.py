@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from functools import cached_property
 from typing import Any
 
 import structlog
@@ -63,8 +62,8 @@ class JournalFiles(Files):
 class IntakePorts:
     """The ports an input is given beside admission, over the intake's journal, broker and converter.
 
-    Owns nothing of its own: each port is a narrow view of the journal or broker, made once per
-    intake. Guarantees that an input holding these can neither read nor write anything else.
+    Owns nothing of its own: each port is a narrow view of the journal, broker or converter.
+    Guarantees that an input holding these can neither read nor write anything else.
     """
 
     journal: Journal
@@ -77,12 +76,14 @@ class IntakePorts:
     def events(self) -> ConnectionEvents:
         return self.journal
 
-    @cached_property
+    @property
     def files(self) -> FileLedger:
+        """A new view of the files table for each caller (it holds no state of its own)."""
         return JournalFiles(self.journal)
 
-    @cached_property
+    @property
     def idempotency(self) -> IdempotencyLedger:
+        """New keys for each caller: each REST input keeps its own (and prunes on its own schedule)."""
         return IdempotencyKeys(self.journal)
 
     @property
