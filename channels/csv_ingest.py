@@ -136,7 +136,11 @@ class Tail:
 
 
 class FileIngest:
-    """One file, read from its committed progress on; its groups and rejected rows journaled exactly once."""
+    """One file, read from its committed progress on; its groups and rejected rows journaled exactly once.
+
+    With `files` (the file's ledger) and `sha256`, each commit carries the file's progress
+    (`InputPorts.admit_file_records` with a `FileStep`); without, the records alone (a REST upload).
+    """
 
     def __init__(self, channel: ChannelConfig, intake: InputPorts, csvmap: CsvMap, fh: BinaryIO, name: str,
                  rejects: Rejects, *, sha256: str = "", files: FileLedger | None = None,
