@@ -139,7 +139,7 @@ class FileIngest:
     """One file, read from its committed progress on; its groups and rejected rows journaled exactly once.
 
     With `files` (the file's ledger) and `sha256`, each commit carries the file's progress
-    (`InputPorts.admit_file_records` with a `FileStep`); without, the records alone (a REST upload).
+    (`InputPorts.admit_file_records` with a `FileStep`); without them, the records alone.
     """
 
     def __init__(self, channel: ChannelConfig, intake: InputPorts, csvmap: CsvMap, fh: BinaryIO, name: str,
