@@ -17,10 +17,11 @@ import orjson
 import pika
 import pika.exceptions
 
-from engine.config import DestinationConfig
+from engine.connectors.capabilities import Capabilities
 from engine.connectors.fields import Field, options_of
+from engine.connectors.ports import OutputLedger
+from engine.connectors.toolkit import DestinationConfig
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
-from engine.store import Journal
 
 __all__ = ["AMQPOutput"]
 
@@ -43,7 +44,7 @@ class AMQPOutput:
     description = ("Publish each Bundle to an exchange of another AMQP broker (the insurer's, the warehouse's), "
                    "persistent, mandatory, with publisher confirms.")
     options_spec = AMQP_OPTIONS
-    takes_headers = True  # the deliverer passes the pipeline headers: channel and message type make the key
+    capabilities = Capabilities(takes_headers=True)  # channel and message type make the routing key
 
     def __init__(self, config: DestinationConfig, root: Any = None) -> None:
         o = self.options = options_of(self, config.options)
@@ -73,7 +74,8 @@ class AMQPOutput:
             with contextlib.suppress(Exception):  # already broken
                 conn.close()
 
-    def deliver(self, message_id: str, body: bytes, journal: Journal, headers: dict[str, Any] | None = None) -> str:
+    def deliver(self, message_id: str, body: bytes, journal: OutputLedger,
+                headers: dict[str, Any] | None = None) -> str:
         h = headers if headers is not None else _headers_of(body)
         mtype, _, event = str(h.get("message_type", "")).partition("^")
         key = self.template.format(channel=h.get("channel", ""), type=mtype, event=event)

@@ -41,12 +41,9 @@ import structlog
 from channels.csv_ingest import FileIngest, Rejects, Stopped, Superseded, Tally
 from channels.csvfile import CSV_LAYOUT_OPTIONS, CSV_LIMIT_OPTIONS
 from channels.dropdir import DropDir, NotRegular, fit, kind
-from engine.config import ChannelConfig
 from engine.connectors.fields import Field, options_of
-from engine.intake import Intake
-from engine.logs import error_fields
-from engine.mapping.csvmap import CsvMap, find_csvmap
-from engine.store.files import FileClaim, Files
+from engine.connectors.ports import FileClaim, InputPorts
+from engine.connectors.toolkit import ChannelConfig, CsvMap, error_fields, find_csvmap
 
 __all__ = ["CSVDropInput", "ingest_file"]
 
@@ -58,14 +55,14 @@ class _Rewritten(Exception):
     """The bytes already read changed under the reader (a file rewritten in place, not appended to)."""
 
 
-def ingest_file(path: Path, channel: ChannelConfig, intake: Intake, csvmap: CsvMap, rejects: Path,
+def ingest_file(path: Path, channel: ChannelConfig, intake: InputPorts, csvmap: CsvMap, rejects: Path,
                 sha256: str = "") -> Tally:
     """Take in one complete file (a REST upload): every good group journaled and queued, every bad row
     rejected with its reason in `rejects`; with `sha256`, its progress goes with its rows (engine.store.files)."""
     out = Rejects(lambda _resume: rejects.open("w+b"), list(csvmap.columns))
     with path.open("rb") as fh:
         ing = FileIngest(channel, intake, csvmap, fh, path.name, out, sha256=sha256,
-                         files=Files(intake.journal) if sha256 else None)
+                         files=intake.files if sha256 else None)
         try:
             return ing.finish(ing.read(None))
         finally:
@@ -130,7 +127,7 @@ class CSVDropInput:
     options_spec = CSV_DROP_OPTIONS
     names_sender = True  # its `sender` option scopes the channel's identifiers (ChannelConfig.policy)
 
-    def __init__(self, channel: ChannelConfig, intake: Intake, executor: Executor) -> None:
+    def __init__(self, channel: ChannelConfig, intake: InputPorts, executor: Executor) -> None:
         self.channel = channel
         self.intake = intake
         self.executor = executor
@@ -140,7 +137,7 @@ class CSVDropInput:
         self.settle_s = float(o.settle_s)
         self.poll_s = float(o.poll_s)
         self.csvmap: CsvMap | None = None
-        self.files = Files(intake.journal)
+        self.files = intake.files
         self.dir: DropDir | None = None
         self.stopping = threading.Event()
         self._seen: dict[str, tuple[int, int, float]] = {}
@@ -152,8 +149,8 @@ class CSVDropInput:
 
     async def start(self) -> None:
         self.dir = DropDir(self.folder)
-        conv = self.intake.converter
-        self.csvmap = find_csvmap(conv.mappings_dir, str(self.options.csv_map), conv.schema_dir)
+        where = self.intake.mappings
+        self.csvmap = find_csvmap(where.mappings_dir, str(self.options.csv_map), where.schema_dir)
         self._observer = self._inotify(asyncio.get_running_loop())
         self._task = asyncio.create_task(self._watch())
         _log.info("csv_drop_watching", channel=self.channel.id, folder=str(self.folder),

@@ -32,17 +32,9 @@ from typing import IO, BinaryIO
 import structlog
 
 from channels.csvfile import CSV_READ_OPTIONS, Layout, Limits, Row, RowError, Start, rows
-from engine import metrics
-from engine.config import ChannelConfig
 from engine.connectors.fields import build_options
-from engine.errors import BrokerError
-from engine.ids import message_id
-from engine.intake import Intake
-from engine.logs import error_fields
-from engine.mapping.csvmap import CsvMap
-from engine.store.files import FileProgress, Files
-from engine.store.writer import Work
-from engine.types import Inbound, Status
+from engine.connectors.ports import FileLedger, FileProgress, FileStep, InputPorts
+from engine.connectors.toolkit import ChannelConfig, CsvMap
 
 __all__ = ["FileIngest", "Rejects", "Stopped", "Superseded", "Tail", "Tally"]
 
@@ -145,10 +137,14 @@ class Tail:
 
 
 class FileIngest:
-    """One file, read from its committed progress on; its groups and rejected rows journaled exactly once."""
+    """One file, read from its committed progress on; its groups and rejected rows journaled exactly once.
 
-    def __init__(self, channel: ChannelConfig, intake: Intake, csvmap: CsvMap, fh: BinaryIO, name: str,
-                 rejects: Rejects, *, sha256: str = "", files: Files | None = None,
+    With `files` (the file's ledger) and `sha256`, each commit carries the file's progress
+    (`InputPorts.admit_file_records` with a `FileStep`); without them, the records alone.
+    """
+
+    def __init__(self, channel: ChannelConfig, intake: InputPorts, csvmap: CsvMap, fh: BinaryIO, name: str,
+                 rejects: Rejects, *, sha256: str = "", files: FileLedger | None = None,
                  committed: FileProgress | None = None, encoding: str | None = None,
                  stop: threading.Event | None = None) -> None:
         cfg = build_options(CSV_READ_OPTIONS, dict(channel.input))  # whatever the connector: csv_drop, rest
@@ -274,41 +270,12 @@ class FileIngest:
         """Journal these records and the progress in one transaction, then queue the groups."""
         if self.stop.is_set():
             raise Stopped
-        journal, now, detail = self.intake.journal, self.intake.clock(), {"file": self.name}
-        good = [Inbound(message_id(), self.channel.id, now, raw, self.mtype, cid, self.sender) for raw, cid in groups]
-        bad = [(Inbound(message_id(), self.channel.id, now, raw, self.mtype, cid, self.sender, status=Status.FAILED,
-                        reason=reason), reason) for raw, cid, reason in failed]
-        works: list[Work] = [journal.receive_work(i, detail) for i in good]
-        works += [journal.receive_work(i, {**detail, "reason": r}) for i, r in bad]
-        if self.files is not None and self.sha256:
-            ok = self.files.advance(self.channel.id, self.sha256, self.committed, after, works, status=status,
-                                    sha256_end=sha256_end)
-            if not ok:
-                raise Superseded
-        else:
-            journal.commit(lambda cur: [w(cur) for w in works])
+        step = (FileStep(self.sha256, self.committed, after, status, sha256_end)
+                if self.files is not None and self.sha256 else None)
+        if not self.intake.admit_file_records(self.channel, groups, failed, message_type=self.mtype,
+                                              sender=self.sender, detail={"file": self.name}, step=step):
+            raise Superseded
         self.committed = after
-        for inbound in good:
-            self._queue(inbound)
-        if good or bad:
-            _log.info("received_batch", channel=self.channel.id, type=self.mtype, records=len(good),
-                      rejected=len(bad))
-        while self.intake.broker.backlog() > _BACKLOG:  # memory stays flat: read no faster than the pipeline
+        while self.intake.backpressure.backlog() > _BACKLOG:  # memory stays flat: read no faster than the pipeline
             if self.stop.wait(0.02):
                 raise Stopped
-
-    def _queue(self, inbound: Inbound) -> None:
-        """Publish a journaled group; one that cannot be is failed with the reason (replay it from the journal)."""
-        try:
-            self.intake.broker.publish_in(inbound.raw, message_id=inbound.id, channel=inbound.channel,
-                                          patient_key=inbound.patient_key,
-                                          headers={"received_at": inbound.received_at.isoformat(),
-                                                   "message_type": inbound.message_type})
-        except Exception as exc:  # noqa: BLE001 - any failed publish: the message is failed, never left received
-            err = exc if isinstance(exc, BrokerError) else BrokerError(f"publish failed: {exc.__class__.__name__}")
-            self.intake.journal.failed(inbound.id, "intake", "pipeline unavailable: journaled but not queued;"
-                                       " replay it")
-            metrics.failed(inbound.channel, "intake")
-            _log.error("publish_failed", message_id=inbound.id, channel=inbound.channel, **error_fields(err))
-            return
-        metrics.received(inbound.channel)

@@ -29,11 +29,11 @@ from typing import Any
 import httpx
 import orjson
 
-from engine.config import DestinationConfig
+from engine.connectors.capabilities import Capabilities
 from engine.connectors.fields import Field, options_of
+from engine.connectors.ports import OutputLedger
+from engine.connectors.toolkit import DestinationConfig, secret
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
-from engine.secret import secret
-from engine.store import Journal
 
 __all__ = ["FHIROutput"]
 
@@ -161,12 +161,14 @@ class FHIROutput:
     description = ("A FHIR R4 server: each message's Bundle as a transaction (default), as a batch, or as one "
                    "request per resource.")
     options_spec = FHIR_OPTIONS
+    capabilities = Capabilities(concurrency=8)
     def __init__(self, config: DestinationConfig, root: Any = None) -> None:
         o = self.options = options_of(self, config.options)
         self.id = config.id
         self.base = str(o.base_url).rstrip("/")
         self.mode = str(o.mode)
         self.concurrency = int(o.concurrency)  # patients sent in parallel (each in order)
+        self.capabilities = Capabilities(concurrency=max(1, self.concurrency))
         timeout = httpx.Timeout(float(o.timeout_s), connect=float(o.connect_timeout_s))
         options: dict[str, Any] = {"timeout": timeout, "verify": self._tls(o.tls)}
         auth = _Auth(dict(o.auth), dict(options)) if o.auth else None
@@ -208,7 +210,7 @@ class FHIROutput:
                       response=r.text[:20000])
         return payload
 
-    def deliver(self, message_id: str, body: bytes, journal: Journal) -> str | None:
+    def deliver(self, message_id: str, body: bytes, journal: OutputLedger) -> str | None:
         if self.mode == "requests":
             return self._requests(orjson.loads(body))
         bundle = body

@@ -33,17 +33,22 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 
-from engine import metrics
-from engine.config import ChannelConfig
 from engine.connectors.fields import Field, options_of
+from engine.connectors.ports import ConnectionEvents, InputPorts, Receipt
+from engine.connectors.toolkit import (
+    ChannelConfig,
+    Message,
+    batch_ack,
+    build_ack,
+    enhanced_modes,
+    error_fields,
+    is_batch,
+    message_id,
+    metrics,
+    split_batch,
+    wants,
+)
 from engine.errors import ConfigError, ParseError
-from engine.hl7v2.ack import build_ack, enhanced_modes, wants
-from engine.hl7v2.batch import batch_ack, is_batch, split_batch
-from engine.hl7v2.er7 import Message
-from engine.ids import message_id
-from engine.intake import Intake, Receipt
-from engine.logs import error_fields
-from engine.store import Journal
 
 __all__ = ["MLLPInput", "frame"]
 
@@ -369,7 +374,7 @@ class _Connection(asyncio.Protocol):
         """Wait for the transform: AA when converted, AE with the mapping error (or the timeout) when not."""
         srv = self.server
         assert receipt.watching is not None
-        outcome = await srv.intake.outcomes.wait(receipt.message_id, receipt.watching, srv.ack_timeout)
+        outcome = await srv.intake.wait_outcome(receipt.message_id, receipt.watching, srv.ack_timeout)
         if outcome.ok:
             return "AA", ack_for(receipt, srv.clock(), "AA")
         return "AE", ack_for(receipt, srv.clock(), "AE", outcome.reason)
@@ -387,7 +392,7 @@ class _Connection(asyncio.Protocol):
             return
         latency = (asyncio.get_running_loop().time() - started) * 1000
         with contextlib.suppress(Exception):  # the journal being down already answered AE
-            self.server.intake.journal.note(receipt.message_id, stage, code, {
+            self.server.intake.events.note(receipt.message_id, stage, code, {
                 "latency_ms": round(latency, 3), "connection": self.id,
                 **({"duplicate": True} if receipt.duplicate_of else {})})
 
@@ -423,8 +428,8 @@ class _Connection(asyncio.Protocol):
         latency = round((asyncio.get_running_loop().time() - started) * 1000, 3)
         for r, code, _ in acks:
             with contextlib.suppress(Exception):
-                srv.intake.journal.note(r.message_id, "ack", code, {"latency_ms": latency, "connection": self.id,
-                                                                    "batch": True})
+                srv.intake.events.note(r.message_id, "ack", code, {"latency_ms": latency, "connection": self.id,
+                                                                   "batch": True})
         _log.info("mllp_batch", channel=srv.channel.id, connection=self.id, messages=len(receipts),
                   declared=batch.declared)
 
@@ -488,7 +493,7 @@ class MLLPInput:
     description = "HL7 v2 over MLLP (TCP)."
     options_spec = MLLP_OPTIONS
 
-    def __init__(self, channel: ChannelConfig, intake: Intake, executor: Executor,
+    def __init__(self, channel: ChannelConfig, intake: InputPorts, executor: Executor,
                  clock: Callable[[], datetime] = _now) -> None:
         self.channel = channel
         self.intake = intake
@@ -525,10 +530,10 @@ class MLLPInput:
                 return modes[1] != "NE"
         return self.after_transform
 
-    def record(self, write: Callable[[Journal], None]) -> None:
+    def record(self, write: Callable[[ConnectionEvents], None]) -> None:
         """Journal a connection event; the journal being down must not break the connection itself."""
         try:
-            write(self.intake.journal)
+            write(self.intake.events)
         except Exception as exc:  # noqa: BLE001 - logged; the connection goes on
             _log.warning("mllp_event_not_journaled", channel=self.channel.id, **error_fields(exc))
 

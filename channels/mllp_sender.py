@@ -28,11 +28,11 @@ from pathlib import Path
 
 import structlog
 
-from engine.config import DestinationConfig
+from engine.connectors.capabilities import Capabilities
 from engine.connectors.fields import Field, Options, options_of
+from engine.connectors.ports import OutputLedger
+from engine.connectors.toolkit import DestinationConfig, Message, decode, parse
 from engine.errors import ParseError, PermanentDeliveryError, TransientDeliveryError
-from engine.hl7v2.er7 import Message, decode, parse
-from engine.store import Journal
 
 __all__ = ["MLLPOutput", "read_ack", "refusal"]
 
@@ -150,6 +150,8 @@ class MLLPOutput:
                    "(AA/CA) or failed (AE/AR/CE/CR).")
     options_spec = MLLP_OUT_OPTIONS
 
+    capabilities = Capabilities()
+
     def __init__(self, config: DestinationConfig, root: Path) -> None:
         o = self.options = options_of(self, config.options)
         self.id = config.id
@@ -199,7 +201,7 @@ class MLLPOutput:
             self._link = None
             _log.info("mllp_out_disconnected", destination=self.id, reason=why)
 
-    def deliver(self, message_id: str, body: bytes, journal: Journal) -> str | None:
+    def deliver(self, message_id: str, body: bytes, journal: OutputLedger) -> str | None:
         row = journal.get(message_id)
         if row is None:
             raise TransientDeliveryError("the message is not in the journal (yet)")

@@ -27,10 +27,11 @@ from pathlib import Path
 
 import orjson
 
-from engine.config import DestinationConfig
+from engine.connectors.capabilities import Capabilities
 from engine.connectors.fields import Field, options_of
+from engine.connectors.ports import OutputLedger, OutputRow
+from engine.connectors.toolkit import DestinationConfig
 from engine.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from engine.store import Journal, OutputRow
 
 __all__ = ["NDJSONOutput"]
 
@@ -61,6 +62,7 @@ class NDJSONOutput:
     description = ("FHIR as newline-delimited JSON files: whole Bundles (layout bundle) or one file per resource "
                    "type (layout resources, as FHIR bulk data), one file per period, rotated by size.")
     options_spec = NDJSON_OPTIONS
+    capabilities = Capabilities()
 
     def __init__(self, config: DestinationConfig, root: Path, clock: Callable[[], datetime] = _now) -> None:
         o = self.options = options_of(self, config.options)
@@ -135,14 +137,14 @@ class NDJSONOutput:
             return False
 
     # -- delivery -----------------------------------------------------------------------------
-    def deliver(self, message_id: str, body: bytes, journal: Journal) -> str | None:
+    def deliver(self, message_id: str, body: bytes, journal: OutputLedger) -> str | None:
         result = self.deliver_batch([(message_id, body, journal.output(message_id, self.id))], journal)[0]
         if isinstance(result, DeliveryError):
             raise result
         return result
 
     def deliver_batch(self, items: list[tuple[str, bytes, OutputRow | None]],
-                      journal: Journal) -> list[str | None | DeliveryError]:
+                      journal: OutputLedger) -> list[str | None | DeliveryError]:
         """Append every line in one write and one fsync per file, after one journal commit of their offsets."""
         results: list[str | None | DeliveryError] = [None] * len(items)
         todo: list[tuple[int, str, list[tuple[str, bytes]], list[str]]] = []
@@ -188,7 +190,7 @@ class NDJSONOutput:
             self._part[stem] = part + 1
 
     def _append(self, todo: list[tuple[int, str, list[tuple[str, bytes]], list[str]]],
-                journal: Journal) -> list[tuple[int, str]]:
+                journal: OutputLedger) -> list[tuple[int, str]]:
         per_kind: dict[str, list[bytes]] = {}
         for _, _, lines, _ in todo:
             for kind, line in lines:

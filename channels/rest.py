@@ -45,14 +45,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from channels.csvfile import CSV_LAYOUT_OPTIONS
-from engine.config import ChannelConfig
 from engine.connectors.fields import Field, options_of
+from engine.connectors.ports import Answer, Claimed, InputPorts, Mismatch, Receipt, State
+from engine.connectors.toolkit import ChannelConfig, FHIRJSONError, error_fields, find_csvmap, read_fhir
 from engine.errors import StoreError
-from engine.intake import Intake, Receipt
-from engine.logs import error_fields
-from engine.mapping.fhirjson import FHIRJSONError
-from engine.mapping.fhirjson import read as read_fhir
-from engine.store.idempotency import Answer, Claimed, IdempotencyKeys, Mismatch, State
 
 __all__ = ["RESTInput"]
 
@@ -143,7 +139,7 @@ class RESTInput:
     description = "HL7 v2 over HTTP: POST /messages, GET /messages/{id}, GET /openapi.json."
     options_spec = REST_OPTIONS
 
-    def __init__(self, channel: ChannelConfig, intake: Intake, executor: Executor) -> None:
+    def __init__(self, channel: ChannelConfig, intake: InputPorts, executor: Executor) -> None:
         self.channel = channel
         self.intake = intake
         self.executor = executor
@@ -156,7 +152,7 @@ class RESTInput:
             rate = int(t.rate_limit_per_minute or o.rate_limit_per_minute)
             self.tokens.append(_Token(str(t.name), bytes.fromhex(str(t.sha256)), frozenset(t.scopes), rate,
                                       float(rate), time.monotonic()))
-        self.keys = IdempotencyKeys(intake.journal)
+        self.keys = intake.idempotency
         self.app = Starlette(routes=[
             Route("/messages", self.post_message, methods=["POST"]),
             Route("/messages/{message_id}", self.get_message, methods=["GET"]),
@@ -357,29 +353,28 @@ class RESTInput:
         """A CSV upload, through the channel's CSV map like a dropped file: 202 with what was taken and each
         rejected row's line and reason; the same bytes again are recognised and not taken twice."""
         from channels.csv_drop import ingest_file
-        from engine.mapping.csvmap import find_csvmap
 
         sha = hashlib.sha256(body).hexdigest()
-        journal = self.intake.journal
-        if journal.file_claim(self.channel.id, sha, "upload.csv") is not None:
-            state = journal.file_status(self.channel.id, sha)
+        files = self.intake.files
+        if files.claim_upload(self.channel.id, sha, "upload.csv") is not None:
+            state = files.status(self.channel.id, sha)
             return _json({"duplicate": True, "sha256": sha, "status": state[0] if state else "",
                           "messages": state[2] if state else 0}, 200)
-        conv = self.intake.converter
-        csvmap = find_csvmap(conv.mappings_dir, str(self.options.csv_map), conv.schema_dir)
+        where = self.intake.mappings
+        csvmap = find_csvmap(where.mappings_dir, str(self.options.csv_map), where.schema_dir)
         with tempfile.TemporaryDirectory() as tmp:
             src, rejects = Path(tmp) / "upload.csv", Path(tmp) / "rejects.csv"
             src.write_bytes(body)
             try:
                 tally = ingest_file(src, self.channel, self.intake, csvmap, rejects, sha)
             except (OSError, UnicodeError, ValueError, csv.Error) as exc:
-                journal.file_done(self.channel.id, sha, "failed", 0, 0, 0)
+                files.done(self.channel.id, sha, "failed", 0, 0, 0)
                 return problem(400, "invalid-csv", "The CSV could not be read", exc.__class__.__name__)
             rejected = []
             if rejects.exists():
                 with rejects.open(encoding="utf-8", newline="") as fh:
                     rejected = [{"line": int(r[0]), "reason": r[1]} for r in list(csv.reader(fh))[1:]]
-        journal.file_done(self.channel.id, sha, "done", tally.rows, tally.messages, tally.rejected)
+        files.done(self.channel.id, sha, "done", tally.rows, tally.messages, tally.rejected)
         return _json({"sha256": sha, "rows": tally.rows, "messages": tally.messages, "rejected": rejected}, 202)
 
     async def get_message(self, request: Request) -> Response:
@@ -387,7 +382,7 @@ class RESTInput:
         if isinstance(token, Response):
             return token
         mid = request.path_params["message_id"]
-        row = await asyncio.get_running_loop().run_in_executor(self.executor, self.intake.journal.get, mid)
+        row = await asyncio.get_running_loop().run_in_executor(self.executor, self.intake.messages.get, mid)
         if row is None or row.channel != self.channel.id:
             return problem(404, "not-found", "No such message on this channel", message_id=mid)
         return _json({"id": row.id, "status": row.status, "stage": row.stage, "reason": row.reason,

@@ -31,6 +31,8 @@ from engine import metrics
 from engine.breaker import Breaker
 from engine.broker import Broker, Delivery, hold, received_epoch
 from engine.config import DestinationConfig
+from engine.connectors.capabilities import Capabilities
+from engine.connectors.ports import OutputLedger
 from engine.errors import (
     BrokerError,
     DeliveryError,
@@ -48,11 +50,16 @@ ROUND = "x-wasla-round"
 
 
 class Output(Protocol):
-    """An outbound connector. `deliver` returns where the message went, or None if it was already there."""
+    """An outbound connector. `deliver` returns where the message went, or None if it was already there.
+
+    It declares what it can do in `capabilities` (a class attribute, or set in `__init__` from its
+    options); with `takes_headers`, `deliver` also takes `headers=`, the message's pipeline headers.
+    """
 
     id: str
+    capabilities: Capabilities
 
-    def deliver(self, message_id: str, body: bytes, journal: Journal) -> str | None: ...
+    def deliver(self, message_id: str, body: bytes, journal: OutputLedger) -> str | None: ...
 
     def close(self) -> None: ...
 
@@ -68,7 +75,7 @@ class BatchOutput(Output, Protocol):
     """
 
     def deliver_batch(self, items: list[tuple[str, bytes, OutputRow | None]],
-                      journal: Journal) -> list[str | None | DeliveryError]: ...
+                      journal: OutputLedger) -> list[str | None | DeliveryError]: ...
 
 
 @dataclass
@@ -108,7 +115,8 @@ class Deliverer:
         self.breaker = Breaker(output.id, b.failures if b else 5, b.probe_max_s if b else 15.0)
         self.shared_writer = shared_writer  # every stage in this process: "delivered" may ride the next commit
         self.stop = stop or threading.Event()
-        self.concurrency = int(getattr(output, "concurrency", 1) or 1)
+        self.capabilities = output.capabilities
+        self.concurrency = max(1, self.capabilities.concurrency)
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"deliver-{output.id}")
         self._queued: list[tuple[Delivery, str]] = []  # list.append is atomic: lane threads add, the consumer settles
 
@@ -254,7 +262,7 @@ class Deliverer:
         """The destination's write with fast retries; returns the location ('' if it was already there)."""
         def once() -> str | None:
             try:
-                if getattr(self.output, "takes_headers", False):  # AMQP: the routing key and properties
+                if self.capabilities.takes_headers:  # AMQP: the routing key and properties
                     result = self.output.deliver(item.mid, item.body, self.journal, headers=item.headers)  # type: ignore[call-arg]
                 else:
                     result = self.output.deliver(item.mid, item.body, self.journal)

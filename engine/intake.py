@@ -21,13 +21,15 @@ import structlog
 from engine import metrics
 from engine.broker import Broker
 from engine.config import ChannelConfig
+from engine.connectors.ports import Receipt
 from engine.errors import BrokerError, ConfigError, MappingError, ParseError
 from engine.fingerprint import content_fingerprint
 from engine.hl7v2.er7 import Message, decode_flagged, parse
 from engine.ids import message_id
+from engine.intake_ports import IntakePorts
 from engine.logs import error_fields
 from engine.mapping import Converter
-from engine.outcomes import Outcome, Outcomes
+from engine.outcomes import Outcomes
 from engine.store import Journal
 from engine.store.journal import KeyMatch
 from engine.store.writer import Work
@@ -36,20 +38,6 @@ from engine.types import Inbound, Status
 __all__ = ["Intake", "Receipt"]
 
 _log = structlog.get_logger("wasla.intake")
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """What a channel needs to answer its sender."""
-
-    message_id: str
-    message: Message | None
-    accepted: bool
-    error: ParseError | None = None
-    reason: str = ""
-    duplicate_of: str | None = None
-    reused_of: str | None = None  # CONTROL_ID_REUSED: the earlier message with this MSH-4 + MSH-10, other content
-    watching: asyncio.Future[Outcome] | None = None  # set when the caller asked to wait for the transform
 
 
 @dataclass(frozen=True)
@@ -66,7 +54,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Intake:
+class Intake(IntakePorts):
+    """Admits inbound messages: journaled, then queued, then a Receipt (`engine.connectors.ports.InputPorts`).
+
+    Owns the order of that promise (module docstring); the ports an input needs beside it come from
+    `IntakePorts`.
+    """
+
     def __init__(self, journal: Journal, broker: Broker, converter: Converter,
                  clock: Callable[[], datetime] = _now, *, outcomes: Outcomes | None = None) -> None:
         self.outcomes = outcomes or Outcomes(journal, local=False)  # polls the journal when transform runs elsewhere

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.broker import Delivery
+from engine.connectors.capabilities import Capabilities
 from engine.deliver import Deliverer
 from engine.ids import message_id
 from engine.store import Journal
@@ -21,7 +22,7 @@ class _Recorder:
     id = "out"
 
     def __init__(self, concurrency: int) -> None:
-        self.concurrency = concurrency
+        self.capabilities = Capabilities(concurrency=concurrency)
         self.written: list[str] = []
 
     def deliver(self, message_id: str, body: bytes, journal: Journal) -> str | None:
