@@ -193,6 +193,12 @@ class _Lines:
         """The byte offset and line number just after what was handed out."""
         return self.pos, self.number + 1
 
+    def forget_errors(self) -> list[tuple[int, str]]:
+        """The decoding errors of the lines handed out so far (the row just read), removed from the list."""
+        bad = [e for e in self.errors if e[0] <= self.number]
+        self.errors[:] = [e for e in self.errors if e[0] > self.number]
+        return bad
+
     def __iter__(self) -> _Lines:
         return self
 
@@ -292,14 +298,15 @@ def _body(layout: Layout, limits: Limits, names: list[str], delimiter: str,
         except StopIteration:
             return
         except _TooLong:
+            lines.forget_errors()  # this row's undecodable lines are rejected with it, not again with the next
             yield RowError(line, f"row longer than max_row_bytes ({limits.max_row_bytes} bytes)", [], *lines.at())
             continue
         except csv.Error as exc:  # e.g. a lone carriage return inside an unquoted field
+            lines.forget_errors()
             yield RowError(line, f"not CSV: {exc}", [], *lines.at())
             continue
-        bad = [e for e in lines.errors if e[0] <= lines.number]
+        bad = lines.forget_errors()
         if bad:
-            lines.errors[:] = [e for e in lines.errors if e[0] > lines.number]
             yield RowError(bad[0][0], bad[0][1], cells, *lines.at())
             continue
         if not cells or not "".join(cells).strip():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from channels.csvfile import Layout, Limits, Row, RowError, Start, rows
@@ -93,6 +93,7 @@ def test_no_row_is_larger_than_the_row_limit(data: bytes) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(data=hostile(), pick=st.integers(0, 1000))
+@example(data=b'a;b;c\n"\r\n\xff' + b"\n" * 63, pick=0)  # found: a too-long row's bad line reported again after it
 def test_resuming_after_any_row_reads_the_same_rows_after_it(data: bytes, pick: int) -> None:
     """Reading on from a row's end offset and next line gives exactly the rows a full read gives after it:
     a file resumed after a crash gets no row twice and loses none."""
