@@ -21,7 +21,7 @@ from engine.hl7v2.er7 import Field
 from engine.mapping.context import Context
 from engine.mapping.ucum import is_ucum
 
-__all__ = ["CONVERTERS", "Converter", "v2_date", "v2_datetime", "v2_instant"]
+__all__ = ["CONVERTERS", "DatatypeConverter", "v2_date", "v2_datetime", "v2_instant"]
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?$")
@@ -31,7 +31,14 @@ Convert = Callable[[Field, Context, dict[str, Any]], Any]
 
 
 @dataclass(frozen=True)
-class Converter:
+class DatatypeConverter:
+    """One HL7 v2 datatype → FHIR datatype map of the IG (`as: CX.Identifier`), named in CONVERTERS.
+
+    It owns the function reading one field repetition (`fn`, None when the field carries nothing)
+    and declares what the compiler checks at load: the FHIR type it makes, the vocabulary maps it
+    reads and the options that hold v2 paths.
+    """
+
     name: str
     fhir_type: str                      # "Identifier", or "Quantity|Range|Ratio|string" for a value[x] target
     fn: Convert
@@ -772,40 +779,43 @@ def dr_start(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     return v2_datetime(v, zone(ctx)) if v else None
 
 
-CONVERTERS: dict[str, Converter] = {
+CONVERTERS: dict[str, DatatypeConverter] = {
     c.name: c
     for c in (
-        Converter("CX.Identifier", "Identifier", cx_identifier, "CX[Identifier]"),
-        Converter("XPN.HumanName", "HumanName", xpn_human_name, "XPN[HumanName]", ("v2-0200.name-use",)),
-        Converter("XAD.Address", "Address", xad_address, "XAD[Address]", ("v2-0190.address",)),
-        Converter("XTN.ContactPoint", "ContactPoint", xtn_contact_point, "XTN[ContactPoint]",
-                  ("v2-0201.contact-point-use", "v2-0202.contact-point-system")),
-        Converter("DTM.date", "date", dtm_date, "DTM[date]"),
-        Converter("DTM.dateTime", "dateTime", dtm_datetime, "DTM[dateTime]"),
-        Converter("TM.time", "time", tm_time, "TM[time]"),
-        Converter("ST.string", "string", st_string, "ST[string]"),
-        Converter("TX.string", "string", tx_string, "TX[string]"),
-        Converter("CWE.CodeableConcept", "CodeableConcept", cwe_codeable_concept, "CWE[CodeableConcept]",
-                  ("v2-0396.coding-system",)),
-        Converter("ST.CodeableConcept", "CodeableConcept", st_codeable_concept, "ST[CodeableConcept.text]"),
-        Converter("CWE.Coding", "Coding", cwe_coding, "CWE[Coding]", ("v2-0396.coding-system",)),
-        Converter("EI.Identifier", "Identifier", ei_identifier, "EI[Identifier]"),
-        Converter("CWE.Identifier", "Identifier", cwe_identifier, "CWE[Identifier]", ("v2-0396.coding-system",)),
-        Converter("XCN.Practitioner", "Reference", xcn_practitioner, "XCN[Practitioner]"),
-        Converter("NDL.Practitioner", "Reference", ndl_practitioner, "NDL[PractitionerRole].practitioner"),
-        Converter("XON.Organization", "Reference", xon_organization, "XON[Organization]"),
-        Converter("EI.Device", "Reference", ei_device, "EI[Identifier-Extension] (Device.identifier)"),
-        Converter("PL.Location", "Reference", pl_location, "PL[Location]"),
-        Converter("NM.Quantity", "Quantity", nm_quantity, "NM[Quantity]", ("ucum-aliases",), ("units",)),
-        Converter("SN.value", "Quantity|Range|Ratio|string", sn_value, "SN[Quantity|Range|Ratio|string]",
-                  ("ucum-aliases",), ("units",)),
-        Converter("ST.ReferenceRange", "ObservationReferenceRange", st_reference_range, "OBX-7",
-                  ("ucum-aliases",), ("units",)),
-        Converter("DTM.instant", "instant", dtm_instant, "DTM[instant]"),
-        Converter("DR.start", "dateTime", dr_start, "DR[dateTime]"),
-        Converter("DLD.Location", "Reference", dld_location, "DLD[Location-Discharge]", ("v2-0396.coding-system",)),
-        Converter("DTM.timePart", "dateTime", dtm_time_part, "DTM[dateTime] when it has a time (PID-7 birthTime)"),
-        Converter("NM.integer", "integer", nm_integer, "NM[integer]"),
-        Converter("NM.positiveInt", "positiveInt", nm_positive_int, "NM[positiveInt]"),
+        DatatypeConverter("CX.Identifier", "Identifier", cx_identifier, "CX[Identifier]"),
+        DatatypeConverter("XPN.HumanName", "HumanName", xpn_human_name, "XPN[HumanName]", ("v2-0200.name-use",)),
+        DatatypeConverter("XAD.Address", "Address", xad_address, "XAD[Address]", ("v2-0190.address",)),
+        DatatypeConverter("XTN.ContactPoint", "ContactPoint", xtn_contact_point, "XTN[ContactPoint]",
+                          ("v2-0201.contact-point-use", "v2-0202.contact-point-system")),
+        DatatypeConverter("DTM.date", "date", dtm_date, "DTM[date]"),
+        DatatypeConverter("DTM.dateTime", "dateTime", dtm_datetime, "DTM[dateTime]"),
+        DatatypeConverter("TM.time", "time", tm_time, "TM[time]"),
+        DatatypeConverter("ST.string", "string", st_string, "ST[string]"),
+        DatatypeConverter("TX.string", "string", tx_string, "TX[string]"),
+        DatatypeConverter("CWE.CodeableConcept", "CodeableConcept", cwe_codeable_concept, "CWE[CodeableConcept]",
+                          ("v2-0396.coding-system",)),
+        DatatypeConverter("ST.CodeableConcept", "CodeableConcept", st_codeable_concept, "ST[CodeableConcept.text]"),
+        DatatypeConverter("CWE.Coding", "Coding", cwe_coding, "CWE[Coding]", ("v2-0396.coding-system",)),
+        DatatypeConverter("EI.Identifier", "Identifier", ei_identifier, "EI[Identifier]"),
+        DatatypeConverter("CWE.Identifier", "Identifier", cwe_identifier, "CWE[Identifier]",
+                          ("v2-0396.coding-system",)),
+        DatatypeConverter("XCN.Practitioner", "Reference", xcn_practitioner, "XCN[Practitioner]"),
+        DatatypeConverter("NDL.Practitioner", "Reference", ndl_practitioner, "NDL[PractitionerRole].practitioner"),
+        DatatypeConverter("XON.Organization", "Reference", xon_organization, "XON[Organization]"),
+        DatatypeConverter("EI.Device", "Reference", ei_device, "EI[Identifier-Extension] (Device.identifier)"),
+        DatatypeConverter("PL.Location", "Reference", pl_location, "PL[Location]"),
+        DatatypeConverter("NM.Quantity", "Quantity", nm_quantity, "NM[Quantity]", ("ucum-aliases",), ("units",)),
+        DatatypeConverter("SN.value", "Quantity|Range|Ratio|string", sn_value, "SN[Quantity|Range|Ratio|string]",
+                          ("ucum-aliases",), ("units",)),
+        DatatypeConverter("ST.ReferenceRange", "ObservationReferenceRange", st_reference_range, "OBX-7",
+                          ("ucum-aliases",), ("units",)),
+        DatatypeConverter("DTM.instant", "instant", dtm_instant, "DTM[instant]"),
+        DatatypeConverter("DR.start", "dateTime", dr_start, "DR[dateTime]"),
+        DatatypeConverter("DLD.Location", "Reference", dld_location, "DLD[Location-Discharge]",
+                          ("v2-0396.coding-system",)),
+        DatatypeConverter("DTM.timePart", "dateTime", dtm_time_part,
+                          "DTM[dateTime] when it has a time (PID-7 birthTime)"),
+        DatatypeConverter("NM.integer", "integer", nm_integer, "NM[integer]"),
+        DatatypeConverter("NM.positiveInt", "positiveInt", nm_positive_int, "NM[positiveInt]"),
     )
 }
