@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from engine.errors import MappingError
 from engine.hl7v2.reference import field_info
 from engine.mapping.context import Context
-from engine.mapping.datatypes import identifier_system
 from engine.mapping.paths import V2Path, compile_path
+from engine.mapping.systems import identifier_system
 
 __all__ = ["KeyAlt", "KeyPart", "key_alt", "key_part", "sender_namespace"]
 

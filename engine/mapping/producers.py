@@ -15,10 +15,11 @@ from typing import Any
 from engine.errors import MappingError
 from engine.hl7v2.er7 import Field
 from engine.mapping.context import Context
-from engine.mapping.datatypes import CONVERTERS, coding_system
+from engine.mapping.datatypes import CONVERTERS
 from engine.mapping.paths import V2Path
 from engine.mapping.scope import CompileScope
 from engine.mapping.spec import RuleNode
+from engine.mapping.systems import coding_system
 from engine.mapping.targets import CODED, COMPATIBLE, STRINGISH, Target
 
 __all__ = ["Produce", "producer", "sources"]
