@@ -65,11 +65,11 @@ def compile_rule(scope: CompileScope, rtype: str, node: RuleNode, base: tuple[st
         return None
 
     def each_segment(ctx: Context) -> list[Any]:
-        scope_ = ctx.scope or ctx.msg.tree.root
+        within = ctx.scope or ctx.msg.tree.root
         saved = ctx.segment
         out: list[Any] = []
         try:
-            for i in ctx.msg.tree.own(seg_name, scope_):  # type: ignore[arg-type]
+            for i in ctx.msg.tree.own(seg_name, within):  # type: ignore[arg-type]
                 ctx.segment = ctx.msg.segments[i]
                 out.extend(produce(ctx))
         finally:
@@ -154,10 +154,10 @@ def _group(scope: CompileScope, rtype: str, node: RuleNode, target: Target, labe
     def apply(ctx: Context, resource: dict[str, Any]) -> bool:
         if each is None:
             return one(ctx, resource)
-        scope_ = ctx.scope or ctx.msg.tree.root
+        within = ctx.scope or ctx.msg.tree.root
         saved, wrote = ctx.segment, False
         try:
-            for i in ctx.msg.tree.own(each, scope_):
+            for i in ctx.msg.tree.own(each, within):
                 ctx.segment = ctx.msg.segments[i]
                 wrote = one(ctx, resource) or wrote
         finally:
