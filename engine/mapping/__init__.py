@@ -16,9 +16,11 @@ from engine.errors import ConfigError
 from engine.hl7v2.er7 import Message
 from engine.ids import namespace
 from engine.mapping.bundle import build_bundle
-from engine.mapping.compiler import MappingSpec, compile_mapping, key_part
+from engine.mapping.compiled import MappingSpec
+from engine.mapping.compiler import compile_mapping
 from engine.mapping.context import Context
 from engine.mapping.gate import check_serialized
+from engine.mapping.keys import key_part
 
 if TYPE_CHECKING:
     from engine.mapping.explain import Explanation

@@ -15,9 +15,11 @@ from engine.errors import MappingError
 from engine.hl7v2.er7 import Message
 from engine.hl7v2.groups import Group
 from engine.ids import resource_id
-from engine.mapping.compiler import CompiledResource, MappingSpec, is_segment_id, key_part, sender_namespace
+from engine.mapping.compiled import CompiledResource, MappingSpec, is_segment_id
 from engine.mapping.context import Context, Instance
-from engine.mapping.datatypes import slug, v2_instant
+from engine.mapping.keys import key_part, sender_namespace
+from engine.mapping.systems import slug
+from engine.mapping.timestamps import v2_instant
 
 __all__ = ["build_bundle", "instant"]
 

@@ -2,7 +2,8 @@
 
 Each converter reads one field repetition and returns a FHIR JSON value, or None when the
 field carries nothing. Every converter names the FHIR type it produces so the compiler can
-check it against the target element in the FHIR R4 model. Vocabulary comes from CSV maps.
+check it against the target element in the FHIR R4 model. Vocabulary comes from CSV maps;
+times are read by `engine.mapping.timestamps`, system URIs named by `engine.mapping.systems`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import Any
 
@@ -19,158 +19,39 @@ import orjson
 from engine.errors import MappingError
 from engine.hl7v2.er7 import Field
 from engine.mapping.context import Context
+from engine.mapping.systems import (
+    assigner_system,
+    coding_system,
+    fallback_authority,
+    hd_system,
+    identifier_system,
+    slug,
+)
+from engine.mapping.timestamps import v2_date, v2_datetime, v2_instant, zone
 from engine.mapping.ucum import is_ucum
 
-__all__ = ["CONVERTERS", "Converter", "v2_date", "v2_datetime", "v2_instant"]
+__all__ = ["CONVERTERS", "DatatypeConverter", "v2_date", "v2_datetime", "v2_instant"]
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
-_DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?$")
-_SLUG = re.compile(r"[^a-z0-9]+")
 
 Convert = Callable[[Field, Context, dict[str, Any]], Any]
 
 
 @dataclass(frozen=True)
-class Converter:
+class DatatypeConverter:
+    """One HL7 v2 datatype → FHIR datatype map of the IG (`as: CX.Identifier`), named in CONVERTERS.
+
+    It owns the function reading one field repetition (`fn`, None when the field carries nothing)
+    and declares what the compiler checks at load: the FHIR type it makes, the vocabulary maps it
+    reads and the options that hold v2 paths.
+    """
+
     name: str
     fhir_type: str                      # "Identifier", or "Quantity|Range|Ratio|string" for a value[x] target
     fn: Convert
     ig: str
     vocab: tuple[str, ...] = ()
     path_options: tuple[str, ...] = ()  # options holding v2 paths, compiled at load (units: OBX-6)
-
-
-def _dtm_parts(value: str, what: str) -> re.Match[str]:
-    m = _DTM.match(value.strip())
-    if not m:
-        raise MappingError(f"expected a v2 {what} YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ], got {len(value)} characters")
-    return m
-
-
-def _offset(sign_hhmm: str | None, local: datetime, tz: tzinfo) -> str:
-    if sign_hhmm:
-        return f"{sign_hhmm[:3]}:{sign_hhmm[3:]}"
-    off = tz.utcoffset(local) or timedelta(0)
-    minutes = int(off.total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    minutes = abs(minutes)
-    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def v2_date(value: str) -> str:
-    """v2 DT/DTM → FHIR date at the precision sent (YYYY, YYYY-MM or YYYY-MM-DD)."""
-    m = _dtm_parts(value, "date")
-    y, mo, d = m.group(1), m.group(2), m.group(3)
-    try:
-        datetime(int(y), int(mo or 1), int(d or 1))
-    except ValueError as exc:
-        raise MappingError("expected a valid calendar date") from exc
-    return "-".join(p for p in (y, mo, d) if p)
-
-
-@lru_cache(maxsize=4096)
-def v2_datetime(value: str, tz: tzinfo) -> str:
-    """v2 DTM/TS → FHIR dateTime.
-
-    FHIR needs seconds and an offset once a time is given: missing minutes/seconds become 00,
-    and a missing offset is `tz`'s at that local time (`zone(ctx)`: MSH-7's offset, else the configured
-    zone). Date-only values keep their precision: no time and no offset is invented for them.
-    """
-    m = _dtm_parts(value, "date/time")
-    y, mo, d, hh, mi, ss, frac, off = m.groups()
-    if hh is None:
-        return v2_date(value)
-    try:
-        local = datetime(int(y), int(mo), int(d), int(hh), int(mi or 0), int(ss or 0))
-    except (TypeError, ValueError) as exc:
-        raise MappingError("expected a valid calendar date and time") from exc
-    text = local.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "")
-    return text + _offset(off, local, tz)
-
-
-def v2_instant(value: str, tz: tzinfo) -> str | None:
-    """v2 DTM → FHIR instant, or None when the value is not precise to the second."""
-    m = _DTM.match(value.strip())
-    if not m or m.group(6) is None:
-        return None
-    return v2_datetime(value, tz)
-
-
-@lru_cache(maxsize=64)
-def _fixed_zone(sign_hhmm: str) -> timezone:
-    minutes = int(sign_hhmm[1:3]) * 60 + int(sign_hhmm[3:5])
-    return timezone(timedelta(minutes=-minutes if sign_hhmm[0] == "-" else minutes))
-
-
-def zone(ctx: Context) -> tzinfo:
-    """The zone of a time sent without an offset: MSH-7's offset when MSH-7 has one (HL7 v2 DTM:
-    an offset-less time is in the sender's zone, which MSH-7 states), else the channel's configured zone.
-    Worked out once per message (ctx.memo)."""
-    tz = ctx.memo.get("zone")
-    if tz is None:
-        m = _DTM.match(ctx.msg.msh.field(7).text.strip())
-        off = m.group(8) if m else None
-        valid = off is not None and int(off[1:3]) < 24 and int(off[3:5]) < 60  # else not an offset: the zone
-        tz = ctx.memo["zone"] = _fixed_zone(off) if valid else ctx.tz
-    return tz
-
-
-@lru_cache(maxsize=4096)
-def slug(text: str) -> str:
-    return _SLUG.sub("-", text.lower()).strip("-") or "unknown"
-
-
-def hd_system(hd_ns: str, hd_uid: str, hd_type: str) -> str | None:
-    """An HD's universal id as a URI when it is one (ISO OID, UUID, URI); None otherwise."""
-    hd_type = hd_type.upper()
-    if hd_uid and hd_type == "ISO":
-        return f"urn:oid:{hd_uid}"
-    if hd_uid and hd_type in ("UUID", "GUID"):
-        return f"urn:uuid:{hd_uid.lower()}"
-    if hd_uid and hd_type == "URI":
-        return hd_uid
-    return None
-
-
-def assigner_system(f: Field, comp: int, ctx: Context, kind: str) -> str:
-    """The system of an identifier whose assigner is the HD in component `comp` (XCN.9, XON.6)."""
-    return hd_system(f.component(comp, 1), f.component(comp, 2), f.component(comp, 3)) or \
-        f"{ctx.base}/sid/{slug(f.component(comp, 1) or _fallback_authority(ctx) or 'unknown')}/{kind}"
-
-
-def identifier_system(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
-    """CX.4 (HD) → a system URI: a known identifier system (CIN, INPE … by authority and type, from
-    nomenclatures/identifier-systems), else ISO OIDs and URIs as sent, else under the installation's base."""
-    known = ctx.registry.for_cx(f.component(4, 1), f.component(5)) if ctx.registry is not None else None
-    if known is not None:
-        return known.uri
-    return _identifier_system(f.component(4, 1), f.component(4, 2), f.component(4, 3),
-                              f.component(5) or opts.get("type", "") or ctx.policy.get("default_identifier_type")
-                              or "id", _fallback_authority(ctx),
-                              opts.get("system", "{base}/sid/{authority}/{type}"), ctx.base)
-
-
-def _fallback_authority(ctx: Context) -> str:
-    """Who issued an identifier without CX-4: the channel's declared sender, else MSH-4, else MSH-3."""
-    known = ctx.memo.get("fallback_authority")
-    if known is None:
-        known = next((v for v in (ctx.policy.get("sender", ""), ctx.msg.sending_facility,
-                                  ctx.msg.sending_application) if v and v != '""'), "")
-        ctx.memo["fallback_authority"] = known
-    return known
-
-
-@lru_cache(maxsize=4096)
-def _identifier_system(hd_ns: str, hd_uid: str, hd_type: str, id_type: str, facility: str, template: str,
-                       base: str) -> str | None:
-    """Memoised: a feed names a handful of assigning authorities, and every key and identifier asks."""
-    system = hd_system(hd_ns, hd_uid, hd_type)
-    if system:
-        return system
-    authority = hd_ns or hd_uid or facility
-    if not authority:
-        return None
-    return template.format(base=base, authority=slug(authority), type=slug(id_type))
 
 
 def cx_identifier(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
@@ -333,28 +214,6 @@ def st_string(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     return f.text or None
 
 
-def _local_system(ctx: Context, name: str) -> str:
-    sender = slug(ctx.msg.sending_facility or ctx.msg.sending_application or "unknown")
-    return f"{ctx.base}/CodeSystem/local/{sender}" + (f"/{slug(name)}" if name and name.upper() != "L" else "")
-
-
-def coding_system(ctx: Context, name: str) -> str | None:
-    """A v2 coding system name (table 0396: LN, I10, UCUM, HL70078 …) → its URI; local ones under the base.
-
-    None when the sender names no system (CWE.3 empty): the IG's CWE[CodeableConcept] takes the system
-    from CWE.3 only, so the code is kept without one rather than under an invented system.
-    """
-    if not name:
-        return None
-    t = ctx.vocab("v2-0396.coding-system").first(name)
-    if t:
-        return t.system
-    upper = name.upper()
-    if upper.startswith("HL7") and upper[3:].isdigit():
-        return f"http://terminology.hl7.org/CodeSystem/v2-{upper[3:]:0>4}"
-    return _local_system(ctx, name)
-
-
 def _triplet(f: Field, ctx: Context, code: int, display: int, system: int, version: int) -> dict[str, str] | None:
     value = f.component(code)
     if not value:
@@ -475,7 +334,7 @@ def xcn_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
         identifier = f"{system}|{ident}"
         key = [identifier]
     else:
-        key = ["name", _fallback_authority(ctx), f.raw]
+        key = ["name", fallback_authority(ctx), f.raw]
     if name:
         body["name"] = [name]
     return ctx.emit("Practitioner", key, body, identifier)
@@ -513,12 +372,12 @@ def ndl_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
     identifier = None
     if ident:
         system = hd_system(part(9), part(10), part(11)) or \
-            f"{ctx.base}/sid/{slug(part(9) or _fallback_authority(ctx) or 'unknown')}/practitioner"
+            f"{ctx.base}/sid/{slug(part(9) or fallback_authority(ctx) or 'unknown')}/practitioner"
         body["identifier"] = [{"system": system, "value": ident}]
         identifier = f"{system}|{ident}"
         key = [identifier]
     else:
-        key = ["name", _fallback_authority(ctx), *(part(i) for i in range(2, 8))]
+        key = ["name", fallback_authority(ctx), *(part(i) for i in range(2, 8))]
     if name:
         body["name"] = [name]
     return ctx.emit("Practitioner", key, body, identifier)
@@ -533,7 +392,7 @@ def ei_device(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | 
     value = f.component(1)
     if not value:
         return None
-    ns = f.component(2) or f.component(3) or _fallback_authority(ctx) or "unknown"
+    ns = f.component(2) or f.component(3) or fallback_authority(ctx) or "unknown"
     system = hd_system(f.component(2), f.component(3), f.component(4)) or f"{ctx.base}/sid/{slug(ns)}/device"
     identifier = f"{system}|{value}"
     return ctx.emit("Device", [identifier], {"identifier": [{"system": system, "value": value}]}, identifier)
@@ -552,7 +411,7 @@ def xon_organization(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
         identifier = f"{system}|{ident}"
         key = [identifier]
     else:
-        key = ["name", _fallback_authority(ctx), name]
+        key = ["name", fallback_authority(ctx), name]
     if name:
         body["name"] = name
     return ctx.emit("Organization", key, body, identifier)
@@ -571,7 +430,7 @@ def pl_location(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] 
     parts = [f.component(i) for i in (1, 2, 3)]
     if not any(parts):
         return None
-    facility = f.component(4, 1) or _fallback_authority(ctx) or "unknown"
+    facility = f.component(4, 1) or fallback_authority(ctx) or "unknown"
     body: dict[str, Any] = {"name": " ".join(p for p in parts if p), "mode": "instance"}
     if parts[1] or parts[2]:  # IG: PL.2 room (ro), PL.3 bed (bd); a point of care alone has no physical type
         body["physicalType"] = {"coding": [{"system": _PHYSICAL, "code": "bd" if parts[2] else "ro"}]}
@@ -772,40 +631,43 @@ def dr_start(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     return v2_datetime(v, zone(ctx)) if v else None
 
 
-CONVERTERS: dict[str, Converter] = {
+CONVERTERS: dict[str, DatatypeConverter] = {
     c.name: c
     for c in (
-        Converter("CX.Identifier", "Identifier", cx_identifier, "CX[Identifier]"),
-        Converter("XPN.HumanName", "HumanName", xpn_human_name, "XPN[HumanName]", ("v2-0200.name-use",)),
-        Converter("XAD.Address", "Address", xad_address, "XAD[Address]", ("v2-0190.address",)),
-        Converter("XTN.ContactPoint", "ContactPoint", xtn_contact_point, "XTN[ContactPoint]",
-                  ("v2-0201.contact-point-use", "v2-0202.contact-point-system")),
-        Converter("DTM.date", "date", dtm_date, "DTM[date]"),
-        Converter("DTM.dateTime", "dateTime", dtm_datetime, "DTM[dateTime]"),
-        Converter("TM.time", "time", tm_time, "TM[time]"),
-        Converter("ST.string", "string", st_string, "ST[string]"),
-        Converter("TX.string", "string", tx_string, "TX[string]"),
-        Converter("CWE.CodeableConcept", "CodeableConcept", cwe_codeable_concept, "CWE[CodeableConcept]",
-                  ("v2-0396.coding-system",)),
-        Converter("ST.CodeableConcept", "CodeableConcept", st_codeable_concept, "ST[CodeableConcept.text]"),
-        Converter("CWE.Coding", "Coding", cwe_coding, "CWE[Coding]", ("v2-0396.coding-system",)),
-        Converter("EI.Identifier", "Identifier", ei_identifier, "EI[Identifier]"),
-        Converter("CWE.Identifier", "Identifier", cwe_identifier, "CWE[Identifier]", ("v2-0396.coding-system",)),
-        Converter("XCN.Practitioner", "Reference", xcn_practitioner, "XCN[Practitioner]"),
-        Converter("NDL.Practitioner", "Reference", ndl_practitioner, "NDL[PractitionerRole].practitioner"),
-        Converter("XON.Organization", "Reference", xon_organization, "XON[Organization]"),
-        Converter("EI.Device", "Reference", ei_device, "EI[Identifier-Extension] (Device.identifier)"),
-        Converter("PL.Location", "Reference", pl_location, "PL[Location]"),
-        Converter("NM.Quantity", "Quantity", nm_quantity, "NM[Quantity]", ("ucum-aliases",), ("units",)),
-        Converter("SN.value", "Quantity|Range|Ratio|string", sn_value, "SN[Quantity|Range|Ratio|string]",
-                  ("ucum-aliases",), ("units",)),
-        Converter("ST.ReferenceRange", "ObservationReferenceRange", st_reference_range, "OBX-7",
-                  ("ucum-aliases",), ("units",)),
-        Converter("DTM.instant", "instant", dtm_instant, "DTM[instant]"),
-        Converter("DR.start", "dateTime", dr_start, "DR[dateTime]"),
-        Converter("DLD.Location", "Reference", dld_location, "DLD[Location-Discharge]", ("v2-0396.coding-system",)),
-        Converter("DTM.timePart", "dateTime", dtm_time_part, "DTM[dateTime] when it has a time (PID-7 birthTime)"),
-        Converter("NM.integer", "integer", nm_integer, "NM[integer]"),
-        Converter("NM.positiveInt", "positiveInt", nm_positive_int, "NM[positiveInt]"),
+        DatatypeConverter("CX.Identifier", "Identifier", cx_identifier, "CX[Identifier]"),
+        DatatypeConverter("XPN.HumanName", "HumanName", xpn_human_name, "XPN[HumanName]", ("v2-0200.name-use",)),
+        DatatypeConverter("XAD.Address", "Address", xad_address, "XAD[Address]", ("v2-0190.address",)),
+        DatatypeConverter("XTN.ContactPoint", "ContactPoint", xtn_contact_point, "XTN[ContactPoint]",
+                          ("v2-0201.contact-point-use", "v2-0202.contact-point-system")),
+        DatatypeConverter("DTM.date", "date", dtm_date, "DTM[date]"),
+        DatatypeConverter("DTM.dateTime", "dateTime", dtm_datetime, "DTM[dateTime]"),
+        DatatypeConverter("TM.time", "time", tm_time, "TM[time]"),
+        DatatypeConverter("ST.string", "string", st_string, "ST[string]"),
+        DatatypeConverter("TX.string", "string", tx_string, "TX[string]"),
+        DatatypeConverter("CWE.CodeableConcept", "CodeableConcept", cwe_codeable_concept, "CWE[CodeableConcept]",
+                          ("v2-0396.coding-system",)),
+        DatatypeConverter("ST.CodeableConcept", "CodeableConcept", st_codeable_concept, "ST[CodeableConcept.text]"),
+        DatatypeConverter("CWE.Coding", "Coding", cwe_coding, "CWE[Coding]", ("v2-0396.coding-system",)),
+        DatatypeConverter("EI.Identifier", "Identifier", ei_identifier, "EI[Identifier]"),
+        DatatypeConverter("CWE.Identifier", "Identifier", cwe_identifier, "CWE[Identifier]",
+                          ("v2-0396.coding-system",)),
+        DatatypeConverter("XCN.Practitioner", "Reference", xcn_practitioner, "XCN[Practitioner]"),
+        DatatypeConverter("NDL.Practitioner", "Reference", ndl_practitioner, "NDL[PractitionerRole].practitioner"),
+        DatatypeConverter("XON.Organization", "Reference", xon_organization, "XON[Organization]"),
+        DatatypeConverter("EI.Device", "Reference", ei_device, "EI[Identifier-Extension] (Device.identifier)"),
+        DatatypeConverter("PL.Location", "Reference", pl_location, "PL[Location]"),
+        DatatypeConverter("NM.Quantity", "Quantity", nm_quantity, "NM[Quantity]", ("ucum-aliases",), ("units",)),
+        DatatypeConverter("SN.value", "Quantity|Range|Ratio|string", sn_value, "SN[Quantity|Range|Ratio|string]",
+                          ("ucum-aliases",), ("units",)),
+        DatatypeConverter("ST.ReferenceRange", "ObservationReferenceRange", st_reference_range, "OBX-7",
+                          ("ucum-aliases",), ("units",)),
+        DatatypeConverter("DTM.instant", "instant", dtm_instant, "DTM[instant]"),
+        DatatypeConverter("DR.start", "dateTime", dr_start, "DR[dateTime]"),
+        DatatypeConverter("DLD.Location", "Reference", dld_location, "DLD[Location-Discharge]",
+                          ("v2-0396.coding-system",)),
+        DatatypeConverter("DTM.timePart", "dateTime", dtm_time_part,
+                          "DTM[dateTime] when it has a time (PID-7 birthTime)"),
+        DatatypeConverter("NM.integer", "integer", nm_integer, "NM[integer]"),
+        DatatypeConverter("NM.positiveInt", "positiveInt", nm_positive_int, "NM[positiveInt]"),
     )
 }

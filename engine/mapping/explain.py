@@ -15,7 +15,7 @@ from typing import Any
 from engine.hl7v2.er7 import Message, Segment
 from engine.hl7v2.reference import field_info, set_id_fields
 from engine.mapping.bundle import build_bundle
-from engine.mapping.compiler import CompiledRule, MappingSpec
+from engine.mapping.compiled import CompiledRule, MappingSpec
 from engine.mapping.context import Context
 from engine.mapping.coverage import ENGINE_READS
 

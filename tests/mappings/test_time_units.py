@@ -11,7 +11,7 @@ import pytest
 
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
-from engine.mapping.datatypes import zone
+from engine.mapping.timestamps import zone
 from engine.mapping.ucum import is_ucum
 from tests.mappings.conftest import NOW
 from tests.support import ROOT
