@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.broker import Delivery
 from engine.deliver import Deliverer
 from engine.ids import message_id
 from engine.store import Journal
+from engine.transport import Delivery
 from engine.types import Inbound
 from tests.support import BrokerMessage
 
