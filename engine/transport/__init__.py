@@ -51,8 +51,7 @@ def transport_class(url: str) -> type[Transport]:
         raise ConfigError(f"unknown broker transport '{scheme}'{hint}; expected one of: "
                           f"{', '.join(f'{a}://' for a in ALIASES)}", field="broker.url")
     module, _, name = target.partition(":")
-    found = getattr(importlib.import_module(module), name)
-    assert isinstance(found, type) and issubclass(found, Transport)
+    found: type[Transport] = getattr(importlib.import_module(module), name)
     return found
 
 

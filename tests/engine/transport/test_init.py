@@ -13,6 +13,8 @@ from engine.transport.memory import MemoryTransport
 
 
 class TestSchemes:
+    """transport_class and open_transport: the alias table and its errors."""
+
     def test_each_alias_names_its_transport(self) -> None:
         """memory:// is the in-process transport; amqp:// and amqps:// are RabbitMQ."""
         assert set(ALIASES) == {"memory", "amqp", "amqps"}
@@ -44,6 +46,8 @@ class TestSchemes:
 
 
 class TestCapabilities:
+    """What intake, transform, deliver, runtime and the CLI read instead of the scheme."""
+
     def test_memory_is_in_process_and_not_durable(self) -> None:
         """memory://: the journal is the only durability (intake commits, transform remembers its
         conversions, deliverers share a writer, readiness does not ask a broker)."""

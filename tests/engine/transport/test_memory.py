@@ -26,6 +26,8 @@ def _take(bus: Bus, queue: str, limit: int = 100, linger: float = 0.0) -> list[b
 
 
 class TestTopicMatching:
+    """topic_matches: AMQP's `*` and `#`."""
+
     def test_star_is_exactly_one_word_and_hash_any_number(self) -> None:
         assert topic_matches(("a", "*", "c"), ("a", "b", "c"))
         assert not topic_matches(("a", "*", "c"), ("a", "c"))
@@ -37,6 +39,8 @@ class TestTopicMatching:
 
 
 class TestBus:
+    """Bus: routing, order, requeue, dead-lettering and waking consumers."""
+
     def test_routes_by_direct_key_and_topic_pattern(self) -> None:
         bus = _bus()
         assert bus.publish("in", "shard.0", b"a", {}) == 1

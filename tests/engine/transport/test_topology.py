@@ -11,6 +11,8 @@ ROUTES = [Route("archive-ndjson", ("adt-mllp",), types=("ADT^A01", "ORU^*"), del
 
 
 class TestTopology:
+    """Topology and RabbitTopology: names, keys, bindings and queue arguments."""
+
     def test_a_patient_always_goes_to_one_shard(self) -> None:
         """The shard is crc32 of the patient key (the message id without one), modulo the shards."""
         assert shard_of("P1", "m1", 4) == zlib.crc32(b"P1") % 4
@@ -34,8 +36,9 @@ class TestTopology:
             "wasla.deliver.archive-ndjson.0", "wasla.deliver.archive-ndjson.1",
             "wasla.retry.archive-ndjson.0", "wasla.retry.archive-ndjson.1"]
         deliver = topology.deliver_queues("archive-ndjson")[1]
-        assert [b.routing_key for b in deliver.bindings] == [
-            "adt-mllp.ADT.A01.s1", "adt-mllp.ORU.*.s1", "archive-ndjson.*.1"]
+        assert {(b.exchange.name, b.routing_key) for b in deliver.bindings} == {
+            ("wasla.out", "adt-mllp.ADT.A01.s1"), ("wasla.out", "adt-mllp.ORU.*.s1"),
+            ("wasla.redeliver", "archive-ndjson.*.1")}
         assert topology.retry_queues("archive-ndjson")[1].queue_arguments == {
             "x-message-ttl": 2000, "x-dead-letter-exchange": "wasla.redeliver"}
         assert topology.transform_queues()[0].queue_arguments == {
