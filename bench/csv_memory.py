@@ -54,15 +54,15 @@ def generate(path: Path, mb: int, per_group: int) -> int:
 def child(project: Path) -> None:
     """Run the channel until the file is in done/ (the measured process)."""
     from channels.csv_drop import CSVDropInput
-    from engine.broker import Broker
     from engine.config import load_config
     from engine.intake import Intake
     from engine.runtime import make_converter, routes_of
     from engine.store import Journal
+    from engine.transport import open_transport
 
     config = load_config(project / "config", env={})
     journal = Journal(config.store.url)
-    broker = Broker(config.broker, routes_of(config))
+    broker = open_transport(config.broker, routes_of(config))
     broker.declare()
     stop = threading.Event()
     queues = broker.transform_queues()

@@ -29,7 +29,6 @@ from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
 from engine import metrics
 from engine.breaker import Breaker
-from engine.broker import Broker, Delivery, hold, received_epoch
 from engine.config import DestinationConfig
 from engine.connectors.capabilities import Capabilities
 from engine.connectors.ports import OutputLedger
@@ -42,6 +41,7 @@ from engine.errors import (
 )
 from engine.logs import error_fields
 from engine.store import Journal, OutputRow
+from engine.transport import Delivery, Transport, hold, received_epoch
 
 __all__ = ["BatchOutput", "Deliverer", "Output"]
 
@@ -98,7 +98,7 @@ class _Paused(Exception):
 
 
 class Deliverer:
-    def __init__(self, output: Output, journal: Journal, broker: Broker | None = None,
+    def __init__(self, output: Output, journal: Journal, broker: Transport | None = None,
                  config: DestinationConfig | None = None, *, attempts: int | None = None,
                  shared_writer: bool = False, stop: threading.Event | None = None) -> None:
         self.output = output

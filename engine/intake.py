@@ -19,7 +19,6 @@ from typing import Any
 import structlog
 
 from engine import metrics
-from engine.broker import Broker
 from engine.config import ChannelConfig
 from engine.connectors.ports import Receipt
 from engine.errors import BrokerError, ConfigError, MappingError, ParseError
@@ -33,6 +32,7 @@ from engine.outcomes import Outcomes
 from engine.store import Journal
 from engine.store.journal import KeyMatch
 from engine.store.writer import Work
+from engine.transport import Transport
 from engine.types import Inbound, Status
 
 __all__ = ["Intake", "Receipt"]
@@ -61,7 +61,7 @@ class Intake(IntakePorts):
     `IntakePorts`.
     """
 
-    def __init__(self, journal: Journal, broker: Broker, converter: Converter,
+    def __init__(self, journal: Journal, broker: Transport, converter: Converter,
                  clock: Callable[[], datetime] = _now, *, outcomes: Outcomes | None = None) -> None:
         self.outcomes = outcomes or Outcomes(journal, local=False)  # polls the journal when transform runs elsewhere
         self.journal = journal
@@ -145,7 +145,7 @@ class Intake(IntakePorts):
                                   and wait_if(plan.message)) else None
         watching = watch.watch(plan.inbound.id) if watch is not None and plan.inbound is not None else None
         try:
-            if self.broker.memory or plan.receipt is not None:
+            if not self.broker.capabilities.durable_publish or plan.receipt is not None:
                 receipt = self.finish(plan, await self.journal.commit_async(plan.work))
             else:
                 receipt = await self._commit_and_publish(plan, executor)

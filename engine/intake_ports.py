@@ -15,7 +15,6 @@ from typing import Any
 import structlog
 
 from engine import metrics
-from engine.broker import Broker
 from engine.config import ChannelConfig
 from engine.connectors.ports import (
     Backpressure,
@@ -35,6 +34,7 @@ from engine.store import Journal
 from engine.store.files import Files
 from engine.store.idempotency import IdempotencyKeys
 from engine.store.writer import Work
+from engine.transport import Transport
 from engine.types import Inbound, Status
 
 __all__ = ["IntakePorts", "JournalFiles"]
@@ -67,7 +67,7 @@ class IntakePorts:
     """
 
     journal: Journal
-    broker: Broker
+    broker: Transport
     converter: Converter
     outcomes: Outcomes
     clock: Callable[[], datetime]

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import structlog
 
-from engine.broker import Broker
 from engine.errors import BrokerError, ConfigError, ConfigErrors, StoreError
 from engine.logs import error_fields
 from engine.mapping import Converter
 from engine.nomenclature import load_registry
 from engine.nomenclature.vocab import load_vocab
 from engine.store import Journal
+from engine.transport import Transport
 
 __all__ = ["NomenclatureWatcher"]
 
@@ -41,7 +41,7 @@ def _vocab_part(stamp: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, int
 
 
 class NomenclatureWatcher:
-    def __init__(self, folder: Path, base: str, converter: Converter, journal: Journal, broker: Broker,
+    def __init__(self, folder: Path, base: str, converter: Converter, journal: Journal, broker: Transport,
                  interval_s: float = 1.0) -> None:
         self.folder = folder
         self.base = base

@@ -13,11 +13,11 @@ import threading
 
 import structlog
 
-from engine.broker import Broker
 from engine.errors import BrokerError, StoreError
 from engine.logs import error_fields
 from engine.store import Journal
 from engine.store.ledger import Replay
+from engine.transport import Transport
 
 __all__ = ["Replayer"]
 
@@ -25,7 +25,7 @@ _log = structlog.get_logger("wasla.replay")
 
 
 class Replayer:
-    def __init__(self, journal: Journal, broker: Broker, modes: tuple[str, ...], poll_s: float = 1.0) -> None:
+    def __init__(self, journal: Journal, broker: Transport, modes: tuple[str, ...], poll_s: float = 1.0) -> None:
         self.journal = journal
         self.broker = broker
         self.modes = modes

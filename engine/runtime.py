@@ -20,7 +20,6 @@ from typing import Any
 import structlog
 
 from engine import metrics
-from engine.broker import Broker, Route
 from engine.config import Config
 from engine.connectors.registry import connector
 from engine.deliver import Deliverer
@@ -34,6 +33,7 @@ from engine.replay import Replayer
 from engine.route import check_conditions
 from engine.store import Journal
 from engine.transform import Transformer
+from engine.transport import Route, open_transport
 
 __all__ = ["ROLES", "Engine", "make_converter", "tune_gc"]
 
@@ -78,7 +78,7 @@ class Engine:
         for ch in config.channels:
             self.converter.spec(ch.mapping)  # compile every mapping before taking any message
         self.journal = Journal(config.store.url, group_commit_ms=config.store.group_commit_ms)
-        self.broker = Broker(config.broker, routes_of(config))
+        self.broker = open_transport(config.broker, routes_of(config))
         self.broker.declare()
         self.outcomes = Outcomes(self.journal, local="transform" in roles)
         tune_gc()
@@ -154,8 +154,8 @@ class Engine:
         if "deliver" in self.roles:
             for dest in self.config.destinations.values():
                 output = connector("outputs", dest.kind)(dest, self.config.root)
-                dl = Deliverer(output, self.journal, self.broker, dest, shared_writer=self.broker.memory,
-                               stop=self.stop_event)
+                dl = Deliverer(output, self.journal, self.broker, dest,
+                               shared_writer=self.broker.capabilities.in_process, stop=self.stop_event)
                 self.outputs += [dl, output]
                 queues = self.broker.deliver_queues(dest.id)
                 self._thread(f"deliver-{dest.id}",
@@ -252,7 +252,8 @@ class Engine:
         dead = [t.name for t in self.threads if not t.is_alive()]
         if dead:
             return f"worker threads stopped: {', '.join(dead)}"
-        if not self.broker.memory and not self._depths():  # every role publishes or consumes (cached 5 s)
+        # every role publishes or consumes (cached 5 s)
+        if not self.broker.capabilities.in_process and not self._depths():
             return "broker: no RabbitMQ node answers"
         return None
 

@@ -19,7 +19,6 @@ from typing import Any
 import structlog
 
 from engine import metrics
-from engine.broker import Broker, Delivery, hold, received_epoch
 from engine.config import Config
 from engine.errors import BrokerError, ConfigError, MappingError, ParseError, StoreError
 from engine.history import History
@@ -31,6 +30,7 @@ from engine.mapping.passthrough import as_transaction
 from engine.outcomes import Outcomes
 from engine.route import Router
 from engine.store import Journal
+from engine.transport import Delivery, Transport, hold, received_epoch
 from engine.types import Status
 
 __all__ = ["Transformer"]
@@ -52,7 +52,7 @@ class _Converted:
 
 
 class Transformer:
-    def __init__(self, config: Config, journal: Journal, broker: Broker, converter: Converter,
+    def __init__(self, config: Config, journal: Journal, broker: Transport, converter: Converter,
                  outcomes: Outcomes | None = None, *, stop: threading.Event | None = None) -> None:
         self.outcomes = outcomes  # channels in this process waiting on a message's outcome
         self.stop = stop or threading.Event()
@@ -63,7 +63,7 @@ class Transformer:
         self._csvmaps: dict[str, CsvMap] = {}
         self.router = Router(config, lambda msg: converter.context(msg, datetime.now().astimezone()))
         # embedded broker: journal writes are lazy, so this process remembers its last conversions
-        self.history = History(journal, remember=4096 if broker.memory else 0)
+        self.history = History(journal, remember=4096 if broker.capabilities.in_process else 0)
 
     def handle(self, batch: list[Delivery]) -> None:
         """Convert a batch, journal every result in one commit, then publish and acknowledge each.
@@ -72,7 +72,7 @@ class Transformer:
         it goes through (the same bytes: conversion is deterministic). Handing it back to the queue
         would let the messages this consumer already prefetched behind it overtake it: at full size
         the PostgreSQL-restart fault run left 4 patients of 1,200 on an older version that way. Only
-        a stopping process hands the batch back, by leaving it unsettled: `Broker.consume` then
+        a stopping process hands the batch back, by leaving it unsettled: `Transport.consume` then
         closes the consumer's channel and the broker returns all it held, in order. A write the
         journal refuses outright (not a lost connection) is not waited out: `_isolate`.
         """
@@ -119,14 +119,15 @@ class Transformer:
         return []
 
     def _handle(self, batch: list[Delivery]) -> None:
-        if not self.broker.memory:
+        if not self.broker.capabilities.in_process:
             batch = self._journaled(batch)
         self.history.start_batch()
         done = [c for c in map(self._convert, batch) if c is not None]
         if not done:
             return
         self.journal.transformed_many(
-            [(c.mid, dict.fromkeys(c.outputs, c.bundle), c.detail) for c in done], wait=not self.broker.memory)
+            [(c.mid, dict.fromkeys(c.outputs, c.bundle), c.detail) for c in done],
+            wait=not self.broker.capabilities.in_process)
         self.broker.publish_out_many([   # filtered ones (no outputs) were journaled with their reasons
             (c.bundle, c.mid, c.channel, c.message_type, str(c.delivery.headers.get("patient_key", "")),
              {"received_at": c.received_at, "destinations": ",".join(c.outputs)}) for c in done if c.outputs])

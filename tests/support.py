@@ -186,8 +186,9 @@ def delete_wasla_queues(url: str) -> None:
     names = {"wasla.transform.0", "wasla.deliver.archive-ndjson.0", "wasla.dead.transform",
              "wasla.dead.archive-ndjson", "wasla.test"}
     with contextlib.suppress(OSError, subprocess.SubprocessError):  # rabbitmqctl needs the broker's host
-        listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True,
-                                timeout=30, check=False).stdout.split()
+        vhost = url.rsplit("/", 1)[1] or "/"  # the URL's virtual host: "/" unless WASLA_TEST_AMQP_URL names one
+        listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name"], capture_output=True,
+                                text=True, timeout=30, check=False).stdout.split()
         names |= {n for n in listed if n.startswith("wasla.")}
     with Connection(url, connect_timeout=5) as conn:
         for name in sorted(names):

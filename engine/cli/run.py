@@ -23,6 +23,7 @@ def run(config_dir: Path | None, roles: tuple[str, ...]) -> None:
     """Run the engine: intake (channels), transform and deliver."""
     from engine import logs
     from engine.runtime import ROLES, Engine
+    from engine.transport import transport_class
 
     config = load_config(config_dir)
     errors = _check_all(config)
@@ -30,6 +31,6 @@ def run(config_dir: Path | None, roles: tuple[str, ...]) -> None:
         raise ConfigErrors(errors)
     logs.configure(config.log_level)
     chosen = tuple(r for r in ROLES if r in roles) if roles else ROLES
-    if config.broker.url.startswith("memory://") and chosen != ROLES:
+    if transport_class(config.broker.url).capabilities.in_process and chosen != ROLES:
         click.echo("warning: memory:// is in-process; roles not run here will not see these messages", err=True)
     Engine(config, chosen).run()

@@ -18,13 +18,13 @@ import pytest
 
 from channels.csv_drop import CSVDropInput
 from channels.csv_ingest import FileIngest, Rejects, Stopped
-from engine.broker import Broker
 from engine.config import ChannelConfig, load_config
 from engine.intake import Intake
 from engine.mapping.csvmap import find_csvmap
 from engine.runtime import make_converter, routes_of
 from engine.store import Journal
 from engine.store.files import Files
+from engine.transport import open_transport
 from tests.support import make_project
 
 HEADER = ("numero_demande;ipp;nom;prenom;date_naissance;sexe;code_analyse;libelle_analyse;resultat;unite;normes;"
@@ -53,7 +53,7 @@ class Drop:
         self.channel: ChannelConfig = self.config.channel("lab-csv")
         self.folder = Path(str(self.channel.input["folder"]))
         self.journal = Journal(self.config.store.url)
-        self.broker = Broker(self.config.broker, routes_of(self.config))
+        self.broker = open_transport(self.config.broker, routes_of(self.config))
         self.broker.declare()
         self.broker.purge()
         self.intake = Intake(self.journal, self.broker, make_converter(self.config))

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from channels.mllp import MLLPInput
-from engine.broker import Broker
 from engine.config import load_config
 from engine.intake import Intake
 from engine.runtime import make_converter, routes_of
 from engine.store import Journal
+from engine.transport import open_transport
 from tests.support import adt, make_project, mllp_read, msa
 
 
@@ -28,7 +28,7 @@ class Server:
     def __init__(self, project: Path) -> None:
         config = load_config(project / "config", env={})
         self.journal = Journal(config.store.url)
-        broker = Broker(config.broker, routes_of(config))
+        broker = open_transport(config.broker, routes_of(config))
         broker.declare()
         intake = Intake(self.journal, broker, make_converter(config))
         self.channel = config.channels[0]

@@ -72,8 +72,8 @@ class _FailsAfterWriting(NDJSONOutput):
 
 
 def test_retry_after_a_failed_write_does_not_write_twice(tmp_path: Path) -> None:
-    from engine.broker import Delivery
     from engine.deliver import Deliverer
+    from engine.transport import Delivery
 
     journal = Journal(f"sqlite:///{tmp_path}/j.db")
     try:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.broker import Delivery
 from engine.connectors.capabilities import Capabilities
 from engine.deliver import Deliverer
 from engine.ids import message_id
 from engine.store import Journal
+from engine.transport import Delivery
 from engine.types import Inbound
 from tests.support import BrokerMessage
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from engine.broker import Broker
 from engine.config import ChannelConfig, load_config
 from engine.fingerprint import content_fingerprint
 from engine.ids import message_id
@@ -22,6 +21,7 @@ from engine.intake import Intake, Receipt
 from engine.runtime import make_converter, routes_of
 from engine.store import Journal, MessageRow
 from engine.store.journal import REUSED, KeyMatch
+from engine.transport import open_transport
 from engine.types import Inbound
 from tests.support import CORPUS, make_project
 
@@ -79,7 +79,7 @@ class Door:
 def door(tmp_path: Path, store_url: str) -> Iterator[Door]:
     config = load_config(make_project(tmp_path) / "config", env={"WASLA_STORE_URL": store_url})
     journal = Journal(config.store.url)
-    broker = Broker(config.broker, routes_of(config))
+    broker = open_transport(config.broker, routes_of(config))
     broker.declare()
     try:
         yield Door(Intake(journal, broker, make_converter(config)), journal, config.channel("adt-mllp"))
@@ -153,7 +153,7 @@ class TestReusedControlIds:
         config = load_config(project / "config", env={"WASLA_STORE_URL": store_url})
         journal = Journal(config.store.url)
         try:
-            intake = Intake(journal, Broker(config.broker, routes_of(config)), make_converter(config))
+            intake = Intake(journal, open_transport(config.broker, routes_of(config)), make_converter(config))
             intake.broker.declare()
             for name in ("ADT-A01-01", "ADT-A01-01", "ADT-A02-01"):
                 assert intake.receive(config.channels[0], corpus(name)).duplicate_of is None

@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.broker import Delivery
 from engine.config import load_config
 from engine.ids import message_id
 from engine.runtime import Engine
 from engine.transform import Transformer
+from engine.transport import Delivery
 from engine.types import Inbound
 from tests.delivery_support import adt_msg, delivery_project
 from tests.support import BrokerMessage

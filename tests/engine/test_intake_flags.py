@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from engine.broker import Broker
 from engine.config import ChannelConfig, load_config
 from engine.hl7v2 import decode, parse
 from engine.intake import Intake, Receipt
 from engine.runtime import make_converter, routes_of
 from engine.store import Journal
+from engine.transport import open_transport
 from tests.support import adt, make_project
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -47,7 +47,7 @@ class Door:
 def door(tmp_path: Path, store_url: str) -> Iterator[Door]:
     config = load_config(make_project(tmp_path) / "config", env={"WASLA_STORE_URL": store_url})
     journal = Journal(config.store.url)
-    broker = Broker(config.broker, routes_of(config))
+    broker = open_transport(config.broker, routes_of(config))
     broker.declare()
     converter = make_converter(config)
     try:

@@ -1,4 +1,4 @@
-"""One broker interface, two transports: the embedded memory:// and a real RabbitMQ."""
+"""The amqp:// transport on a real RabbitMQ: topology, quorum queues, consumers handing over shards in order."""
 
 from __future__ import annotations
 
@@ -9,91 +9,24 @@ import pytest
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
-from engine.broker import Broker, Delivery, Route
 from engine.config import BrokerSettings
+from engine.transport import Delivery, Route
+from engine.transport.amqp import AMQPTransport
+from tests.engine.transport.test_base import TransportBehaviour
 
 
-def _roundtrip(url: str) -> None:
-    broker = Broker(BrokerSettings(url=url, shards=2), [Route("archive-ndjson", ("adt-mllp",))])
-    broker.declare()
-    broker.purge()  # the memory broker is global to the process: start from empty queues
-    got: list[Delivery] = []
-    stop = threading.Event()
+@pytest.mark.rabbitmq
+class TestAMQPTransport(TransportBehaviour):
+    """The shared transport behaviour on the real RabbitMQ, with confirmed persistent publishes."""
 
-    def handler(batch: list[Delivery]) -> None:
-        for d in batch:
-            got.append(d)
-            d.ack()
-        if len(got) == 2:
-            stop.set()
-
-    broker.publish_in(b"\x00raw bytes\xff", message_id="m1", channel="adt-mllp", patient_key="p1", headers={})
-    broker.publish_out(b'{"x":1}', message_id="m2", channel="adt-mllp", message_type="ADT^A01", patient_key="p1",
-                       headers={})
-    t = threading.Thread(target=broker.consume, args=(broker.transform_queues() + broker.deliver_queues(
-        "archive-ndjson"), handler, stop), kwargs={"name": "test"}, daemon=True)
-    t.start()
-    stop.wait(15)
-    stop.set()
-    t.join(5)
-    broker.close()
-    assert sorted((d.headers["message_id"], d.body) for d in got) == [("m1", b"\x00raw bytes\xff"),
-                                                                     ("m2", b'{"x":1}')]
-
-
-def _batches(url: str) -> list[list[str]]:
-    """50 messages already waiting in one shard, consumed with max_batch 20."""
-    broker = Broker(BrokerSettings(url=url, shards=1), [Route("archive-ndjson", ("adt-mllp",))])
-    broker.declare()
-    broker.purge()
-    for i in range(50):
-        broker.publish_in(b"x", message_id=f"m{i}", channel="adt-mllp", patient_key="p1", headers={})
-    seen: list[list[str]] = []
-    stop = threading.Event()
-
-    def handler(batch: list[Delivery]) -> None:
-        seen.append([str(d.headers["message_id"]) for d in batch])
-        for d in batch:
-            d.ack()
-        if sum(map(len, seen)) >= 50:
-            stop.set()
-
-    t = threading.Thread(target=broker.consume, args=(broker.transform_queues(), handler, stop),
-                         kwargs={"name": "test", "max_batch": 20}, daemon=True)
-    t.start()
-    stop.wait(15)
-    stop.set()
-    t.join(5)
-    broker.close()
-    return seen
-
-
-class TestBroker:
-    def test_memory_batches_keep_order(self) -> None:
-        """What is waiting is handed over in batches of at most max_batch, in queue order."""
-        seen = _batches("memory://")
-        assert [m for b in seen for m in b] == [f"m{i}" for i in range(50)]
-        assert max(map(len, seen)) == 20 and len(seen) < 50
-
-    @pytest.mark.rabbitmq
-    def test_rabbitmq_batches_keep_order(self, rabbitmq_url: str) -> None:
-        seen = _batches(rabbitmq_url)
-        assert [m for b in seen for m in b] == [f"m{i}" for i in range(50)]
-        assert max(map(len, seen)) <= 20 and len(seen) < 50
-
-    def test_memory_roundtrip(self) -> None:
-        """Bytes and headers survive the embedded broker unchanged, through both exchanges."""
-        _roundtrip("memory://")
-
-    @pytest.mark.rabbitmq
-    def test_rabbitmq_roundtrip(self, rabbitmq_url: str) -> None:
-        """The same on RabbitMQ, with confirmed persistent publishes."""
-        _roundtrip(rabbitmq_url)
+    @pytest.fixture
+    def url(self, rabbitmq_url: str) -> str:
+        return rabbitmq_url
 
     @pytest.mark.rabbitmq
     def test_rabbitmq_topology(self, rabbitmq_url: str) -> None:
         """Durable queues dead-letter to wasla.dead; a rejected message lands in wasla.dead.transform."""
-        broker = Broker(BrokerSettings(url=rabbitmq_url), [Route("archive-ndjson", ("adt-mllp",))])
+        broker = AMQPTransport(BrokerSettings(url=rabbitmq_url), [Route("archive-ndjson", ("adt-mllp",))])
         broker.declare()
         broker.publish_in(b"bad", message_id="m-dead", channel="adt-mllp", patient_key="", headers={})
         stop = threading.Event()
@@ -119,10 +52,11 @@ class TestBroker:
                 q.close()
 
 
-def _queue_types() -> dict[str, str]:
+def _queue_types(url: str) -> dict[str, str]:
     import subprocess
 
-    out = subprocess.run(["rabbitmqctl", "list_queues", "name", "type", "--quiet", "--no-table-headers"],
+    vhost = url.rsplit("/", 1)[1] or "/"  # the URL's virtual host (WASLA_TEST_AMQP_URL may name one)
+    out = subprocess.run(["rabbitmqctl", "list_queues", "-p", vhost, "name", "type", "--quiet", "--no-table-headers"],
                          capture_output=True, text=True, check=True, timeout=60).stdout
     return {name: kind for name, kind in (line.split() for line in out.splitlines() if line.startswith("wasla."))}
 
@@ -132,9 +66,9 @@ def test_quorum_queues_carry_messages_and_retry_rounds_come_back(rabbitmq_url: s
     goes through, and one sent to a retry round comes back to its shard when the TTL expires
     (dead-lettered at least once)."""
     settings = BrokerSettings(url=rabbitmq_url, shards=1, queue_type="quorum")
-    broker = Broker(settings, [Route("archive-ndjson", ("adt-mllp",), delays_s=(0.5,))])
+    broker = AMQPTransport(settings, [Route("archive-ndjson", ("adt-mllp",), delays_s=(0.5,))])
     broker.declare()
-    types = _queue_types()
+    types = _queue_types(rabbitmq_url)
     assert {q.name for q in broker.all_queues()} <= set(types)
     assert {types[q.name] for q in broker.all_queues()} == {"quorum"}
     got: list[tuple[str, bytes]] = []
@@ -164,8 +98,8 @@ def test_quorum_queues_carry_messages_and_retry_rounds_come_back(rabbitmq_url: s
 def test_switching_an_existing_queue_to_quorum_is_a_clear_error(rabbitmq_url: str) -> None:
     from engine.errors import BrokerError
 
-    Broker(BrokerSettings(url=rabbitmq_url, shards=1), [Route("archive-ndjson", ("adt-mllp",))]).declare()
-    quorum = Broker(BrokerSettings(url=rabbitmq_url, shards=1, queue_type="quorum"),
+    AMQPTransport(BrokerSettings(url=rabbitmq_url, shards=1), [Route("archive-ndjson", ("adt-mllp",))]).declare()
+    quorum = AMQPTransport(BrokerSettings(url=rabbitmq_url, shards=1, queue_type="quorum"),
                     [Route("archive-ndjson", ("adt-mllp",))])
     with pytest.raises(BrokerError, match=r"queue wasla\.transform\.0 exists with other arguments.*delete_queue"):
         quorum.declare()
@@ -177,10 +111,10 @@ def test_an_idle_consumer_whose_queue_does_not_drain_starts_over(rabbitmq_url: s
     the single active one and never acknowledges), the consumer reconnects instead of waiting for ever."""
     import structlog
 
-    import engine.broker as broker_module
+    import engine.transport.amqp as broker_module
 
     monkeypatch.setattr(broker_module, "_IDLE_CHECK_S", 1.0)
-    broker = Broker(BrokerSettings(url=rabbitmq_url, shards=1), [Route("archive-ndjson", ("adt-mllp",))])
+    broker = AMQPTransport(BrokerSettings(url=rabbitmq_url, shards=1), [Route("archive-ndjson", ("adt-mllp",))])
     broker.declare()
     for i in range(5):
         broker.publish_in(b"x", message_id=f"m{i}", channel="adt-mllp", patient_key="p", headers={})
@@ -227,7 +161,7 @@ def test_a_consumer_that_goes_while_holding_messages_hands_them_over_in_order(ra
     watchdog's way). B, waiting, must get all 40 in publish order. Leaving by `basic.cancel` gave B
     m10 … m39 first, then m0 … m9: the full-size PostgreSQL-restart fault run lost a patient's order so."""
     settings = BrokerSettings(url=rabbitmq_url, shards=1, queue_type="quorum", prefetch=10, batch_max=5)
-    broker_a = Broker(settings, [Route("archive-ndjson", ("adt-mllp",))])
+    broker_a = AMQPTransport(settings, [Route("archive-ndjson", ("adt-mllp",))])
     broker_a.declare()
     for i in range(40):
         broker_a.publish_in(b"x", message_id=f"m{i}", channel="adt-mllp", patient_key="p1", headers={})
@@ -253,7 +187,7 @@ def test_a_consumer_that_goes_while_holding_messages_hands_them_over_in_order(ra
     ta = threading.Thread(target=broker_a.consume, args=([queue], handler_a, stop_a), kwargs={"name": "a"},
                           daemon=True)
     ta.start()
-    broker_b = Broker(settings, [Route("archive-ndjson", ("adt-mllp",))])
+    broker_b = AMQPTransport(settings, [Route("archive-ndjson", ("adt-mllp",))])
     tb = threading.Thread(target=broker_b.consume, args=([queue], handler_b, stop_b), kwargs={"name": "b"},
                           daemon=True)
     for _ in range(100):
@@ -276,40 +210,6 @@ def test_a_consumer_that_goes_while_holding_messages_hands_them_over_in_order(ra
     assert got == [f"m{i}" for i in range(40)]
 
 
-def test_memory_hands_back_what_a_stopping_handler_left_unsettled_in_place() -> None:
-    broker = Broker(BrokerSettings(shards=1, batch_max=3), [Route("archive-ndjson", ("adt-mllp",))])
-    broker.declare()
-    broker.purge()
-    for i in range(6):
-        broker.publish_in(b"x", message_id=f"m{i}", channel="adt-mllp", patient_key="p1", headers={})
-    stop = threading.Event()
-    left: list[str] = []
-
-    def leave(batch: list[Delivery]) -> None:
-        left.extend(str(d.headers["message_id"]) for d in batch)
-        stop.set()
-
-    broker.consume(broker.transform_queues(), leave, stop, name="a")
-    got: list[str] = []
-    stop = threading.Event()
-
-    def take(batch: list[Delivery]) -> None:
-        for d in batch:
-            got.append(str(d.headers["message_id"]))
-            d.ack()
-        if len(got) >= 6:
-            stop.set()
-
-    t = threading.Thread(target=broker.consume, args=(broker.transform_queues(), take, stop), kwargs={"name": "b"},
-                         daemon=True)
-    t.start()
-    stop.wait(10)
-    stop.set()
-    t.join(5)
-    assert left == ["m0", "m1", "m2"]
-    assert got == [f"m{i}" for i in range(6)]
-
-
 @pytest.mark.parametrize("queue_type", ["quorum", "classic"])
 def test_processes_of_a_role_share_the_shards_and_each_shard_keeps_its_order(
         rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch, queue_type: str) -> None:
@@ -317,12 +217,12 @@ def test_processes_of_a_role_share_the_shards_and_each_shard_keeps_its_order(
     waited, idle, and adding processes added nothing. A busy process now hands over what exceeds
     its fair share (4 shards, 2 processes: 2 each); each shard's messages stay in publish order
     across the handover."""
-    import engine.broker as broker_module
+    import engine.transport.amqp as broker_module
 
     monkeypatch.setattr(broker_module, "_BALANCE_S", 1.0, raising=False)
     settings = BrokerSettings(url=rabbitmq_url, shards=4, queue_type=queue_type, prefetch=20, batch_max=10)
     route = [Route("archive-ndjson", ("adt-mllp",))]
-    publisher = Broker(settings, route)
+    publisher = AMQPTransport(settings, route)
     publisher.declare()
     queues = publisher.transform_queues()
     lock, handled = threading.Lock(), []  # (process, patient, n) in the order handled
@@ -342,7 +242,7 @@ def test_processes_of_a_role_share_the_shards_and_each_shard_keeps_its_order(
                     s.set()
         return handle
 
-    brokers = [Broker(settings, route), Broker(settings, route)]
+    brokers = [AMQPTransport(settings, route), AMQPTransport(settings, route)]
     threads = [threading.Thread(target=b.consume, args=(queues, handler_for(p), stops[0]), kwargs={"name": p},
                                 daemon=True) for b, p in zip(brokers, ("a", "b"), strict=True)]
     threads[0].start()  # a registers first on every shard

@@ -1,11 +1,16 @@
-"""The embedded transport: RabbitMQ's routing rules, order, requeue and dead-lettering, in-process."""
+"""The memory:// transport: RabbitMQ's routing rules, order, requeue and dead-lettering, in-process."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from engine.membus import Bus, topic_matches
+import pytest
+
+from engine.config import BrokerSettings
+from engine.transport import Delivery, Route
+from engine.transport.memory import Bus, MemoryTransport, topic_matches
+from tests.engine.transport.test_base import TransportBehaviour
 
 
 def _bus() -> Bus:
@@ -21,6 +26,8 @@ def _take(bus: Bus, queue: str, limit: int = 100, linger: float = 0.0) -> list[b
 
 
 class TestTopicMatching:
+    """topic_matches: AMQP's `*` and `#`."""
+
     def test_star_is_exactly_one_word_and_hash_any_number(self) -> None:
         assert topic_matches(("a", "*", "c"), ("a", "b", "c"))
         assert not topic_matches(("a", "*", "c"), ("a", "c"))
@@ -32,6 +39,8 @@ class TestTopicMatching:
 
 
 class TestBus:
+    """Bus: routing, order, requeue, dead-lettering and waking consumers."""
+
     def test_routes_by_direct_key_and_topic_pattern(self) -> None:
         bus = _bus()
         assert bus.publish("in", "shard.0", b"a", {}) == 1
@@ -78,3 +87,47 @@ class TestBus:
         bus, stop = _bus(), threading.Event()
         stop.set()
         assert bus.take(["t.0"], 10, 0.0, stop, wait=5) == []
+
+
+class TestMemoryTransport(TransportBehaviour):
+    """The shared transport behaviour on memory://."""
+
+    full_batches = True
+
+    @pytest.fixture
+    def url(self) -> str:
+        return "memory://"
+
+    def test_hands_back_what_a_stopping_handler_left_unsettled_in_place(self) -> None:
+        """A batch a stopping handler leaves unsettled goes back where it was: the next consumer gets all, in order."""
+        transport = MemoryTransport(BrokerSettings(shards=1, batch_max=3), [Route("archive-ndjson", ("adt-mllp",))])
+        transport.declare()
+        transport.purge()
+        for i in range(6):
+            transport.publish_in(b"x", message_id=f"m{i}", channel="adt-mllp", patient_key="p1", headers={})
+        stop = threading.Event()
+        left: list[str] = []
+
+        def leave(batch: list[Delivery]) -> None:
+            left.extend(str(d.headers["message_id"]) for d in batch)
+            stop.set()
+
+        transport.consume(transport.transform_queues(), leave, stop, name="a")
+        got: list[str] = []
+        stop = threading.Event()
+
+        def take(batch: list[Delivery]) -> None:
+            for d in batch:
+                got.append(str(d.headers["message_id"]))
+                d.ack()
+            if len(got) >= 6:
+                stop.set()
+
+        t = threading.Thread(target=transport.consume, args=(transport.transform_queues(), take, stop),
+                             kwargs={"name": "b"}, daemon=True)
+        t.start()
+        stop.wait(10)
+        stop.set()
+        t.join(5)
+        assert left == ["m0", "m1", "m2"]
+        assert got == [f"m{i}" for i in range(6)]

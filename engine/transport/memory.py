@@ -1,4 +1,4 @@
-"""The embedded transport: named queues in this process, with RabbitMQ's routing rules.
+"""The `memory://` transport: named queues in this process, with RabbitMQ's routing rules.
 
 `memory://` used to be kombu's virtual in-memory transport. It costs ~100 µs per publish on
 the intake path (a message dict, a base64 body, a delivery tag) and its consumers poll every
@@ -6,6 +6,9 @@ few milliseconds. What the embedded engine needs is much less: a deque per queue
 topic routing by the same names as on RabbitMQ (ARCHITECTURE §3), dead-lettering on reject,
 and a consumer that sleeps until there is work. Durability is not its job: on `memory://` the
 journal alone brings messages back after a crash (`Intake.recover`).
+
+`Bus` holds the queues (one per process, `BUS`, shared by every `MemoryTransport` as kombu's
+memory transport shares its state); `MemoryTransport` is the pipeline's interface over it.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["BUS", "Bus", "Envelope", "topic_matches"]
+from kombu import Exchange, Queue
+
+from engine.transport.base import Capabilities, Delivery, Handler, Transport
+
+__all__ = ["BUS", "Bus", "Envelope", "MemoryTransport", "topic_matches"]
 
 
 @dataclass(slots=True)
@@ -51,6 +58,10 @@ def topic_matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
 
 
 class Bus:
+    """Owns the in-process queues and their bindings: routes a publish to every bound queue, hands
+    consumers batches in publish order, puts a requeued message back where it was, and dead-letters
+    rejected and expired messages as RabbitMQ would. Thread-safe; nothing survives the process."""
+
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._queues: dict[str, _Queue] = {}
@@ -172,4 +183,74 @@ class Bus:
         return sum(len(self._queues[n].items) for n in queues if n in self._queues)
 
 
-BUS = Bus()  # one per process, like kombu's memory transport: every Broker on memory:// shares it
+BUS = Bus()  # one per process, like kombu's memory transport: every MemoryTransport shares it
+
+
+class _Local:
+    """What a Delivery calls on the embedded bus: taking was acknowledging."""
+
+    __slots__ = ("envelope",)
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
+
+    def ack(self) -> None:
+        pass
+
+    def reject(self, requeue: bool = False) -> None:
+        BUS.reject(self.envelope)
+
+    def requeue(self) -> None:
+        BUS.requeue(self.envelope)
+
+
+class MemoryTransport(Transport):
+    """The pipeline's queues on the process-wide `BUS`: a publish is routed at once (nothing to
+    confirm, no connection to lose); a consumer sleeps until there is work and hands back, in
+    place, what a stopping handler left unsettled. The journal is the only durability."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(in_process=True, durable_publish=False)
+    linger_ms: ClassVar[float] = 5.0
+
+    def declare(self) -> None:
+        for q in self.all_queues():
+            args = q.queue_arguments or {}
+            pairs = [(b.exchange.name, b.exchange.type, b.routing_key) for b in q.bindings] or [
+                (q.exchange.name, q.exchange.type, q.routing_key)]
+            BUS.declare(q.name, pairs, args.get("x-dead-letter-exchange", ""),
+                        args.get("x-dead-letter-routing-key", ""), args.get("x-message-ttl", 0) / 1000.0)
+
+    def backlog(self) -> int:
+        """Messages waiting in transform and delivery queues: this process holds them in memory."""
+        queues = self.transform_queues() + [q for r in self.routes for q in self.deliver_queues(r.destination)]
+        return sum(BUS.depth(q.name) for q in queues)
+
+    def depths(self) -> dict[str, int]:
+        return {q.name: BUS.depth(q.name) for q in self.all_queues()}
+
+    def purge(self) -> None:
+        for q in self.all_queues():
+            BUS.purge(q.name)
+
+    def _put(self, exchange: Exchange, routing_key: str, body: bytes, headers: dict[str, Any]) -> None:
+        BUS.publish(exchange.name, routing_key, body, headers)
+
+    def _put_many(self, exchange: Exchange, items: list[tuple[bytes, str, dict[str, Any]]]) -> None:
+        for body, key, headers in items:
+            BUS.publish(exchange.name, key, body, headers)
+
+    def close(self) -> None:
+        pass  # no connection
+
+    def consume(self, queues: list[Queue], handler: Handler, stop: threading.Event, *, name: str,
+                max_batch: int | None = None) -> None:
+        limit, linger = self._batching(max_batch)
+        names = [q.name for q in queues]
+        while not stop.is_set():
+            taken = BUS.take(names, limit, linger, stop)
+            if taken:
+                batch = [Delivery(e.body, e.headers, _Local(e)) for e in taken]
+                self._run(handler, batch)
+                for d in batch:
+                    if not d.settled:  # handed back (a stopping handler): where it was, by its sequence
+                        d.requeue()

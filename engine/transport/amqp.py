@@ -1,19 +1,10 @@
-"""The pipeline transport: one interface over kombu, `memory://` in-process or `amqp://` RabbitMQ.
+"""The `amqp://` transport: the pipeline's queues on RabbitMQ, through kombu and py-amqp.
 
-Topology (ARCHITECTURE §3), the same names on both transports:
-
-    wasla.in   (direct)  --shard.<n>-->                      wasla.transform.<n>
-    wasla.out  (topic)   --<channel>.<type>.<event>.s<n>-->  wasla.deliver.<destination>.<n>
-    wasla.dead (direct)  --<queue role>-->                   wasla.dead.transform, wasla.dead.<destination>
-    wasla.retry (topic)  --<destination>.<round>.<n>-->      wasla.retry.<destination>.<round>  (TTL: the delay)
-       ... expired, dead-lettered with the same key to
-    wasla.redeliver (topic) --<destination>.*.<n>-->          wasla.deliver.<destination>.<n>
-
-Queues are durable, dead-lettered to `wasla.dead`, and (on RabbitMQ) single-active-consumer so
-each shard keeps its patients' order; a consumer leaves by closing its channel, never by
-cancelling, so what it held goes to the next one first (`Broker._leave`). Publishes are
-persistent and, on RabbitMQ, confirmed before `publish` returns: that is what lets intake
-answer AA. On `memory://` durability comes from the journal alone.
+Queues are durable, dead-lettered to `wasla.dead`, and single-active-consumer so each shard
+keeps its patients' order; a consumer leaves by closing its channel, never by cancelling, so
+what it held goes to the next one first (`AMQPTransport._leave`). Publishes are persistent and
+confirmed before `publish_*` returns: that is what lets intake answer AA. With
+`queue_type: quorum` every queue is replicated on the cluster (`RabbitTopology.replicated`).
 """
 
 from __future__ import annotations
@@ -22,131 +13,41 @@ import contextlib
 import logging
 import threading
 import time
-import zlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import structlog
 from amqp.abstract_channel import IGNORED_METHOD_DURING_CHANNEL_CLOSE
 from amqp.exceptions import MessageNacked
-from kombu import Connection, Exchange, Queue, binding
+from kombu import Connection, Exchange, Queue
 from kombu.exceptions import OperationalError
 
 from engine.config import BrokerSettings
 from engine.errors import BrokerError
-from engine.membus import BUS, Envelope
+from engine.transport.base import Capabilities, Delivery, Handler, Transport
+from engine.transport.topology import EXCHANGES, Route, Topology, segment
 
-__all__ = ["Broker", "Delivery", "Route", "received_epoch"]
+__all__ = ["AMQPTransport", "RabbitTopology"]
 
 _log = structlog.get_logger("wasla.broker")
 
-
 def _not_a_leave(record: logging.LogRecord) -> bool:
     """py-amqp warns once per delivery that arrives while a channel closes: expected when a consumer
-    leaves (`Broker._leave`), and RabbitMQ returns those messages to the queue."""
+    leaves (`AMQPTransport._leave`), and RabbitMQ returns those messages to the queue."""
     return record.msg is not IGNORED_METHOD_DURING_CHANNEL_CLOSE
 
 
 logging.getLogger("amqp").addFilter(_not_a_leave)
 
-IN = Exchange("wasla.in", type="direct", durable=True)
-OUT = Exchange("wasla.out", type="topic", durable=True)
-DEAD = Exchange("wasla.dead", type="direct", durable=True)
-RETRY = Exchange("wasla.retry", type="topic", durable=True)
-REDELIVER = Exchange("wasla.redeliver", type="topic", durable=True)
-
-
-@dataclass(frozen=True)
-class Route:
-    """A destination's queues take messages of these channels and types (facility and condition are
-    decided by the transform: engine.route), and its retry rounds wait these delays."""
-
-    destination: str
-    channels: tuple[str, ...]
-    types: tuple[str, ...] = ()
-    delays_s: tuple[float, ...] = ()
-
-
-@dataclass
-class Delivery:
-    """One message taken from a queue; call exactly one of ack, reject or requeue."""
-
-    body: bytes
-    headers: dict[str, Any]
-    _message: Any
-    settled: bool = False  # ack, reject or requeue was called: a handler retrying its batch skips it
-
-    def ack(self) -> None:
-        self._message.ack()
-        self.settled = True
-
-    def reject(self) -> None:
-        """Dead-letter it (RabbitMQ routes it to wasla.dead.*; the journal keeps it on memory://)."""
-        self._message.reject(requeue=False)
-        self.settled = True
-
-    def requeue(self) -> None:
-        self._message.requeue()
-        self.settled = True
-
-    def keepalive(self) -> None:
-        """Heartbeat the consumer's connection while a handler holds its batch (a paused destination)."""
-        with contextlib.suppress(Exception):  # the embedded bus has no connection; a dead one is found later
-            self._message.channel.connection.heartbeat_tick()
-
-
-def hold(seconds: float, stop: threading.Event, keepalive: Delivery | None) -> None:
-    """Wait up to `seconds` (less if `stop` is set), heartbeating the consumer's connection every 5 s:
-    a handler waiting out a fault holds its batch unacknowledged meanwhile."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0 and not stop.is_set():
-        stop.wait(min(left, 5.0))
-        if keepalive is not None:
-            keepalive.keepalive()
-
-
-def received_epoch(headers: dict[str, Any], default: float) -> float:
-    """When intake received the message (the `received_at` header), as epoch seconds; `default` if the
-    header is missing or unreadable."""
-    try:
-        return datetime.fromisoformat(str(headers["received_at"])).timestamp()
-    except (KeyError, ValueError):
-        return default
-
-
-class _Local:
-    """What a Delivery calls on the embedded bus: taking was acknowledging."""
-
-    __slots__ = ("envelope",)
-
-    def __init__(self, envelope: Envelope) -> None:
-        self.envelope = envelope
-
-    def ack(self) -> None:
-        pass
-
-    def reject(self, requeue: bool = False) -> None:
-        BUS.reject(self.envelope)
-
-    def requeue(self) -> None:
-        BUS.requeue(self.envelope)
-
-
-_IDLE_CHECK_S = 30.0  # a consumer idle this long checks that its queues are empty (Broker._check_idle)
-_BALANCE_S = 2.0  # how often a consumer compares the shards it works with its fair share (Broker._balance)
-
-
-def _segment(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "_"
+_IDLE_CHECK_S = 30.0  # a consumer idle this long checks that its queues are empty (AMQPTransport._check_idle)
+_BALANCE_S = 2.0  # how often a consumer compares the shards it works with its fair share (AMQPTransport._balance)
 
 
 class _Shards:
     """One channel and one consumer per queue (shard) of a consuming thread: a shard can then be
-    handed over alone (`Broker._balance`). `last` is when each shard last delivered here."""
+    handed over alone (`AMQPTransport._balance`). `last` is when each shard last delivered here."""
 
-    def __init__(self, broker: Broker, conn: Connection, queues: list[Queue], name: str) -> None:
+    def __init__(self, broker: AMQPTransport, conn: Connection, queues: list[Queue], name: str) -> None:
         self.broker, self.conn, self.queues = broker, conn, queues
         self.pending: list[Delivery] = []
         self.counts = [0, 0]  # deliveries received, handed to the handler: the idle watchdog logs them
@@ -154,8 +55,8 @@ class _Shards:
         self.consumers: list[Any] = []
         # A quorum queue counts only its active consumer; the processes of this role are counted as
         # the consumers of a queue nobody publishes to, one per consuming thread, gone with its connection.
-        role = queues[0].name.removeprefix("wasla.").rsplit(".", 1)[0] if queues else _segment(name)
-        self.members = Queue(f"wasla.members.{role}", durable=True, queue_arguments=broker._replicated({}))
+        role = queues[0].name.removeprefix("wasla.").rsplit(".", 1)[0] if queues else segment(name)
+        self.members = Queue(f"wasla.members.{role}", durable=True, queue_arguments=broker.topology.replicated({}))
         self.presence: Any = None
         try:
             self.presence = conn.Consumer([self.members], channel=conn.channel(), callbacks=[],
@@ -196,94 +97,57 @@ class _Shards:
                 self.broker._leave(consumer)
 
 
-class Broker:
-    def __init__(self, settings: BrokerSettings, routes: Iterable[Route] = ()) -> None:
-        self.settings = settings
-        self.url = settings.url
-        self.memory = settings.url.startswith("memory://")
-        self.routes = tuple(routes)
-        self._local = threading.local()
-        self._busy = 0  # handlers running now: a graceful stop waits for them (engine.runtime)
-        self._busy_lock = threading.Lock()
-        self._errors: tuple[type[BaseException], ...] = (OperationalError, OSError,
-                                                          *Connection(self.url).connection_errors)
-        self._channel_errors: tuple[type[BaseException], ...] = tuple(Connection(self.url).channel_errors)
+class RabbitTopology(Topology):
+    """The topology with RabbitMQ's queue arguments: single-active consumer on every shard queue
+    (one consumer at a time keeps a shard's order) and, with `queue_type: quorum`, replication."""
 
-    # -- topology ------------------------------------------------------------------------------
-    def _queue_args(self, dead_key: str) -> dict[str, Any]:
-        args: dict[str, Any] = {"x-dead-letter-exchange": DEAD.name, "x-dead-letter-routing-key": dead_key}
-        if not self.memory:
-            args["x-single-active-consumer"] = True
-        return self._replicated(args)
+    def __init__(self, shards: int, routes: Iterable[Route], queue_type: str) -> None:
+        super().__init__(shards, routes)
+        self.queue_type = queue_type
 
-    def _replicated(self, args: dict[str, Any]) -> dict[str, Any]:
+    def shard_arguments(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {**args, "x-single-active-consumer": True}
+
+    def replicated(self, args: dict[str, Any]) -> dict[str, Any]:
         """With `queue_type: quorum`, a queue lives on a majority of the cluster's nodes (Raft), and
         what it dead-letters (a retry's expiry, a rejected message) moves at least once, never dropped:
         RabbitMQ requires `reject-publish` overflow for that (a full queue refuses, the publisher's
         confirm fails, and intake does not ACK)."""
-        if self.memory or self.settings.queue_type != "quorum":
+        if self.queue_type != "quorum":
             return args
         extra = {"x-queue-type": "quorum"}
         if "x-dead-letter-exchange" in args:
             extra |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
         return {**args, **extra}
 
-    def transform_queues(self) -> list[Queue]:
-        return [Queue(f"wasla.transform.{n}", IN, routing_key=f"shard.{n}", durable=True,
-                      queue_arguments=self._queue_args("transform")) for n in range(self.settings.shards)]
 
-    def _route(self, destination: str) -> Route:
-        return next((r for r in self.routes if r.destination == destination), Route(destination, ()))
+class AMQPTransport(Transport):
+    """The pipeline's queues on RabbitMQ: declares the topology, publishes with confirms (one
+    producer connection per thread, one reconnect on failure, `BrokerError` when unconfirmed), and
+    consumes shards with reconnect, fair sharing between processes (`_balance`) and an idle
+    watchdog (`_check_idle`)."""
 
-    def deliver_queues(self, destination: str) -> list[Queue]:
-        route = self._route(destination)
-        kinds = [(_segment(t.partition("^")[0]), "*" if t.endswith("^*") else _segment(t.partition("^")[2] or "none"))
-                 for t in route.types] or [("*", "*")]
-        queues = []
-        for n in range(self.settings.shards):
-            keys = [f"{_segment(ch)}.{mtype}.{event}.s{n}" for ch in route.channels for mtype, event in kinds]
-            name = f"wasla.deliver.{destination}.{n}"
-            bindings = [binding(OUT, routing_key=k) for k in keys]
-            bindings.append(binding(REDELIVER, routing_key=f"{_segment(destination)}.*.{n}"))  # back from a retry
-            queues.append(Queue(name, exchange=OUT, bindings=bindings, durable=True,
-                                queue_arguments=self._queue_args(destination)))
-        return queues
+    capabilities: ClassVar[Capabilities] = Capabilities(in_process=False, durable_publish=True)
+    linger_ms: ClassVar[float] = 20.0  # a batch pays a confirmed commit: worth waiting longer for company
+    topology: RabbitTopology
 
-    def retry_queues(self, destination: str) -> list[Queue]:
-        """One delay queue per retry round: a message waits its TTL there, then goes back to its shard."""
-        queues = []
-        for level, delay in enumerate(self._route(destination).delays_s):
-            args = {"x-message-ttl": int(delay * 1000), "x-dead-letter-exchange": REDELIVER.name}
-            queues.append(Queue(f"wasla.retry.{destination}.{level}", RETRY,
-                                routing_key=f"{_segment(destination)}.{level}.*", durable=True,
-                                queue_arguments=self._replicated(args)))
-        return queues
+    def __init__(self, settings: BrokerSettings, routes: Iterable[Route] = ()) -> None:
+        super().__init__(settings, routes)
+        self._local = threading.local()
+        self._errors: tuple[type[BaseException], ...] = (OperationalError, OSError,
+                                                          *Connection(self.url).connection_errors)
+        self._channel_errors: tuple[type[BaseException], ...] = tuple(Connection(self.url).channel_errors)
 
-    def dead_queues(self) -> list[Queue]:
-        keys = ["transform", *(r.destination for r in self.routes)]
-        args = self._replicated({}) or None
-        return [Queue(f"wasla.dead.{k}", DEAD, routing_key=k, durable=True, queue_arguments=args) for k in keys]
-
-    def all_queues(self) -> list[Queue]:
-        out = self.transform_queues() + self.dead_queues()
-        for r in self.routes:
-            out += self.deliver_queues(r.destination) + self.retry_queues(r.destination)
-        return out
+    def _topology(self) -> RabbitTopology:
+        return RabbitTopology(self.settings.shards, self.routes, self.settings.queue_type)
 
     def declare(self) -> None:
-        """Declare every exchange, queue and binding (idempotent; every role does it at start)."""
-        if self.memory:
-            for q in self.all_queues():
-                args = q.queue_arguments or {}
-                pairs = [(b.exchange.name, b.exchange.type, b.routing_key) for b in q.bindings] or [
-                    (q.exchange.name, q.exchange.type, q.routing_key)]
-                BUS.declare(q.name, pairs, args.get("x-dead-letter-exchange", ""),
-                            args.get("x-dead-letter-routing-key", ""), args.get("x-message-ttl", 0) / 1000.0)
-            return
+        """Declare every exchange, queue and binding (idempotent; every role does it at start); a queue
+        that exists with other arguments (its type changed) is a `BrokerError` saying what to do."""
         with self.connection() as conn:
             conn.ensure_connection(max_retries=5, interval_start=0.5, interval_step=1, interval_max=3)
             channel = conn.channel()
-            for ex in (IN, OUT, DEAD, RETRY, REDELIVER):
+            for ex in EXCHANGES:
                 ex(channel).declare()
             for q in self.all_queues():
                 try:
@@ -297,22 +161,17 @@ class Broker:
 
     # -- connections ---------------------------------------------------------------------------
     def connection(self) -> Connection:
-        """A kombu connection to RabbitMQ (the embedded transport has none: see engine.membus)."""
+        """A kombu connection to RabbitMQ, publishes confirmed."""
         return Connection(self.url, transport_options={"confirm_publish": True}, heartbeat=30, connect_timeout=10)
 
     def backlog(self) -> int:
-        """Messages waiting in the in-process transport's queues (it holds them in memory: transform and
-        delivery); 0 on RabbitMQ, which keeps its queues on disk and applies its own flow control."""
-        if not self.memory:
-            return 0
-        queues = self.transform_queues() + [q for r in self.routes for q in self.deliver_queues(r.destination)]
-        return sum(BUS.depth(q.name) for q in queues)
+        """0: RabbitMQ keeps its queues on disk and applies its own flow control."""
+        return 0
 
     def depths(self) -> dict[str, int]:
-        """Messages ready in each queue of the topology (on RabbitMQ: a passive declare per queue)."""
+        """Messages ready in each queue (a passive declare per queue; the ones that answered, if the
+        connection fails)."""
         names = [q.name for q in self.all_queues()]
-        if self.memory:
-            return {n: BUS.depth(n) for n in names}
         found: dict[str, int] = {}
         try:
             with self.connection() as conn:
@@ -325,19 +184,10 @@ class Broker:
         return found
 
     def purge(self) -> None:
-        """Empty every queue of the topology (tests and benchmarks start from nothing)."""
-        if self.memory:
-            for q in self.all_queues():
-                BUS.purge(q.name)
-            return
         with self.connection() as conn:
             for q in self.all_queues():
                 with contextlib.suppress(Exception):  # not declared yet: nothing to purge
                     q(conn.channel()).purge()
-
-    def shard_of(self, patient_key: str, fallback: str) -> int:
-        key = patient_key or fallback
-        return zlib.crc32(key.encode()) % self.settings.shards
 
     # -- publishing ----------------------------------------------------------------------------
     def _producer(self) -> Any:
@@ -356,11 +206,8 @@ class Broker:
             with contextlib.suppress(Exception):  # best effort: already broken or absent
                 conn.release()
 
-    def _publish(self, body: bytes, exchange: Exchange, routing_key: str, headers: dict[str, Any]) -> None:
-        """Persistent publish; on RabbitMQ returns only after the broker's confirm. One reconnect on failure."""
-        if self.memory:
-            BUS.publish(exchange.name, routing_key, body, headers)
-            return
+    def _put(self, exchange: Exchange, routing_key: str, body: bytes, headers: dict[str, Any]) -> None:
+        """Persistent publish, returning only after the broker's confirm. One reconnect on failure."""
         for attempt in (1, 2):
             try:
                 self._producer().publish(
@@ -376,42 +223,17 @@ class Broker:
                     raise BrokerError(f"publish to {exchange.name} not confirmed: {exc.__class__.__name__}") from exc
                 time.sleep(0.2)
 
-    def publish_in(self, body: bytes, *, message_id: str, channel: str, patient_key: str,
-                   headers: dict[str, Any]) -> None:
-        shard = self.shard_of(patient_key, message_id)
-        self._publish(body, IN, f"shard.{shard}", {"message_id": message_id, "channel": channel,
-                                                    "patient_key": patient_key, **headers})
-
-    def _out(self, body: bytes, message_id: str, channel: str, message_type: str, patient_key: str,
-             headers: dict[str, Any]) -> tuple[bytes, str, dict[str, Any]]:
-        mtype, _, event = message_type.partition("^")
-        shard = self.shard_of(patient_key, message_id)
-        key = f"{_segment(channel)}.{_segment(mtype)}.{_segment(event or 'none')}.s{shard}"
-        return body, key, {"message_id": message_id, "channel": channel, "patient_key": patient_key,
-                           "message_type": message_type, **headers}
-
-    def publish_out(self, body: bytes, *, message_id: str, channel: str, message_type: str, patient_key: str,
-                    headers: dict[str, Any]) -> None:
-        body, key, h = self._out(body, message_id, channel, message_type, patient_key, headers)
-        self._publish(body, OUT, key, h)
-
-    def publish_out_many(self, items: list[tuple[bytes, str, str, str, str, dict[str, Any]]]) -> None:
-        """`publish_out` for a batch of (body, message id, channel, type, patient key, headers): on
-        RabbitMQ all are published, then their confirms awaited together (one round trip, not one per
-        message: a kombu confirmed publish waits ~0.6 ms each)."""
-        out = [self._out(*item) for item in items]
-        if self.memory:
-            for body, key, h in out:
-                BUS.publish(OUT.name, key, body, h)
-            return
+    def _put_many(self, exchange: Exchange, items: list[tuple[bytes, str, dict[str, Any]]]) -> None:
+        """Publish them all, then await their confirms together (one round trip)."""
         for attempt in (1, 2):
             try:
-                self._publish_confirmed_batch(OUT.name, out)
+                self._publish_confirmed_batch(exchange.name, items)
                 return
             except (*self._errors, *self._channel_errors, TimeoutError) as exc:
                 self._drop_batch_channel()
                 if attempt == 2:
-                    raise BrokerError(f"batch publish to {OUT.name} not confirmed: {exc.__class__.__name__}") from exc
+                    raise BrokerError(
+                        f"batch publish to {exchange.name} not confirmed: {exc.__class__.__name__}") from exc
                 time.sleep(0.2)
 
     def _batch_channel(self) -> tuple[Any, Any, set[int]]:
@@ -462,47 +284,16 @@ class Broker:
                 raise TimeoutError(f"{len(pending)} publishes not confirmed")
             conn.drain_events(timeout=left)
 
-    def publish_retry(self, body: bytes, *, destination: str, level: int, patient_key: str, message_id: str,
-                      headers: dict[str, Any]) -> None:
-        """Send a message to wait in retry round `level`'s delay queue; it comes back to its own shard."""
-        shard = self.shard_of(patient_key, message_id)
-        self._publish(body, RETRY, f"{_segment(destination)}.{level}.{shard}", headers)
-
-    def publish_dead(self, body: bytes, *, destination: str, headers: dict[str, Any]) -> None:
-        """Put a message in `wasla.dead.<destination>` (one that was not taken from a queue: no reject)."""
-        self._publish(body, DEAD, destination, headers)
-
     def close(self) -> None:
         self._drop_producer()
         self._drop_batch_channel()
 
     # -- consuming -----------------------------------------------------------------------------
-    def consume(self, queues: list[Queue], handler: Callable[[list[Delivery]], None], stop: threading.Event,
-                *, name: str, max_batch: int | None = None) -> None:
-        """Run `handler` on batches of messages until `stop` is set; reconnect with backoff on broker loss.
-
-        A batch starts with the first message and takes what else arrives within the linger time
-        (`batch_linger_ms`), up to `max_batch` (never more than the prefetch), as Benthos and Vector
-        batch: under load the handler pays one journal commit and one fsync for many messages, and
-        a lone message waits at most the linger time for company.
-        """
+    def consume(self, queues: list[Queue], handler: Handler, stop: threading.Event, *, name: str,
+                max_batch: int | None = None) -> None:
+        """Consume `queues` with one channel per shard; reconnect with backoff on broker loss."""
         backoff = 0.5
-        limit = max(1, min(max_batch or self.settings.batch_max, self.settings.prefetch))
-        linger_ms = self.settings.batch_linger_ms
-        if linger_ms is None:  # a RabbitMQ batch pays a confirmed commit: worth waiting longer for company
-            linger_ms = 5.0 if self.memory else 20.0
-        linger = linger_ms / 1000.0
-        if self.memory:
-            names = [q.name for q in queues]
-            while not stop.is_set():
-                taken = BUS.take(names, limit, linger, stop)
-                if taken:
-                    batch = [Delivery(e.body, e.headers, _Local(e)) for e in taken]
-                    self._run(handler, batch)
-                    for d in batch:
-                        if not d.settled:  # handed back (a stopping handler): where it was, by its sequence
-                            d.requeue()
-            return
+        limit, linger = self._batching(max_batch)
         while not stop.is_set():
             try:
                 with self.connection() as conn:
@@ -521,7 +312,7 @@ class Broker:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
-    def _drain(self, conn: Connection, shards: _Shards, handler: Callable[[list[Delivery]], None],
+    def _drain(self, conn: Connection, shards: _Shards, handler: Handler,
                stop: threading.Event, name: str, limit: int, linger: float) -> None:
         """Hand the handler batches until `stop` is set, or until it leaves a batch unsettled (a
         stopping handler hands its messages back): then the consumer must go (`_leave`)."""
@@ -624,19 +415,6 @@ class Broker:
                          received=counts[0], handled=counts[1], pending=pending,
                          queues={q: list(d) for q, d in declared.items()})
             raise OperationalError(f"consumer {name} idle while its queues hold {total} messages")
-
-    def _run(self, handler: Callable[[list[Delivery]], None], batch: list[Delivery]) -> None:
-        with self._busy_lock:
-            self._busy += 1
-        try:
-            handler(batch)
-        finally:
-            with self._busy_lock:
-                self._busy -= 1
-
-    def in_flight(self) -> int:
-        """Batches being handled right now in this process."""
-        return self._busy
 
     @staticmethod
     def _more(conn: Connection, wait: float) -> bool:
