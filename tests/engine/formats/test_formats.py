@@ -4,6 +4,7 @@ patient key each format gives: the same keys as before the formats existed (issu
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tests.support import adt
 ROOT = Path(__file__).resolve().parents[3]
 
 #: Computed with the code before engine/formats (Converter.patient_key through Intake._patient_key).
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 ADT_KEY = ("https://fhir.wasla.ma/sid/1/mr", "10006579")
 
 
@@ -56,11 +58,14 @@ class TestDispatch:
 
 class TestIntakePatientKeys:
     @pytest.fixture
-    def intake(self, config: Config, tmp_path: Path) -> Intake:
+    def intake(self, config: Config, tmp_path: Path) -> Iterator[Intake]:
         broker = Broker(config.broker, routes_of(config))
         broker.declare()
-        return Intake(Journal(f"sqlite:///{tmp_path}/wasla.db"), broker, make_converter(config),
-                      clock=lambda: datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
+        journal = Journal(f"sqlite:///{tmp_path}/wasla.db")
+        try:
+            yield Intake(journal, broker, make_converter(config), clock=lambda: NOW)
+        finally:
+            journal.close()
 
     def test_an_adt_is_keyed_as_before(self, intake: Intake, config: Config) -> None:
         """An ADT's journaled patient key is the keyed hash of the same (system, value) as before."""
