@@ -23,8 +23,8 @@ from tests.support import adt
 
 ROOT = Path(__file__).resolve().parents[3]
 
-#: Computed with the code before engine/formats (Converter.patient_key through Intake._patient_key).
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+#: Computed with the code before engine/formats (Converter.patient_key through Intake._patient_key).
 ADT_KEY = ("https://fhir.wasla.ma/sid/1/mr", "10006579")
 
 
