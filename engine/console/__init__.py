@@ -341,11 +341,10 @@ class Console:
                         if ev["stage"] == "transform" and ev["detail"].get("mapping")), None)
         if self.converter is None or not mapping or not row.raw:
             return [], []
-        found = fmt.lineage(row.raw, channel, mapping, row.received_at)
+        found = fmt.lineage(row.raw, channel, mapping, row.received_at, NOT_READ_MAX)
         if found is None:
             return [], []
-        not_read = found.not_read
-        return found.rows, not_read[:NOT_READ_MAX] + (["…"] if len(not_read) > NOT_READ_MAX else [])
+        return found.rows, found.not_read + (["…"] if found.not_read_total > NOT_READ_MAX else [])
 
     def _channel_of(self, channel_id: str) -> ChannelConfig | None:
         """The channel's configuration; None when it is not configured any more."""

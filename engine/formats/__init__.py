@@ -93,10 +93,12 @@ class Layout:
 
 @dataclass(frozen=True, slots=True)
 class Lineage:
-    """Each FHIR element and the source fields it came from, and the valued fields no rule read."""
+    """Each FHIR element and the source fields it came from, and the valued fields no rule read (the
+    first `limit` asked for of `not_read_total`)."""
 
     rows: list[dict[str, str]]
     not_read: list[str]
+    not_read_total: int
 
 
 class Format(Protocol):
@@ -124,9 +126,10 @@ class Format(Protocol):
         """The body (or its first part) laid out for the console's message page."""
         ...
 
-    def lineage(self, raw: bytes, channel: ChannelConfig | None, mapping: str,
-                received_at: datetime) -> Lineage | None:
-        """What `wasla convert --explain` shows for the body (None: no lineage for this format or body)."""
+    def lineage(self, raw: bytes, channel: ChannelConfig | None, mapping: str, received_at: datetime,
+                limit: int | None = None) -> Lineage | None:
+        """What `wasla convert --explain` shows for the body, naming at most `limit` fields no rule read
+        (None: no lineage for this format or body)."""
         ...
 
 

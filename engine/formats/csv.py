@@ -72,8 +72,8 @@ class CsvFormat:
         """The rows as text."""
         return plain_layout(raw)
 
-    def lineage(self, raw: bytes, channel: ChannelConfig | None, mapping: str,
-                received_at: datetime) -> Lineage | None:
+    def lineage(self, raw: bytes, channel: ChannelConfig | None, mapping: str, received_at: datetime,
+                limit: int | None = None) -> Lineage | None:
         """None: no lineage is worked out for CSV groups."""
         return None
 

@@ -44,7 +44,7 @@ class FhirFormat:
         """The JSON as text."""
         return plain_layout(raw)
 
-    def lineage(self, raw: bytes, channel: ChannelConfig | None, mapping: str,
-                received_at: datetime) -> Lineage | None:
+    def lineage(self, raw: bytes, channel: ChannelConfig | None, mapping: str, received_at: datetime,
+                limit: int | None = None) -> Lineage | None:
         """None: nothing is mapped."""
         return None

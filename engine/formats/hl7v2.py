@@ -79,8 +79,8 @@ class Hl7v2Format:
             segments.append({"name": seg.name, "fields": fields})
         return Layout(segments, "")
 
-    def lineage(self, raw: bytes, channel: ChannelConfig | None, mapping: str,
-                received_at: datetime) -> Lineage | None:
+    def lineage(self, raw: bytes, channel: ChannelConfig | None, mapping: str, received_at: datetime,
+                limit: int | None = None) -> Lineage | None:
         """Each FHIR element and the fields it came from; None when the message cannot be explained."""
         if self.converter is None:
             return None
@@ -93,7 +93,7 @@ class Hl7v2Format:
             return None
         rows = [{"resource": r.resource, "element": r.element, "rule": r.rule,
                  "sources": ", ".join(describe(s, msg.version) for s in r.sources)} for r in ex.lineage]
-        return Lineage(rows, [describe(p, msg.version) for p in ex.not_read])
+        return Lineage(rows, [describe(p, msg.version) for p in ex.not_read[:limit]], len(ex.not_read))
 
     def _mappings(self) -> Mappings:
         if self.converter is None:

@@ -128,3 +128,15 @@ def _parse_error(raw: bytes) -> ParseError:
     except ParseError as exc:
         return exc
     raise AssertionError("parsed")
+
+
+class TestLineage:
+    def test_lineage_reads_with_the_override_and_names_at_most_limit_fields(self, formats: Formats,
+                                                                             config: Config) -> None:
+        """The explanation of the message as converted: rows, and no more unread fields named than asked."""
+        at = datetime.fromisoformat(HEADERS["received_at"])
+        raw = cp1252_adt().replace(b"PV1|1|I\r", b"PV1|1|I\rZXX|1|unread|also unread\r")
+        found = formats.hl7v2.lineage(raw, config.channel("adt-mllp"), "adt", at, 1)
+        assert found is not None and found.rows and len(found.not_read) == 1 and found.not_read_total >= 1
+        assert formats.hl7v2.lineage(b"hello", config.channel("adt-mllp"), "adt", at) is None
+        assert Formats(None).hl7v2.lineage(raw, config.channel("adt-mllp"), "adt", at) is None
