@@ -21,13 +21,13 @@ import structlog
 from engine import metrics
 from engine.config import ChannelConfig
 from engine.connectors.ports import Receipt
-from engine.errors import BrokerError, ConfigError, MappingError, ParseError
+from engine.errors import BrokerError, ParseError
 from engine.fingerprint import content_fingerprint
-from engine.hl7v2.er7 import Message, decode_flagged, parse
+from engine.formats import Formats, Mappings
+from engine.hl7v2.er7 import Message
 from engine.ids import message_id
 from engine.intake_ports import IntakePorts
 from engine.logs import error_fields
-from engine.mapping import Converter
 from engine.outcomes import Outcomes
 from engine.store import Journal
 from engine.store.journal import KeyMatch
@@ -61,12 +61,14 @@ class Intake(IntakePorts):
     `IntakePorts`.
     """
 
-    def __init__(self, journal: Journal, broker: Transport, converter: Converter,
+    def __init__(self, journal: Journal, broker: Transport, converter: Formats | Mappings,
                  clock: Callable[[], datetime] = _now, *, outcomes: Outcomes | None = None) -> None:
         self.outcomes = outcomes or Outcomes(journal, local=False)  # polls the journal when transform runs elsewhere
         self.journal = journal
         self.broker = broker
-        self.converter = converter
+        # the input formats: how a message is read and its patient key found (the mappings, for the HL7 v2 one)
+        self.formats = converter if isinstance(converter, Formats) else Formats(converter)
+        self.converter = self.formats.converter  # a channel's own use of the mappings (dry runs, CSV maps)
         self.clock = clock
 
     def receive(self, channel: ChannelConfig, raw: bytes, *, peer: str = "", senders: frozenset[str] | None = None,
@@ -169,11 +171,8 @@ class Intake(IntakePorts):
         """
         mid, now = message_id(), self.clock()
         try:
-            text, flags = decode_flagged(raw, channel.input.get("encoding"))  # ENCODING_MISMATCH, NUL_REMOVED
-            msg = parse(text)
-        except (ParseError, UnicodeDecodeError, LookupError) as exc:
-            err = exc if isinstance(exc, ParseError) else ParseError(
-                f"cannot decode the message with the channel's encoding ({exc.__class__.__name__})", code="102")
+            msg, flags = self.formats.hl7v2.read_flagged(raw, channel)  # ENCODING_MISMATCH, NUL_REMOVED
+        except ParseError as err:
             work = self.journal.receive_work(
                 Inbound(mid, channel.id, now, raw, status=Status.FAILED, reason=err.message),
                 {"reason": err.message, "segment": err.segment, "field": err.field, "peer": peer})
@@ -266,10 +265,8 @@ class Intake(IntakePorts):
         return Receipt(inbound.id, msg, True, reused_of=reused_of)
 
     def _patient_key(self, channel: ChannelConfig, msg: Message) -> str:
-        try:
-            found = self.converter.patient_key(channel.mapping, msg, channel.policy())
-        except (MappingError, ConfigError):
-            return ""
+        """The journal's keyed hash of the patient the format finds in the message ('' when none)."""
+        found = self.formats.hl7v2.patient_key(channel, msg)
         return self.journal.patient_key(*found) if found else ""
 
     def recover(self) -> int:

@@ -8,8 +8,6 @@ in place until it goes through (`Transformer.handle` says why not back in the qu
 
 from __future__ import annotations
 
-import csv
-import io
 import threading
 import time
 from dataclasses import dataclass
@@ -20,13 +18,11 @@ import structlog
 
 from engine import metrics
 from engine.config import Config
-from engine.errors import BrokerError, ConfigError, MappingError, ParseError, StoreError
+from engine.errors import BrokerError, StoreError
+from engine.formats import Formats, NotConverted
 from engine.history import History
-from engine.hl7v2.er7 import decode, parse
 from engine.logs import error_fields
 from engine.mapping import Converter
-from engine.mapping.csvmap import CsvMap, find_csvmap
-from engine.mapping.passthrough import as_transaction
 from engine.outcomes import Outcomes
 from engine.route import Router
 from engine.store import Journal
@@ -60,7 +56,7 @@ class Transformer:
         self.journal = journal
         self.broker = broker
         self.converter = converter
-        self._csvmaps: dict[str, CsvMap] = {}
+        self.formats = Formats(converter)  # how each input format is read and converted
         self.router = Router(config, lambda msg: converter.context(msg, datetime.now().astimezone()))
         # embedded broker: journal writes are lazy, so this process remembers its last conversions
         self.history = History(journal, remember=4096 if broker.capabilities.in_process else 0)
@@ -177,79 +173,32 @@ class Transformer:
         except KeyError:
             self._fail(d, mid, f"channel '{channel_id}' is not configured any more", channel_id)
             return None
-        message_type = str(d.headers.get("message_type", ""))
-        if message_type.startswith("FHIR^"):
-            return self._passthrough(d, mid, channel_id, channel.outputs, message_type)
+        fmt = self.formats.of(str(d.headers.get("message_type", "")))
         try:
-            received_at = datetime.fromisoformat(str(d.headers["received_at"]))
-            requests: dict[str, str] = {}
-            if message_type.startswith("CSV^"):  # rows journaled by a CSV channel: their map names the mapping
-                csvmap = self._csvmap(message_type[4:])
-                msg, mapping = parse(self._csv_to_v2(d, channel, csvmap)), csvmap.mapping
-                requests = dict.fromkeys(csvmap.create_only, "conditional-create")
-            else:
-                msg, mapping = parse(decode(d.body, channel.input.get("encoding"))), channel.mapping
-            patient_key = str(d.headers.get("patient_key", ""))
-            conversion = self.converter.convert(mapping, msg, received_at, channel.policy(), requests=requests,
-                                                earlier=self.history.lookup(patient_key, mid, received_at))
-            self.history.wrote(patient_key, conversion.bundle)
-        except (ParseError, MappingError, ConfigError, KeyError, ValueError, csv.Error) as exc:
-            self._fail(d, mid, _reason(exc), channel_id)
+            conv = fmt.convert(d.body, d.headers, channel, self.history)
+        except NotConverted as exc:
+            self._fail(d, mid, exc.reason, channel_id)
             return None
-        spec = self.converter.spec(mapping)
-        taken, refused = self.router.route(channel_id, msg.message_type, msg.sending_facility, msg)
-        detail = {"mapping": spec.name, "version": spec.version, "warnings": conversion.warnings,
-                  "destinations": list(taken)}
+        taken, refused = self.router.route(channel_id, conv.message_type, conv.sending_facility, conv.message)
+        detail: dict[str, Any] = {"mapping": conv.mapping, "version": conv.version, "warnings": conv.warnings,
+                                  "destinations": list(taken)}
         if not taken:
             detail["filtered"] = _filtered(refused)
-        invalid = sorted({w["identifier_system"] for w in conversion.warnings if w["code"] == "IDENTIFIER_INVALID"})
+        invalid = sorted({w["identifier_system"] for w in conv.warnings if w["code"] == "IDENTIFIER_INVALID"})
         if invalid and channel.invalid_identifiers == "reject":
             self._fail(d, mid, "identifiers that fail their format or check digits: " + ", ".join(invalid), channel_id)
             return None
-        unmapped = sorted({(w["code_map"], w["local_code"]) for w in conversion.warnings
+        unmapped = sorted({(w["code_map"], w["local_code"]) for w in conv.warnings
                            if w["code"] in ("LOCAL_CODE_UNMAPPED", "CODE_UNMAPPED") and "code_map" in w})
         if unmapped and channel.unmapped_codes != "pass":
             reason = "local codes without a national mapping: " + ", ".join(f"{m} {c}" for m, c in unmapped)
             if channel.unmapped_codes == "reject":
                 self._fail(d, mid, reason, channel_id)
             else:
-                self._park(d, mid, msg.sending_facility, unmapped, reason, channel_id, detail)
+                self._park(d, mid, conv.sending_facility, unmapped, reason, channel_id, detail)
             return None
-        return _Converted(d, mid, channel_id, msg.message_type, msg.control_id, received_at.isoformat(),
-                          conversion.bundle, taken, detail)
-
-    def _csvmap(self, name: str) -> CsvMap:
-        csvmap = self._csvmaps.get(name)
-        if csvmap is None:
-            csvmap = self._csvmaps[name] = find_csvmap(self.converter.mappings_dir, name, self.converter.schema_dir)
-        return csvmap
-
-    def _csv_to_v2(self, d: Delivery, channel: Any, csvmap: CsvMap) -> str:
-        """A journaled group of CSV rows → the HL7 v2 message its CSV map says it stands for."""
-        lines = csv.reader(io.StringIO(d.body.decode("utf-8")))
-        header = next(lines)
-        group = [dict(zip(header, cells, strict=True)) for cells in lines]
-        formats = tuple(channel.input.get("date_formats", ("%d/%m/%Y %H:%M", "%d/%m/%Y")))
-        return csvmap.to_v2(group, sender=str(channel.input.get("sender", "")),
-                            application=str(channel.input.get("application", "CSV")),
-                            control_id=str(d.headers.get("control_id", "")) or "/".join(csvmap.group_key(group[0])),
-                            date_formats=formats)
-
-    def _passthrough(self, d: Delivery, mid: str, channel_id: str, outputs: tuple[str, ...],
-                     message_type: str) -> _Converted | None:
-        """FHIR in, FHIR out: validated by the channel, wrapped in a transaction when it is a single resource."""
-        try:
-            bundle = as_transaction(d.body)
-            received_at = str(d.headers["received_at"])
-        except (ValueError, KeyError, TypeError) as exc:
-            self._fail(d, mid, f"not a FHIR resource ({exc.__class__.__name__})", channel_id)
-            return None
-        taken, refused = self.router.route(channel_id, message_type, "", None)
-        detail: dict[str, Any] = {"mapping": "fhir-passthrough", "version": "1", "warnings": [],
-                                  "destinations": list(taken)}
-        if not taken:
-            detail["filtered"] = _filtered(refused)
-        return _Converted(d, mid, channel_id, message_type, "", received_at, bundle, taken, detail)
+        return _Converted(d, mid, channel_id, conv.message_type, conv.control_id, conv.received_at, conv.bundle,
+                          taken, detail)
 
     def _park(self, d: Delivery, mid: str, sender: str, codes: list[tuple[str, str]], reason: str, channel_id: str,
               detail: dict[str, Any]) -> None:
@@ -276,9 +225,3 @@ def _filtered(refused: dict[str, str]) -> str:
     if not refused:
         return "no destination takes this channel's messages"
     return "no destination takes it: " + "; ".join(f"{d}: {why}" for d, why in sorted(refused.items()))
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ParseError | MappingError | ConfigError):
-        return str(exc)
-    return f"malformed pipeline message ({exc.__class__.__name__})"

@@ -78,7 +78,7 @@ def test_the_channel_check_accepts_the_connector_surface() -> None:
 def test_the_connector_surface_does_not_import_the_pipeline() -> None:
     """engine/connectors/ is below the pipeline: intake, deliver, transform and runtime implement its ports."""
     pipeline = ("engine.intake", "engine.intake_ports", "engine.deliver", "engine.transform", "engine.runtime",
-                "engine.broker", "engine.replay")
+                "engine.transport", "engine.replay")
     modules = sorted((ROOT / "engine" / "connectors").glob("*.py"))
     offenders = [f"{path.relative_to(ROOT)}:{line}: {name}" for path in modules
                  for line, name in _imported(path.read_text())

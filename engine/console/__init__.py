@@ -42,14 +42,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from engine import metrics
-from engine.config import Config, load_config
+from engine.config import ChannelConfig, Config, load_config
 from engine.console.headers import SecurityHeaders
 from engine.console.sessions import Sessions
 from engine.console.throttle import LoginThrottle
 from engine.console.users import User, Users
 from engine.errors import ConfigErrors, MappingError, ParseError
-from engine.hl7v2.er7 import decode, parse
-from engine.hl7v2.reference import field_info
+from engine.formats import Format, Formats
+from engine.hl7v2.er7 import parse
 from engine.store import Journal, mapping_warnings
 from engine.types import Status
 
@@ -109,6 +109,7 @@ class Console:
     def __init__(self, config: Config, journal: Journal, depths: Callable[[], dict[str, int]],
                  converter: Any = None) -> None:
         self.converter = converter  # for the channel page's dry-run conversion
+        self.formats = Formats(converter)  # how a message page lays out and explains each input format
         self.config = config
         self.journal = journal
         self.depths = depths
@@ -303,7 +304,10 @@ class Console:
         if row is None:
             return None
         self.journal.audit(user.name, "view", [mid], client, {"via": "console"})  # before any content is sent
-        segments, raw_text = _layout(_head(row.raw))
+        channel = self._channel_of(row.channel)  # its encoding override: shown as it was converted
+        fmt = self.formats.of(row.message_type)
+        layout = fmt.layout(_head(row.raw), channel)
+        segments, raw_text = layout.segments, layout.text
         outputs = []
         for dest in self.journal.output_destinations(mid):
             out = self.journal.output(mid, dest, PRETTY_MAX_BYTES + 1)  # a large body is not inflated whole
@@ -313,7 +317,7 @@ class Console:
                 outputs.append({"destination": dest, "status": out.status, "body": body, "size": size, "more": more})
         events = [{**ev, "summary": _summary(ev["detail"])} for ev in self.journal.events(mid)]
         whole = len(row.raw) <= LINEAGE_MAX_BYTES  # then row.raw is the whole body
-        lineage, not_read = self._lineage(row, events) if whole else ([], [])
+        lineage, not_read = self._lineage(row, fmt, channel, events) if whole else ([], [])
         return {"row": row, "segments": segments, "raw_text": raw_text, "raw_more": len(row.raw) > PAGE_BYTES,
                 "page_bytes": PAGE_BYTES, "pretty_max": PRETTY_MAX_BYTES, "no_lineage": not whole, "outputs": outputs,
                 "events": events, "lineage": lineage, "not_read": not_read, "warnings": mapping_warnings(events)}
@@ -354,23 +358,24 @@ class Console:
             return Response("not found", status_code=404)
         return _download(body, "application/fhir+json", f"{mid}-{dest}.json")
 
-    def _lineage(self, row: Any, events: list[dict[str, Any]]) -> tuple[list[dict[str, str]], list[str]]:
-        """What `wasla convert --explain` shows: each FHIR element and the HL7 v2 fields it came from."""
+    def _lineage(self, row: Any, fmt: Format, channel: ChannelConfig | None,
+                 events: list[dict[str, Any]]) -> tuple[list[dict[str, str]], list[str]]:
+        """What `wasla convert --explain` shows: each FHIR element and the source fields it came from."""
         mapping = next((ev["detail"].get("mapping") for ev in reversed(events)
                         if ev["stage"] == "transform" and ev["detail"].get("mapping")), None)
-        if self.converter is None or not mapping or not row.raw or row.message_type.startswith(("CSV^", "FHIR^")):
+        if self.converter is None or not mapping or not row.raw:
             return [], []
-        from engine.mapping.explain import describe
+        found = fmt.lineage(row.raw, channel, mapping, row.received_at, NOT_READ_MAX)
+        if found is None:
+            return [], []
+        return found.rows, found.not_read + (["…"] if found.not_read_total > NOT_READ_MAX else [])
 
+    def _channel_of(self, channel_id: str) -> ChannelConfig | None:
+        """The channel's configuration; None when it is not configured any more."""
         try:
-            msg = parse(decode(row.raw))
-            ex = self.converter.explain(mapping, msg, row.received_at)
-        except (ParseError, MappingError, KeyError, ValueError):
-            return [], []
-        rows = [{"resource": r.resource, "element": r.element, "rule": r.rule,
-                 "sources": ", ".join(describe(s, msg.version) for s in r.sources)} for r in ex.lineage]
-        not_read = [describe(p, msg.version) for p in ex.not_read[:NOT_READ_MAX]]
-        return rows, not_read + (["…"] if len(ex.not_read) > NOT_READ_MAX else [])
+            return self.config.channel(channel_id)
+        except KeyError:
+            return None
 
     @_signed_in
     async def replay(self, request: Request, user: User) -> Response:
@@ -512,28 +517,6 @@ def _download(body: bytes, media_type: str, filename: str) -> Response:
 
     return StreamingResponse(chunks(), media_type=media_type, headers={
         "Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(len(body))})
-
-
-def _layout(raw: bytes) -> tuple[list[dict[str, Any]], str]:
-    """The message by segment and field, with field names from hl7apy's reference; the plain text if
-    it does not parse; nothing once retention erased it."""
-    if not raw:
-        return [], ""
-    text = decode(raw)
-    try:
-        msg = parse(text)
-    except ParseError:
-        return [], text.replace("\r", "\n")
-    segments = []
-    for seg in msg.segments:
-        fields = []
-        for n, value in enumerate(seg.raw_fields()[1:], start=1):  # index n is field n (MSH-1 included)
-            if not value:
-                continue
-            info = field_info(seg.name, n)
-            fields.append({"n": n, "label": info[1] if info else "", "value": value})
-        segments.append({"name": seg.name, "fields": fields})
-    return segments, ""
 
 
 def _summary(detail: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ the whole (streamed, audited); a message flagged CONTROL_ID_REUSED is marked on 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,12 +12,17 @@ from pathlib import Path
 import httpx
 import orjson
 
-from engine.console import PAGE_BYTES
+from engine.config import load_config
+from engine.console import PAGE_BYTES, Console
 from engine.console.users import Users
+from engine.formats import Formats
+from engine.history import History
+from engine.ops import OpsServer
+from engine.runtime import make_converter
 from engine.store import Journal
 from engine.types import Inbound
 from tests.console.support import login, served_console
-from tests.support import adt, make_project
+from tests.support import adt, free_port, make_project
 
 
 def _big_message(segments: int) -> bytes:
@@ -95,3 +101,41 @@ class TestReusedControlId:
             page = client.get(f"/messages/{second}").text
             assert 'id="reused"' in page and "CONTROL_ID_REUSED" in page and f'href="/messages/{first}"' in page
             assert 'id="reused"' not in client.get(f"/messages/{first}").text
+
+
+class TestEncodingOverride:
+    def test_a_message_is_shown_as_it_was_converted(self, tmp_path: Path, store_url: str) -> None:
+        """cp1252 bytes from a channel with `encoding: cp1252`: the page's fields and lineage read them as
+        cp1252, as the transform did, never as the Latin-1 fallback (issue 24)."""
+        project = make_project(tmp_path)
+        channel_file = project / "config" / "channels" / "adt-mllp.yaml"
+        channel_file.write_text(channel_file.read_text().replace("    port:", "    encoding: cp1252\n    port:"))
+        Users(project / "config" / "users.yaml").add("ops.nuit", "operator", "correct-horse-battery")
+        config = load_config(project / "config")
+        converter = make_converter(config)
+        raw = (b"MSH|^~\\&|LAB|FAC|WASLA|HUB|20261201101500||ADT^A01^ADT_A01|CP-PAGE-1|P|2.5\r"
+               b"EVN|A01|20261201101500\rPID|1||4711^^^FAC^MR||" + "CŒUR^ZOÉ".encode("cp1252")
+               + b"||19800101|M\rPV1|1|I\r")
+        journal = Journal(store_url)
+        console = Console(config, journal, depths=dict, converter=converter)
+        ops = OpsServer("127.0.0.1", free_port(), lambda: None, console)
+        asyncio.run(ops.start())
+        try:
+            mid, now = str(uuid.uuid4()), datetime.now(UTC)
+            journal.receive(Inbound(mid, "adt-mllp", now, raw, "ADT^A01", "CP-PAGE-1", "FAC"))
+            headers = {"received_at": now.isoformat(), "message_id": mid, "message_type": "ADT^A01"}
+            converted = Formats(converter).of("ADT^A01").convert(raw, headers, config.channel("adt-mllp"),
+                                                                 History(journal))
+            journal.transformed(mid, {"archive-ndjson": converted.bundle},
+                                {"mapping": converted.mapping, "version": converted.version, "warnings": []})
+            (patient,) = [e["resource"] for e in orjson.loads(converted.bundle)["entry"]
+                          if e["resource"]["resourceType"] == "Patient"]
+            assert patient["name"][0]["family"] == "CŒUR"
+            with httpx.Client(base_url=f"http://127.0.0.1:{ops.port}") as client:
+                assert login(client, "ops.nuit").status_code == 303
+                page = client.get(f"/messages/{mid}").text
+            assert "<code>CŒUR^ZOÉ</code>" in page and "C\x8cUR" not in page
+            assert 'id="lineage"' in page
+        finally:
+            asyncio.run(ops.stop())
+            journal.close()
