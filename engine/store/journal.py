@@ -93,6 +93,15 @@ class Journal:
         # used by channels/ until the connector ports land
         self.outputs.outputs_writing(destination, items)
 
+    def connection_opened(self, conn_id: str, channel: str, peer: str, client: str = "",
+                          outcome: str = "open") -> None:
+        # used by channels/ until the connector ports land
+        self.connections.opened(conn_id, channel, peer, client, outcome)
+
+    def connection_closed(self, conn_id: str, messages: int, outcome: str = "closed") -> None:
+        # used by channels/ until the connector ports land
+        self.connections.closed(conn_id, messages, outcome)
+
     def file_claim(self, channel: str, sha256: str, name: str) -> str | None:
         # used by channels/ until the connector ports land
         return self.files.claim_name(channel, sha256, name)
