@@ -202,9 +202,9 @@ def main() -> None:
             ack = send(port, big_message(args.big_mb))
             assert b"MSA|AA" in ack, ack[:200]
             journal = Journal(f"sqlite:///{project}/var/wasla.db")
-            (big,) = journal.search(control_id="BIG-1")
+            (big,) = journal.messages.search(control_id="BIG-1")
             deadline = time.monotonic() + 600
-            while journal.get(big.id).status not in ("delivered", "failed", "filtered", "parked"):  # type: ignore[union-attr]
+            while journal.messages.get(big.id).status not in ("delivered", "failed", "filtered", "parked"):  # type: ignore[union-attr]
                 if time.monotonic() > deadline:
                     raise SystemExit("the big message was not converted in 10 minutes")
                 time.sleep(0.5)

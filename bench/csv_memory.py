@@ -80,7 +80,7 @@ def child(project: Path) -> None:
 
     asyncio.run(run())
     stop.set()
-    counts = journal.counts()
+    counts = journal.messages.counts()
     print(f"{sum(counts.values())} {counts.get('failed', 0)}")
     journal.close()
 

@@ -61,7 +61,7 @@ def checked(url: str, prior: int, writes: int) -> list[tuple[str, float]]:
 
     def receive(raw: bytes, control_id: str) -> object:
         msg = Inbound(message_id(), "bench", datetime.now(UTC), raw, "ADT^A01", control_id, "FAC")
-        return j.commit(j.receive_work(msg, duplicate_since=since, fingerprint=content_fingerprint(raw)))
+        return j.db.commit(j.messages.receive_work(msg, duplicate_since=since, fingerprint=content_fingerprint(raw)))
 
     try:
         for n in range(prior):  # one key, `prior` contents

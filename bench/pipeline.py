@@ -78,7 +78,7 @@ def run_case(setup: str, dest: str, case: tuple[str, int], n: int, fhir_url: str
             codes = send_all(port, [], lanes=lanes, timeout=120)
             acked = time.perf_counter() - t0
             deadline = time.monotonic() + 600
-            while journal.counts().get("delivered", 0) < n and time.monotonic() < deadline:
+            while journal.messages.counts().get("delivered", 0) < n and time.monotonic() < deadline:
                 time.sleep(0.05)
             e2e = time.perf_counter() - t0
             return n / acked, n / e2e, ",".join(f"{k}:{v}" for k, v in sorted(codes.items()))

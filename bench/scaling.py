@@ -86,7 +86,7 @@ def run(k: int, n: int, amqp: str, pg_admin: str) -> dict[str, Any]:
             deadline = time.monotonic() + 180
             counts: dict[str, int] = {}
             while time.monotonic() < deadline:
-                counts = journal.counts()
+                counts = journal.messages.counts()
                 if transformed_at is None and counts.get("received", 0) == 0:
                     transformed_at = time.perf_counter()
                 if counts.get("delivered", 0) >= n:

@@ -34,16 +34,16 @@ START = datetime(2026, 10, 26, tzinfo=UTC)
 
 def fill(j: Journal, n: int, rng: random.Random) -> None:
     body = zlib.compress(b"MSH|^~\\&|HIS|FAC|WASLA|MS|20261103101500||ADT^A01|X|P|2.5\r" * 4, 1)
-    ins = j.dialect.sql("INSERT INTO messages (id, channel, received_at, updated_at, message_type, control_id,"
+    ins = j.db.dialect.sql("INSERT INTO messages (id, channel, received_at, updated_at, message_type, control_id,"
                         " sender, status, stage, reason, patient_key, size, sha256, raw)"
                         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-    out = j.dialect.sql("INSERT INTO outputs (message_id, destination, status, updated_at) VALUES (?,?,?,?)")
-    conn = j.dialect.connect()
+    out = j.db.dialect.sql("INSERT INTO outputs (message_id, destination, status, updated_at) VALUES (?,?,?,?)")
+    conn = j.db.dialect.connect()
     cur = conn.cursor()
     step = 30 * 86400 / n
     batch, outs = [], []
     for i in range(n):
-        at = j.dialect.ts(START + timedelta(seconds=i * step))
+        at = j.db.dialect.ts(START + timedelta(seconds=i * step))
         status = "failed" if rng.random() < 0.02 else "delivered"
         mid = message_id()
         batch.append((mid, f"channel-{rng.randrange(8)}", at, at, rng.choice(TYPES), f"CTRL{i}",
@@ -61,7 +61,7 @@ def fill(j: Journal, n: int, rng: random.Random) -> None:
         cur.executemany(ins, batch)
         cur.executemany(out, outs)
         conn.commit()
-    if j.dialect.name == "postgresql":
+    if j.db.dialect.name == "postgresql":
         conn.autocommit = True
         cur.execute("ANALYZE messages")
         cur.execute("ANALYZE outputs")
@@ -100,7 +100,7 @@ def measure(j: Journal, n: int, queries: int) -> list[tuple[str, float, float, i
         for _ in range(queries):
             args = make()
             t0 = time.perf_counter()
-            found += len(j.search(**args, limit=50))
+            found += len(j.messages.search(**args, limit=50))
             times.append((time.perf_counter() - t0) * 1000)
         times.sort()
         rows.append((name, statistics.median(times), times[int(len(times) * 0.95) - 1], found // queries))

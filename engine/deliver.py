@@ -39,6 +39,7 @@ from engine.errors import (
     StoreError,
     TransientDeliveryError,
 )
+from engine.journal_ports import JournalOutputLedger
 from engine.logs import error_fields
 from engine.store import Journal, OutputRow
 from engine.transport import Delivery, Transport, hold, received_epoch
@@ -103,6 +104,7 @@ class Deliverer:
                  shared_writer: bool = False, stop: threading.Event | None = None) -> None:
         self.output = output
         self.journal = journal
+        self.ledger = JournalOutputLedger(journal)  # what the output may read and record, nothing else
         self.broker = broker
         self.config = config
         retry = config.retry if config is not None else None
@@ -150,8 +152,8 @@ class Deliverer:
         todo: list[_Item] = []
         while not self.stop.is_set():
             try:
-                known = self.journal.outputs([i.mid for i in mine], dest)
-                lanes = self.journal.lanes(dest, [i.patient for i in mine])
+                known = self.journal.outputs.many([i.mid for i in mine], dest)
+                lanes = self.journal.delivery.lanes(dest, [i.patient for i in mine])
                 break
             except StoreError as exc:
                 self._pause(exc, keepalive)
@@ -166,7 +168,7 @@ class Deliverer:
                 # original may still be queued) would be written again after the patient's later
                 # messages: the kill -9 of intake fault run at full size left 2 patients of 1,200 on an
                 # older version that way.
-                self.journal.note(item.mid, "deliver", "duplicate_skipped", {"destination": dest})
+                self.journal.messages.note(item.mid, "deliver", "duplicate_skipped", {"destination": dest})
                 self._ack(item)
             else:
                 taken.add(item.mid)
@@ -263,9 +265,9 @@ class Deliverer:
         def once() -> str | None:
             try:
                 if self.capabilities.takes_headers:  # AMQP: the routing key and properties
-                    result = self.output.deliver(item.mid, item.body, self.journal, headers=item.headers)  # type: ignore[call-arg]
+                    result = self.output.deliver(item.mid, item.body, self.ledger, headers=item.headers)  # type: ignore[call-arg]
                 else:
-                    result = self.output.deliver(item.mid, item.body, self.journal)
+                    result = self.output.deliver(item.mid, item.body, self.ledger)
             except TransientDeliveryError:
                 self.breaker.failure()
                 raise
@@ -295,8 +297,8 @@ class Deliverer:
         if result is not None:
             return result
         # already written before a crash: recognised, not written twice
-        self.journal.note(item.mid, "deliver", "duplicate_skipped", {"destination": self.output.id})
-        prior = item.prior or self.journal.output(item.mid, self.output.id)
+        self.journal.messages.note(item.mid, "deliver", "duplicate_skipped", {"destination": self.output.id})
+        prior = item.prior or self.journal.outputs.get(item.mid, self.output.id)
         return prior.location if prior is not None else ""
 
     # -- many messages in one write (NDJSON) --------------------------------------------------------
@@ -330,9 +332,9 @@ class Deliverer:
             for attempt in self._retrying(self.attempts):
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:  # a failed try may have recorded intents
-                        known = self.journal.outputs([i.mid for i in go], output.id)
+                        known = self.journal.outputs.many([i.mid for i in go], output.id)
                     try:
-                        results = output.deliver_batch([(i.mid, i.body, known.get(i.mid)) for i in go], self.journal)
+                        results = output.deliver_batch([(i.mid, i.body, known.get(i.mid)) for i in go], self.ledger)
                     except TransientDeliveryError:
                         self.breaker.failure()
                         raise
@@ -362,7 +364,7 @@ class Deliverer:
     def _delivered(self, done: list[tuple[_Item, str]], lanes: dict[str, str]) -> None:
         """Journal what was delivered in one commit, acknowledge it, then send what waited behind it."""
         dest = self.output.id
-        self.journal.delivered_many(dest, [(i.mid, loc, "") for i, loc in done], wait=not self.shared_writer)
+        self.journal.outputs.delivered_many(dest, [(i.mid, loc, "") for i, loc in done], wait=not self.shared_writer)
         now = time.time()
         for item, _ in done:
             self._ack(item)
@@ -375,14 +377,14 @@ class Deliverer:
     def _drain(self, head: _Item, lanes: dict[str, str]) -> None:
         """The head of a lane is delivered: send the patient's waiting messages in order, then open it."""
         dest = self.output.id
-        while rows := self.journal.waiting(dest, head.patient):
+        while rows := self.journal.delivery.waiting(dest, head.patient):
             for mid, headers, body in rows:
                 item = _Item(mid, body, headers)
                 lanes[head.patient] = mid
                 try:
                     location = self._call(item)
                 except TransientDeliveryError as exc:
-                    self.journal.move_lane(dest, head.patient, mid)
+                    self.journal.delivery.move_lane(dest, head.patient, mid)
                     self._retry([item], exc, lanes)
                     return
                 except PermanentDeliveryError as exc:
@@ -390,14 +392,14 @@ class Deliverer:
                     if self.block:
                         return
                     continue
-                self.journal.delivered_many(dest, [(mid, location, "")], wait=True)
+                self.journal.outputs.delivered_many(dest, [(mid, location, "")], wait=True)
                 metrics.delivered(dest, time.time() - received_epoch(headers, time.time()))
                 _log.info("delivered", message_id=mid, destination=dest, after=head.mid)
-        self.journal.release_lane(dest, head.patient, head.mid)
+        self.journal.delivery.release_lane(dest, head.patient, head.mid)
         lanes.pop(head.patient, None)
 
     def _hold(self, held: list[tuple[_Item, str]]) -> None:
-        self.journal.wait_behind(self.output.id, [(i.mid, head) for i, head in held])
+        self.journal.delivery.wait_behind(self.output.id, [(i.mid, head) for i, head in held])
         for item, _ in held:
             self._ack(item)
 
@@ -423,7 +425,7 @@ class Deliverer:
             self._hold(behind)
         if not rounds:
             return
-        self.journal.retrying(self.output.id,
+        self.journal.delivery.retrying(self.output.id,
                               [(i.mid, i.patient, level, delay, str(exc)) for i, level, delay in rounds])
         for item, level, _ in rounds:
             try:
@@ -443,7 +445,8 @@ class Deliverer:
     def _dead(self, item: _Item, exc: DeliveryError, lanes: dict[str, str]) -> None:
         dest = self.output.id
         kind = "permanent" if isinstance(exc, PermanentDeliveryError) else "transient, retries exhausted"
-        self.journal.dead(dest, item.mid, item.patient, f"{dest}: {exc} ({kind})", exc.response, hold_lane=self.block)
+        self.journal.delivery.dead(dest, item.mid, item.patient, f"{dest}: {exc} ({kind})", exc.response,
+                                   hold_lane=self.block)
         metrics.dead(dest)
         metrics.failed(str(item.headers.get("channel", "")), "deliver")
         if item.patient:

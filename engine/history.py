@@ -60,7 +60,7 @@ class History:
             nonlocal bundles
             if bundles is None:
                 raw = [*self._recent.get(patient_key, []),
-                       *self.journal.earlier_fhir(patient_key, received_at, message_id)]
+                       *self.journal.outputs.earlier_fhir(patient_key, received_at, message_id)]
                 bundles = [orjson.loads(b) for b in raw]
             for bundle in bundles:
                 for entry in bundle.get("entry", []):

@@ -75,17 +75,17 @@ class Intake(IntakePorts):
                 client: str = "") -> Receipt:
         """Journal, publish, and report. Blocking: for callers on a worker thread."""
         plan = self.admit(channel, raw, peer=peer, senders=senders, client=client)
-        return self.finish(plan, self.journal.commit(plan.work))
+        return self.finish(plan, self.journal.db.commit(plan.work))
 
     def reject_records(self, channel: ChannelConfig, records: list[tuple[bytes, str, str]], *, message_type: str,
                        sender: str, detail: dict[str, Any] | None = None) -> None:
         """Records a file channel could not use (raw, control id, reason), journaled as failed in one commit:
         visible with their reason, never queued."""
-        works = [self.journal.receive_work(
+        works = [self.journal.messages.receive_work(
             Inbound(message_id(), channel.id, self.clock(), raw, message_type, control_id, sender,
                     status=Status.FAILED, reason=reason), {**(detail or {}), "reason": reason})
             for raw, control_id, reason in records]
-        self.journal.commit(lambda cur: [w(cur) for w in works])
+        self.journal.db.commit(lambda cur: [w(cur) for w in works])
 
     def receive_records(self, channel: ChannelConfig, records: list[tuple[bytes, str]], *, message_type: str,
                         sender: str, detail: dict[str, Any] | None = None) -> list[Receipt]:
@@ -95,9 +95,9 @@ class Intake(IntakePorts):
         plans = []
         for raw, control_id in records:
             inbound = Inbound(message_id(), channel.id, self.clock(), raw, message_type, control_id, sender)
-            plans.append(_Plan(self.journal.receive_work(inbound, detail), None, inbound, None))
+            plans.append(_Plan(self.journal.messages.receive_work(inbound, detail), None, inbound, None))
         works = [p.work for p in plans]
-        self.journal.commit(lambda cur: [w(cur) for w in works])  # no duplicate check: never an original
+        self.journal.db.commit(lambda cur: [w(cur) for w in works])  # no duplicate check: never an original
         receipts = []
         for p in plans:
             published = self._publish(p)
@@ -135,7 +135,7 @@ class Intake(IntakePorts):
         mid, now = message_id(), self.clock()
         window = int(channel.input.get("duplicate_window_s", 86400))
         inbound = Inbound(mid, channel.id, now, raw, f"FHIR^{resource_type}", control_id, client)
-        work = self.journal.receive_work(
+        work = self.journal.messages.receive_work(
             inbound, {"peer": peer, "client": client} if peer or client else None,
             duplicate_since=now - timedelta(seconds=window) if window > 0 else None,
             duplicate_detail={"peer": peer, "at": now.isoformat()}, fingerprint=content_fingerprint(raw))
@@ -148,7 +148,7 @@ class Intake(IntakePorts):
         watching = watch.watch(plan.inbound.id) if watch is not None and plan.inbound is not None else None
         try:
             if not self.broker.capabilities.durable_publish or plan.receipt is not None:
-                receipt = self.finish(plan, await self.journal.commit_async(plan.work))
+                receipt = self.finish(plan, await self.journal.db.commit_async(plan.work))
             else:
                 receipt = await self._commit_and_publish(plan, executor)
         except BaseException:
@@ -173,14 +173,14 @@ class Intake(IntakePorts):
         try:
             msg, flags = self.formats.hl7v2.read_flagged(raw, channel)  # ENCODING_MISMATCH, NUL_REMOVED
         except ParseError as err:
-            work = self.journal.receive_work(
+            work = self.journal.messages.receive_work(
                 Inbound(mid, channel.id, now, raw, status=Status.FAILED, reason=err.message),
                 {"reason": err.message, "segment": err.segment, "field": err.field, "peer": peer})
             _log.warning("message_unreadable", message_id=mid, channel=channel.id, code=err.code, size=len(raw))
             return _Plan(work, Receipt(mid, None, False, err, err.message))
         if senders is not None and msg.sending_facility not in senders:
             reason = "sending facility (MSH-4) not authorised for this client certificate"
-            work = self.journal.receive_work(
+            work = self.journal.messages.receive_work(
                 Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                         status=Status.FAILED, reason=reason),
                 {"reason": reason, "audit": "sender_mismatch", "client": client, "peer": peer})
@@ -189,7 +189,7 @@ class Intake(IntakePorts):
                                                                   code="207"), reason))
         if msg.message_type.split("^")[0] == "ACK":
             reason = "an acknowledgment (MSH-9 ACK): recorded, nothing to transform"
-            work = self.journal.receive_work(
+            work = self.journal.messages.receive_work(
                 Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                         status=Status.FILTERED, reason=reason), {"reason": reason, "peer": peer})
             return _Plan(work, Receipt(mid, msg, True, reason=reason))
@@ -197,7 +197,7 @@ class Intake(IntakePorts):
         patient_key = self._patient_key(channel, msg)
         inbound = Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                           patient_key)
-        work = self.journal.receive_work(
+        work = self.journal.messages.receive_work(
             inbound, {"peer": peer, "flags": list(flags)} if flags else ({"peer": peer} if peer else None),
             duplicate_since=now - timedelta(seconds=window) if window > 0 else None,
             duplicate_detail={"peer": peer, "at": now.isoformat()}, fingerprint=content_fingerprint(raw))
@@ -212,7 +212,7 @@ class Intake(IntakePorts):
         """
         published = asyncio.get_running_loop().run_in_executor(executor, self._publish, plan)
         try:
-            seen = await self.journal.commit_async(plan.work)
+            seen = await self.journal.db.commit_async(plan.work)
         finally:
             error = await published
         return self._answer(plan, seen, error)
@@ -253,7 +253,7 @@ class Intake(IntakePorts):
         reused_of = seen.message_id if seen is not None else None
         if published is not None:
             reason = "pipeline unavailable: message journaled but not queued; the sender should resend"
-            self.journal.failed(inbound.id, "intake", reason)
+            self.journal.messages.failed(inbound.id, "intake", reason)
             metrics.failed(inbound.channel, "intake")
             _log.error("publish_failed", message_id=inbound.id, channel=inbound.channel, **error_fields(published))
             return Receipt(inbound.id, msg, False, None, reason)
@@ -267,7 +267,7 @@ class Intake(IntakePorts):
     def _patient_key(self, channel: ChannelConfig, msg: Message) -> str:
         """The journal's keyed hash of the patient the format finds in the message ('' when none)."""
         found = self.formats.hl7v2.patient_key(channel, msg)
-        return self.journal.patient_key(*found) if found else ""
+        return self.journal.keys.patient_key(*found) if found else ""
 
     def recover(self) -> int:
         """Re-enqueue every journaled message that is not final. Run at start, before listening.
@@ -277,7 +277,7 @@ class Intake(IntakePorts):
         what they already hold.
         """
         count = 0
-        for row in self.journal.unfinished():
+        for row in self.journal.messages.unfinished():
             try:
                 self.broker.publish_in(row.raw, message_id=row.id, channel=row.channel, patient_key=row.patient_key,
                                        headers={"received_at": row.received_at.isoformat(),
@@ -285,7 +285,7 @@ class Intake(IntakePorts):
             except BrokerError as exc:
                 _log.error("recovery_publish_failed", message_id=row.id, **error_fields(exc))
                 raise
-            self.journal.event(row.id, "recovery", "requeued", {"previous_status": row.status})
+            self.journal.messages.event(row.id, "recovery", "requeued", {"previous_status": row.status})
             count += 1
         if count:
             _log.info("recovered", messages=count)

@@ -27,36 +27,19 @@ from engine.connectors.ports import (
 )
 from engine.errors import BrokerError
 from engine.ids import message_id
+from engine.journal_ports import JournalEvents, JournalFiles, JournalLookup
 from engine.logs import error_fields
 from engine.mapping import Converter
 from engine.outcomes import Outcome, Outcomes
 from engine.store import Journal
-from engine.store.files import Files
 from engine.store.idempotency import IdempotencyKeys
 from engine.store.writer import Work
 from engine.transport import Transport
 from engine.types import Inbound, Status
 
-__all__ = ["IntakePorts", "JournalFiles"]
+__all__ = ["IntakePorts"]
 
 _log = structlog.get_logger("wasla.csv_drop")  # the file inputs' events, under their logger
-
-
-class JournalFiles(Files):
-    """The `FileLedger` port over the journal's `files` table: dropped files (`Files`) and uploads.
-
-    Guarantees what `Files` does (a file claimed once by its bytes, progress as a compare-and-set),
-    plus the upload calls a REST input makes (claim by bytes, status, end with counts).
-    """
-
-    def claim_upload(self, channel: str, sha256: str, name: str) -> str | None:
-        return self.journal.file_claim(channel, sha256, name)
-
-    def status(self, channel: str, sha256: str) -> tuple[str, int, int, int] | None:
-        return self.journal.file_status(channel, sha256)
-
-    def done(self, channel: str, sha256: str, status: str, rows_read: int, messages: int, rejected: int) -> None:
-        self.journal.file_done(channel, sha256, status, rows_read, messages, rejected)
 
 
 class IntakePorts:
@@ -74,17 +57,17 @@ class IntakePorts:
 
     @property
     def events(self) -> ConnectionEvents:
-        return self.journal
+        return JournalEvents(self.journal)
 
     @property
     def files(self) -> FileLedger:
         """A new view of the files table for each caller (it holds no state of its own)."""
-        return JournalFiles(self.journal)
+        return JournalFiles(self.journal.db)
 
     @property
     def idempotency(self) -> IdempotencyLedger:
         """New keys for each caller: each REST input keeps its own (and prunes on its own schedule)."""
-        return IdempotencyKeys(self.journal)
+        return IdempotencyKeys(self.journal.db)
 
     @property
     def backpressure(self) -> Backpressure:
@@ -92,7 +75,7 @@ class IntakePorts:
 
     @property
     def messages(self) -> MessageLookup:
-        return self.journal
+        return JournalLookup(self.journal)
 
     @property
     def mappings(self) -> MappingSources:
@@ -109,14 +92,14 @@ class IntakePorts:
         good = [Inbound(message_id(), channel.id, now, raw, message_type, cid, sender) for raw, cid in groups]
         bad = [(Inbound(message_id(), channel.id, now, raw, message_type, cid, sender, status=Status.FAILED,
                         reason=reason), reason) for raw, cid, reason in failed]
-        works: list[Work] = [journal.receive_work(i, detail) for i in good]
-        works += [journal.receive_work(i, {**detail, "reason": r}) for i, r in bad]
+        works: list[Work] = [journal.messages.receive_work(i, detail) for i in good]
+        works += [journal.messages.receive_work(i, {**detail, "reason": r}) for i, r in bad]
         if step is not None:
-            if not Files(journal).advance(channel.id, step.sha256, step.before, step.after, works,
+            if not journal.files.advance(channel.id, step.sha256, step.before, step.after, works,
                                           status=step.status, sha256_end=step.sha256_end):
                 return False
         else:
-            journal.commit(lambda cur: [w(cur) for w in works])
+            journal.db.commit(lambda cur: [w(cur) for w in works])
         for inbound in good:
             self._queue(inbound)
         if good or bad:
@@ -131,8 +114,10 @@ class IntakePorts:
                                    headers={"received_at": inbound.received_at.isoformat(),
                                             "message_type": inbound.message_type})
         except Exception as exc:  # noqa: BLE001 - any failed publish: the message is failed, never left received
-            err = exc if isinstance(exc, BrokerError) else BrokerError(f"publish failed: {exc.__class__.__name__}")
-            self.journal.failed(inbound.id, "intake", "pipeline unavailable: journaled but not queued; replay it")
+            err = exc if isinstance(exc, BrokerError) else BrokerError(
+                f"publish failed: {exc.__class__.__name__}")
+            self.journal.messages.failed(inbound.id, "intake",
+                                         "pipeline unavailable: journaled but not queued; replay it")
             metrics.failed(inbound.channel, "intake")
             _log.error("publish_failed", message_id=inbound.id, channel=inbound.channel, **error_fields(err))
             return

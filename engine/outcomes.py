@@ -73,7 +73,7 @@ class Outcomes:
     async def _poll(self, message_id: str) -> Outcome:
         loop = asyncio.get_running_loop()
         while True:
-            row = await loop.run_in_executor(None, self.journal.get, message_id)
+            row = await loop.run_in_executor(None, self.journal.messages.get, message_id)
             if row is not None and row.status != Status.RECEIVED:
                 if row.status == Status.FAILED:
                     return Outcome(Status.FAILED, row.reason)

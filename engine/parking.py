@@ -75,7 +75,7 @@ class NomenclatureWatcher:
     def release(self) -> int:
         registry = self.converter.registry
         count = 0
-        for code_map in sorted({m for m, *_ in self.journal.parked_codes()}):
+        for code_map in sorted({m for m, *_ in self.journal.parked.codes()}):
             lm = registry.local_maps.get(code_map)
             if lm is not None:
                 is_mapped: Callable[[str], bool] = lambda code, lm=lm: lm.national(code) is not None  # noqa: E731
@@ -85,7 +85,7 @@ class NomenclatureWatcher:
                 except (ConfigError, ConfigErrors, OSError):
                     continue
                 is_mapped = lambda code, vm=vm: bool(vm.lookup(code))  # noqa: E731
-            for row in self.journal.release(code_map, is_mapped):
+            for row in self.journal.parked.release(code_map, is_mapped):
                 self.broker.publish_in(row.raw, message_id=row.id, channel=row.channel, patient_key=row.patient_key,
                                        headers={"received_at": row.received_at.isoformat(),
                                                 "message_type": row.message_type})

@@ -16,7 +16,7 @@ import structlog
 from engine.errors import BrokerError, StoreError
 from engine.logs import error_fields
 from engine.store import Journal
-from engine.store.ledger import Replay
+from engine.store.replays import Replay
 from engine.transport import Transport
 
 __all__ = ["Replayer"]
@@ -34,7 +34,7 @@ class Replayer:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                taken = self.journal.take_replays(self.modes)
+                taken = self.journal.replays.take(self.modes)
             except StoreError as exc:
                 _log.error("replay_poll_failed", **error_fields(exc))
                 taken = []
@@ -47,7 +47,7 @@ class Replayer:
                 stop.wait(self.poll_s)
 
     def _one(self, r: Replay) -> None:
-        row = self.journal.get(r.message_id)
+        row = self.journal.messages.get(r.message_id)
         if row is None:
             return
         headers = {"received_at": row.received_at.isoformat(), "message_type": row.message_type}
@@ -61,17 +61,17 @@ class Replayer:
                                         patient_key=row.patient_key,
                                         headers={**headers, "destinations": dest})
         except BrokerError as exc:
-            self.journal.request_replays([r.message_id], r.mode, r.destination, r.requested_by)  # try again later
+            self.journal.replays.request([r.message_id], r.mode, r.destination, r.requested_by)  # try again later
             _log.error("replay_publish_failed", message_id=r.message_id, **error_fields(exc))
             return
         _log.info("replayed", message_id=r.message_id, mode=r.mode, destination=r.destination or "*",
                   by=r.requested_by)
 
     def _outputs(self, r: Replay) -> list[tuple[str, bytes]]:
-        dests = [r.destination] if r.destination else self.journal.output_destinations(r.message_id)
+        dests = [r.destination] if r.destination else self.journal.outputs.destinations(r.message_id)
         found = []
         for dest in dests:
-            out = self.journal.output(r.message_id, dest)
+            out = self.journal.outputs.get(r.message_id, dest)
             if out is not None and out.body:
                 found.append((dest, out.body))
         return found

@@ -95,7 +95,7 @@ class Engine:
             for ch in self.config.channels:
                 keep = ch.retention or self.config.retention
                 try:
-                    done = self.journal.prune(ch.id, keep.bodies_days, keep.metadata_days)
+                    done = self.journal.retention.prune(ch.id, keep.bodies_days, keep.metadata_days)
                 except Exception as exc:  # noqa: BLE001 - a failed prune is retried next time, never fatal
                     _log.error("retention_failed", channel=ch.id, error=exc.__class__.__name__)
                     continue
@@ -103,13 +103,13 @@ class Engine:
                 if done.bodies or done.messages:
                     _log.info("retention", channel=ch.id, bodies_erased=done.bodies, messages_deleted=done.messages)
             if total:
-                self.journal.reclaim()
+                self.journal.retention.reclaim()
 
     def _statistics(self, stop: threading.Event, every_s: float = 20.0) -> None:
         """PostgreSQL without autovacuum: keep the planner's statistics current (Journal.analyze_stale)."""
         while not stop.wait(every_s):
             try:
-                tables = self.journal.analyze_stale()
+                tables = self.journal.retention.analyze_stale()
             except Exception as exc:  # noqa: BLE001 - retried on the next run, never fatal
                 _log.error("statistics_failed", error=exc.__class__.__name__)
                 continue
@@ -120,9 +120,9 @@ class Engine:
         """PostgreSQL: make the coming days' body partitions; drop the days past every channel's retention."""
         keeps = [ch.retention or self.config.retention for ch in self.config.channels] or [self.config.retention]
         try:
-            self.journal.ensure_partitions()
-            dropped = self.journal.drop_bodies_before(
-                self.journal.clock() - timedelta(days=max(k.bodies_days for k in keeps)))
+            self.journal.retention.ensure_partitions()
+            dropped = self.journal.retention.drop_bodies_before(
+                self.journal.db.clock() - timedelta(days=max(k.bodies_days for k in keeps)))
         except Exception as exc:  # noqa: BLE001 - retried on the next run, never fatal
             _log.error("retention_failed", channel="*", error=exc.__class__.__name__)
             return 0
@@ -146,7 +146,7 @@ class Engine:
             queues = self.broker.transform_queues()
             self._thread("transform", lambda: self.broker.consume(queues, tr.handle, self.stop_event, name="transform"))
             self._thread("retention", lambda: self._retention(self.stop_event))
-            if self.journal.dialect.name == "postgresql":
+            if self.journal.db.dialect.needs_statistics:
                 self._thread("statistics", lambda: self._statistics(self.stop_event))
             watcher = NomenclatureWatcher(self.config.nomenclatures_dir, self.config.fhir_base, self.converter,
                                           self.journal, self.broker)
@@ -190,7 +190,7 @@ class Engine:
         _log.info("engine_stopping")
         for inp in inputs:
             await inp.stop()
-        self.journal.flush_loop()  # the channels' last events (ACKs sent, connections closed)
+        self.journal.db.flush_loop()  # the channels' last events (ACKs sent, connections closed)
         await self._drain(self.config.shutdown_grace_s)
         if ops is not None:
             await ops.stop()
@@ -222,7 +222,7 @@ class Engine:
         settings = self.config.ops
         if not settings.port:
             return None
-        metrics.register_depths(self._depths, self.journal.lanes_by_destination)
+        metrics.register_depths(self._depths, self.journal.delivery.lanes_by_destination)
         from engine.console import Console  # only where the endpoint is served
 
         console = Console(self.config, self.journal, self._depths, self.converter)
@@ -246,7 +246,7 @@ class Engine:
         if not self.started:
             return "starting"
         try:
-            self.journal.ping()
+            self.journal.db.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is its class
             return f"journal: {exc.__class__.__name__}"
         dead = [t.name for t in self.threads if not t.is_alive()]

@@ -121,7 +121,7 @@ class Transformer:
         done = [c for c in map(self._convert, batch) if c is not None]
         if not done:
             return
-        self.journal.transformed_many(
+        self.journal.outputs.transformed_many(
             [(c.mid, dict.fromkeys(c.outputs, c.bundle), c.detail) for c in done],
             wait=not self.broker.capabilities.in_process)
         self.broker.publish_out_many([   # filtered ones (no outputs) were journaled with their reasons
@@ -146,14 +146,14 @@ class Transformer:
         the message's receipt, never longer: a commit takes milliseconds.
         """
         ids = [str(d.headers.get("message_id", "")) for d in batch]
-        found = self.journal.present(ids)
+        found = self.journal.messages.present(ids)
         missing = [d for mid, d in zip(ids, batch, strict=True) if mid not in found]
         if missing:
             now = time.time()
             deadline = max(received_epoch(d.headers, now) for d in missing) + grace_s
             while missing and time.time() < deadline:
                 threading.Event().wait(0.02)
-                found |= self.journal.present([str(d.headers.get("message_id", "")) for d in missing])
+                found |= self.journal.messages.present([str(d.headers.get("message_id", "")) for d in missing])
                 missing = [d for d in missing if str(d.headers.get("message_id", "")) not in found]
         kept = []
         for mid, d in zip(ids, batch, strict=True):
@@ -204,8 +204,9 @@ class Transformer:
               detail: dict[str, Any]) -> None:
         """Hold the message until its local codes are mapped (channel policy `park`); it is not lost,
         not delivered with a code the receiver cannot read, and re-runs by itself once mapped."""
-        self.journal.park(mid, sender, codes, reason, {"mapping": detail["mapping"], "version": detail["version"],
-                                                           "warnings": detail["warnings"]})
+        self.journal.parked.park(mid, sender, codes, reason, {"mapping": detail["mapping"],
+                                                              "version": detail["version"],
+                                                              "warnings": detail["warnings"]})
         d.ack()
         metrics.transformed(channel_id, "parked")
         if self.outcomes is not None:
@@ -213,7 +214,7 @@ class Transformer:
         _log.info("parked", message_id=mid, channel=channel_id, codes=len(codes))
 
     def _fail(self, d: Delivery, mid: str, reason: str, channel_id: str) -> None:
-        self.journal.failed(mid, "transform", reason)  # a StoreError holds the batch (`handle`)
+        self.journal.messages.failed(mid, "transform", reason)  # a StoreError holds the batch (`handle`)
         d.reject()
         metrics.transformed(channel_id, "failed")
         if self.outcomes is not None:

@@ -117,9 +117,9 @@ def send_all(port: int, messages: list[bytes], connections: int = 1, timeout: fl
 def wait_final(journal: Journal, expected: int, timeout: float) -> dict[str, int]:
     """Wait until `expected` messages are delivered (or the time is up); returns the status counts."""
     deadline = time.monotonic() + timeout
-    counts = journal.counts()
+    counts = journal.messages.counts()
     while time.monotonic() < deadline:
-        counts = journal.counts()
+        counts = journal.messages.counts()
         if counts.get("delivered", 0) >= expected:
             break
         time.sleep(1)

@@ -31,10 +31,10 @@ def audit_export(since: str | None, message_id: str | None, config_dir: Path | N
     journal = open_journal(config.store.url)
     try:
         count = 0
-        for event in journal.audit_events(config.fhir_base, since=_when(since), message_id=message_id):
+        for event in journal.audit.events(config.fhir_base, since=_when(since), message_id=message_id):
             click.echo(json_printable(orjson.dumps(event).decode()))
             count += 1
         who, where = _who(None)
-        journal.audit(who, "export", [""], where, {"records": count})
+        journal.audit.record(who, "export", [""], where, {"records": count})
     finally:
         journal.close()

@@ -52,7 +52,7 @@ def ingest(file: Path, channel_id: str, timeout: float, config_dir: Path | None)
         with click.progressbar(length=max(total, 1), label=file.name, show_pos=True) as bar:
             done = 0
             while time.monotonic() < deadline:
-                state = journal.file_status(channel.id, sha)
+                state = journal.files.status(channel.id, sha)
                 if state is not None:
                     status, rows, messages, rejected = state
                     bar.update(rows - done)

@@ -60,7 +60,7 @@ def _filters(channel: str | None, status: str | None, control_id: str | None, me
         system, sep, value = patient.rpartition("|")
         if not sep:
             raise WaslaError("--patient takes SYSTEM|VALUE, e.g. https://fhir.wasla.ma/sid/chu-ibn-sina/pi|IPP123456")
-        key = journal.patient_key(system, value)  # searched by its keyed hash, never in clear
+        key = journal.keys.patient_key(system, value)  # searched by its keyed hash, never in clear
     return {"channel": channel, "status": status, "control_id": control_id, "message_type": message_type,
             "sender": sender, "patient_key": key, "destination": destination, "reused": reused,
             "duplicated": duplicated}
@@ -105,9 +105,9 @@ def search(channel: str | None, status: str | None, control_id: str | None, mess
         if before:
             at, _, mid = before.partition("/")
             cursor = (_when(at), mid)
-        rows = journal.search(**_filters(channel, status, control_id, message_type, sender, patient, destination,
-                                         journal, reused, duplicated), since=_when(since), until=_when(until),
-                              before=cursor, limit=limit)
+        rows = journal.messages.search(**_filters(channel, status, control_id, message_type, sender, patient,
+                                                  destination, journal, reused, duplicated),
+                                       since=_when(since), until=_when(until), before=cursor, limit=limit)
         for row in rows:
             click.secho(_line(row), fg=_COLOURS.get(row.status))
         if len(rows) == limit:
@@ -132,7 +132,7 @@ def tail(channel: str | None, status: str | None, control_id: str | None, messag
                            reused, duplicated)
         since = datetime.now().astimezone()
         while True:
-            rows = journal.search(**filters, since=since, limit=500)
+            rows = journal.messages.search(**filters, since=since, limit=500)
             for row in reversed(rows):
                 if seen.get(row.id) != row.status:
                     seen[row.id] = row.status
@@ -158,7 +158,7 @@ def show(message_id: str, raw: bool, fhir_of: str | None, by: str | None, config
     --raw / --fhir its content."""
     journal = _journal(config_dir)
     try:
-        row = journal.get(message_id)
+        row = journal.messages.get(message_id)
         if row is None:
             raise WaslaError(f"no message {message_id}")
         click.echo(printable(f"{row.id}  {row.channel}  {row.message_type}  control id {row.control_id}"
@@ -169,7 +169,7 @@ def show(message_id: str, raw: bool, fhir_of: str | None, by: str | None, config
         if row.duplicates:
             click.echo(f"  sent again {row.duplicates} time(s) with the same content: answered AA, not processed"
                        " again (intake duplicate events)")
-        events = journal.events(message_id)
+        events = journal.messages.events(message_id)
         warnings = mapping_warnings(events)
         if warnings:  # first, before the timeline: what the conversion could not honour
             click.secho(f"  mapping warnings ({len(warnings)}):", fg="yellow", bold=True)
@@ -179,24 +179,24 @@ def show(message_id: str, raw: bool, fhir_of: str | None, by: str | None, config
         for ev in events:
             detail = orjson.dumps({k: v for k, v in ev["detail"].items() if k != "warnings"}).decode()
             click.echo(printable(f"  {ev['at']}  {ev['stage']:<12} {ev['status']:<18} {detail[:200]}"))
-        for dest in journal.output_destinations(message_id):
-            out = journal.output(message_id, dest)
+        for dest in journal.outputs.destinations(message_id):
+            out = journal.outputs.get(message_id, dest)
             if out is None:
                 continue
             click.echo(printable(f"  output {dest}: {out.status}  {out.location[:200]}"))
-            answer = journal.output_response(message_id, dest)
+            answer = journal.outputs.response(message_id, dest)
             if answer and out.status != "delivered":
                 click.echo(printable(f"    answer: {answer[:2000]}"))
         who, where = _who(by)
         if raw:
-            journal.audit(who, "view-raw", [message_id], where)  # recorded before it is shown
+            journal.audit.record(who, "view-raw", [message_id], where)  # recorded before it is shown
             text = row.raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
             click.echo(printable(text, lines=True))
         if fhir_of:
-            out = journal.output(message_id, fhir_of)
+            out = journal.outputs.get(message_id, fhir_of)
             if out is None:
                 raise WaslaError(f"message {message_id} has no output for {fhir_of}")
-            journal.audit(who, "view-fhir", [message_id], where, {"destination": fhir_of})
+            journal.audit.record(who, "view-fhir", [message_id], where, {"destination": fhir_of})
             click.echo(json_printable(out.body.decode("utf-8", "replace")))
     finally:
         journal.close()
@@ -226,18 +226,18 @@ def replay(message_ids: tuple[str, ...], dead_of: str | None, channel: str | Non
     journal = _journal(config_dir)
     try:
         if dead_of:
-            ids = journal.dead_letters(dead_of)
+            ids = journal.outputs.dead_letters(dead_of)
             destination = destination or dead_of
             mode = mode or "deliver"
         elif message_ids:
             ids = list(message_ids)
-            found = journal.present(ids)
+            found = journal.messages.present(ids)
             missing = [m for m in ids if m not in found]
             if missing:
                 raise WaslaError(f"no message {', '.join(missing[:5])}")
         elif channel or status or since or until or destination:
-            ids = list(journal.select_ids(channel=channel, status=status, since=_when(since), until=_when(until),
-                                          destination=destination))
+            ids = list(journal.replays.select_ids(channel=channel, status=status, since=_when(since),
+                                                  until=_when(until), destination=destination))
         else:
             raise WaslaError("say which messages: ids, --dead DESTINATION or a filter (--channel, --status, --since)")
         mode = mode or "transform"
@@ -249,8 +249,9 @@ def replay(message_ids: tuple[str, ...], dead_of: str | None, channel: str | Non
                           abort=True)
         who, where = _who(by)
         for n in range(0, len(ids), 1000):
-            journal.request_replays(ids[n:n + 1000], mode, destination or "", who)
-            journal.audit(who, "replay", ids[n:n + 1000], where, {"mode": mode, "destination": destination or ""})
+            journal.replays.request(ids[n:n + 1000], mode, destination or "", who)
+            journal.audit.record(who, "replay", ids[n:n + 1000], where,
+                                 {"mode": mode, "destination": destination or ""})
         click.echo(f"{len(ids)} replays queued ({mode})")
         if not no_wait:
             _follow(journal, ids)
@@ -267,7 +268,7 @@ def _follow(journal: Journal, ids: list[str], timeout: float = 3600.0) -> None:
         with click.progressbar(length=len(ids), label="replay", show_pos=True) as bar:
             done = 0
             while time.monotonic() < deadline:
-                counts = journal.replay_progress(ids, start)
+                counts = journal.replays.progress(ids, start)
                 finished = sum(n for s, n in counts.items() if s in _FINAL)
                 bar.update(finished - done)
                 done = finished
@@ -275,7 +276,7 @@ def _follow(journal: Journal, ids: list[str], timeout: float = 3600.0) -> None:
                     break
                 time.sleep(0.5)
     except KeyboardInterrupt:
-        withdrawn = journal.cancel_replays(ids)
+        withdrawn = journal.replays.cancel(ids)
         click.echo(f"\nstopped: replays not yet taken by the engine were withdrawn ({withdrawn} asked)")
         sys.exit(130)
     click.echo(", ".join(f"{s}: {n}" for s, n in sorted(counts.items())))

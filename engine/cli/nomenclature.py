@@ -90,7 +90,7 @@ def nomenclature_unmapped(config_dir: Path | None) -> None:
     config = load_config(config_dir)
     journal = open_journal(config.store.url)
     try:
-        groups = journal.parked_codes()
+        groups = journal.parked.codes()
     finally:
         journal.close()
     if not groups:

@@ -116,7 +116,7 @@ class Console:
         self.users = Users(config.config_dir / "users.yaml")
         self.strings = _strings()
         self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
-        self.secret = journal.meta_secret("console_session_secret", "WASLA_CONSOLE_SECRET").decode()
+        self.secret = journal.keys.meta_secret("console_session_secret", "WASLA_CONSOLE_SECRET").decode()
         self.sessions = Sessions(max_age_s=8 * 3600)
         self.throttle = LoginThrottle()
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-password")
@@ -251,18 +251,18 @@ class Console:
     def journal_dashboard(self) -> dict[str, Any]:
         """Counts of the last 24 hours per channel; what waits or failed per destination; queue depths."""
         since = time.time() - 86400
-        counts = self.journal.status_counts(since)
+        counts = self.journal.messages.status_counts(since)
         depths = self.depths()
-        delivered = self.journal.delivered_since(list(self.config.destinations), since)
+        delivered = self.journal.outputs.delivered_since(list(self.config.destinations), since)
         circuits = metrics.open_circuits()
         channels = []
         for ch in self.config.channels:
             c = dict(counts.get(ch.id, {}))
             c["received"] = sum(c.values())
-            errors = self.journal.search(channel=ch.id, status=Status.FAILED, limit=1)
+            errors = self.journal.messages.search(channel=ch.id, status=Status.FAILED, limit=1)
             channels.append({"id": ch.id, "counts": c, "alert": bool(c.get("failed") or c.get("parked")),
                              "last_error": errors[0].reason[:200] if errors else ""})
-        waiting = self.journal.output_counts()
+        waiting = self.journal.outputs.counts()
         destinations = []
         for dest in self.config.destinations:
             c = {"delivered": delivered.get(dest, 0), **waiting.get(dest, {})}
@@ -279,14 +279,14 @@ class Console:
         the dashboard's sparkline, read through the time index, never a scan."""
         now = time.time()
         if now - self._trend_at >= 5:
-            self._trend.append((now, self.journal.received_since(self._trend_at)))
+            self._trend.append((now, self.journal.messages.received_since(self._trend_at)))
             self._trend_at = now
         return list(self._trend)
 
     @_signed_in
     async def messages(self, request: Request, user: User) -> Response:
         q = {k: request.query_params.get(k) or None for k in ("control_id", "channel", "status")}
-        rows = await asyncio.to_thread(lambda: self.journal.search(**q, limit=100))  # type: ignore[arg-type]
+        rows = await asyncio.to_thread(lambda: self.journal.messages.search(**q, limit=100))  # type: ignore[arg-type]
         statuses = (*Status.UNFINISHED, Status.DELIVERED, Status.FAILED, Status.FILTERED, Status.PARKED)
         return self._page(request, "messages.html", rows=rows, q=q, statuses=statuses)
 
@@ -300,22 +300,22 @@ class Console:
 
     def _message_view(self, mid: str, user: User, client: str) -> dict[str, Any] | None:
         """The message page's content, read and laid out on a worker thread: at most PAGE_BYTES of each body."""
-        row = self.journal.head(mid, LINEAGE_MAX_BYTES + 1)  # a large body is not inflated whole
+        row = self.journal.messages.head(mid, LINEAGE_MAX_BYTES + 1)  # a large body is not inflated whole
         if row is None:
             return None
-        self.journal.audit(user.name, "view", [mid], client, {"via": "console"})  # before any content is sent
+        self.journal.audit.record(user.name, "view", [mid], client, {"via": "console"})  # before any content is sent
         channel = self._channel_of(row.channel)  # its encoding override: shown as it was converted
         fmt = self.formats.of(row.message_type)
         layout = fmt.layout(_head(row.raw), channel)
         segments, raw_text = layout.segments, layout.text
         outputs = []
-        for dest in self.journal.output_destinations(mid):
-            out = self.journal.output(mid, dest, PRETTY_MAX_BYTES + 1)  # a large body is not inflated whole
+        for dest in self.journal.outputs.destinations(mid):
+            out = self.journal.outputs.get(mid, dest, PRETTY_MAX_BYTES + 1)  # a large body is not inflated whole
             if out is not None:
                 body, more = _fhir_head(out.body)
                 size = len(out.body) if len(out.body) <= PRETTY_MAX_BYTES else None  # None: over PRETTY_MAX_BYTES
                 outputs.append({"destination": dest, "status": out.status, "body": body, "size": size, "more": more})
-        events = [{**ev, "summary": _summary(ev["detail"])} for ev in self.journal.events(mid)]
+        events = [{**ev, "summary": _summary(ev["detail"])} for ev in self.journal.messages.events(mid)]
         whole = len(row.raw) <= LINEAGE_MAX_BYTES  # then row.raw is the whole body
         lineage, not_read = self._lineage(row, fmt, channel, events) if whole else ([], [])
         return {"row": row, "segments": segments, "raw_text": raw_text, "raw_more": len(row.raw) > PAGE_BYTES,
@@ -329,10 +329,10 @@ class Console:
         client = request.client.host if request.client else ""
 
         def read() -> bytes | None:
-            row = self.journal.get(mid)
+            row = self.journal.messages.get(mid)
             if row is None or not row.raw:
                 return None
-            self.journal.audit(user.name, "view-raw", [mid], client, {"via": "console"})
+            self.journal.audit.record(user.name, "view-raw", [mid], client, {"via": "console"})
             return row.raw
 
         body = await asyncio.to_thread(read)
@@ -347,10 +347,10 @@ class Console:
         client = request.client.host if request.client else ""
 
         def read() -> bytes | None:
-            out = self.journal.output(mid, dest)
+            out = self.journal.outputs.get(mid, dest)
             if out is None or not out.body:
                 return None
-            self.journal.audit(user.name, "view-fhir", [mid], client, {"via": "console", "destination": dest})
+            self.journal.audit.record(user.name, "view-fhir", [mid], client, {"via": "console", "destination": dest})
             return out.body
 
         body = await asyncio.to_thread(read)
@@ -387,10 +387,10 @@ class Console:
         client = request.client.host if request.client else ""
 
         def request_replay() -> bool:
-            if not self.journal.present([mid]):
+            if not self.journal.messages.present([mid]):
                 return False
-            self.journal.request_replays([mid], "transform", "", user.name)
-            self.journal.audit(user.name, "replay", [mid], client, {"mode": "transform", "via": "console"})
+            self.journal.replays.request([mid], "transform", "", user.name)
+            self.journal.audit.record(user.name, "replay", [mid], client, {"mode": "transform", "via": "console"})
             return True
 
         if await asyncio.to_thread(request_replay):
@@ -402,9 +402,9 @@ class Console:
     async def dead(self, request: Request, user: User) -> Response:
         """Dead letters per destination (bulk replay), and the local codes holding parked messages."""
         def read() -> tuple[list[Any], Any]:
-            groups = [(dest, self.journal.search(destination=dest, output_status="dead", limit=500))
+            groups = [(dest, self.journal.messages.search(destination=dest, output_status="dead", limit=500))
                       for dest in self.config.destinations]  # metadata only: no body is read for a list
-            return groups, self.journal.parked_codes()
+            return groups, self.journal.parked.codes()
 
         groups, unmapped = await asyncio.to_thread(read)
         return self._page(request, "dead.html", groups=groups, unmapped=unmapped)
@@ -419,12 +419,12 @@ class Console:
         client = request.client.host if request.client else ""
 
         def request_replays() -> bool:
-            dead = set(self.journal.dead_letters(dest))
+            dead = set(self.journal.outputs.dead_letters(dest))
             chosen = sorted(dead) if form.get("scope") == "all" else [str(v) for v in form.getlist("id") if v in dead]
             if not chosen:
                 return False
-            self.journal.request_replays(chosen, "deliver", dest, user.name)
-            self.journal.audit(user.name, "replay", chosen, client, {"mode": "deliver", "destination": dest,
+            self.journal.replays.request(chosen, "deliver", dest, user.name)
+            self.journal.audit.record(user.name, "replay", chosen, client, {"mode": "deliver", "destination": dest,
                                                                       "via": "console"})
             return True
 

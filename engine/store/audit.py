@@ -7,16 +7,17 @@ record, with deterministic ids so an export run twice gives the same resources.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from engine.ids import namespace, resource_id
+from engine.store.database import Database
 from engine.store.dialect import json_text
 
-__all__ = ["AuditTrail", "audit_event"]
+__all__ = ["Audit", "audit_event"]
 
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
 _TYPES = {  # action → (DICOM event type, display, FHIR AuditEvent.action)
@@ -28,45 +29,46 @@ _TYPES = {  # action → (DICOM event type, display, FHIR AuditEvent.action)
 }
 
 
-class AuditTrail:
-    """Mixed into Journal: uses its writer (`_writer`), reads (`_query`), dialect and clock."""
+class Audit:
+    """The `audit` table: owns the record of who viewed, replayed or exported what, and its export
+    as AuditEvent. Guarantees that `record` returns only once the record is durable."""
 
-    _writer: Any
-    dialect: Any
-    clock: Callable[[], datetime]
-    _sql: Callable[[str], str]
-    _query: Callable[..., list[tuple[Any, ...]]]
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    def audit(self, actor: str, action: str, message_ids: list[str] | tuple[str, ...] = ("",), source: str = "",
-              detail: dict[str, Any] | None = None) -> None:
+    def record(self, actor: str, action: str, message_ids: list[str] | tuple[str, ...] = ("",), source: str = "",
+               detail: dict[str, Any] | None = None) -> None:
         """Record an action (one row per message); returns once it is durable."""
         if action not in _TYPES:
             raise ValueError(f"unknown audit action {action!r}")
-        at = self.dialect.ts(self.clock())
-        sql = self._sql("INSERT INTO audit (at, actor, action, message_id, source, detail) VALUES (?,?,?,?,?,?)")
+        at = self.db.now()
+        sql = self.db.sql("INSERT INTO audit (at, actor, action, message_id, source, detail) VALUES (?,?,?,?,?,?)")
         body = json_text(detail or {})
         rows = [(at, actor, action, mid, source, body) for mid in message_ids]
-        self._writer.run(lambda cur: cur.executemany(sql, rows))
+        self.db.commit(lambda cur: cur.executemany(sql, rows))
 
-    def audit_records(self, *, message_id: str | None = None, since: datetime | None = None,
-                      limit: int = 100_000) -> list[dict[str, Any]]:
-        where, params = [], []
+    def records(self, *, message_id: str | None = None, since: datetime | None = None,
+                limit: int = 100_000) -> list[dict[str, Any]]:
+        """The records (of a message, since a time), oldest first."""
+        where: list[str] = []
+        params: list[Any] = []
         if message_id:
             where.append("message_id = ?")
             params.append(message_id)
         if since:
             where.append("at >= ?")
-            params.append(self.dialect.ts(since))
+            params.append(self.db.dialect.ts(since))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self._query(f"SELECT id, at, actor, action, message_id, source, detail FROM audit{clause}"
-                           f" ORDER BY id LIMIT {int(limit)}", tuple(params))
-        return [{"id": int(r[0]), "at": self.dialect.from_ts(r[1]), "actor": r[2], "action": r[3],
+        rows = self.db.query(f"SELECT id, at, actor, action, message_id, source, detail FROM audit{clause}"
+                             f" ORDER BY id LIMIT {int(limit)}", tuple(params))
+        return [{"id": int(r[0]), "at": self.db.dialect.from_ts(r[1]), "actor": r[2], "action": r[3],
                  "message_id": r[4], "source": r[5],
                  "detail": r[6] if isinstance(r[6], dict) else orjson.loads(r[6])} for r in rows]
 
-    def audit_events(self, base: str, **filters: Any) -> Iterator[dict[str, Any]]:
+    def events(self, base: str, **filters: Any) -> Iterator[dict[str, Any]]:
+        """The records as FHIR AuditEvent resources (`filters` as for `records`)."""
         ns = namespace(base)
-        for record in self.audit_records(**filters):
+        for record in self.records(**filters):
             yield audit_event(record, base, ns)
 
 

@@ -1,19 +1,26 @@
-"""What differs between SQLite and PostgreSQL: connecting, placeholders, time values, locking."""
+"""What differs between SQLite and PostgreSQL, behind one interface: `Dialect`, subclassed per database.
+
+`SQLiteDialect` (engine.store.sqlite) and `PostgresDialect` (engine.store.postgres) hold every SQL
+and behaviour difference (connecting, placeholders, time values, where bodies live, locking, the
+intake write, upkeep); nothing else in the store asks which database it runs on.
+"""
 
 from __future__ import annotations
 
-import functools
 import re
-import sqlite3
+import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
 from engine.errors import StoreError
+
+if TYPE_CHECKING:
+    from engine.store.receive import Receipt
+    from engine.store.writer import Work
 
 __all__ = ["Dialect", "dialect_for", "json_text"]
 
@@ -23,7 +30,7 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 def json_text(value: Any) -> str:
     """A detail column's JSON. PostgreSQL's jsonb refuses the NUL character, which a message's
-    field can carry into a warning or a reason: it becomes U+FFFD, as in text columns (`Dialect.connect`)."""
+    field can carry into a warning or a reason: it becomes U+FFFD, as in text columns (`PostgresDialect`)."""
     raw = orjson.dumps(value)
     if b"\\u0000" in raw:
         raw = _NUL_ESCAPE.sub(rb"\1\\ufffd", raw)
@@ -31,45 +38,40 @@ def json_text(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class Dialect:
-    name: str
+class Dialect(ABC):
+    """One database's way of doing what the store needs; a subclass per database.
+
+    Owns the store URL and guarantees that the rest of the store writes `?` placeholders,
+    passes time values through `ts`/`from_ts` and reads bodies through `body_of`, whatever
+    the database.
+    """
+
     url: str
+    name: ClassVar[str]  # the migrations folder (engine/store/migrations/<name>)
+    # FOR UPDATE SKIP LOCKED where rows can be claimed concurrently by several processes.
+    skip_locked: ClassVar[str] = ""
+    # True where nothing else keeps the planner's statistics current (see `analyze_stale`).
+    needs_statistics: ClassVar[bool] = False
 
+    # -- connections ------------------------------------------------------------------------
+    @abstractmethod
     def connect(self) -> Any:
-        if self.name == "sqlite":
-            path = Path(urlparse(self.url).path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file only: retention gives pages back
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # an AA promises the message survives power loss too
-            conn.execute("PRAGMA busy_timeout=30000")
-            # Checkpoints run on their own thread (Journal), not inside a commit someone waits for.
-            conn.execute("PRAGMA wal_autocheckpoint=0")
-            return conn
-        import psycopg
+        """A new DB-API connection for writing (transactions committed by the caller)."""
 
-        try:
-            conn = psycopg.connect(self.url.replace("postgres://", "postgresql://", 1), connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            where = urlparse(self.url)
-            raise StoreError(f"cannot connect to PostgreSQL at {where.hostname}:{where.port or 5432}") from exc
-        # Every execution is planned with its own values. psycopg prepares a statement after five
-        # runs and PostgreSQL may then keep one generic plan for good; the journal's tables start
-        # empty, so that plan was chosen for an empty table and was never revisited without an
-        # ANALYZE (autovacuum off): the soak's duplicate check walked every message of the sender
-        # through (sender, received_at), and intake fell from 330/s to 120/s in 90 s.
-        conn.execute("SET plan_cache_mode = force_custom_plan")
-        conn.commit()
-        conn.adapters.register_dumper(str, _nul_free_str())
-        return conn
+    @abstractmethod
+    def connect_reader(self) -> Any:
+        """A new connection for reads, each statement its own transaction."""
 
+    @abstractmethod
+    def lock_for_migration(self, cur: Any) -> None:
+        """Hold the schema against other migrators until the transaction ends."""
+
+    # -- SQL text and values ----------------------------------------------------------------
     def sql(self, statement: str) -> str:
-        return statement if self.name == "sqlite" else statement.replace("?", "%s")
+        return statement
 
     def ts(self, value: datetime) -> Any:
-        value = value.astimezone(UTC)
-        return value.isoformat(timespec="microseconds") if self.name == "sqlite" else value
+        return value.astimezone(UTC)
 
     def from_ts(self, value: Any) -> datetime:
         if isinstance(value, datetime):
@@ -79,35 +81,77 @@ class Dialect:
     def blob(self, value: Any) -> bytes:
         return bytes(value) if value is not None else b""
 
-    def lock_for_migration(self, cur: Any) -> None:
-        if self.name == "sqlite":
-            cur.execute("BEGIN IMMEDIATE")
-        else:
-            cur.execute("SELECT pg_advisory_xact_lock(727365)")  # one migrator at a time across processes
+    def no_index(self, column: str) -> str:
+        """`column` in a condition the planner should not answer from that column's index."""
+        return column
+
+    @abstractmethod
+    def meta_insert(self) -> str:
+        """INSERT of a (key, value) into `meta` that leaves an existing key alone."""
+
+    # -- bodies -----------------------------------------------------------------------------
+    @abstractmethod
+    def body_of(self, id_expr: str, part_expr: str, column: str) -> str:
+        """The SQL reading a body: of a message (`part_expr` '') or of its output to a destination.
+        `column` is the body's column in the row being read (where the database keeps it there)."""
+
+    def output_bodies(self, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Output rows (message id, destination, status, at, sealed body) split into the rows to upsert
+        into `outputs` and the (message id, destination, body) to `write_output_bodies`."""
+        return rows, []
+
+    def write_output_bodies(self, cur: Any, bodies: list[tuple[Any, ...]]) -> None:
+        """Write what `output_bodies` put apart (nothing where bodies stay in `outputs`)."""
+        return None
+
+    @abstractmethod
+    def bodies_older_than(self) -> str:
+        """SELECT of the ids of a channel's (?) messages received before (?) that still have a body."""
+
+    @abstractmethod
+    def erase_bodies(self, cur: Any, ids: list[str]) -> None:
+        """Erase these messages' raw and output bodies (the metadata stays)."""
+
+    def delete_bodies(self, cur: Any, ids: list[str]) -> None:
+        """Delete the bodies kept apart from these messages' rows, before the rows go."""
+        return None
+
+    # -- the intake write -------------------------------------------------------------------
+    @abstractmethod
+    def receive_work(self, receipt: Receipt) -> Work:
+        """The write journaling a received message, with its duplicate check (engine.store.receive)."""
+
+    # -- upkeep -----------------------------------------------------------------------------
+    def start_upkeep(self, closing: threading.Event) -> threading.Thread | None:
+        """Start the background upkeep the database needs while the store is open (until `closing`)."""
+        return None
+
+    def ensure_partitions(self, today: date) -> list[date]:
+        """Make the coming days' body partitions, where bodies are partitioned; return those made."""
+        return []
+
+    def drop_bodies_before(self, cutoff: datetime) -> list[date]:
+        """Drop every day of bodies wholly before `cutoff`, where bodies are partitioned by day."""
+        return []
+
+    def analyze_stale(self, *, only_without_autovacuum: bool = True) -> list[str]:
+        """Refresh the planner's statistics of the tables that changed much; return them."""
+        return []
+
+    @abstractmethod
+    def reclaim(self) -> None:
+        """Give the space freed by retention back (or make it reusable)."""
 
 
 def dialect_for(url: str) -> Dialect:
+    """The dialect of a store URL: sqlite:///path or postgresql://…"""
     scheme = url.split(":", 1)[0]
     if scheme == "sqlite":
-        return Dialect("sqlite", url)
+        from engine.store.sqlite import SQLiteDialect
+
+        return SQLiteDialect(url)
     if scheme in ("postgresql", "postgres"):
-        return Dialect("postgresql", url)
+        from engine.store.postgres import PostgresDialect
+
+        return PostgresDialect(url)
     raise StoreError(f"unsupported store URL scheme '{scheme}': expected sqlite:/// or postgresql://")
-
-
-@functools.cache
-def _nul_free_str() -> type:
-    """psycopg's text dumper, NUL-free (imported here: a SQLite-only journal never loads psycopg)."""
-    from psycopg.types.string import StrDumperUnknown
-
-    class NulFreeStr(StrDumperUnknown):
-        """PostgreSQL text cannot hold NUL (0x00); HL7 v2 text should not either, yet a sender's
-        MSH-10 or OBX code can. Refused, the write failed again at every try: intake answered AE
-        for ever, a transform batch was held for ever. Written as U+FFFD instead; the raw bytes
-        (bytea) keep the original."""
-
-        def dump(self, obj: str) -> bytes | bytearray | memoryview:
-            return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
-
-    return NulFreeStr
-

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.store.journal import Journal
+from engine.store.database import Database, HasDatabase, database_of
 from engine.store.writer import Work
 
 __all__ = ["FileClaim", "FileProgress", "Files"]
@@ -37,6 +37,8 @@ class FileProgress:
 
 @dataclass(frozen=True, slots=True)
 class FileClaim:
+    """A file's claim: its identity, how it was read, and whether it was claimed just now."""
+
     sha256: str
     name: str
     status: str              # processing | done | failed
@@ -53,15 +55,17 @@ def _claim(r: tuple[Any, ...], new: bool = False) -> FileClaim:
 
 
 class Files:
-    """The `files` table, through the journal's writer (group commit) and its read connections."""
+    """The `files` table: owns the claims of files taken in by file channels and their progress.
+    Guarantees that the same bytes are claimed once per channel and that a file's progress moves
+    on in the transaction of the rows it covers, by one taker only (see the module doc)."""
 
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-        self._sql = journal.dialect.sql
+    def __init__(self, db: Database | HasDatabase) -> None:
+        self.db = database_of(db)
+        self._sql = self.db.sql
 
     def claim(self, channel: str, sha256: str, name: str, *, size: int, mtime_ns: int, encoding: str) -> FileClaim:
         """Claim a file by its bytes: a new claim, or the earlier one (done, failed or still processing)."""
-        now = self.journal.dialect.ts(self.journal.clock())
+        now = self.db.now()
         find = self._sql(f"SELECT {_COLS} FROM files WHERE channel = ? AND sha256 = ?"
                          f" UNION ALL SELECT {_COLS} FROM files WHERE channel = ? AND sha256_end = ?")
         insert = self._sql("INSERT INTO files (channel, sha256, name, received_at, status, size, mtime_ns, encoding,"
@@ -76,17 +80,17 @@ class Files:
             cur.execute(insert, (channel, sha256, name, now, size, mtime_ns, encoding))
             return FileClaim(sha256, name, "processing", size, mtime_ns, encoding, FileProgress(), new=True)
 
-        return self.journal.commit(work)  # type: ignore[no-any-return]
+        return self.db.commit(work)  # type: ignore[no-any-return]
 
     def processing(self, channel: str, name: str) -> list[FileClaim]:
         """Claims of this name still being read: a file found in processing/ that grew after its claim
         is one of these (its first `size` bytes hash to the claim's SHA-256)."""
-        rows = self.journal._query(f"SELECT {_COLS} FROM files WHERE channel = ? AND name = ?"  # noqa: SLF001
+        rows = self.db.query(f"SELECT {_COLS} FROM files WHERE channel = ? AND name = ?"
                                    " AND status = 'processing'", (channel, name))
         return [_claim(r) for r in rows]
 
     def get(self, channel: str, sha256: str) -> FileClaim | None:
-        rows = self.journal._query(f"SELECT {_COLS} FROM files WHERE channel = ? AND sha256 = ?",  # noqa: SLF001
+        rows = self.db.query(f"SELECT {_COLS} FROM files WHERE channel = ? AND sha256 = ?",
                                    (channel, sha256))
         return _claim(rows[0]) if rows else None
 
@@ -116,10 +120,41 @@ class Files:
     def advance(self, channel: str, sha256: str, before: FileProgress, after: FileProgress,
                 then: list[Work] = (), *, status: str = "processing", sha256_end: str = "") -> bool:  # type: ignore[assignment]
         """`advance_work`, committed; True when it was written."""
-        return bool(self.journal.commit(self.advance_work(channel, sha256, before, after, then, status=status,
+        return bool(self.db.commit(self.advance_work(channel, sha256, before, after, then, status=status,
                                                           sha256_end=sha256_end)))
 
     def fail(self, channel: str, sha256: str) -> None:
         """A file that could not be read at all (its rows journaled so far stay, with their counts)."""
         sql = self._sql("UPDATE files SET status = 'failed' WHERE channel = ? AND sha256 = ?")
-        self.journal.commit(lambda cur: cur.execute(sql, (channel, sha256)))
+        self.db.commit(lambda cur: cur.execute(sql, (channel, sha256)))
+
+    # -- whole-file claims (the REST channel's CSV upload) ------------------------------------------
+    def claim_name(self, channel: str, sha256: str, name: str) -> str | None:
+        """Record a file about to be taken in whole; returns the name it had when seen before (then skip it)."""
+        now = self.db.now()
+
+        def work(cur: Any) -> str | None:
+            cur.execute(self._sql("SELECT name FROM files WHERE channel = ? AND sha256 = ?"), (channel, sha256))
+            found = cur.fetchone()
+            if found is not None:
+                return str(found[0])
+            cur.execute(self._sql("INSERT INTO files (channel, sha256, name, received_at, status)"
+                                  " VALUES (?,?,?,?,'processing')"), (channel, sha256, name, now))
+            return None
+
+        return self.db.commit(work)  # type: ignore[no-any-return]
+
+    def status(self, channel: str, sha256: str) -> tuple[str, int, int, int] | None:
+        """(status, rows read, messages, rejected) of a file, or None if not seen."""
+        rows = self.db.query("SELECT status, rows_read, messages, rejected FROM files WHERE channel = ? AND sha256 = ?",
+                             (channel, sha256))
+        return (str(rows[0][0]), int(rows[0][1]), int(rows[0][2]), int(rows[0][3])) if rows else None
+
+    def done(self, channel: str, sha256: str, status: str, rows_read: int, messages: int, rejected: int) -> None:
+        """Record how a whole-file claim ended."""
+        def work(cur: Any) -> None:
+            cur.execute(self._sql("UPDATE files SET status = ?, rows_read = ?, messages = ?, rejected = ?"
+                                  " WHERE channel = ? AND sha256 = ?"),
+                        (status, rows_read, messages, rejected, channel, sha256))
+
+        self.db.commit(work)

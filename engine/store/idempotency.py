@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.store.journal import Journal
+from engine.store.database import Database, HasDatabase, database_of
 
 __all__ = ["Answer", "Claimed", "IdempotencyKeys", "Mismatch", "Pending", "State"]
 
@@ -70,21 +70,22 @@ def key_digest(key: str) -> str:
 
 
 class IdempotencyKeys:
-    """The `idempotency` table (migration 0011), written through the journal's group-commit writer."""
+    """The `idempotency` table (migration 0011): owns the claims of idempotency keys and their first
+    answers. Guarantees one message and one answer per key, however many requests race (module doc)."""
 
-    def __init__(self, journal: Journal, *, lease_s: float = 60.0, ttl_s: float = 86400.0,
+    def __init__(self, db: Database | HasDatabase, *, lease_s: float = 60.0, ttl_s: float = 86400.0,
                  prune_every_s: float = 600.0) -> None:
-        self.journal = journal
+        self.db = database_of(db)
         self.lease = timedelta(seconds=lease_s)
         self.ttl = timedelta(seconds=ttl_s)
         self._prune_every_s = prune_every_s
         self._pruned_at = 0.0
 
     def _sql(self, s: str) -> str:
-        return self.journal.dialect.sql(s)
+        return self.db.dialect.sql(s)
 
     def _ts(self, value: datetime) -> Any:
-        return self.journal.dialect.ts(value)
+        return self.db.dialect.ts(value)
 
     def _aad(self, channel: str, client: str, key: str) -> str:
         return f"idempotency/{channel}/{client}/{key}"
@@ -92,7 +93,7 @@ class IdempotencyKeys:
     # -- writes (blocking: call from a worker thread) ----------------------------------------------
     def claim(self, channel: str, client: str, key: str, body_sha256: str) -> State:
         """Claim `key` for a request whose body hashes to `body_sha256`, atomically; see the module doc."""
-        kd, claim, now = key_digest(key), uuid.uuid4().hex, self.journal.clock()
+        kd, claim, now = key_digest(key), uuid.uuid4().hex, self.db.clock()
         prune = time.monotonic() - self._pruned_at > self._prune_every_s
         if prune:
             self._pruned_at = time.monotonic()
@@ -111,7 +112,7 @@ class IdempotencyKeys:
             row = cur.fetchone()
             if row is None:  # cannot happen inside one transaction; the next request claims it
                 return Pending()
-            sha, held_by, at = str(row[0]), str(row[1]), self.journal.dialect.from_ts(row[2])
+            sha, held_by, at = str(row[0]), str(row[1]), self.db.dialect.from_ts(row[2])
             expired = at < now - self.ttl
             if not expired and sha != body_sha256:
                 return Mismatch()
@@ -128,14 +129,14 @@ class IdempotencyKeys:
                 return Pending()
             return Claimed(claim, None if expired else at)
 
-        result: State = self.journal.commit(work)
+        result: State = self.db.commit(work)
         return result
 
     def complete(self, channel: str, client: str, key: str, claim: str, status: int, body: bytes,
                  message_id: str = "") -> bool:
         """Record the first answer; False when the claim was no longer the caller's (taken over)."""
         kd = key_digest(key)
-        sealed = self.journal.sealer.seal(body, self._aad(channel, client, kd))
+        sealed = self.db.sealer.seal(body, self._aad(channel, client, kd))
 
         def work(cur: Any) -> bool:
             cur.execute(self._sql("UPDATE idempotency SET status = ?, answer = ?, message_id = ?" + _WHERE
@@ -143,25 +144,25 @@ class IdempotencyKeys:
                         (status, sealed, message_id, channel, client, kd, claim))
             return bool(cur.rowcount == 1)
 
-        done: bool = self.journal.commit(work)
+        done: bool = self.db.commit(work)
         return done
 
     def release(self, channel: str, client: str, key: str, claim: str) -> None:
         """Give the key up unanswered (the request failed before a final answer): a retry claims it anew."""
         ident = (channel, client, key_digest(key))
-        self.journal.commit(lambda cur: cur.execute(
+        self.db.commit(lambda cur: cur.execute(
             self._sql("DELETE FROM idempotency" + _WHERE + " AND claim = ? AND status IS NULL"), (*ident, claim)))
 
     # -- reads --------------------------------------------------------------------------------------
     def state(self, channel: str, client: str, key: str, body_sha256: str) -> State | None:
         """What a waiting request finds now, without writing: None when the key is free again (released,
         expired) or its claim is stale: the caller then claims it."""
-        kd, now = key_digest(key), self.journal.clock()
-        rows = self.journal._query(f"SELECT {_COLS} FROM idempotency" + _WHERE, (channel, client, kd))
+        kd, now = key_digest(key), self.db.clock()
+        rows = self.db.query(f"SELECT {_COLS} FROM idempotency" + _WHERE, (channel, client, kd))
         if not rows:
             return None
         row = rows[0]
-        at = self.journal.dialect.from_ts(row[2])
+        at = self.db.dialect.from_ts(row[2])
         if at < now - self.ttl:
             return None
         if str(row[0]) != body_sha256:
@@ -174,12 +175,12 @@ class IdempotencyKeys:
         """The id of a message with these exact bytes journaled on `channel` since `since` (less a margin
         for the clocks of other intake processes) and not refused at intake: what a request that died
         after receiving, before completing its claim, left behind."""
-        rows = self.journal._query(
+        rows = self.db.query(
             "SELECT id FROM messages WHERE channel = ? AND received_at >= ? AND sha256 = ?"
             " AND NOT (status = 'failed' AND stage = 'intake') ORDER BY received_at LIMIT 1",
             (channel, self._ts(since - timedelta(seconds=margin_s)), raw_sha256))
         return str(rows[0][0]) if rows else None
 
     def _answer(self, channel: str, client: str, kd: str, row: tuple[Any, ...]) -> Answer:
-        body = self.journal.sealer.open(self.journal.dialect.blob(row[4]), self._aad(channel, client, kd))
+        body = self.db.sealer.open(self.db.dialect.blob(row[4]), self._aad(channel, client, kd))
         return Answer(int(row[3]), body, str(row[5] or ""))

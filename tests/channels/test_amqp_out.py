@@ -49,7 +49,7 @@ def test_published_to_the_external_exchange_and_read_by_a_consumer(tmp_path: Pat
             got.append((method, props, body))
         assert len(got) == 3
         journal = Journal(f"sqlite:///{project}/var/wasla.db")
-        ids = {r.control_id: r.id for r in journal.search()}
+        ids = {r.control_id: r.id for r in journal.messages.search()}
         for n, (method, props, body) in enumerate(got):
             assert method.routing_key == "wasla.adt-mllp.ADT.A01"
             assert props.delivery_mode == 2 and props.content_type == "application/fhir+json"
@@ -57,17 +57,17 @@ def test_published_to_the_external_exchange_and_read_by_a_consumer(tmp_path: Pat
             assert props.headers["wasla-message-type"] == props.type == "ADT^A01"
             assert orjson.loads(body)["resourceType"] == "Bundle"
         deadline = time.monotonic() + 10
-        while journal.counts() != {"delivered": 3} and time.monotonic() < deadline:
+        while journal.messages.counts() != {"delivered": 3} and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert journal.counts() == {"delivered": 3}
-        assert journal.output(ids["Q0"], "claims").location == f"{exchange}/wasla.adt-mllp.ADT.A01"  # type: ignore[union-attr]
+        assert journal.messages.counts() == {"delivered": 3}
+        assert journal.outputs.get(ids["Q0"], "claims").location == f"{exchange}/wasla.adt-mllp.ADT.A01"  # type: ignore[union-attr]
 
         ch.queue_unbind(queue, exchange, "wasla.adt-mllp.ADT.*")  # nobody listens now: mandatory says so
         assert send_all(port_of(project), [adt_msg(9, "A01", "Q9", "X")]) == {"AA": 1}
         deadline = time.monotonic() + 20
-        while journal.counts().get("failed", 0) < 1 and time.monotonic() < deadline:
+        while journal.messages.counts().get("failed", 0) < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
-        (row,) = journal.search(status="failed")
+        (row,) = journal.messages.search(status="failed")
         assert row.control_id == "Q9" and "routes key wasla.adt-mllp.ADT.A01 to no queue" in row.reason
         journal.close()
     finally:

@@ -74,7 +74,7 @@ def test_good_rows_delivered_bad_rows_rejected_with_reasons(lab: Path) -> None:
                                                                        ["HB", "718-7"]]
     j = Journal(f"sqlite:///{lab}/var/wasla.db")
     try:
-        failed = j.search(status="failed")
+        failed = j.messages.search(status="failed")
         assert sorted(r.reason for r in failed) == [
             "results.csv line 5: column resultat: expected a number, got 3 characters",
             "results.csv line 6: expected 12 columns, got 3"]

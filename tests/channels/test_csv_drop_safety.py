@@ -86,12 +86,12 @@ class Drop:
 
     def groups(self) -> Counter[str]:
         """Journaled messages of the file's type, by control id (the group key)."""
-        rows = self.journal._query("SELECT control_id FROM messages WHERE message_type = 'CSV^csv_lab'"
+        rows = self.journal.db.query("SELECT control_id FROM messages WHERE message_type = 'CSV^csv_lab'"
                                    " AND status <> 'failed'")
         return Counter(str(r[0]) for r in rows)
 
     def failed(self) -> list[str]:
-        return sorted(str(r[0]) for r in self.journal._query("SELECT reason FROM messages WHERE status = 'failed'"))
+        return sorted(str(r[0]) for r in self.journal.db.query("SELECT reason FROM messages WHERE status = 'failed'"))
 
 
 def wait(predicate: Callable[[], object], timeout: float = 30) -> None:

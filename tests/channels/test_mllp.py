@@ -101,8 +101,8 @@ class TestFraming:
         with server.connect() as s:
             s.sendall(b"\x0b" + payload + b"\x1c\r")
             assert msa(mllp_read(s))[1] == "AA"
-        (row,) = server.journal.search(control_id="DURABLE")
-        stored = server.journal.get(row.id)  # search reads metadata only; the body is read by id
+        (row,) = server.journal.messages.search(control_id="DURABLE")
+        stored = server.journal.messages.get(row.id)  # search reads metadata only; the body is read by id
         assert stored is not None and stored.raw == payload and row.channel == server.channel.id
 
     def test_too_large(self, tmp_path: Path) -> None:
@@ -128,8 +128,8 @@ class TestDuplicates:
             for _ in range(2):
                 s.sendall(b"\x0b" + adt("DUP-1") + b"\x1c\r")
                 assert msa(mllp_read(s))[1:3] == ["AA", "DUP-1"]
-        (row,) = server.journal.search(control_id="DUP-1")
-        assert [e["status"] for e in server.journal.events(row.id) if e["stage"] == "intake"] == ["received",
+        (row,) = server.journal.messages.search(control_id="DUP-1")
+        assert [e["status"] for e in server.journal.messages.events(row.id) if e["stage"] == "intake"] == ["received",
                                                                                               "duplicate"]
 
     def test_window_zero_turns_it_off(self, tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ class TestDuplicates:
             for _ in range(2):
                 s.sendall(b"\x0b" + adt("DUP-2") + b"\x1c\r")
                 assert msa(mllp_read(s))[1] == "AA"
-            assert len(srv.journal.search(control_id="DUP-2")) == 2
+            assert len(srv.journal.messages.search(control_id="DUP-2")) == 2
 
 
 def wait_for(check: Callable[[], object], timeout: float = 5.0) -> object:
@@ -158,13 +158,13 @@ class TestJournalEvents:
         with server.connect() as s:
             s.sendall(b"\x0b" + adt("EV-1") + b"\x1c\r")
             assert msa(mllp_read(s))[1] == "AA"
-        (row,) = server.journal.search(control_id="EV-1")
-        events = wait_for(lambda: [e for e in server.journal.events(row.id) if e["stage"] == "ack"])
+        (row,) = server.journal.messages.search(control_id="EV-1")
+        events = wait_for(lambda: [e for e in server.journal.messages.events(row.id) if e["stage"] == "ack"])
         assert isinstance(events, list)
         (ack,) = events
         assert ack["status"] == "AA"
         assert 0 < ack["detail"]["latency_ms"] < 5000
-        (conn,) = server.journal.connections()
+        (conn,) = server.journal.connections.recent()
         assert ack["detail"]["connection"] == conn["id"]
 
     def test_unreadable_message_ack_event_is_ar(self, server: Server) -> None:
@@ -172,8 +172,9 @@ class TestJournalEvents:
         with server.connect() as s:
             s.sendall(b"\x0bNOT HL7 AT ALL\x1c\r")
             assert msa(mllp_read(s))[1] == "AR"
-        (row,) = server.journal.search(status="failed")
-        wait_for(lambda: [e for e in server.journal.events(row.id) if e["stage"] == "ack" and e["status"] == "AR"])
+        (row,) = server.journal.messages.search(status="failed")
+        wait_for(lambda: [e for e in server.journal.messages.events(row.id)
+                          if e["stage"] == "ack" and e["status"] == "AR"])
 
     def test_connection_open_and_close(self, server: Server) -> None:
         """Each connection is a row: peer, opened, closed, how many messages, how it ended."""
@@ -181,7 +182,7 @@ class TestJournalEvents:
             for i in range(3):
                 s.sendall(b"\x0b" + adt(f"EV-C{i}") + b"\x1c\r")
                 assert msa(mllp_read(s))[1] == "AA"
-        done = wait_for(lambda: [c for c in server.journal.connections() if c["closed_at"]])
+        done = wait_for(lambda: [c for c in server.journal.connections.recent() if c["closed_at"]])
         assert isinstance(done, list)
         (conn,) = done
         assert conn["channel"] == server.channel.id and conn["peer"].startswith("127.0.0.1:")
@@ -204,7 +205,7 @@ class TestJournalEvents:
                 s.recv(10)
             wait_for(lambda: refused() == before + 1)
             time.sleep(0.2)  # lazy journal writes would have landed
-            assert srv.journal.connections() == []
+            assert srv.journal.connections.recent() == []
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
@@ -251,7 +252,7 @@ class TestLimits:
                 assert s.recv(10) == b""
             except (ConnectionResetError, BrokenPipeError):
                 pass
-            assert srv.journal.search(control_id="DENIED") == []
+            assert srv.journal.messages.search(control_id="DENIED") == []
 
 
 class TestTLS:
@@ -284,7 +285,7 @@ class TestTLS:
             with pytest.raises((ssl.SSLError, ConnectionError)), self._client(pki, "rogue", srv.input.port) as s:
                 s.sendall(b"\x0b" + adt("ROGUE") + b"\x1c\r")
                 mllp_read(s)
-            assert srv.journal.search(control_id="ROGUE") == []
+            assert srv.journal.messages.search(control_id="ROGUE") == []
 
     def test_plain_tcp_to_tls_port(self, tmp_path: Path, pki: dict[str, Path]) -> None:
         """A client speaking plain MLLP to a TLS channel gets no ACK and nothing is journaled."""
@@ -293,7 +294,7 @@ class TestTLS:
             s.sendall(b"\x0b" + adt("PLAIN") + b"\x1c\r")
             with contextlib.suppress(ConnectionResetError):
                 assert b"MSA|" not in s.recv(100)
-            assert srv.journal.search(control_id="PLAIN") == []
+            assert srv.journal.messages.search(control_id="PLAIN") == []
 
     def test_facility_binding(self, tmp_path: Path, pki: dict[str, Path]) -> None:
         """A certificate bound to other facilities than MSH-4 gets AR; the refusal is journaled as an audit event."""
@@ -305,9 +306,9 @@ class TestTLS:
             ok = adt("BIND-2").replace(b"|AccMgr|1|", b"|AccMgr|LABCENTRAL|")
             s.sendall(b"\x0b" + ok + b"\x1c\r")
             assert msa(mllp_read(s))[1:3] == ["AA", "BIND-2"]
-            (row,) = srv.journal.search(control_id="BIND-1")
+            (row,) = srv.journal.messages.search(control_id="BIND-1")
             assert row.status == "failed"
-            assert srv.journal.events(row.id)[0]["detail"]["audit"] == "sender_mismatch"
+            assert srv.journal.messages.events(row.id)[0]["detail"]["audit"] == "sender_mismatch"
 
 
 class TestInterop:

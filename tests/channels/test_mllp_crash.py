@@ -103,7 +103,7 @@ class TestKill9UnderLoad:
         """memory:// + SQLite: the journal alone brings back what the dead process held in memory."""
         j = _crash_and_restart(make_project(tmp_path), {})
         try:
-            assert j.counts() == {"delivered": SENDERS * PER_SENDER}
+            assert j.messages.counts() == {"delivered": SENDERS * PER_SENDER}
         finally:
             j.close()
 
@@ -113,6 +113,6 @@ class TestKill9UnderLoad:
         env = {"WASLA_BROKER_URL": rabbitmq_url, "WASLA_STORE_URL": postgres_url}
         j = _crash_and_restart(make_project(tmp_path), env)
         try:
-            assert j.counts() == {"delivered": SENDERS * PER_SENDER}
+            assert j.messages.counts() == {"delivered": SENDERS * PER_SENDER}
         finally:
             j.close()

@@ -57,8 +57,8 @@ class TestHalfClose:
             s.shutdown(socket.SHUT_WR)
             assert [msa(mllp_read(s))[1:3] for _ in range(3)] == [["AA", f"HALF-{i}"] for i in range(3)]
             assert _read_to_end(s) == b""
-            assert srv.journal.search(control_id="CUT") == []
-            assert len(srv.journal.search(control_id="HALF-2")) == 1
+            assert srv.journal.messages.search(control_id="CUT") == []
+            assert len(srv.journal.messages.search(control_id="HALF-2")) == 1
 
 
 class TestConnectionLimits:
@@ -92,9 +92,9 @@ class TestConnectionLimits:
                         s.settimeout(5)
                         with contextlib.suppress(ConnectionResetError):
                             assert s.recv(10) == b""
-                wait_for(lambda: len(srv.journal.connections()) >= 2)
+                wait_for(lambda: len(srv.journal.connections.recent()) >= 2)
                 time.sleep(0.3)  # lazy journal writes settle
-                assert len(srv.journal.connections()) == 2  # the two accepted ones, no refused row
+                assert len(srv.journal.connections.recent()) == 2  # the two accepted ones, no refused row
             finally:
                 for s in kept:
                     s.close()
@@ -140,8 +140,8 @@ class TestFrameTimeout:
                 with contextlib.suppress(ConnectionResetError):
                     assert s.recv(10) == b""
             assert time.monotonic() - started < 20  # the frame would have needed ~40 s at this pace
-            assert srv.journal.search(control_id="TRICKLE") == []
-            done = wait_for(lambda: [c for c in srv.journal.connections() if c["closed_at"]])
+            assert srv.journal.messages.search(control_id="TRICKLE") == []
+            done = wait_for(lambda: [c for c in srv.journal.connections.recent() if c["closed_at"]])
             assert isinstance(done, list) and done[0]["outcome"] == "frame_timeout" and done[0]["messages"] == 1
 
     def test_bytes_outside_frames_do_not_keep_a_connection_open(self, tmp_path: Path) -> None:

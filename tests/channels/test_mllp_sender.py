@@ -97,7 +97,7 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 def stored(journal: Journal, control: str = "CTRL1") -> str:
     mid = message_id()
     raw = adt(control).replace(b"\r", b"\n")  # as some senders send it: LF between segments
-    journal.receive(Inbound(mid, "adt", datetime.now(UTC), raw, "ADT^A01", control, "FAC", "pk"))
+    journal.messages.receive(Inbound(mid, "adt", datetime.now(UTC), raw, "ADT^A01", control, "FAC", "pk"))
     return mid
 
 
@@ -243,7 +243,7 @@ def wait_status(project: Path, control: str, timeout: float = 20.0) -> tuple[str
     while time.monotonic() - start < timeout:
         j = Journal(f"sqlite:///{project / 'var' / 'wasla.db'}")
         try:
-            (row,) = j.search(control_id=control) or (None,)
+            (row,) = j.messages.search(control_id=control) or (None,)
         finally:
             j.close()
         if row is not None and row.status in (Status.DELIVERED, Status.FAILED):

@@ -18,8 +18,8 @@ from tests.support import BrokerMessage
 def _setup(tmp_path: Path) -> tuple[NDJSONOutput, Journal, str]:
     journal = Journal(f"sqlite:///{tmp_path}/j.db")
     mid = message_id()
-    journal.receive(Inbound(mid, "c", datetime.now(UTC), b"raw"))
-    journal.transformed(mid, {"out": b'{"a":1}'})
+    journal.messages.receive(Inbound(mid, "c", datetime.now(UTC), b"raw"))
+    journal.outputs.transformed(mid, {"out": b'{"a":1}'})
     dest = DestinationConfig("out", "x.yaml", "ndjson", MappingProxyType({"path": "files"}))
     return NDJSONOutput(dest, tmp_path), journal, mid
 
@@ -41,7 +41,7 @@ class TestNDJSON:
         out, journal, mid = _setup(tmp_path)
         try:
             first = out.deliver(mid, b'{"a":1}', journal)  # journal says "writing" at first's offset
-            assert journal.output(mid, "out").status == "writing"
+            assert journal.outputs.get(mid, "out").status == "writing"
             assert out.deliver(mid, b'{"a":1}', journal) is None
             (f,) = (tmp_path / "files").glob("*.ndjson")
             assert f.read_bytes().count(b"\n") == 1 and first
@@ -80,8 +80,8 @@ def test_retry_after_a_failed_write_does_not_write_twice(tmp_path: Path) -> None
         mids = []
         for _ in range(3):
             mid = message_id()
-            journal.receive(Inbound(mid, "c", datetime.now(UTC), b"raw"))
-            journal.transformed(mid, {"out": b'{"m":"' + mid.encode() + b'"}'})
+            journal.messages.receive(Inbound(mid, "c", datetime.now(UTC), b"raw"))
+            journal.outputs.transformed(mid, {"out": b'{"m":"' + mid.encode() + b'"}'})
             mids.append(mid)
         out = _FailsAfterWriting(DestinationConfig("out", "x.yaml", "ndjson", MappingProxyType({"path": "files"})),
                                  tmp_path)
@@ -92,7 +92,7 @@ def test_retry_after_a_failed_write_does_not_write_twice(tmp_path: Path) -> None
         (f,) = (tmp_path / "files").glob("*.ndjson")
         assert f.read_bytes().count(b"\n") == 3
         assert [m.calls for m in msgs] == [["ack"]] * 3
-        assert {journal.output(mid, "out").status for mid in mids} == {"delivered"}
+        assert {journal.outputs.get(mid, "out").status for mid in mids} == {"delivered"}
     finally:
         journal.close()
 
@@ -114,8 +114,8 @@ def _received(journal: Journal, n: int) -> list[str]:
     ids = []
     for _ in range(n):
         mid = message_id()
-        journal.receive(Inbound(mid, "c", datetime.now(UTC), b"raw"))
-        journal.transformed(mid, {"out": _BUNDLE})
+        journal.messages.receive(Inbound(mid, "c", datetime.now(UTC), b"raw"))
+        journal.outputs.transformed(mid, {"out": _BUNDLE})
         ids.append(mid)
     return ids
 

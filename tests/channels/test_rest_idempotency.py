@@ -48,7 +48,7 @@ def _post(port: int, body: bytes, key: str) -> httpx.Response:
 def _messages(store_url: str, body: bytes) -> list[str]:
     j = Journal(store_url)
     try:
-        rows = j._query("SELECT id FROM messages WHERE sha256 = ?", (hashlib.sha256(body).hexdigest(),))
+        rows = j.db.query("SELECT id FROM messages WHERE sha256 = ?", (hashlib.sha256(body).hexdigest(),))
         return [str(r[0]) for r in rows]
     finally:
         j.close()
@@ -105,7 +105,7 @@ def test_a_claim_left_by_a_dead_request_is_taken_over(store_url: str, tmp_path: 
         for body, key in ((died_after, "dead-after"), (died_before, "dead-before")):
             assert isinstance(keys.claim("fhir-rest", "his", key, hashlib.sha256(body).hexdigest()), Claimed)
         left = Inbound(message_id(), "fhir-rest", past + timedelta(seconds=1), died_after, "FHIR^Patient", "", "his")
-        j.receive(left)
+        j.messages.receive(left)
     finally:
         j.close()
     with engine(project, {"WASLA_STORE_URL": store_url}) as proc:

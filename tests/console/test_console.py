@@ -97,22 +97,22 @@ def test_operator_journey_in_a_real_browser(tmp_path: Path, browser: object) -> 
         assert "name[0]" in lineage and "PID-5" in lineage
         page.screenshot(path=str(ARTIFACTS / "2-message.png"), full_page=True)
         journal = Journal(f"sqlite:///{project}/var/wasla.db")
-        (row,) = journal.search(control_id="UI-7")
-        views = journal.audit_records(message_id=row.id)
+        (row,) = journal.messages.search(control_id="UI-7")
+        views = journal.audit.records(message_id=row.id)
         assert [(v["actor"], v["action"]) for v in views] == [("ops.nuit", "view")]  # exactly one
 
         page.click("#replay")
         page.wait_for_selector("#flash")
         assert "Rejeu demandé" in page.text_content("#flash")
         def after_replay() -> list[tuple[str, str]]:
-            stages = [(e["stage"], e["status"]) for e in journal.events(row.id)]
+            stages = [(e["stage"], e["status"]) for e in journal.messages.events(row.id)]
             return stages[stages.index(("replay", "started")) + 1:] if ("replay", "started") in stages else []
 
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and ("deliver", "delivered") not in after_replay():
             time.sleep(0.2)
         assert after_replay() == [("transform", "transformed"), ("deliver", "delivered")]  # mapped and sent again
-        assert [a["action"] for a in journal.audit_records(message_id=row.id)] == ["view", "replay", "view"]
+        assert [a["action"] for a in journal.audit.records(message_id=row.id)] == ["view", "replay", "view"]
 
         page.click("#lang-ar")
         page.wait_for_selector("html[dir=rtl]")
@@ -130,11 +130,11 @@ def test_operator_journey_in_a_real_browser(tmp_path: Path, browser: object) -> 
         forged = httpx.post(f"{base}/messages/{row.id}/replay", data={"csrf": "guess"}, follow_redirects=False)
         assert forged.status_code == 303 and forged.headers["location"] == "/login"  # no session, no replay
         cookies = {c["name"]: c["value"] for c in page.context.cookies()}  # the operator's own session...
-        replays = len(journal.audit_records(message_id=row.id))
+        replays = len(journal.audit.records(message_id=row.id))
         cross = httpx.post(f"{base}/messages/{row.id}/replay", data={"csrf": "guess"}, cookies=cookies,
                            follow_redirects=False)
         assert cross.status_code == 303 and cross.headers["location"] == f"/messages/{row.id}"
-        assert len(journal.audit_records(message_id=row.id)) == replays  # ...without its CSRF token: refused
+        assert len(journal.audit.records(message_id=row.id)) == replays  # ...without its CSRF token: refused
         journal.close()
 
 
@@ -164,7 +164,7 @@ def test_dead_letters_bulk_replay_and_channel_page(tmp_path: Path, browser: obje
             assert send_all(port_of(project), [adt_msg(n, "A01", f"DL-{n}", "X") for n in range(3)]) == {"AA": 3}
             journal = Journal(f"sqlite:///{project}/var/wasla.db")
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and len(journal.dead_letters("claims")) < 3:
+            while time.monotonic() < deadline and len(journal.outputs.dead_letters("claims")) < 3:
                 time.sleep(0.2)
             page = browser.new_page()  # type: ignore[attr-defined]
             page.goto(base + "/login")
@@ -182,9 +182,9 @@ def test_dead_letters_bulk_replay_and_channel_page(tmp_path: Path, browser: obje
             page.click("#replay-all-claims")
             page.wait_for_selector("#flash")
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and journal.counts().get("delivered", 0) < 3:
+            while time.monotonic() < deadline and journal.messages.counts().get("delivered", 0) < 3:
                 time.sleep(0.2)
-            assert journal.counts() == {"delivered": 3}
+            assert journal.messages.counts() == {"delivered": 3}
             assert ch.queue_declare(queue, passive=True).method.message_count == 3  # once each
             page.reload()
             assert page.locator("#dead-claims tbody tr").count() == 0
@@ -197,7 +197,7 @@ def test_dead_letters_bulk_replay_and_channel_page(tmp_path: Path, browser: obje
             page.fill("#test-message", "not HL7 at all")
             page.click("#test-convert")
             assert "MSH" in page.text_content("#test-error")
-            assert journal.search(control_id="TRY-1") == []  # a try is not a message
+            assert journal.messages.search(control_id="TRY-1") == []  # a try is not a message
             page.screenshot(path=str(ARTIFACTS / "5-channel.png"), full_page=True)
             journal.close()
     finally:
@@ -218,10 +218,10 @@ def test_message_page_shows_mapping_warnings_first(tmp_path: Path, browser: obje
         assert send_all(port_of(project), [warned]) == {"AA": 1}
         journal = Journal(f"sqlite:///{project}/var/wasla.db")
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and [r.status for r in journal.search(control_id="WARN-UI-1")] != [
+        while time.monotonic() < deadline and [r.status for r in journal.messages.search(control_id="WARN-UI-1")] != [
                 "delivered"]:
             time.sleep(0.1)
-        (row,) = journal.search(control_id="WARN-UI-1")
+        (row,) = journal.messages.search(control_id="WARN-UI-1")
         journal.close()
         page = browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
         page.goto(base + "/login")

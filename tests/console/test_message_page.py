@@ -33,11 +33,11 @@ def _big_message(segments: int) -> bytes:
 def _journal_big(journal: Journal) -> tuple[str, bytes, bytes]:
     mid = str(uuid.uuid4())
     raw = _big_message(9000)  # about 2 MB
-    journal.receive(Inbound(mid, "adt-mllp", datetime.now(UTC), raw, "ADT^A01", "BIG-PAGE-1", "SENDER"))
+    journal.messages.receive(Inbound(mid, "adt-mllp", datetime.now(UTC), raw, "ADT^A01", "BIG-PAGE-1", "SENDER"))
     bundle = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {"resourceType": "Observation", "id": f"obs-{n}", "status": "final",
                       "valueString": f"FHIRVALUE{n:06d}"}} for n in range(3000)]})
-    journal.transformed(mid, {"archive-ndjson": bundle})
+    journal.outputs.transformed(mid, {"archive-ndjson": bundle})
     return mid, raw, bundle
 
 
@@ -77,7 +77,7 @@ class TestBigMessagePage:
             assert fhir.status_code == 200 and fhir.content == bundle
             assert fhir.headers["content-type"].startswith("application/fhir+json")
             assert client.get(f"/messages/{mid}/fhir/nowhere").status_code == 404
-            actions = [(a["actor"], a["action"]) for a in journal.audit_records(message_id=mid)]
+            actions = [(a["actor"], a["action"]) for a in journal.audit.records(message_id=mid)]
             assert actions == [("ops.nuit", "view-raw"), ("ops.nuit", "view-fhir")]
 
 
@@ -91,10 +91,10 @@ class TestReusedControlId:
             first, second = str(uuid.uuid4()), str(uuid.uuid4())
             since = datetime(2000, 1, 1, tzinfo=UTC)
             for mid, patient in ((first, "P1"), (second, "P2")):
-                journal.submit_receive(Inbound(mid, "adt-mllp", datetime.now(UTC), adt("REUSED-1", patient),
+                journal.messages.submit_receive(Inbound(mid, "adt-mllp", datetime.now(UTC), adt("REUSED-1", patient),
                                                "ADT^A01", "REUSED-1", "GHHSFacility"),
                                        duplicate_since=since).result(60)
-            assert [r.reused_of for r in journal.search(control_id="REUSED-1")] == [first, ""]
+            assert [r.reused_of for r in journal.messages.search(control_id="REUSED-1")] == [first, ""]
             assert login(client, "ops.nuit").status_code == 303
             listing = client.get("/messages", params={"control_id": "REUSED-1"}).text
             assert listing.count('class="flag reused"') == 1
@@ -122,11 +122,11 @@ class TestEncodingOverride:
         asyncio.run(ops.start())
         try:
             mid, now = str(uuid.uuid4()), datetime.now(UTC)
-            journal.receive(Inbound(mid, "adt-mllp", now, raw, "ADT^A01", "CP-PAGE-1", "FAC"))
+            journal.messages.receive(Inbound(mid, "adt-mllp", now, raw, "ADT^A01", "CP-PAGE-1", "FAC"))
             headers = {"received_at": now.isoformat(), "message_id": mid, "message_type": "ADT^A01"}
             converted = Formats(converter).of("ADT^A01").convert(raw, headers, config.channel("adt-mllp"),
                                                                  History(journal))
-            journal.transformed(mid, {"archive-ndjson": converted.bundle},
+            journal.outputs.transformed(mid, {"archive-ndjson": converted.bundle},
                                 {"mapping": converted.mapping, "version": converted.version, "warnings": []})
             (patient,) = [e["resource"] for e in orjson.loads(converted.bundle)["entry"]
                           if e["resource"]["resourceType"] == "Patient"]

@@ -24,21 +24,21 @@ def test_viewing_content_is_audited_once_with_the_user(tmp_path: Path) -> None:
     with engine(project):
         assert send_all(port_of(project), [adt_msg(1, "A01", "AU1", "SECRETNAME")]) == {"AA": 1}
     journal = Journal(f"sqlite:///{project}/var/wasla.db")
-    (row,) = journal.search(control_id="AU1")
+    (row,) = journal.messages.search(control_id="AU1")
     meta = _wasla(project, "messages", "show", row.id)
     assert meta.returncode == 0 and "SECRETNAME" not in meta.stdout  # metadata only: not audited
-    assert journal.audit_records(message_id=row.id) == []
+    assert journal.audit.records(message_id=row.id) == []
 
     shown = _wasla(project, "messages", "show", row.id, "--raw", "--by", "dr.alaoui")
     assert shown.returncode == 0 and "SECRETNAME" in shown.stdout
-    (record,) = journal.audit_records(message_id=row.id)
+    (record,) = journal.audit.records(message_id=row.id)
     assert (record["actor"], record["action"], record["source"].startswith("cli@")) == ("dr.alaoui", "view-raw", True)
 
     fhir = _wasla(project, "messages", "show", row.id, "--fhir", "archive-ndjson", "--by", "dr.alaoui")
     assert '"resourceType":"Bundle"' in fhir.stdout
     replay = _wasla(project, "messages", "replay", row.id, "--no-wait", "--by", "ops.night")
     assert replay.returncode == 0
-    actions = [(r["actor"], r["action"]) for r in journal.audit_records(message_id=row.id)]
+    actions = [(r["actor"], r["action"]) for r in journal.audit.records(message_id=row.id)]
     assert actions == [("dr.alaoui", "view-raw"), ("dr.alaoui", "view-fhir"), ("ops.night", "replay")]
     journal.close()
 

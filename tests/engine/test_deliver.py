@@ -44,8 +44,8 @@ def test_a_second_copy_in_one_batch_is_skipped_not_written_after_later_messages(
         mids = {}
         for version in ("ADMIT", "MID", "FINAL"):
             mid = mids[version] = message_id()
-            journal.receive(Inbound(mid, "adt", datetime.now(UTC), b"raw", patient_key="p1"))
-            journal.transformed(mid, {"out": version.encode()})
+            journal.messages.receive(Inbound(mid, "adt", datetime.now(UTC), b"raw", patient_key="p1"))
+            journal.outputs.transformed(mid, {"out": version.encode()})
         out = _Recorder(concurrency)
         sent = ["ADMIT", "MID", "FINAL", "ADMIT", "MID"]
         msgs = [BrokerMessage() for _ in sent]
@@ -54,8 +54,9 @@ def test_a_second_copy_in_one_batch_is_skipped_not_written_after_later_messages(
         Deliverer(out, journal).handle(batch)
         assert out.written == ["ADMIT", "MID", "FINAL"]
         assert [m.calls for m in msgs] == [["ack"]] * 5
-        assert {journal.output(mid, "out").status for mid in mids.values()} == {"delivered"}
-        skipped = [e for mid in mids.values() for e in journal.events(mid) if e["status"] == "duplicate_skipped"]
+        assert {journal.outputs.get(mid, "out").status for mid in mids.values()} == {"delivered"}
+        skipped = [e for mid in mids.values() for e in journal.messages.events(mid)
+                   if e["status"] == "duplicate_skipped"]
         assert len(skipped) == 2
     finally:
         journal.close()

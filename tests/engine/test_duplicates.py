@@ -72,7 +72,7 @@ class Door:
         return self.intake.receive(self.channel, raw, peer="127.0.0.1:1")
 
     def rows(self, control_id: str = "MSG00001") -> list[MessageRow]:
-        return sorted(self.journal.search(control_id=control_id, limit=100), key=lambda r: r.id)
+        return sorted(self.journal.messages.search(control_id=control_id, limit=100), key=lambda r: r.id)
 
 
 @pytest.fixture
@@ -101,10 +101,10 @@ class TestReusedControlIds:
         assert [r.reused_of for r in rows[1:]] == [first.id] * 10
         assert [r.reused_of for r in receipts[1:]] == [first.id] * 10
         assert all(r.status == "received" and r.duplicates == 0 for r in rows)
-        assert {r.id for r in door.journal.search(reused=True, limit=100)} == {r.id for r in rows[1:]}
-        (received,) = [e for e in door.journal.events(rows[5].id) if e["stage"] == "intake"]
+        assert {r.id for r in door.journal.messages.search(reused=True, limit=100)} == {r.id for r in rows[1:]}
+        (received,) = [e for e in door.journal.messages.events(rows[5].id) if e["stage"] == "intake"]
         assert received["detail"] == {"peer": "127.0.0.1:1", "flag": REUSED, "reused_of": first.id}
-        assert [e["status"] for e in door.journal.events(first.id)] == ["received"]  # no duplicate event
+        assert [e["status"] for e in door.journal.messages.events(first.id)] == ["received"]  # no duplicate event
 
     def test_the_same_message_resent_is_one_message(self, door: Door) -> None:
         """Byte-identical, with \\n for \\r, with \\r\\n, with another MSH-7: a duplicate each time (AA, the
@@ -117,11 +117,11 @@ class TestReusedControlIds:
             (True, original.message_id, original.message_id)] * 4
         (row,) = door.rows()
         assert (row.id, row.duplicates, row.reused_of) == (original.message_id, 4, "")
-        events = door.journal.events(row.id)
+        events = door.journal.messages.events(row.id)
         assert [e["status"] for e in events] == ["received"] + ["duplicate"] * 4
         assert all(e["detail"]["peer"] == "127.0.0.1:1" for e in events[1:])
-        assert [r.id for r in door.journal.search(duplicated=True)] == [row.id]
-        assert door.journal.search(reused=True) == []
+        assert [r.id for r in door.journal.messages.search(duplicated=True)] == [row.id]
+        assert door.journal.messages.search(reused=True) == []
 
     def test_a_resend_matches_its_own_content_not_the_first(self, door: Door) -> None:
         """A, then B (reused), then B and A again: B's resend is B's duplicate, A's is A's."""
@@ -138,7 +138,7 @@ class TestReusedControlIds:
 
         async def main() -> list[Receipt]:
             out = await asyncio.gather(*(door.intake.receive_async(door.channel, r) for r in raws))
-            door.journal.flush_loop()
+            door.journal.db.flush_loop()
             return list(out)
 
         a, b, c = asyncio.run(main())
@@ -157,7 +157,7 @@ class TestReusedControlIds:
             intake.broker.declare()
             for name in ("ADT-A01-01", "ADT-A01-01", "ADT-A02-01"):
                 assert intake.receive(config.channels[0], corpus(name)).duplicate_of is None
-            rows = journal.search(control_id="MSG00001")
+            rows = journal.messages.search(control_id="MSG00001")
             assert len(rows) == 3 and all(r.reused_of == "" and r.duplicates == 0 for r in rows)
         finally:
             journal.close()
@@ -168,9 +168,9 @@ class TestJournalCheck:
         return Inbound(message_id(), "ch", datetime.now(UTC), raw, "ADT^A01", control_id, "FAC")
 
     def _receive(self, j: Journal, raw: bytes, **kw: Any) -> KeyMatch | None:
-        work = j.receive_work(self._inbound(raw), duplicate_since=datetime.now(UTC) - timedelta(hours=1),
+        work = j.messages.receive_work(self._inbound(raw), duplicate_since=datetime.now(UTC) - timedelta(hours=1),
                               fingerprint=content_fingerprint(raw), **kw)
-        return j.commit(work)  # type: ignore[no-any-return]
+        return j.db.commit(work)  # type: ignore[no-any-return]
 
     def test_rows_from_before_fingerprints_compare_by_bytes(self, store_url: str) -> None:
         """A message journaled before migration 0009 (no fingerprint) is matched by its exact bytes:
@@ -179,8 +179,8 @@ class TestJournalCheck:
         try:
             raw = corpus("ADT-A01-01")
             assert self._receive(j, raw) is None
-            j.commit(lambda cur: cur.execute("UPDATE messages SET fingerprint = ''"))
-            (old,) = j.search(control_id="K1")
+            j.db.commit(lambda cur: cur.execute("UPDATE messages SET fingerprint = ''"))
+            (old,) = j.messages.search(control_id="K1")
             assert self._receive(j, raw) == KeyMatch(old.id, True)
             assert self._receive(j, with_msh7(raw, b"2027")) == KeyMatch(old.id, False)
         finally:
@@ -191,8 +191,8 @@ class TestJournalCheck:
         j = Journal(store_url)
         try:
             raw = b"MSH|^~\\&|A|FAC|B|C|2026||ADT^A01|K1|P|2.5\rPID|1\r"
-            j.receive(Inbound(message_id(), "ch", datetime.now(UTC), raw, "ADT^A01", "K1", "FAC", status="failed",
-                              reason="pipeline unavailable"))
+            j.messages.receive(Inbound(message_id(), "ch", datetime.now(UTC), raw, "ADT^A01", "K1", "FAC",
+                                       status="failed", reason="pipeline unavailable"))
             assert self._receive(j, raw) is None
             assert self._receive(j, raw) is not None
         finally:
@@ -221,10 +221,11 @@ class TestJournalCheck:
             for raw in (b"MSH|^~\\&|A|FAC|||1||ADT^A01|K1|P|2.5\rPID|1\r",
                         b"MSH|^~\\&|A|FAC|||1||ADT^A01|K1|P|2.5\rPID|2\r",
                         b"MSH|^~\\&|A|FAC|||2||ADT^A01|K1|P|2.5\nPID|2\n"):
-                work = j.receive_work(self._inbound(raw), duplicate_since=since, fingerprint=content_fingerprint(raw))
-                found.append(j.commit(lambda cur, w=work: w(Counting(cur))))
+                work = j.messages.receive_work(self._inbound(raw), duplicate_since=since,
+                                               fingerprint=content_fingerprint(raw))
+                found.append(j.db.commit(lambda cur, w=work: w(Counting(cur))))
             assert len(statements) == 3
-            first, second = sorted(j.search(control_id="K1"), key=lambda r: r.id)
+            first, second = sorted(j.messages.search(control_id="K1"), key=lambda r: r.id)
             assert found == [None, KeyMatch(first.id, False), KeyMatch(second.id, True)]
             assert (second.reused_of, second.duplicates) == (first.id, 1)
         finally:

@@ -53,7 +53,7 @@ def transform(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         for raw, patient in messages:
             mid, at = message_id(), _T0 + timedelta(seconds=next(clock))
             trigger = raw.split(b"|")[8].decode()
-            engine.journal.receive(Inbound(mid, "adt-mllp", at, raw, trigger, raw.split(b"|")[9].decode(),
+            engine.journal.messages.receive(Inbound(mid, "adt-mllp", at, raw, trigger, raw.split(b"|")[9].decode(),
                                            "CHU-IBN-SINA", patient))
             batch.append(Delivery(raw, {"message_id": mid, "channel": "adt-mllp", "received_at": at.isoformat(),
                                         "message_type": trigger, "patient_key": patient}, BrokerMessage()))
@@ -63,12 +63,12 @@ def transform(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
     def encounter(mid: str) -> tuple[str, list[str]]:
         deadline = time.monotonic() + 10   # on the embedded broker the journal write is lazy
-        while (out := engine.journal.output(mid, "archive-ndjson")) is None and time.monotonic() < deadline:
+        while (out := engine.journal.outputs.get(mid, "archive-ndjson")) is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert out is not None, "no FHIR journaled"
         (enc,) = [e["resource"] for e in orjson.loads(out.body)["entry"]
                   if e["resource"]["resourceType"] == "Encounter"]
-        events = engine.journal.events(mid)
+        events = engine.journal.messages.events(mid)
         warned = [w["code"] for ev in events for w in (ev.get("detail") or {}).get("warnings", [])
                   if w.get("rule") == "encounter" and w.get("field") == "status"]
         return enc["status"], warned

@@ -39,7 +39,7 @@ class Door:
         return self.intake.receive(self.channel, raw, peer="127.0.0.1:1")
 
     def received(self, receipt: Receipt) -> dict[str, Any]:
-        (event,) = [e for e in self.journal.events(receipt.message_id) if e["stage"] == "intake"]
+        (event,) = [e for e in self.journal.messages.events(receipt.message_id) if e["stage"] == "intake"]
         return dict(event["detail"])
 
 
@@ -64,7 +64,7 @@ def test_declared_utf8_that_does_not_decode_is_flagged(door: Door) -> None:
     assert receipt.accepted and receipt.message is not None
     assert receipt.message.first("PID").field(5).component(1) == "SALÉ"  # type: ignore[union-attr]
     assert door.received(receipt)["flags"] == ["ENCODING_MISMATCH"]
-    stored = door.journal.get(receipt.message_id)
+    stored = door.journal.messages.get(receipt.message_id)
     assert stored is not None and stored.raw == raw
 
 

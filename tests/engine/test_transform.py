@@ -38,7 +38,8 @@ def _setup(tmp_path: Path, rabbitmq_url: str,
     batch, msgs = [], []
     for control, family in (("F1-1", "ADMIT"), ("F1-2", "MID"), ("F1-3", "FINAL")):
         mid, now, raw = message_id(), datetime.now(UTC), adt_msg(1, "A08", control, family)
-        engine.journal.receive(Inbound(mid, "adt-mllp", now, raw, "ADT^A08^ADT_A01", control, "CHU-IBN-SINA", "p1"))
+        engine.journal.messages.receive(Inbound(mid, "adt-mllp", now, raw, "ADT^A08^ADT_A01", control,
+                                                "CHU-IBN-SINA", "p1"))
         msgs.append(BrokerMessage())
         batch.append(Delivery(raw, {"message_id": mid, "channel": "adt-mllp", "received_at": now.isoformat(),
                                     "message_type": "ADT^A08^ADT_A01", "patient_key": "p1"}, msgs[-1]))
@@ -55,7 +56,7 @@ def test_a_journal_fault_holds_the_batch_and_tries_it_again_in_place(tmp_path: P
         assert _cut_connections(postgres_url) >= 1
         tr.handle(batch)
         assert [m.calls for m in msgs] == [["ack"]] * 3  # none went back to the queue
-        assert [engine.journal.get(str(d.headers["message_id"])).status for d in batch] == ["transformed"] * 3
+        assert [engine.journal.messages.get(str(d.headers["message_id"])).status for d in batch] == ["transformed"] * 3
         got: list[bytes] = []
         stop = threading.Event()
 
@@ -127,7 +128,7 @@ def test_a_message_whose_result_the_journal_refuses_fails_alone_and_the_shard_go
         worker.join(30)
         assert not held
         assert [m.calls for m in msgs] == [["ack"], ["reject"], ["ack"]]
-        rows = [engine.journal.get(str(d.headers["message_id"])) for d in batch]
+        rows = [engine.journal.messages.get(str(d.headers["message_id"])) for d in batch]
         assert [r.status for r in rows] == ["transformed", "failed", "transformed"]
         assert rows[1].reason == ("the journal refused to record its conversion"
                                   " (journal write failed: RaiseException (SQLSTATE P0001))")

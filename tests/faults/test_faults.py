@@ -72,7 +72,7 @@ class Run:
         proc.wait(10)
 
     def delivered(self) -> int:
-        return self.journal.counts().get("delivered", 0)
+        return self.journal.messages.counts().get("delivered", 0)
 
 
 def _reset(fhir_base: str) -> None:
@@ -107,10 +107,10 @@ def _scenario(tmp_path: Path, fhir_base: str, nodes: list[cluster.Node], postgre
         assert not injector.is_alive(), "the fault did not finish"
         counts = wait_final(run.journal, total, 400)
         assert counts.get("delivered") == total, counts
-        refused = run.journal.search(status="failed", limit=10_000)  # AE at intake only, then resent
+        refused = run.journal.messages.search(status="failed", limit=10_000)  # AE at intake only, then resent
         assert all(r.stage == "intake" for r in refused) and counts.get("failed", 0) == len(refused), counts
         assert set(counts) <= {"delivered", "failed"}, counts
-        assert list(run.journal.unfinished()) == []
+        assert list(run.journal.messages.unfinished()) == []
         assert server_count(fhir_base, "Provenance", "agent-type=assembler") == total  # each message applied once
         assert server_count(fhir_base, "Patient") == patients
         assert server_count(fhir_base, "Patient", "family=FINAL") == patients  # in order, per patient

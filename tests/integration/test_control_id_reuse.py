@@ -23,7 +23,7 @@ def _settled(store_url: str, count: int, timeout: float = 60.0) -> list[MessageR
     try:
         deadline = time.monotonic() + timeout
         while True:
-            rows = sorted(j.search(control_id="MSG00001", limit=100), key=lambda r: r.id)
+            rows = sorted(j.messages.search(control_id="MSG00001", limit=100), key=lambda r: r.id)
             final = len(rows) >= count and all(r.status not in Status.UNFINISHED for r in rows)
             if final or time.monotonic() > deadline:
                 return rows

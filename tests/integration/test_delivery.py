@@ -38,14 +38,14 @@ def test_route_types_filter_and_locations_are_journaled(tmp_path: Path, fhir_bas
         assert send_all(adt_port, [adt_msg(1, "A01", "R1", "ONE"), adt_msg(1, "A08", "R2", "TWO")]) == {"AA": 2}
         journal = Journal(f"sqlite:///{project}/var/wasla.db")
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len([r for r in journal.search() if r.status in (
+        while time.monotonic() < deadline and len([r for r in journal.messages.search() if r.status in (
                 "delivered", "filtered")]) < 2:
             time.sleep(0.2)
-        rows = {r.control_id: r for r in journal.search()}
+        rows = {r.control_id: r for r in journal.messages.search()}
         assert rows["R1"].status == "delivered"
         assert rows["R2"].status == "filtered"
         assert rows["R2"].reason == "no destination takes it: fhir: type ADT^A08 not in ADT^A01, ORU^*"
-        out = journal.output(rows["R1"].id, "fhir")
+        out = journal.outputs.get(rows["R1"].id, "fhir")
         assert out is not None and out.status == "delivered"
         locations = out.location.split()
         # the event's Provenance (EVN, agent: the sending facility by name) and the transformation's, last
@@ -78,15 +78,15 @@ def test_permanent_4xx_is_a_dead_letter_with_the_outcome_and_replay_delivers_it_
         msgs = [adt_msg(7, "A01", "D1", "FIRST"), adt_msg(7, "A08", "D2", "SECOND"), adt_msg(8, "A01", "D3", "OTHER")]
         assert send_all(adt_port, msgs) == {"AA": 3}
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and journal.counts().get("failed", 0) < 1:
+        while time.monotonic() < deadline and journal.messages.counts().get("failed", 0) < 1:
             time.sleep(0.3)
         wait_final(journal, 1, 20)  # D3, another patient, is not held up
-        rows = {r.control_id: r for r in journal.search()}
+        rows = {r.control_id: r for r in journal.messages.search()}
         assert rows["D1"].status == "failed" and rows["D3"].status == "delivered"
         assert "Conditional PUT matched multiple resources" in rows["D1"].reason
         assert rows["D2"].status == "transformed"  # held behind D1 in the patient's lane
-        assert journal.output(rows["D2"].id, "fhir").status == "waiting"  # type: ignore[union-attr]
-        outcome = orjson.loads(journal.output_response(rows["D1"].id, "fhir"))
+        assert journal.outputs.get(rows["D2"].id, "fhir").status == "waiting"  # type: ignore[union-attr]
+        outcome = orjson.loads(journal.outputs.response(rows["D1"].id, "fhir"))
         assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["code"] == "invalid"
         shown = subprocess.run([WASLA, "messages", "show", rows["D1"].id, "--config", str(project / "config")],
                                capture_output=True, text=True, cwd=project, timeout=60)
@@ -106,12 +106,12 @@ def test_permanent_4xx_is_a_dead_letter_with_the_outcome_and_replay_delivers_it_
         assert replay.returncode == 0, replay.stderr
         assert "delivered: 1" in replay.stdout
         wait_final(journal, 3, 30)
-        rows = {r.control_id: r for r in journal.search()}
+        rows = {r.control_id: r for r in journal.messages.search()}
         assert {c: r.status for c, r in rows.items()} == {"D1": "delivered", "D2": "delivered", "D3": "delivered"}
         patients = server_search(fhir_base, "Patient", ident)
         assert len(patients) == 1 and patients[0]["name"][0]["family"] == "SECOND"  # D1 then D2: order kept
         assert server_count(fhir_base, "Encounter") == 2
-        assert journal.blocked_lanes("fhir") == 0
+        assert journal.delivery.blocked_lanes("fhir") == 0
     finally:
         stop_engine(proc)
         journal.close()
@@ -144,12 +144,12 @@ def test_ten_thousand_messages_through_failures_and_an_outage_arrive_once_and_in
         outage: dict[str, float] = {}
 
         def cut() -> None:  # down for 60 s once a third is delivered
-            while journal.counts().get("delivered", 0) < total // 3:
+            while journal.messages.counts().get("delivered", 0) < total // 3:
                 time.sleep(0.5)
-            outage["down_at"] = journal.counts().get("delivered", 0)
+            outage["down_at"] = journal.messages.counts().get("delivered", 0)
             proxy.down()
             time.sleep(60)
-            outage["up_at"] = journal.counts().get("delivered", 0)
+            outage["up_at"] = journal.messages.counts().get("delivered", 0)
             proxy.up()
 
         cutter = threading.Thread(target=cut, daemon=True)
@@ -173,7 +173,7 @@ def test_ten_thousand_messages_through_failures_and_an_outage_arrive_once_and_in
         assert server_count(fhir_base, "Observation") == patients * 2
         assert server_count(fhir_base, "DiagnosticReport") == patients
         assert server_count(fhir_base, "Provenance", "agent-type=assembler") == total  # one per message: none twice
-        assert journal.blocked_lanes("fhir") == 0
+        assert journal.delivery.blocked_lanes("fhir") == 0
         log = (project / "engine.log").read_text()
         print(f"\nacceptance 1: {total} delivered in {time.monotonic() - started:.0f} s; proxy {proxy.stats};"
               f" outage {outage}; circuit opened {log.count('circuit_open')} times;"
@@ -201,7 +201,7 @@ def test_rabbitmq_restart_mid_run_loses_and_duplicates_nothing(
             lanes[n % 4] += [adt_msg(n, "A01", f"B{n}-1", "ADMIT"), adt_msg(n, "A08", f"B{n}-2", "FINAL")]
 
         def bounce() -> None:
-            while journal.counts().get("delivered", 0) < patients // 2:
+            while journal.messages.counts().get("delivered", 0) < patients // 2:
                 time.sleep(0.2)
             subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
             time.sleep(5)
@@ -214,7 +214,7 @@ def test_rabbitmq_restart_mid_run_loses_and_duplicates_nothing(
         assert codes.get("AA") == patients * 2, codes
         counts = wait_final(journal, patients * 2, 300)
         assert counts.get("delivered") == patients * 2, counts
-        refused = journal.search(status="failed", limit=10_000)  # only what intake refused (AE), then resent
+        refused = journal.messages.search(status="failed", limit=10_000)  # only what intake refused (AE), then resent
         assert all(r.stage == "intake" for r in refused) and counts.get("failed", 0) == len(refused)
         assert set(counts) <= {"delivered", "failed"}, counts
         assert proc.poll() is None  # the engine rode it out

@@ -52,11 +52,11 @@ def test_no_phi_in_any_log_line(tmp_path: Path, fhir_base: str) -> None:
                                 b"BENNANIPHI^Khadija||19790312\rOBX|1|NM|GLU^Glucose^L||5|mmol/L\r"])
         journal = Journal(f"sqlite:///{project}/var/wasla.db")
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and journal.counts().get("failed", 0) < 1:
+        while time.monotonic() < deadline and journal.messages.counts().get("failed", 0) < 1:
             time.sleep(0.3)
-        dead = [r for r in journal.search(status="failed") if r.control_id == "P2"]
+        dead = [r for r in journal.messages.search(status="failed") if r.control_id == "P2"]
         # the server's answer, PHI and all, reached the engine: kept in the journal for the operator...
-        assert dead and "BENNANIPHI" in journal.output_response(dead[0].id, "fhir")
+        assert dead and "BENNANIPHI" in journal.outputs.response(dead[0].id, "fhir")
         journal.close()
         time.sleep(1)
     finally:

@@ -46,7 +46,7 @@ class TestEmbedded:
             assert proc.poll() is None
         j = Journal(f"sqlite:///{project}/var/wasla.db")
         try:
-            assert j.counts() == {"delivered": 1}
+            assert j.messages.counts() == {"delivered": 1}
         finally:
             j.close()
 
@@ -67,8 +67,8 @@ class TestEmbedded:
             assert _bundle_ids(wait_lines(project, 1)) == ["AFTER-BAD"]
         j = Journal(f"sqlite:///{project}/var/wasla.db")
         try:
-            failed = j.search(status="failed")
-            assert len(failed) == 1 and j.get(failed[0].id).raw == b"NOT HL7 AT ALL"  # type: ignore[union-attr]
+            failed = j.messages.search(status="failed")
+            assert len(failed) == 1 and j.messages.get(failed[0].id).raw == b"NOT HL7 AT ALL"  # type: ignore[union-attr]
             assert "MSH" in failed[0].reason
         finally:
             j.close()
@@ -87,7 +87,7 @@ class TestRabbitPostgres:
             assert sorted(_bundle_ids(wait_lines(project, 5))) == [f"RP-{i}" for i in range(5)]
         j = Journal(postgres_url)
         try:
-            assert j.counts() == {"delivered": 5}
+            assert j.messages.counts() == {"delivered": 5}
         finally:
             j.close()
 
@@ -104,10 +104,10 @@ class TestRabbitPostgres:
             assert _bundle_ids(wait_lines(project, 1)) == ["NUL-1"]
         j = Journal(postgres_url)
         try:
-            assert j.counts() == {"delivered": 1}
-            (row,) = j.search(status="delivered")
-            assert row.control_id == "NUL-1" and j.get(row.id).raw == raw  # type: ignore[union-attr]
-            assert "NUL_REMOVED" in str(j.events(row.id))
+            assert j.messages.counts() == {"delivered": 1}
+            (row,) = j.messages.search(status="delivered")
+            assert row.control_id == "NUL-1" and j.messages.get(row.id).raw == raw  # type: ignore[union-attr]
+            assert "NUL_REMOVED" in str(j.messages.events(row.id))
         finally:
             j.close()
 
@@ -130,7 +130,7 @@ class TestRabbitPostgres:
             assert b"publish_void" in Path(proc.log_path).read_bytes()  # type: ignore[attr-defined]
         j = Journal(postgres_url)
         try:
-            assert j.counts() == {"delivered": 1}
+            assert j.messages.counts() == {"delivered": 1}
         finally:
             j.close()
 
@@ -161,9 +161,9 @@ class TestRabbitPostgres:
             assert _bundle_ids(wait_lines(project, 1)) == ["NACK-1"]
         j = Journal(postgres_url)
         try:
-            (failed,) = j.search(status="failed")
+            (failed,) = j.messages.search(status="failed")
             assert failed.stage == "intake" and "not queued" in failed.reason
-            assert j.counts() == {"delivered": 1, "failed": 1}
+            assert j.messages.counts() == {"delivered": 1, "failed": 1}
         finally:
             j.close()
 
@@ -212,7 +212,7 @@ class TestCrashRecovery:
         _kill_after_ack_before_delivery(make_project(tmp_path), env)
         j = Journal(postgres_url)
         try:
-            assert j.counts() == {"delivered": 1}
+            assert j.messages.counts() == {"delivered": 1}
         finally:
             j.close()
 

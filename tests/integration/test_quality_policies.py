@@ -35,7 +35,7 @@ def _wasla(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _row(project: Path, control_id: str) -> MessageRow:
     j = Journal(f"sqlite:///{project}/var/wasla.db")
     try:
-        (row,) = j.search(control_id=control_id)
+        (row,) = j.messages.search(control_id=control_id)
         return row
     finally:
         j.close()

@@ -44,11 +44,11 @@ def test_show_lists_warnings_of_a_message_converted_by_the_engine(tmp_path: Path
         assert send_all(port_of(project), [_with_zsegment(1, "WARN-CLI-1")]) == {"AA": 1}
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            rows = journal.search(control_id="WARN-CLI-1")
+            rows = journal.messages.search(control_id="WARN-CLI-1")
             if rows and rows[0].status == "delivered":
                 break
             time.sleep(0.1)
-    (row,) = journal.search(control_id="WARN-CLI-1")
+    (row,) = journal.messages.search(control_id="WARN-CLI-1")
     journal.close()
     shown = _wasla(project, "messages", "show", row.id)
     assert shown.returncode == 0, shown.stderr
@@ -75,9 +75,9 @@ def test_show_lists_the_latest_conversions_warnings_only(tmp_path: Path) -> None
     (project / "var").mkdir(exist_ok=True)
     journal = Journal(f"sqlite:///{project}/var/wasla.db")
     mid = "01WARNCLI2"
-    journal.receive(Inbound(id=mid, channel="adt-mllp", received_at=now, raw=raw, message_type="ADT^A01",
+    journal.messages.receive(Inbound(id=mid, channel="adt-mllp", received_at=now, raw=raw, message_type="ADT^A01",
                             control_id="WARN-CLI-2"))
-    journal.transformed(mid, {"archive-ndjson": conversion.bundle},
+    journal.outputs.transformed(mid, {"archive-ndjson": conversion.bundle},
                         {"mapping": "adt", "version": "1", "warnings": conversion.warnings,
                          "destinations": ["archive-ndjson"]})
     shown = _wasla(project, "messages", "show", mid)
@@ -88,7 +88,7 @@ def test_show_lists_the_latest_conversions_warnings_only(tmp_path: Path) -> None
     assert any(ln.split()[0] == "FIELDS_NOT_MAPPED" and "ZPI" in ln for ln in items)
     assert not any(s in shown.stdout for s in SECRETS)
 
-    journal.transformed(mid, {"archive-ndjson": conversion.bundle},
+    journal.outputs.transformed(mid, {"archive-ndjson": conversion.bundle},
                         {"mapping": "adt", "version": "2", "warnings": [], "destinations": ["archive-ndjson"]})
     journal.close()
     again = _wasla(project, "messages", "show", mid)

@@ -51,9 +51,9 @@ def project(tmp_path: Path, store_url: str) -> tuple[Path, str]:
     j = Journal(config.store.url)
     try:
         mid = message_id()
-        j.receive(Inbound(mid, "adt-mllp", datetime.now(UTC), RAW, "ADT^A01\x1b[0m", CONTROL_ID, SENDER,
+        j.messages.receive(Inbound(mid, "adt-mllp", datetime.now(UTC), RAW, "ADT^A01\x1b[0m", CONTROL_ID, SENDER,
                           reason=REASON), {"peer": "x\x9b6n"})
-        j.event(mid, "transform", "failed", {"reason": "field PID-3 = \x1b[2J\x85"})
+        j.messages.event(mid, "transform", "failed", {"reason": "field PID-3 = \x1b[2J\x85"})
     finally:
         j.close()
     return root / "config", mid

@@ -70,14 +70,14 @@ class TestIntakePatientKeys:
     def test_an_adt_is_keyed_as_before(self, intake: Intake, config: Config) -> None:
         """An ADT's journaled patient key is the keyed hash of the same (system, value) as before."""
         receipt = intake.receive(config.channel("adt-mllp"), adt("KEY-ADT-1"))
-        row = intake.journal.get(receipt.message_id)
-        assert row is not None and row.patient_key == intake.journal.patient_key(*ADT_KEY)
+        row = intake.journal.messages.get(receipt.message_id)
+        assert row is not None and row.patient_key == intake.journal.keys.patient_key(*ADT_KEY)
 
     def test_csv_groups_are_journaled_without_a_key_as_before(self, intake: Intake, config: Config) -> None:
         """CSV groups carry no patient key (none was computed for them before either)."""
         (receipt,) = intake.receive_records(config.channel("lab-csv"), [(b"a\n1\n", "R1")],
                                             message_type="CSV^csv_lab", sender="LAB")
-        row = intake.journal.get(receipt.message_id)
+        row = intake.journal.messages.get(receipt.message_id)
         assert row is not None and row.patient_key == ""
         assert intake.formats.csv.patient_key(config.channel("lab-csv"), None) is None
 
@@ -86,6 +86,6 @@ class TestIntakePatientKeys:
         receipt = asyncio.run(intake.receive_fhir_async(
             config.channel("fhir-rest"), b'{"resourceType": "Patient", "id": "p1"}', resource_type="Patient",
             control_id=""))
-        row = intake.journal.get(receipt.message_id)
+        row = intake.journal.messages.get(receipt.message_id)
         assert row is not None and row.patient_key == ""
         assert intake.formats.fhir.patient_key(config.channel("fhir-rest"), None) is None

@@ -15,18 +15,18 @@ from engine.store.files import FileProgress, Files
 def files(store_url: str) -> Iterator[Files]:
     journal = Journal(store_url)
     try:
-        yield Files(journal)
+        yield Files(journal.db)
     finally:
         journal.close()
 
 
 def _marks(files: Files) -> int:
-    return int(files.journal._query("SELECT COUNT(*) FROM meta WHERE key IN (?, ?)", ("mark-1", "mark-2"))[0][0])
+    return int(files.db.query("SELECT COUNT(*) FROM meta WHERE key IN (?, ?)", ("mark-1", "mark-2"))[0][0])
 
 
 def _mark(files: Files, n: int) -> Any:
     """A write standing for the rows journaled with the progress."""
-    sql = files.journal.dialect.sql("INSERT INTO meta (key, value) VALUES (?, ?)")
+    sql = files.db.dialect.sql("INSERT INTO meta (key, value) VALUES (?, ?)")
     return lambda cur: cur.execute(sql, (f"mark-{n}", "x"))
 
 

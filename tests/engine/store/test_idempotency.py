@@ -43,7 +43,7 @@ def journal(store_url: str, clock: Clock) -> Iterator[Journal]:
 class TestIdempotencyKeys:
     def test_one_claim_among_racing_threads(self, journal: Journal) -> None:
         """30 threads claim one key at once: exactly one gets it, the others find it pending."""
-        keys = IdempotencyKeys(journal)
+        keys = IdempotencyKeys(journal.db)
         results: list[object] = []
         barrier = threading.Barrier(30)
 
@@ -61,7 +61,7 @@ class TestIdempotencyKeys:
 
     def test_the_first_answer_then_another_body(self, journal: Journal) -> None:
         """Completed, the key gives its answer back to the same body and Mismatch to another."""
-        keys = IdempotencyKeys(journal)
+        keys = IdempotencyKeys(journal.db)
         claim = keys.claim("rest", "his", "k-2", A)
         assert isinstance(claim, Claimed) and claim.since is None
         assert keys.claim("rest", "his", "k-2", B) == Mismatch()
@@ -75,20 +75,20 @@ class TestIdempotencyKeys:
     def test_keys_survive_a_restart(self, store_url: str, clock: Clock) -> None:
         """A key answered before the journal was closed is answered the same after it is opened again."""
         j = Journal(store_url, clock=clock)
-        claim = IdempotencyKeys(j).claim("rest", "his", "k-3", A)
+        claim = IdempotencyKeys(j.db).claim("rest", "his", "k-3", A)
         assert isinstance(claim, Claimed)
-        IdempotencyKeys(j).complete("rest", "his", "k-3", claim.claim, 202, b"first", "m3")
+        IdempotencyKeys(j.db).complete("rest", "his", "k-3", claim.claim, 202, b"first", "m3")
         j.close()
         j2 = Journal(store_url, clock=clock)
         try:
-            assert IdempotencyKeys(j2).claim("rest", "his", "k-3", A) == Answer(202, b"first", "m3")
+            assert IdempotencyKeys(j2.db).claim("rest", "his", "k-3", A) == Answer(202, b"first", "m3")
         finally:
             j2.close()
 
     def test_a_stale_claim_is_taken_over_once(self, journal: Journal, clock: Clock) -> None:
         """A claim never completed (its request died) holds the key for its lease, then one request takes it
         over, told since when; the dead request's late completion is refused."""
-        keys = IdempotencyKeys(journal, lease_s=60)
+        keys = IdempotencyKeys(journal.db, lease_s=60)
         dead = keys.claim("rest", "his", "k-4", A)
         assert isinstance(dead, Claimed)
         started = clock.now
@@ -106,14 +106,14 @@ class TestIdempotencyKeys:
 
     def test_a_stale_claim_with_another_body_is_still_a_mismatch(self, journal: Journal, clock: Clock) -> None:
         """Taking over is for a retry of the same request: another body is refused even when the claim is stale."""
-        keys = IdempotencyKeys(journal, lease_s=60)
+        keys = IdempotencyKeys(journal.db, lease_s=60)
         assert isinstance(keys.claim("rest", "his", "k-5", A), Claimed)
         clock.now += timedelta(minutes=5)
         assert keys.claim("rest", "his", "k-5", B) == Mismatch()
 
     def test_released_and_expired_keys_are_free(self, journal: Journal, clock: Clock) -> None:
         """A released claim frees the key at once; an answered key is free again after its ttl, and pruned."""
-        keys = IdempotencyKeys(journal, ttl_s=3600, prune_every_s=0)
+        keys = IdempotencyKeys(journal.db, ttl_s=3600, prune_every_s=0)
         claim = keys.claim("rest", "his", "k-6", A)
         assert isinstance(claim, Claimed)
         keys.release("rest", "his", "k-6", claim.claim)
@@ -128,20 +128,20 @@ class TestIdempotencyKeys:
         assert isinstance(keys.claim("rest", "his", "k-7", A), Claimed)
         clock.now += timedelta(hours=2)
         keys.claim("rest", "his", "k-8", A)  # prunes what expired
-        assert journal._query("SELECT COUNT(*) FROM idempotency")[0][0] == 1
+        assert journal.db.query("SELECT COUNT(*) FROM idempotency")[0][0] == 1
 
     def test_the_key_itself_is_not_stored(self, journal: Journal) -> None:
         """The table holds the key's SHA-256, never the header a sender wrote."""
-        IdempotencyKeys(journal).claim("rest", "his", "IPP-10006579-admission", A)
-        (stored,) = journal._query("SELECT key_sha256 FROM idempotency")[0]
+        IdempotencyKeys(journal.db).claim("rest", "his", "IPP-10006579-admission", A)
+        (stored,) = journal.db.query("SELECT key_sha256 FROM idempotency")[0]
         assert stored == hashlib.sha256(b"IPP-10006579-admission").hexdigest()
 
     def test_journaled_since_finds_what_a_dead_request_left(self, journal: Journal, clock: Clock) -> None:
         """The same bytes journaled on the channel since the claim are found; other bytes or channels are not."""
-        keys = IdempotencyKeys(journal)
+        keys = IdempotencyKeys(journal.db)
         raw = b"MSH|^~\\&|APP|FAC|||20261207||ADT^A01|K-9|P|2.5\r"
         msg = Inbound(message_id(), "rest", clock.now, raw, "ADT^A01", "K-9", "FAC")
-        journal.receive(msg)
+        journal.messages.receive(msg)
         sha = hashlib.sha256(raw).hexdigest()
         assert keys.journaled_since("rest", sha, clock.now - timedelta(seconds=1)) == msg.id
         assert keys.journaled_since("other", sha, clock.now - timedelta(seconds=1)) is None
