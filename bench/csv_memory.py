@@ -55,7 +55,7 @@ def child(project: Path) -> None:
     """Run the channel until the file is in done/ (the measured process)."""
     from channels.csv_drop import CSVDropInput
     from engine.config import load_config
-    from engine.intake import Intake
+    from engine.pipeline.intake import Intake
     from engine.runtime import make_converter, routes_of
     from engine.store import Journal
     from engine.transport import open_transport

@@ -22,17 +22,17 @@ import structlog
 from engine import metrics
 from engine.config import Config
 from engine.connectors.registry import connector
-from engine.deliver import Deliverer
 from engine.errors import ConfigErrors
-from engine.intake import Intake
 from engine.mapping import Converter
 from engine.ops import OpsServer
-from engine.outcomes import Outcomes
-from engine.parking import NomenclatureWatcher
-from engine.replay import Replayer
-from engine.route import check_conditions
+from engine.pipeline.deliver import Deliverer
+from engine.pipeline.intake import Intake
+from engine.pipeline.outcomes import Outcomes
+from engine.pipeline.parking import NomenclatureWatcher
+from engine.pipeline.replay import Replayer
+from engine.pipeline.route import check_conditions
+from engine.pipeline.transform import Transformer
 from engine.store import Journal
-from engine.transform import Transformer
 from engine.transport import Route, open_transport
 
 __all__ = ["ROLES", "Engine", "make_converter", "tune_gc"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Inbound", "JSON", "Status"]
+__all__ = ["JSON", "Inbound", "Outcome", "Status"]
 
 JSON = dict[str, Any]
 
@@ -41,3 +41,17 @@ class Inbound:
     patient_key: str = ""
     status: str = Status.RECEIVED
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a message after intake, as an input that waits for it is told."""
+
+    status: str  # transformed | filtered | parked | failed | timeout
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Accepted: converted, filtered by the routes (no destination wants it: the sender did nothing
+        wrong), or held until its local codes are mapped (it will be delivered)."""
+        return self.status in (Status.TRANSFORMED, Status.FILTERED, Status.PARKED)

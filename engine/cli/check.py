@@ -37,7 +37,7 @@ def _check_all(config: Config) -> list[ConfigError]:
             errors.extend(exc.errors)
         except ConfigError as exc:
             errors.append(exc)
-    from engine.route import check_conditions
+    from engine.pipeline.route import check_conditions
 
     errors += _check_destinations(config) + check_conditions(config)
     return errors

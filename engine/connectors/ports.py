@@ -30,10 +30,10 @@ from engine.hl7v2.er7 import Message
 from engine.store.files import FileClaim, FileProgress
 from engine.store.idempotency import Answer, Claimed, Mismatch, Pending, State
 from engine.store.journal import MessageRow, OutputRow
+from engine.types import Outcome
 
 if TYPE_CHECKING:
     from engine.config import ChannelConfig
-    from engine.outcomes import Outcome
 
 __all__ = [
     "Admission", "Answer", "Backpressure", "Claimed", "ConnectionEvents", "FileClaim", "FileLedger",

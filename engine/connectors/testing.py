@@ -38,11 +38,10 @@ from engine.connectors.ports import (
 from engine.errors import ParseError
 from engine.hl7v2.er7 import Message, decode, parse
 from engine.ids import message_id
-from engine.types import Status
+from engine.types import Outcome, Status
 
 if TYPE_CHECKING:
     from engine.config import ChannelConfig
-    from engine.outcomes import Outcome
 
 __all__ = [
     "Admitted", "MemoryEvents", "MemoryFiles", "MemoryIdempotency", "MemoryInputPorts", "MemoryOutputLedger",
@@ -286,8 +285,6 @@ class MemoryInputPorts:
     def _outcome(self) -> Outcome:
         if self.outcome is not None:
             return self.outcome
-        from engine.outcomes import Outcome  # the value type only; no journal behind it
-
         return Outcome(Status.TRANSFORMED)
 
     async def receive_fhir_async(self, channel: ChannelConfig, raw: bytes, *, resource_type: str, control_id: str,

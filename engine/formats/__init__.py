@@ -56,7 +56,7 @@ class NotConverted(Exception):  # noqa: N818 - a verdict on a message, raised to
 
 
 class Memory(Protocol):
-    """What this engine last wrote for a patient (`engine.history.History`), for a mapping's `keep_earlier`."""
+    """What this engine last wrote for a patient (`engine.pipeline.history.History`), for a mapping's `keep_earlier`."""
 
     def lookup(self, patient_key: str, message_id: str,
                received_at: datetime) -> Callable[[str], dict[str, Any] | None] | None: ...

@@ -275,7 +275,7 @@ def _translate(scope: CompileScope, node: RuleNode, target: Target, paths: list[
                     raise MappingError(f"code not in map {vm.name}", rule=label, field=p.spec)
                 kept = unmapped(code, f if whole else None, ctx)
                 # the table code (never a patient's value) and its map: `unmapped_codes: park` holds the
-                # message until the map has it (engine.parking releases it)
+                # message until the map has it (engine.pipeline.parking releases it)
                 ctx.warn("CODE_UNMAPPED", label, p.spec, f"not in {vm.name}", code_map=vm.name,
                          local_code=code)
                 if kept is not None:

@@ -36,7 +36,7 @@ EXCHANGES = (IN, OUT, DEAD, RETRY, REDELIVER)
 @dataclass(frozen=True)
 class Route:
     """A destination's queues take messages of these channels and types (facility and condition are
-    decided by the transform: engine.route), and its retry rounds wait these delays."""
+    decided by the transform: engine.pipeline.route), and its retry rounds wait these delays."""
 
     destination: str
     channels: tuple[str, ...]

@@ -19,8 +19,8 @@ import pytest
 from channels.csv_drop import CSVDropInput
 from channels.csv_ingest import FileIngest, Rejects, Stopped
 from engine.config import ChannelConfig, load_config
-from engine.intake import Intake
 from engine.mapping.csvmap import find_csvmap
+from engine.pipeline.intake import Intake
 from engine.runtime import make_converter, routes_of
 from engine.store import Journal
 from engine.store.files import Files

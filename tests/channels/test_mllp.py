@@ -17,7 +17,7 @@ import pytest
 
 from channels.mllp import MLLPInput
 from engine.config import load_config
-from engine.intake import Intake
+from engine.pipeline.intake import Intake
 from engine.runtime import make_converter, routes_of
 from engine.store import Journal
 from engine.transport import open_transport

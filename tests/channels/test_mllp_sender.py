@@ -24,6 +24,7 @@ from channels.mllp_sender import MLLPOutput, outbound
 from engine.config import DestinationConfig
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
 from engine.ids import message_id
+from engine.pipeline.journal_ports import JournalOutputLedger
 from engine.store import Journal
 from engine.types import Inbound, Status
 from tests.support import adt, engine, free_port, make_project, mllp_send, msa
@@ -120,7 +121,7 @@ class TestSender:
         with remote(ack("AA")) as r:
             out = output(r)
             mid = stored(journal, "C-AA")
-            location = out.deliver(mid, b"{}", journal)
+            location = out.deliver(mid, b"{}", JournalOutputLedger(journal))
             out.close()
         assert r.received == [outbound(adt("C-AA")).decode()]
         assert location == f"mllp://127.0.0.1:{r.port} AA RC-AA"
@@ -130,7 +131,7 @@ class TestSender:
         with remote(ack("AE", err)) as r:
             out = output(r)
             with pytest.raises(PermanentDeliveryError) as caught:
-                out.deliver(stored(journal), b"{}", journal)
+                out.deliver(stored(journal), b"{}", JournalOutputLedger(journal))
             out.close()
         assert str(caught.value) == (f"127.0.0.1:{r.port} refused the message: "
                                      "AE (204; Unknown key identifier; Patient not registered here)")
@@ -141,7 +142,7 @@ class TestSender:
         with remote(ar) as r:
             out = output(r)
             with pytest.raises(PermanentDeliveryError, match="refused the message: AR: Facility not allowed"):
-                out.deliver(stored(journal), b"{}", journal)
+                out.deliver(stored(journal), b"{}", JournalOutputLedger(journal))
             out.close()
 
     def test_no_ack_in_time_is_transient_and_the_connection_is_dropped(self, journal: Journal) -> None:
@@ -149,8 +150,8 @@ class TestSender:
             out = output(r, ack_timeout_s=0.3)
             mid = stored(journal, "C-T")
             with pytest.raises(TransientDeliveryError, match="no ACK from .* within 0.3 s"):
-                out.deliver(mid, b"{}", journal)
-            assert out.deliver(mid, b"{}", journal) is not None  # resent on a new connection
+                out.deliver(mid, b"{}", JournalOutputLedger(journal))
+            assert out.deliver(mid, b"{}", JournalOutputLedger(journal)) is not None  # resent on a new connection
             out.close()
         assert len(r.received) == 2 and r.connections == 2
 
@@ -158,17 +159,17 @@ class TestSender:
         with remote(ack("AA")) as r:
             out = output(r)
             for i in range(5):
-                out.deliver(stored(journal, f"C{i}"), b"{}", journal)
+                out.deliver(stored(journal, f"C{i}"), b"{}", JournalOutputLedger(journal))
             out.close()
         assert len(r.received) == 5 and r.connections == 1
 
     def test_remote_closing_between_messages_is_noticed(self, journal: Journal) -> None:
         with remote(ack("AA")) as r:
             out = output(r)
-            out.deliver(stored(journal, "C1"), b"{}", journal)
+            out.deliver(stored(journal, "C1"), b"{}", JournalOutputLedger(journal))
         with remote(ack("AA")) as r2:  # the first remote is gone; a new one on another port
             out.port = r2.port
-            out.deliver(stored(journal, "C2"), b"{}", journal)
+            out.deliver(stored(journal, "C2"), b"{}", JournalOutputLedger(journal))
             out.close()
         assert len(r2.received) == 1
 
@@ -178,7 +179,7 @@ class TestSender:
         with remote(wrong) as r:
             out = output(r)
             with pytest.raises(TransientDeliveryError, match="acknowledged control id 'OTHER', not 'C-W'"):
-                out.deliver(stored(journal, "C-W"), b"{}", journal)
+                out.deliver(stored(journal, "C-W"), b"{}", JournalOutputLedger(journal))
             out.close()
 
     def test_nobody_listening_is_transient(self, journal: Journal) -> None:
@@ -186,7 +187,7 @@ class TestSender:
         out = MLLPOutput(DestinationConfig("lis", "lis.yaml", "mllp",
                                            MappingProxyType({"host": "127.0.0.1", "port": port})), Path("."))
         with pytest.raises(TransientDeliveryError, match=f"cannot connect to 127.0.0.1:{port}"):
-            out.deliver(stored(journal), b"{}", journal)
+            out.deliver(stored(journal), b"{}", JournalOutputLedger(journal))
 
 
 class TestSenderTLS:
@@ -212,7 +213,8 @@ class TestSenderTLS:
         r = self._remote(pki, "server")
         try:
             out = self._output(pki, r.port)
-            assert out.deliver(stored(journal, "TLS-1"), b"{}", journal) == f"mllp://127.0.0.1:{r.port} AA RTLS-1"
+            location = out.deliver(stored(journal, "TLS-1"), b"{}", JournalOutputLedger(journal))
+            assert location == f"mllp://127.0.0.1:{r.port} AA RTLS-1"
             out.close()
         finally:
             r.close()
@@ -222,7 +224,7 @@ class TestSenderTLS:
         try:
             out = self._output(pki, r.port)
             with pytest.raises(TransientDeliveryError, match="TLS handshake with 127.0.0.1:.* failed"):
-                out.deliver(stored(journal), b"{}", journal)
+                out.deliver(stored(journal), b"{}", JournalOutputLedger(journal))
         finally:
             r.close()
         assert r.received == []

@@ -10,6 +10,7 @@ from channels.ndjson import NDJSONOutput
 from engine.config import DestinationConfig
 from engine.errors import TransientDeliveryError
 from engine.ids import message_id
+from engine.pipeline.journal_ports import JournalOutputLedger
 from engine.store import Journal
 from engine.types import Inbound
 from tests.support import BrokerMessage
@@ -29,7 +30,7 @@ class TestNDJSON:
         """A delivery appends the body and a newline, and reports file:offset."""
         out, journal, mid = _setup(tmp_path)
         try:
-            location = out.deliver(mid, b'{"a":1}', journal)
+            location = out.deliver(mid, b'{"a":1}', JournalOutputLedger(journal))
             assert location is not None and location.endswith(":0")
             (f,) = (tmp_path / "files").glob("*.ndjson")
             assert f.read_bytes() == b'{"a":1}\n'
@@ -40,9 +41,10 @@ class TestNDJSON:
         """Written but not marked delivered (the crash window): redelivery recognises the line and writes nothing."""
         out, journal, mid = _setup(tmp_path)
         try:
-            first = out.deliver(mid, b'{"a":1}', journal)  # journal says "writing" at first's offset
+            # the journal says "writing" at first's offset
+            first = out.deliver(mid, b'{"a":1}', JournalOutputLedger(journal))
             assert journal.outputs.get(mid, "out").status == "writing"
-            assert out.deliver(mid, b'{"a":1}', journal) is None
+            assert out.deliver(mid, b'{"a":1}', JournalOutputLedger(journal)) is None
             (f,) = (tmp_path / "files").glob("*.ndjson")
             assert f.read_bytes().count(b"\n") == 1 and first
         finally:
@@ -72,7 +74,7 @@ class _FailsAfterWriting(NDJSONOutput):
 
 
 def test_retry_after_a_failed_write_does_not_write_twice(tmp_path: Path) -> None:
-    from engine.deliver import Deliverer
+    from engine.pipeline.deliver import Deliverer
     from engine.transport import Delivery
 
     journal = Journal(f"sqlite:///{tmp_path}/j.db")
@@ -127,11 +129,11 @@ class TestResourcesLayout:
         try:
             (a, b) = _received(journal, 2)
             out = _resources(tmp_path, journal, datetime(2026, 11, 25, 9, 59, tzinfo=UTC), period="hour")
-            location = out.deliver(a, _BUNDLE, journal)
+            location = out.deliver(a, _BUNDLE, JournalOutputLedger(journal))
             assert location == ("Patient-2026-11-25T09.ndjson:0 Encounter-2026-11-25T09.ndjson:0"
                                 " Observation-2026-11-25T09.ndjson:0 Observation-2026-11-25T09.ndjson:41")
             out.clock = lambda: datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-            out.deliver(b, _BUNDLE, journal)
+            out.deliver(b, _BUNDLE, JournalOutputLedger(journal))
             names = sorted(p.name for p in (tmp_path / "bulk").iterdir())
             assert names == [f"{t}-2026-11-25T{h}.ndjson" for t in ("Encounter", "Observation", "Patient")
                              for h in ("09", "10")]
@@ -147,7 +149,7 @@ class TestResourcesLayout:
             ids = _received(journal, 30)
             out = _resources(tmp_path, journal, datetime(2026, 11, 25, tzinfo=UTC), max_bytes=1024)
             for mid in ids:
-                out.deliver(mid, _BUNDLE, journal)
+                out.deliver(mid, _BUNDLE, JournalOutputLedger(journal))
             files = sorted((tmp_path / "bulk").glob("Observation-*"))
             # two 41-byte Observation lines per message: 12 messages (984 bytes) fit in 1,024
             assert {f.name: f.stat().st_size for f in files} == {
@@ -167,13 +169,14 @@ class TestResourcesLayout:
         try:
             (a, b) = _received(journal, 2)
             out = _resources(tmp_path, journal, datetime(2026, 11, 25, tzinfo=UTC))
-            out.deliver(a, _BUNDLE, journal)  # the journal says "writing", never "delivered": the crash window
-            assert out.deliver(a, _BUNDLE, journal) is None
+            # the journal says "writing", never "delivered": the crash window
+            out.deliver(a, _BUNDLE, JournalOutputLedger(journal))
+            assert out.deliver(a, _BUNDLE, JournalOutputLedger(journal)) is None
             assert sum(f.read_bytes().count(b"\n") for f in (tmp_path / "bulk").iterdir()) == 4
-            out.deliver(b, _BUNDLE, journal)
+            out.deliver(b, _BUNDLE, JournalOutputLedger(journal))
             patient = tmp_path / "bulk" / "Patient-2026-11-25.ndjson"
             patient.write_bytes(patient.read_bytes()[:patient.read_bytes().index(b"\n") + 1])  # b's Patient line lost
-            location = out.deliver(b, _BUNDLE, journal)
+            location = out.deliver(b, _BUNDLE, JournalOutputLedger(journal))
             assert location is not None and location.startswith("Patient-2026-11-25.ndjson:37 ")
             counts = {f.name.split("-")[0]: f.read_bytes().count(b"\n") for f in (tmp_path / "bulk").iterdir()}
             assert counts == {"Patient": 2, "Encounter": 2, "Observation": 4}

@@ -16,8 +16,8 @@ from engine.config import load_config
 from engine.console import PAGE_BYTES, Console
 from engine.console.users import Users
 from engine.formats import Formats
-from engine.history import History
 from engine.ops import OpsServer
+from engine.pipeline.history import History
 from engine.runtime import make_converter
 from engine.store import Journal
 from engine.types import Inbound

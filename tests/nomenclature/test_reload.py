@@ -10,7 +10,7 @@ import orjson
 
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
-from engine.parking import NomenclatureWatcher
+from engine.pipeline.parking import NomenclatureWatcher
 from engine.store import Journal
 from tests.mappings.conftest import NOW
 from tests.support import ROOT

@@ -20,7 +20,7 @@ from engine.config import ChannelConfig, DestinationConfig
 from engine.connectors.capabilities import Capabilities
 from engine.connectors.ports import FileProgress, FileStep
 from engine.connectors.testing import MemoryInputPorts, MemoryOutputLedger
-from engine.deliver import Deliverer
+from engine.pipeline.deliver import Deliverer
 from engine.types import Status
 from tests.support import adt, free_port, mllp_read, msa
 

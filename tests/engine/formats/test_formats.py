@@ -15,7 +15,7 @@ from engine.formats import Formats, format_name
 from engine.formats.csv import CsvFormat
 from engine.formats.fhir import FhirFormat
 from engine.formats.hl7v2 import Hl7v2Format
-from engine.intake import Intake
+from engine.pipeline.intake import Intake
 from engine.runtime import make_converter, routes_of
 from engine.store import Journal
 from engine.transport import open_transport
@@ -45,7 +45,8 @@ class TestDispatch:
         assert isinstance(formats.of("CSV^csv_lab"), CsvFormat) and formats.of("CSV^x") is formats.csv
         assert isinstance(formats.of("FHIR^Patient"), FhirFormat) and formats.of("FHIR^Bundle") is formats.fhir
 
-    @pytest.mark.parametrize("path", ["engine/transform.py", "engine/intake.py", "engine/console/__init__.py"])
+    @pytest.mark.parametrize("path", ["engine/pipeline/transform.py", "engine/pipeline/intake.py",
+                                      "engine/console/__init__.py"])
     def test_no_prefix_test_is_left_outside_the_formats(self, path: str) -> None:
         """Transform, intake and the console ask the format: none tests a message type prefix itself."""
         text = (ROOT / path).read_text(encoding="utf-8")
@@ -53,7 +54,7 @@ class TestDispatch:
 
     def test_intake_does_not_import_the_mapping_converter(self) -> None:
         """Intake asks the format for the patient key; the mapping layer is the format's business."""
-        assert "engine.mapping" not in (ROOT / "engine/intake.py").read_text(encoding="utf-8")
+        assert "engine.mapping" not in (ROOT / "engine/pipeline/intake.py").read_text(encoding="utf-8")
 
 
 class TestIntakePatientKeys:

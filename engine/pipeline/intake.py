@@ -26,9 +26,9 @@ from engine.fingerprint import content_fingerprint
 from engine.formats import Formats, Mappings
 from engine.hl7v2.er7 import Message
 from engine.ids import message_id
-from engine.intake_ports import IntakePorts
 from engine.logs import error_fields
-from engine.outcomes import Outcomes
+from engine.pipeline.intake_ports import IntakePorts
+from engine.pipeline.outcomes import Outcomes
 from engine.store import Journal
 from engine.store.journal import KeyMatch
 from engine.store.writer import Work

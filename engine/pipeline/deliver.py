@@ -28,7 +28,6 @@ import structlog
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
 from engine import metrics
-from engine.breaker import Breaker
 from engine.config import DestinationConfig
 from engine.connectors.capabilities import Capabilities
 from engine.connectors.ports import OutputLedger
@@ -39,8 +38,9 @@ from engine.errors import (
     StoreError,
     TransientDeliveryError,
 )
-from engine.journal_ports import JournalOutputLedger
 from engine.logs import error_fields
+from engine.pipeline.breaker import Breaker
+from engine.pipeline.journal_ports import JournalOutputLedger
 from engine.store import Journal, OutputRow
 from engine.transport import Delivery, Transport, hold, received_epoch
 

@@ -1,6 +1,6 @@
 """The engine's side of the connector ports: what `Intake` gives an input besides admitting messages.
 
-`IntakePorts` is mixed into `engine.intake.Intake`, which then implements
+`IntakePorts` is mixed into `engine.pipeline.intake.Intake`, which then implements
 `engine.connectors.ports.InputPorts` over its journal, broker and converter; the input connectors
 never see those.
 """
@@ -27,10 +27,10 @@ from engine.connectors.ports import (
 )
 from engine.errors import BrokerError
 from engine.ids import message_id
-from engine.journal_ports import JournalEvents, JournalFiles, JournalLookup
 from engine.logs import error_fields
 from engine.mapping import Converter
-from engine.outcomes import Outcome, Outcomes
+from engine.pipeline.journal_ports import JournalEvents, JournalFiles, JournalLookup
+from engine.pipeline.outcomes import Outcome, Outcomes
 from engine.store import Journal
 from engine.store.idempotency import IdempotencyKeys
 from engine.store.writer import Work

@@ -10,24 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
 
 from engine.store import Journal
-from engine.types import Status
+from engine.types import Outcome, Status
 
 __all__ = ["Outcome", "Outcomes"]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status: str  # transformed | filtered | parked | failed | timeout
-    reason: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """Accepted: converted, filtered by the routes (no destination wants it: the sender did nothing
-        wrong), or held until its local codes are mapped (it will be delivered)."""
-        return self.status in (Status.TRANSFORMED, Status.FILTERED, Status.PARKED)
 
 
 class Outcomes:

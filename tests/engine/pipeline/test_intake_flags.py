@@ -13,7 +13,7 @@ import pytest
 
 from engine.config import ChannelConfig, load_config
 from engine.hl7v2 import decode, parse
-from engine.intake import Intake, Receipt
+from engine.pipeline.intake import Intake, Receipt
 from engine.runtime import make_converter, routes_of
 from engine.store import Journal
 from engine.transport import open_transport

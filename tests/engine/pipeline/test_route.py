@@ -11,7 +11,7 @@ import pytest
 from engine.config import load_config
 from engine.errors import ConfigErrors
 from engine.hl7v2.er7 import parse
-from engine.route import Router, type_matches
+from engine.pipeline.route import Router, type_matches
 from engine.runtime import make_converter
 from tests.delivery_support import adt_msg, oru_msg
 from tests.support import ROOT, make_project
@@ -86,7 +86,7 @@ def test_shipped_example_destinations_are_valid(tmp_path: Path) -> None:
 def test_a_bad_condition_is_reported_at_its_line(tmp_path: Path) -> None:
     """A route.when the mapping language cannot compile is a file:line:col error of the route layer
     (`wasla check`, `wasla run`), no longer of the config loader."""
-    from engine.route import check_conditions
+    from engine.pipeline.route import check_conditions
 
     project = make_project(tmp_path)
     dest = project / "config" / "destinations" / "archive-ndjson.yaml"

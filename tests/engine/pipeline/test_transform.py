@@ -11,8 +11,8 @@ import pytest
 
 from engine.config import load_config
 from engine.ids import message_id
+from engine.pipeline.transform import Transformer
 from engine.runtime import Engine
-from engine.transform import Transformer
 from engine.transport import Delivery
 from engine.types import Inbound
 from tests.delivery_support import adt_msg, delivery_project

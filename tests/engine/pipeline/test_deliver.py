@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine.connectors.capabilities import Capabilities
-from engine.deliver import Deliverer
 from engine.ids import message_id
+from engine.pipeline.deliver import Deliverer
 from engine.store import Journal
 from engine.transport import Delivery
 from engine.types import Inbound

@@ -20,11 +20,11 @@ from engine import metrics
 from engine.config import Config
 from engine.errors import BrokerError, StoreError
 from engine.formats import Formats, NotConverted
-from engine.history import History
 from engine.logs import error_fields
 from engine.mapping import Converter
-from engine.outcomes import Outcomes
-from engine.route import Router
+from engine.pipeline.history import History
+from engine.pipeline.outcomes import Outcomes
+from engine.pipeline.route import Router
 from engine.store import Journal
 from engine.transport import Delivery, Transport, hold, received_epoch
 from engine.types import Status

@@ -17,7 +17,7 @@ import pytest
 from engine.config import ChannelConfig, load_config
 from engine.fingerprint import content_fingerprint
 from engine.ids import message_id
-from engine.intake import Intake, Receipt
+from engine.pipeline.intake import Intake, Receipt
 from engine.runtime import make_converter, routes_of
 from engine.store import Journal, MessageRow
 from engine.store.journal import REUSED, KeyMatch

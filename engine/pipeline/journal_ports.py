@@ -1,8 +1,8 @@
 """The connector ports over the journal's repositories: each a narrow view, nothing else reachable.
 
 `engine.connectors.ports` declares what a connector may do; these classes are how the journal does
-it. An input gets them through `engine.intake_ports.IntakePorts`, an output's `deliver` gets a
-`JournalOutputLedger` from `engine.deliver.Deliverer`.
+it. An input gets them through `engine.pipeline.intake_ports.IntakePorts`, an output's `deliver` gets a
+`JournalOutputLedger` from `engine.pipeline.deliver.Deliverer`.
 """
 
 from __future__ import annotations
