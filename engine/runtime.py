@@ -67,6 +67,12 @@ def tune_gc() -> None:
 
 
 class Engine:
+    """One engine process: the roles it was asked to run (intake, transform, deliver), with the journal,
+    broker, converter and outcomes they share and the threads it starts for them. Compiles every
+    mapping before taking any message; `close` stops the threads, then closes outputs, broker and
+    journal.
+    """
+
     def __init__(self, config: Config, roles: tuple[str, ...] = ROLES) -> None:
         self.config = config
         self.roles = roles

@@ -43,6 +43,10 @@ def verify_password(password: str, stored: str) -> bool:
 
 @dataclass(frozen=True)
 class User:
+    """A signed-in console user: name and role. `can` compares roles in `ROLES` order, each role doing
+    what the ones before it can. Immutable.
+    """
+
     name: str
     role: str
 
@@ -51,6 +55,11 @@ class User:
 
 
 class Users:
+    """The console's users file (`config/users.yaml`): reads it again whenever its mtime changes, checks
+    passwords against scrypt hashes, and adds users by rewriting the file atomically with mode 0600.
+    Checking an unknown name costs a hash too, so timing does not tell names apart.
+    """
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._mtime = -1.0

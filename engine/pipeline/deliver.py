@@ -99,6 +99,13 @@ class _Paused(Exception):
 
 
 class Deliverer:
+    """Delivers one destination's batches: checks the journal for what is already delivered, writes
+    through the output with fast retries, then delayed retry rounds or a dead letter, behind the
+    destination's circuit breaker. Owns the lane thread pool (`concurrency` threads); keeps each
+    patient's messages in order and never hands an interrupted batch back to the queue (order would
+    break).
+    """
+
     def __init__(self, output: Output, journal: Journal, broker: Transport | None = None,
                  config: DestinationConfig | None = None, *, attempts: int | None = None,
                  shared_writer: bool = False, stop: threading.Event | None = None) -> None:

@@ -48,6 +48,12 @@ class _Converted:
 
 
 class Transformer:
+    """Converts each batch from the transform queues to FHIR Bundles, journals every result in one
+    commit, then publishes and acknowledges each. Conversion is deterministic (the clock is the
+    receipt time); a journal or broker fault holds the batch and tries it again in place, so the
+    patient's order is kept.
+    """
+
     def __init__(self, config: Config, journal: Journal, broker: Transport, converter: Converter,
                  outcomes: Outcomes | None = None, *, stop: threading.Event | None = None) -> None:
         self.outcomes = outcomes  # channels in this process waiting on a message's outcome
