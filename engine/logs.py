@@ -96,9 +96,8 @@ def configure(level: str = "info") -> None:
 class _Libraries(logging.Handler):
     """The libraries' own warnings (psycopg, kombu, amqp, pika) as JSON lines like ours.
 
-    Unconfigured, Python printed them as bare text: when PostgreSQL restarted, psycopg's
-    "error ignored terminating <psycopg.Pipeline [BAD]>: the connection is lost" was the one
-    non-JSON line on the fault runs' stderr. The line keeps the logger and the message's template,
+    Unconfigured, Python prints them as bare text (psycopg's "error ignored terminating …" when
+    PostgreSQL restarts), breaking the JSON-only stderr. The line keeps the logger and the message's template,
     not its arguments: those quote server errors, which can quote data.
     """
 

@@ -33,7 +33,7 @@ class BrokerSettings:
     prefetch: int = 100
     shards: int = 1
     batch_max: int = 100
-    batch_linger_ms: float | None = None  # None: 5 ms on memory://, 20 ms on RabbitMQ (measured)
+    batch_linger_ms: float | None = None  # None: the transport's own, 5 ms on memory://, 20 ms on RabbitMQ
     confirm_timeout: float = 10.0
     queue_type: str = "classic"  # quorum: replicated on a RabbitMQ cluster
 

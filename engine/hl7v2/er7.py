@@ -36,8 +36,8 @@ def declared_charset(raw: bytes) -> str:
     """MSH-18's first component, upper-cased ('' when absent).
 
     Read by splitting the MSH line on its field separator: linear in the line's length whatever the
-    bytes. (A pattern `^MSH(.)(?:[^\\r\\n]*?\\1){16}` read it before: it backtracked exponentially on an
-    MSH without an 18th field, up to seconds for a 16 KB header; bench/er7_adversarial.py.)
+    bytes: a regular expression counting separators backtracks exponentially on an MSH without
+    an 18th field (bench/results/2026-12-07-er7-adversarial.md).
     """
     head = raw.lstrip()
     if not head.startswith(b"MSH") or len(head) < 5:

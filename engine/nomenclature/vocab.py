@@ -1,7 +1,7 @@
 """Vocabulary maps (v2 code → FHIR code), read from CSV under `nomenclatures/`.
 
 Facts live in the CSV files; this module only indexes them. The nomenclature registry
-(its own issue) generalises this to every code system.
+(engine.nomenclature.registry) covers the other code systems.
 """
 
 from __future__ import annotations

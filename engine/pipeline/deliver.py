@@ -172,9 +172,8 @@ class Deliverer:
             item.prior = known.get(item.mid)
             if (item.prior is not None and item.prior.status == "delivered") or item.mid in taken:
                 # A second copy in one batch (intake's recovery re-sends what is unfinished, and the
-                # original may still be queued) would be written again after the patient's later
-                # messages: the kill -9 of intake fault run at full size left 2 patients of 1,200 on an
-                # older version that way.
+                # original may still be queued) is skipped: written again, it would land after the
+                # patient's later messages and leave the patient on an older version.
                 self.journal.messages.note(item.mid, "deliver", "duplicate_skipped", {"destination": dest})
                 self._ack(item)
             else:

@@ -172,8 +172,8 @@ class GroupCommitWriter:
 
     def _rollback(self) -> None:
         """Roll back; a dead connection is dropped and replaced at the next batch. Reconnecting here
-        could fail too (PostgreSQL still shutting down) and must not kill the writer thread: the
-        PostgreSQL-restart fault test saw every later write hang after that."""
+        could fail too (PostgreSQL still shutting down) and must not kill the writer thread, or
+        every later write would hang."""
         if self._conn is None:
             return
         try:
