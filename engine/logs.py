@@ -5,7 +5,7 @@ or exception messages from parsing user data. `error_fields` gives an exception'
 where it was raised, which is what an operator needs and nothing a patient would mind.
 
 Values read from a message header (MSH-10 control id, MSH-9 type, MSH-4 sender) are still the
-sender's bytes: a mutated frame put an address, a phone number and 100 KB there. Every line
+sender's bytes: a mutated frame can put an address, a phone number or 100 KB there. Every line
 passes `header_fields`, which keeps such a value only when it is shaped like what it claims to
 be and at most 64 characters, and otherwise logs `<invalid: N chars>`: never the value.
 """

@@ -1,6 +1,6 @@
 """Console users: a YAML file of names, roles and scrypt password hashes (`wasla user add`).
 
-Local users, as the issue asks, kept in `config/users.yaml` (beside the rest of the configuration,
+Local users, kept in `config/users.yaml` (beside the rest of the configuration,
 mode 0600, never in git: .gitignore lists it). scrypt from the standard library: memory-hard,
 salted, and nothing to install. The file is re-read when it changes, so adding a user or
 changing a role needs no restart.
