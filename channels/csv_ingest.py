@@ -55,6 +55,10 @@ class Stopped(Exception):
 
 @dataclass
 class Tally:
+    """What one file's ingest counted: rows read, messages journaled, rows rejected. Plain counters,
+    owned by the one ingest that reads the file (not thread-safe).
+    """
+
     rows: int = 0
     messages: int = 0
     rejected: int = 0

@@ -104,6 +104,10 @@ class Start:
 
 @dataclass(frozen=True, slots=True)
 class Row:
+    """One CSV row as read: its values by header name and its raw cells, with the line it starts on and
+    where the next row begins (`end`, `next_line`), so a resumed read starts just after it. Immutable.
+    """
+
     line: int                        # where the row starts in the file (1-based, the header is line 1)
     values: dict[str, str]
     raw: list[str]
@@ -113,6 +117,10 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class RowError:
+    """A CSV row that could not be read, with its line and the reason (naming columns, never values), and
+    where the next row begins, so reading carries on after it. Immutable.
+    """
+
     line: int
     reason: str
     raw: list[str]

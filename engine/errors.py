@@ -40,6 +40,10 @@ class WaslaError(Exception):
 
 @dataclass(frozen=True)
 class Location:
+    """Where in a file something is: file, and line and column when known (1-based); prints as
+    `file:line:col`. Immutable.
+    """
+
     file: str
     line: int | None = None
     column: int | None = None

@@ -5,7 +5,7 @@ or exception messages from parsing user data. `error_fields` gives an exception'
 where it was raised, which is what an operator needs and nothing a patient would mind.
 
 Values read from a message header (MSH-10 control id, MSH-9 type, MSH-4 sender) are still the
-sender's bytes: a mutated frame put an address, a phone number and 100 KB there. Every line
+sender's bytes: a mutated frame can put an address, a phone number or 100 KB there. Every line
 passes `header_fields`, which keeps such a value only when it is shaped like what it claims to
 be and at most 64 characters, and otherwise logs `<invalid: N chars>`: never the value.
 """
@@ -96,9 +96,8 @@ def configure(level: str = "info") -> None:
 class _Libraries(logging.Handler):
     """The libraries' own warnings (psycopg, kombu, amqp, pika) as JSON lines like ours.
 
-    Unconfigured, Python printed them as bare text: when PostgreSQL restarted, psycopg's
-    "error ignored terminating <psycopg.Pipeline [BAD]>: the connection is lost" was the one
-    non-JSON line on the fault runs' stderr. The line keeps the logger and the message's template,
+    Unconfigured, Python prints them as bare text (psycopg's "error ignored terminating …" when
+    PostgreSQL restarts), breaking the JSON-only stderr. The line keeps the logger and the message's template,
     not its arguments: those quote server errors, which can quote data.
     """
 

@@ -43,6 +43,11 @@ class _Server(uvicorn.Server):
 
 
 class OpsServer:
+    """The operations endpoint: `/metrics`, `/health/live`, `/health/ready` and, when given, the web
+    console. Owns a uvicorn server on a thread and event loop of its own, so no request delays an
+    ACK; at most `MAX_CONNECTIONS` requests at once. Leaves SIGTERM and SIGINT to the engine.
+    """
+
     def __init__(self, host: str, port: int, ready: Callable[[], str | None], console: Any = None,
                  roles: tuple[str, ...] = ()) -> None:
         self.host = host

@@ -58,15 +58,21 @@ def tune_gc() -> None:
 
     Each message allocates thousands of short-lived dicts and lists (none in cycles: they die by
     reference counting), yet every 700 allocations CPython walks generation 0, and later the
-    whole heap of compiled mappings and vocabularies. Freezing what was loaded at start and
-    collecting less often gives the transform about 10 % (bench/convert.py); cycles are still
-    collected.
+    whole heap of compiled mappings and vocabularies. Freezing what is loaded at start and
+    collecting less often keeps that off the transform (bench/results/2026-11-24-convert.md);
+    cycles are still collected.
     """
     gc.freeze()
     gc.set_threshold(10_000, 50, 100)
 
 
 class Engine:
+    """One engine process: the roles it was asked to run (intake, transform, deliver), with the journal,
+    broker, converter and outcomes they share and the threads it starts for them. Compiles every
+    mapping before taking any message; `close` stops the threads, then closes outputs, broker and
+    journal.
+    """
+
     def __init__(self, config: Config, roles: tuple[str, ...] = ROLES) -> None:
         self.config = config
         self.roles = roles

@@ -25,17 +25,25 @@ __all__ = ["BreakerConfig", "BrokerSettings", "ChannelConfig", "Config", "Destin
 
 @dataclass(frozen=True)
 class BrokerSettings:
+    """The `broker:` section of `config/wasla.yaml`: the transport's URL (scheme picks the transport),
+    prefetch, shards, batching and publish-confirm timeout. Frozen once loaded.
+    """
+
     url: str = "memory://"
     prefetch: int = 100
     shards: int = 1
     batch_max: int = 100
-    batch_linger_ms: float | None = None  # None: 5 ms on memory://, 20 ms on RabbitMQ (measured)
+    batch_linger_ms: float | None = None  # None: the transport's own, 5 ms on memory://, 20 ms on RabbitMQ
     confirm_timeout: float = 10.0
     queue_type: str = "classic"  # quorum: replicated on a RabbitMQ cluster
 
 
 @dataclass(frozen=True)
 class Retention:
+    """How long the journal keeps message bodies and metadata, in days, and how often pruning runs;
+    the engine-wide default, or a channel's own. Frozen once loaded.
+    """
+
     bodies_days: float = 30.0
     metadata_days: float = 365.0
     every_s: float = 3600.0
@@ -43,6 +51,10 @@ class Retention:
 
 @dataclass(frozen=True)
 class OpsSettings:
+    """Where the operations endpoint (metrics, health, console) listens, and whether its session cookie
+    is Secure. Frozen once loaded.
+    """
+
     host: str = "127.0.0.1"
     port: int = 9464   # 0: no ops endpoint
     secure_cookies: bool = False  # the console behind HTTPS: the session cookie is Secure
@@ -50,12 +62,18 @@ class OpsSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
+    """The journal's database URL and its group-commit wait. Frozen once loaded."""
+
     url: str = "sqlite:///var/wasla.db"
     group_commit_ms: float = 0.0
 
 
 @dataclass(frozen=True)
 class ChannelConfig:
+    """One channel, from `config/channels/<id>.yaml` (the file name is its id): its input connector and
+    options, mapping, destinations, retention and data-quality choices. Frozen once loaded.
+    """
+
     id: str
     file: str
     input_kind: str
@@ -104,12 +122,21 @@ class RetryConfig:
 
 @dataclass(frozen=True)
 class BreakerConfig:
+    """A destination's circuit breaker: how many consecutive transient failures open it, and the longest
+    pause between probes while it is open. Frozen once loaded.
+    """
+
     failures: int = 5                        # consecutive transient failures that open the circuit
     probe_max_s: float = 15.0                # longest pause between probes while open
 
 
 @dataclass(frozen=True)
 class DestinationConfig:
+    """One destination, from `config/destinations/<id>.yaml`: its output connector and options, route,
+    retries, circuit breaker and `on_failure` policy, plus the parsed YAML for locating errors. Frozen
+    once loaded.
+    """
+
     id: str
     file: str
     kind: str
@@ -124,6 +151,10 @@ class DestinationConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole installation's configuration, loaded once by `load_config`, validated (schema, then
+    wiring) and frozen: paths, broker, store, ops, retention, and every channel and destination.
+    """
+
     root: Path
     config_dir: Path
     broker: BrokerSettings

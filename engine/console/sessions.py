@@ -21,6 +21,8 @@ __all__ = ["Session", "Sessions"]
 
 @dataclass(frozen=True, slots=True)
 class Session:
+    """One signed-in session: the user, their credential stamp at sign-in, and when it expires. Immutable."""
+
     user: str
     stamp: str  # the user's credential stamp at sign-in (engine.console.users.Users.stamp)
     expires: float

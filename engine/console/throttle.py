@@ -49,6 +49,11 @@ class _Counter:
 
 
 class LoginThrottle:
+    """Counts wrong passwords per user name and per client address and says how long a try must wait.
+    Owns two bounded counters (at most `limit` keys each, the least recently failing forgotten
+    first); every call takes one lock, so it is safe from any thread.
+    """
+
     def __init__(self, *, name_failures: int = 5, address_failures: int = 20, window_s: float = 300.0,
                  lock_s: float = 60.0, limit: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock

@@ -1,6 +1,6 @@
 """Console users: a YAML file of names, roles and scrypt password hashes (`wasla user add`).
 
-Local users, as the issue asks, kept in `config/users.yaml` (beside the rest of the configuration,
+Local users, kept in `config/users.yaml` (beside the rest of the configuration,
 mode 0600, never in git: .gitignore lists it). scrypt from the standard library: memory-hard,
 salted, and nothing to install. The file is re-read when it changes, so adding a user or
 changing a role needs no restart.
@@ -43,6 +43,10 @@ def verify_password(password: str, stored: str) -> bool:
 
 @dataclass(frozen=True)
 class User:
+    """A signed-in console user: name and role. `can` compares roles in `ROLES` order, each role doing
+    what the ones before it can. Immutable.
+    """
+
     name: str
     role: str
 
@@ -51,6 +55,11 @@ class User:
 
 
 class Users:
+    """The console's users file (`config/users.yaml`): reads it again whenever its mtime changes, checks
+    passwords against scrypt hashes, and adds users by rewriting the file atomically with mode 0600.
+    Checking an unknown name costs a hash too, so timing does not tell names apart.
+    """
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._mtime = -1.0

@@ -23,6 +23,10 @@ _TRAILERS = (b"BTS", b"FTS")
 
 @dataclass
 class Batch:
+    """A split HL7 v2 batch: its FHS and BHS segments as text, each message's exact bytes in order, and
+    the count BTS-1 declared.
+    """
+
     fhs: str | None = None
     bhs: str | None = None
     messages: list[bytes] = field(default_factory=list)

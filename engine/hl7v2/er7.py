@@ -36,8 +36,8 @@ def declared_charset(raw: bytes) -> str:
     """MSH-18's first component, upper-cased ('' when absent).
 
     Read by splitting the MSH line on its field separator: linear in the line's length whatever the
-    bytes. (A pattern `^MSH(.)(?:[^\\r\\n]*?\\1){16}` read it before: it backtracked exponentially on an
-    MSH without an 18th field, up to seconds for a 16 KB header; bench/er7_adversarial.py.)
+    bytes: a regular expression counting separators backtracks exponentially on an MSH without
+    an 18th field (bench/results/2026-12-07-er7-adversarial.md).
     """
     head = raw.lstrip()
     if not head.startswith(b"MSH") or len(head) < 5:
@@ -114,6 +114,10 @@ def decode_flagged(raw: bytes, override: str | None = None) -> tuple[str, tuple[
 
 
 class Encoding:
+    """A message's delimiters (field, component, repetition, escape, subcomponent, truncation) from
+    MSH-1 and MSH-2, and the unescaping of values written with them. Immutable after construction.
+    """
+
     __slots__ = ("component", "escape", "field", "repetition", "subcomponent", "truncation", "_unescape_re")
 
     def __init__(self, field: str, chars: str) -> None:
@@ -210,6 +214,10 @@ class Field:
 
 
 class Segment:
+    """One segment: its raw text, name and position in the message. Fields are split on first read and
+    kept, so reading the same field again costs a lookup; not thread-safe.
+    """
+
     __slots__ = ("_enc", "_fields", "_reps", "_valued", "name", "raw", "sequence")
 
     def __init__(self, raw: str, enc: Encoding, sequence: int) -> None:

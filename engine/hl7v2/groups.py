@@ -29,6 +29,10 @@ _VERSIONS = ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8", "2.8.1"
 
 @dataclass(frozen=True, slots=True)
 class StructureNode:
+    """One node of a compiled reference structure: a segment or a group, with its cardinality, its
+    children and the segment ids that can open it. Immutable, compiled once per (version, structure).
+    """
+
     name: str                        # segment id, or group name without the structure prefix
     is_group: bool
     min: int
@@ -39,6 +43,10 @@ class StructureNode:
 
 @dataclass(slots=True, eq=False)
 class Group:
+    """One occurrence of a segment group in a message: a contiguous span of segment indexes, its own
+    segments, its subgroups and its parent.
+    """
+
     name: str                        # "" for the message itself
     parent: Group | None
     start: int
@@ -61,6 +69,10 @@ class Group:
 
 @dataclass(slots=True)
 class GroupTree:
+    """A message's segments placed in groups: the root group, each segment's group, and per-name indexes
+    so that finding a segment in scope is a bisect, not a tree walk. Memoises `nearest` per message.
+    """
+
     structure: str                   # e.g. ORU_R01, or "" when no reference structure was found
     root: Group
     of_segment: list[Group]          # the group each segment belongs to

@@ -32,6 +32,10 @@ __all__ = ["Conversion", "Converter", "MappingSpec", "pretty"]
 
 @dataclass(frozen=True)
 class Conversion:
+    """The result of converting one message: the Bundle's JSON bytes and the warnings of what the
+    mapping could not honour (field paths and codes, no values). Immutable.
+    """
+
     bundle: bytes
     warnings: list[dict[str, Any]]
 

@@ -22,6 +22,10 @@ Predicate = Callable[[Context], bool]
 
 
 class ConditionError(ValueError):
+    """A `when:` condition that does not compile; `where` is its path inside the YAML, for
+    `file:line:col`.
+    """
+
     def __init__(self, message: str, where: list[str | int]) -> None:
         super().__init__(message)
         self.where = where

@@ -33,6 +33,11 @@ class Instance:
 
 @dataclass
 class Context:
+    """Everything one conversion reads besides the message (settings, clock, vocabularies, the channel's
+    policy, earlier resources) and everything it collects (warnings, instances, emitted resources,
+    per-message memos). One per message, used by one thread.
+    """
+
     msg: Message
     base: str
     namespace: uuid.UUID

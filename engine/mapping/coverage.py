@@ -24,6 +24,11 @@ ENGINE_READS = frozenset(("MSH", n) for n in (1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12
 
 @dataclass(frozen=True)
 class Coverage:
+    """Which fields of each segment a mapping accounts for (read, ignored, Set IDs, the engine's own),
+    and the segments it ignores; `not_mapped` names the rest of a message. Immutable, built once per
+    mapping.
+    """
+
     fields: dict[str, frozenset[int]]   # segment → fields accounted for (read, ignored, Set ID, engine)
     ignored_segments: frozenset[str]
 

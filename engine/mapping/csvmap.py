@@ -42,6 +42,8 @@ _NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)$")
 
 @dataclass(frozen=True)
 class Column:
+    """A column a CSV map declares, and what its values must be: required, a number, a date. Immutable."""
+
     name: str
     required: bool = False
     number: bool = False
@@ -50,6 +52,10 @@ class Column:
 
 @dataclass(frozen=True)
 class CsvMap:
+    """A compiled CSV map: how a group of rows becomes one HL7 v2 message (grouping columns, time
+    column, segments written once and per row) and which message map converts it. Immutable.
+    """
+
     name: str
     version: str
     file: str

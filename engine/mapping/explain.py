@@ -26,6 +26,10 @@ Read = tuple[int, str, int]   # (segment sequence, segment id, field)
 
 @dataclass(frozen=True)
 class Lineage:
+    """One FHIR element a conversion wrote, with the v2 fields and segments it was read from and the rule
+    that wrote it. Immutable.
+    """
+
     resource: str        # resource type
     full_url: str
     element: str         # e.g. identifier[1], name[0], valueQuantity
@@ -36,6 +40,10 @@ class Lineage:
 
 @dataclass(frozen=True)
 class Explanation:
+    """What `wasla convert --explain` reports for one message: the Bundle, each element's lineage, the
+    valued fields no rule read, and the warnings. Immutable.
+    """
+
     bundle: dict[str, Any]
     lineage: list[Lineage]
     not_read: list[str]              # valued fields (or whole segments) no rule read

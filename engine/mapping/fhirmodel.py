@@ -22,6 +22,10 @@ _MARKERS = {"DateTime": "dateTime", "Date": "date", "Code": "code", "String": "s
 
 @dataclass(frozen=True)
 class Element:
+    """One element of a FHIR R4 model: its path, FHIR type, whether it repeats, and its allowed codes
+    when it is bound to an enumeration. Immutable.
+    """
+
     path: str
     type: str          # FHIR type name: "Identifier", "code", "dateTime", …
     is_list: bool

@@ -31,6 +31,10 @@ _MISSING = object()
 
 @dataclass
 class FixtureResult:
+    """The outcome of one mapping fixture: which fixture, the differences from its expected Bundle, the
+    error if the conversion failed, and whether the expected file was rewritten (`update`).
+    """
+
     mapping: str
     name: str
     hl7: Path

@@ -25,6 +25,10 @@ _PATH = re.compile(r"^(?P<seg>[A-Z][A-Z0-9]{2})-(?P<field>\d+)(?:\[(?P<rep>\d+|\
 
 @dataclass(frozen=True, slots=True)
 class V2Path:
+    """A compiled HL7 v2 path (`PID-3[2].4.1`): segment, field, repetition, component, subcomponent.
+    Reads from the segment being mapped, else the nearest one in the resource's scope. Immutable.
+    """
+
     spec: str
     segment: str
     field: int

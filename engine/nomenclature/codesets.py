@@ -22,6 +22,8 @@ META_REQUIRED = ("kind", "name", "title", "url", "version", "publisher", "licenc
 
 @dataclass(frozen=True, slots=True)
 class Concept:
+    """One code of a code set: its code, display and the other columns of its row. Immutable."""
+
     code: str
     display: str
     properties: MappingProxyType[str, str]   # the other columns (region, type …)
@@ -29,6 +31,10 @@ class Concept:
 
 @dataclass(frozen=True)
 class CodeSet:
+    """One code set from `nomenclatures/<name>/`: its canonical URL, metadata and concepts, indexed by
+    code and by upper-cased code, so a lookup is one or two hash probes. Immutable after loading.
+    """
+
     name: str
     url: str                 # canonical URI ({base} already replaced)
     title: str

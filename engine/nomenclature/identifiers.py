@@ -23,6 +23,10 @@ COLUMNS = ["key", "label", "uri", "v2_type", "strict", "lenient", "check", "norm
 
 @dataclass(frozen=True)
 class Verdict:
+    """Whether an identifier value is well formed: "ok", "warning" or "invalid", with what was expected
+    (never the value). Immutable.
+    """
+
     level: str          # "ok" | "warning" | "invalid"
     reason: str = ""    # what was expected; never the value itself
 
@@ -33,6 +37,11 @@ class Verdict:
 
 @dataclass(frozen=True)
 class IdentifierSystem:
+    """One identifier system (CIN, INPE …): its URI, the v2 types it applies to, and the patterns,
+    normalisation and check digit that validate a value. A format whose confidence is not proven
+    warns instead of rejecting. Immutable.
+    """
+
     key: str
     label: str
     uri: str

@@ -25,6 +25,11 @@ _ADDED = {"equivalent", "equal", "wider", "subsumes"}
 
 @dataclass(frozen=True)
 class LocalMap:
+    """One sender's local codes mapped to national codings (ConceptMap-style): the sender (MSH-4, and
+    MSH-3 when given), the source system and, per local code, the codings to add beside it. Immutable
+    after loading.
+    """
+
     name: str
     url: str
     title: str

@@ -16,6 +16,11 @@ __all__ = ["Registry", "empty_registry", "load_registry"]
 
 @dataclass(frozen=True)
 class Registry:
+    """Every nomenclature of an installation, loaded once: code sets, identifier systems (by key, URI
+    and assigning authority) and local-code maps. Lookups by sender and by CX are memoised; a reload
+    builds a new Registry rather than changing this one.
+    """
+
     folder: Path
     codesets: dict[str, CodeSet]                 # by name (ma-regions); several may share a URL
     identifiers: dict[str, IdentifierSystem]     # by key (cin)

@@ -1,7 +1,7 @@
 """Vocabulary maps (v2 code → FHIR code), read from CSV under `nomenclatures/`.
 
 Facts live in the CSV files; this module only indexes them. The nomenclature registry
-(its own issue) generalises this to every code system.
+(engine.nomenclature.registry) covers the other code systems.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ COLUMNS = ["code", "target_system", "target_code", "target_display"]
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """One FHIR coding a v2 code maps to: system, code and display. Immutable."""
+
     system: str
     code: str
     display: str
@@ -33,6 +35,10 @@ class Target:
 
 @dataclass(frozen=True)
 class VocabMap:
+    """One vocabulary map (`<name>.csv`): v2 code → FHIR codings, indexed exactly and upper-cased, so a
+    lookup is one or two hash probes. Immutable after loading.
+    """
+
     name: str
     file: str
     rows: dict[str, tuple[Target, ...]]

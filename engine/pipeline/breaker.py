@@ -22,6 +22,11 @@ _log = structlog.get_logger("wasla.deliver")
 
 
 class Breaker:
+    """One destination's circuit: counts consecutive transient failures, opens after `failures` of them,
+    and spaces probes while open (doubling up to `probe_max_s`); one success closes it. Logs once on
+    opening and once on closing. Counting a failure takes a lock.
+    """
+
     def __init__(self, destination: str, failures: int = 5, probe_max_s: float = 15.0) -> None:
         self.destination = destination
         self.failures = failures

@@ -99,6 +99,13 @@ class _Paused(Exception):
 
 
 class Deliverer:
+    """Delivers one destination's batches: checks the journal for what is already delivered, writes
+    through the output with fast retries, then delayed retry rounds or a dead letter, behind the
+    destination's circuit breaker. Owns the lane thread pool (`concurrency` threads); keeps each
+    patient's messages in order and never hands an interrupted batch back to the queue (order would
+    break).
+    """
+
     def __init__(self, output: Output, journal: Journal, broker: Transport | None = None,
                  config: DestinationConfig | None = None, *, attempts: int | None = None,
                  shared_writer: bool = False, stop: threading.Event | None = None) -> None:
@@ -165,9 +172,8 @@ class Deliverer:
             item.prior = known.get(item.mid)
             if (item.prior is not None and item.prior.status == "delivered") or item.mid in taken:
                 # A second copy in one batch (intake's recovery re-sends what is unfinished, and the
-                # original may still be queued) would be written again after the patient's later
-                # messages: the kill -9 of intake fault run at full size left 2 patients of 1,200 on an
-                # older version that way.
+                # original may still be queued) is skipped: written again, it would land after the
+                # patient's later messages and leave the patient on an older version.
                 self.journal.messages.note(item.mid, "deliver", "duplicate_skipped", {"destination": dest})
                 self._ack(item)
             else:

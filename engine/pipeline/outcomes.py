@@ -18,6 +18,11 @@ __all__ = ["Outcome", "Outcomes"]
 
 
 class Outcomes:
+    """What became of a message after intake, for channels whose answer waits for it. Owns the
+    waiting futures when the transform runs in this process (`local`, woken by `settle` from any
+    thread, under a lock); otherwise `wait` polls the journal every `poll_s`.
+    """
+
     def __init__(self, journal: Journal, *, local: bool, poll_s: float = 0.02) -> None:
         self.journal = journal
         self.local = local  # the transform role runs in this process and calls settle()

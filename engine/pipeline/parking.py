@@ -41,6 +41,11 @@ def _vocab_part(stamp: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, int
 
 
 class NomenclatureWatcher:
+    """Watches `nomenclatures/` for changes: reloads the registry (and recompiles the mappings when a
+    vocabulary map changed), keeping the last good state when a file is wrong, then publishes each
+    parked message whose code is now mapped. The journal lets one worker release each message once.
+    """
+
     def __init__(self, folder: Path, base: str, converter: Converter, journal: Journal, broker: Transport,
                  interval_s: float = 1.0) -> None:
         self.folder = folder

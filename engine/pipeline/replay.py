@@ -25,6 +25,11 @@ _log = structlog.get_logger("wasla.replay")
 
 
 class Replayer:
+    """Takes operators' replay requests from the journal and publishes each message again: to the
+    transform, or its journaled Bundle to one or all destinations. A request is claimed once, whichever
+    process takes it; one that cannot be published is requested again.
+    """
+
     def __init__(self, journal: Journal, broker: Transport, modes: tuple[str, ...], poll_s: float = 1.0) -> None:
         self.journal = journal
         self.broker = broker

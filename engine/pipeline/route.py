@@ -52,6 +52,10 @@ class _Target:
 
 
 class Router:
+    """Which destinations take a converted message of a channel, and each other destination's reason.
+    Owns every channel's targets with their `route.when` conditions, compiled once at start.
+    """
+
     def __init__(self, config: Config, context: Callable[[Message], Context]) -> None:
         self._context = context
         self._targets: dict[str, list[_Target]] = {}

@@ -48,6 +48,12 @@ class _Converted:
 
 
 class Transformer:
+    """Converts each batch from the transform queues to FHIR Bundles, journals every result in one
+    commit, then publishes and acknowledges each. Conversion is deterministic (the clock is the
+    receipt time); a journal or broker fault holds the batch and tries it again in place, so the
+    patient's order is kept.
+    """
+
     def __init__(self, config: Config, journal: Journal, broker: Transport, converter: Converter,
                  outcomes: Outcomes | None = None, *, stop: threading.Event | None = None) -> None:
         self.outcomes = outcomes  # channels in this process waiting on a message's outcome
@@ -66,8 +72,8 @@ class Transformer:
 
         A journal or broker fault holds what is left of the batch here, and it is tried again until
         it goes through (the same bytes: conversion is deterministic). Handing it back to the queue
-        would let the messages this consumer already prefetched behind it overtake it: at full size
-        the PostgreSQL-restart fault run left 4 patients of 1,200 on an older version that way. Only
+        would let the messages this consumer already prefetched behind it overtake it, leaving the
+        patient on an older version. Only
         a stopping process hands the batch back, by leaving it unsettled: `Transport.consume` then
         closes the consumer's channel and the broker returns all it held, in order. A write the
         journal refuses outright (not a lost connection) is not waited out: `_isolate`.

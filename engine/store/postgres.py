@@ -45,9 +45,9 @@ class PostgresDialect(Dialect):
             raise StoreError(f"cannot connect to PostgreSQL at {where.hostname}:{where.port or 5432}") from exc
         # Every execution is planned with its own values. psycopg prepares a statement after five
         # runs and PostgreSQL may then keep one generic plan for good; the journal's tables start
-        # empty, so that plan was chosen for an empty table and was never revisited without an
-        # ANALYZE (autovacuum off): the soak's duplicate check walked every message of the sender
-        # through (sender, received_at), and intake fell from 330/s to 120/s in 90 s.
+        # empty, so such a plan is chosen for an empty table and, without an ANALYZE (autovacuum
+        # off), never revisited: the duplicate check would walk every message of the sender through
+        # (sender, received_at) (bench/results/2026-11-25-soak.md).
         conn.execute("SET plan_cache_mode = force_custom_plan")
         conn.commit()
         conn.adapters.register_dumper(str, _nul_free_str())
@@ -119,11 +119,10 @@ class PostgresDialect(Dialect):
         """ANALYZE the journal's tables whose rows changed by more than autovacuum's own threshold
         (50 rows + 10 %) since their last statistics; return the tables analyzed.
 
-        Where autovacuum is off (as on this project's test machine) nothing else ever gathers
-        statistics, and the planner keeps guessing as for an empty table: the RabbitMQ soak saw an
-        output's body upsert walk every delivered output of the destination through
-        (destination, status) instead of the primary key. One process does it at a time (advisory
-        lock); where autovacuum runs, it is left to autovacuum.
+        Where autovacuum is off nothing else ever gathers statistics, and the planner keeps guessing
+        as for an empty table: an output's body upsert would walk every delivered output of the
+        destination through (destination, status) instead of the primary key. One process does it
+        at a time (advisory lock); where autovacuum runs, it is left to autovacuum.
         """
         conn = self.connect()
         try:
@@ -147,9 +146,8 @@ class PostgresDialect(Dialect):
 
     def reclaim(self) -> None:
         """Make the space freed by retention reusable. Autovacuum does that; where it is switched off
-        (it is on this project's test machine) the deleted rows would stay as dead tuples that every
-        index scan walks, and the soak saw the intake's insert slow down fourfold. Then the journal
-        vacuums what it pruned."""
+        the deleted rows would stay as dead tuples that every index scan walks, slowing the intake's
+        insert (bench/results/2026-11-25-soak.md). Then the journal vacuums what it pruned."""
         conn = self.connect()
         try:
             conn.autocommit = True  # VACUUM cannot run inside a transaction
@@ -168,9 +166,9 @@ def _nul_free_str() -> type:
 
     class NulFreeStr(StrDumperUnknown):
         """PostgreSQL text cannot hold NUL (0x00); HL7 v2 text should not either, yet a sender's
-        MSH-10 or OBX code can. Refused, the write failed again at every try: intake answered AE
-        for ever, a transform batch was held for ever. Written as U+FFFD instead; the raw bytes
-        (bytea) keep the original."""
+        MSH-10 or OBX code can. Refused, the write would fail again at every try (intake answering
+        AE, a transform batch held, for ever), so NUL is written as U+FFFD; the raw bytes (bytea)
+        keep the original."""
 
         def dump(self, obj: str) -> bytes | bytearray | memoryview:
             return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)

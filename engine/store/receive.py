@@ -1,6 +1,6 @@
 """The intake write: a received message journaled with its first event, after the duplicate check.
 
-The check (issue 23) looks for an earlier message with the same (channel, MSH-4, MSH-10). Messages
+The check looks for an earlier message with the same (channel, MSH-4, MSH-10). Messages
 refused at intake (the sender was told to resend) do not count. `same`: the first message with the
 key and the same content (fingerprint; rows journaled before fingerprints, with '', by their exact
 bytes), a duplicate. `first`: otherwise the first with the key, whose control id the new message
@@ -138,8 +138,9 @@ def steps(r: Receipt) -> Work:
 def one_statement(r: Receipt) -> Work:
     """The intake write as one PostgreSQL statement: the duplicate check, the insert and its event.
 
-    Each statement is a network round trip (~120 µs here); the three of them were half the
-    time of an ACK on PostgreSQL. A duplicate's count and event ride in the same statement.
+    Each statement is a network round trip, and three of them would be a large part of an ACK's
+    time on PostgreSQL (bench/results/2026-11-25-pipeline.md). A duplicate's count and event ride
+    in the same statement.
     """
     if r.since is None:
         params = (r.id, r.channel, r.at, r.at, r.message_type, r.control_id, r.sender, r.status, "intake",

@@ -23,6 +23,11 @@ _MAGIC = b"WSL1"
 
 
 class Sealer:
+    """Seals and unseals message bodies at rest: zlib, then AES-256-GCM with the message id as associated
+    data when `WASLA_JOURNAL_KEY` is set. Reads plain zlib bodies too; a sealed body it cannot open is
+    a `StoreError`, never garbage.
+    """
+
     def __init__(self, key_b64: str | None = None) -> None:
         key_b64 = key_b64 if key_b64 is not None else secret("WASLA_JOURNAL_KEY")
         self._aead = None

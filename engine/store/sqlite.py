@@ -85,7 +85,7 @@ class SQLiteDialect(Dialect):
         adding its fsync of the database file to that sender's ACK latency. A PASSIVE
         checkpoint never blocks the writer. But under steady traffic a commit always lands just
         after it, so the WAL is never wholly copied when the next write begins and SQLite never
-        starts it over: the soak saw it reach 1.2 GB after 17,000 messages. Past `wal_max_bytes` a
+        starts it over: it grows without bound (bench/results/2026-11-25-soak.md). Past `wal_max_bytes` a
         TRUNCATE checkpoint waits for the readers, copies the rest and empties the file; writers
         wait for it (a fraction of a second, once per tens of thousands of messages).
         """

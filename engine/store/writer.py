@@ -59,6 +59,12 @@ def _operational() -> tuple[type[BaseException], ...]:
 
 
 class GroupCommitWriter:
+    """Owns the journal's write connection and its writer thread: work submitted from any thread is
+    committed in batches (at most `max_batch`), each caller's future resolving once its commit is
+    durable. Lazy work waits up to `lazy_ms` for a commit to ride. `transact` runs on the caller's
+    thread under the same lock, so two transactions never overlap.
+    """
+
     def __init__(self, connect: Callable[[], Any], *, max_wait_ms: float = 0.0, max_batch: int = 500,
                  lazy_ms: float = 50.0) -> None:
         self._connect = connect
@@ -166,8 +172,8 @@ class GroupCommitWriter:
 
     def _rollback(self) -> None:
         """Roll back; a dead connection is dropped and replaced at the next batch. Reconnecting here
-        could fail too (PostgreSQL still shutting down) and must not kill the writer thread: the
-        PostgreSQL-restart fault test saw every later write hang after that."""
+        could fail too (PostgreSQL still shutting down) and must not kill the writer thread, or
+        every later write would hang."""
         if self._conn is None:
             return
         try:

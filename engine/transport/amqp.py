@@ -349,8 +349,8 @@ class AMQPTransport(Transport):
 
         Single-active consumer gives a queue to the first consumer that registered on it: the
         process that starts first is active on every shard and the others wait as standbys, so
-        adding processes added nothing (the fault runs: one transform process handled all 3,600
-        messages, the other none). A process busy on more than ceil(shards / processes) shards (the
+        adding processes would add nothing (bench/results/2026-12-06-scaling.md). A process busy on
+        more than ceil(shards / processes) shards (the
         processes counted on `wasla.members.<role>`) leaves the extra ones, each by closing its
         channel, so the next waiting process takes it over in order, and registers again behind it.
         """
@@ -382,10 +382,10 @@ class AMQPTransport(Transport):
         message the consumer held, in delivery order, before the next single-active consumer starts.
 
         A cancelled quorum-queue consumer keeps the messages it holds while the queue activates the
-        next consumer at once (RabbitMQ 3.10, measured: cancel with m1, m2 held, and the next
-        consumer gets m3 … m8, then m1, m2). That broke a patient's order whenever a worker stopped
-        or the idle watchdog restarted a consumer: the full-size PostgreSQL-restart fault run left
-        patient 78 on ADMIT. Closing the channel returns the held messages first (m1 … m8 in order).
+        next consumer at once, so the next consumer gets m3 … m8, then m1, m2
+        (bench/results/2026-12-06-faults.md): a patient's order would break whenever a worker stops
+        or the idle watchdog restarts a consumer. Closing the channel returns the held messages
+        first (m1 … m8 in order).
         """
         with contextlib.suppress(*self._errors, *self._channel_errors, AttributeError):
             consumer.channel.close()
@@ -395,16 +395,14 @@ class AMQPTransport(Transport):
         """Idle for a while although its queues hold ready messages that nobody took since the last
         check: start over.
 
-        Once in bench/scaling.py a transform process sat idle holding 300 unacknowledged messages
-        (three shards, single-active consumer) without its handler ever seeing them, cause not
-        found. Ready messages behind an idle consumer usually mean it is a standby and another
-        process is the active one: then the count moves between two checks and nothing is done.
-        A count that did not go down in `_IDLE_CHECK_S` means nobody consumes; starting over hands
-        the unacknowledged messages back to the queue and to whoever is active next.
+        A consumer can sit idle holding unacknowledged messages its handler never sees, cause
+        unknown (bench/results/2026-11-25-scaling.md, 2026-12-06-faults.md). Ready messages behind
+        an idle consumer usually mean it is a standby and another process is the active one: then
+        the count moves between two checks and nothing is done. A count that did not go down in
+        `_IDLE_CHECK_S` means nobody consumes; starting over hands the unacknowledged messages back
+        to the queue and to whoever is active next.
 
-        The full-size fault run saw it again: an active transform consumer handled nothing for a
-        minute, and in the handover a patient's first message came back behind their next two. The
-        warning says what this consumer received and handed over, and how many consumers each
+        The warning says what this consumer received and handed over, and how many consumers each
         queue has, to tell a delivery that never came from one that never reached the handler.
         """
         declared = self._declared(conn, queues)

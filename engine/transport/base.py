@@ -101,7 +101,7 @@ class Transport(ABC):
     """
 
     capabilities: ClassVar[Capabilities]
-    linger_ms: ClassVar[float]  # a batch's default linger (`batch_linger_ms` unset), measured per broker
+    linger_ms: ClassVar[float]  # a batch's default linger (`batch_linger_ms` unset), each broker its own
 
     def __init__(self, settings: BrokerSettings, routes: Iterable[Route] = ()) -> None:
         self.settings = settings

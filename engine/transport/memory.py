@@ -1,8 +1,8 @@
 """The `memory://` transport: named queues in this process, with RabbitMQ's routing rules.
 
-`memory://` used to be kombu's virtual in-memory transport. It costs ~100 µs per publish on
-the intake path (a message dict, a base64 body, a delivery tag) and its consumers poll every
-few milliseconds. What the embedded engine needs is much less: a deque per queue, direct and
+Not kombu's virtual in-memory transport: that costs a message dict, a base64 body and a delivery
+tag per publish on the intake path, and its consumers poll every few milliseconds
+(bench/results/2026-11-24-mllp.md). What the embedded engine needs is much less: a deque per queue, direct and
 topic routing by the same names as on RabbitMQ (ARCHITECTURE §3), dead-lettering on reject,
 and a consumer that sleeps until there is work. Durability is not its job: on `memory://` the
 journal alone brings messages back after a crash (`Intake.recover`).
