@@ -2,7 +2,7 @@
 
     python bench/er7_adversarial.py [--ceiling 30] [--repeat 5]
 
-For each shape of tests/engine/test_er7_adversarial.py it prints the old pattern's cost (the
+For each shape of tests/engine/hl7v2/test_er7_adversarial.py it prints the old pattern's cost (the
 regex `decode` used before issue 23, run in a child process killed at `--ceiling` seconds: it
 does not release the GIL and cannot be interrupted), then the new `declared_charset`, `decode`
 and `parse` (what intake runs on the event loop for every message), and a batch split where the
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from engine.errors import ParseError  # noqa: E402
 from engine.hl7v2.batch import is_batch, split_batch  # noqa: E402
 from engine.hl7v2.er7 import declared_charset, decode, parse  # noqa: E402
-from tests.engine.test_er7_adversarial import SHAPES  # noqa: E402
+from tests.engine.hl7v2.test_er7_adversarial import SHAPES  # noqa: E402
 from tests.support import CORPUS  # noqa: E402
 
 #: engine/hl7v2/er7.py before issue 23: MSH-18 by a pattern whose lazy `[^\r\n]*?` can also match the

@@ -13,7 +13,7 @@ from pathlib import Path
 from engine.store import Journal, MessageRow
 from engine.store.journal import REUSED
 from engine.types import Status
-from tests.engine.test_duplicates import ELEVEN, corpus, with_msh7
+from tests.engine.pipeline.test_duplicates import ELEVEN, corpus, with_msh7
 from tests.support import WASLA, engine, make_project, mllp_send, msa, port_of
 
 

@@ -1,16 +1,8 @@
-"""Shared fixtures for mapping tests: one compiled Converter with the shipped mappings."""
+"""Shared fixtures for the shipped mappings' tests: the engine's mapping fixtures (one compiled Converter,
+the pinned clock), so both folders share one definition."""
 
 from __future__ import annotations
 
-import pytest
+from tests.engine.mapping.conftest import NOW, converter
 
-from engine.mapping import Converter
-from engine.mapping.fixtures import FIXTURE_NOW, fixture_converter
-from tests.support import ROOT
-
-NOW = FIXTURE_NOW
-
-
-@pytest.fixture(scope="session")
-def converter() -> Converter:
-    return fixture_converter(ROOT / "mappings", ROOT / "config" / "schema", ROOT / "nomenclatures" / "hl7v2-fhir")
+__all__ = ["NOW", "converter"]

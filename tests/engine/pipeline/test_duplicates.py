@@ -6,23 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from engine.config import ChannelConfig, load_config
+from engine.config import load_config
 from engine.fingerprint import content_fingerprint
 from engine.ids import message_id
 from engine.pipeline.intake import Intake, Receipt
 from engine.runtime import make_converter, routes_of
-from engine.store import Journal, MessageRow
+from engine.store import Journal
 from engine.store.journal import REUSED, KeyMatch
 from engine.transport import open_transport
 from engine.types import Inbound
+from tests.engine.pipeline.conftest import Door
 from tests.support import CORPUS, make_project
 
 # The eleven messages of the public corpus that share MSH-4 GHHSFacility and MSH-10 MSG00001 (issue 23).
@@ -60,31 +57,6 @@ class TestFingerprint:
         """JSON or garbage is fingerprinted by its bytes (terminators normalised)."""
         assert content_fingerprint(b'{"a":\r\n1}') == content_fingerprint(b'{"a":\n1}')
         assert content_fingerprint(b"MSH") != content_fingerprint(b"MSX")
-
-
-@dataclass
-class Door:
-    intake: Intake
-    journal: Journal
-    channel: ChannelConfig
-
-    def send(self, raw: bytes) -> Receipt:
-        return self.intake.receive(self.channel, raw, peer="127.0.0.1:1")
-
-    def rows(self, control_id: str = "MSG00001") -> list[MessageRow]:
-        return sorted(self.journal.messages.search(control_id=control_id, limit=100), key=lambda r: r.id)
-
-
-@pytest.fixture
-def door(tmp_path: Path, store_url: str) -> Iterator[Door]:
-    config = load_config(make_project(tmp_path) / "config", env={"WASLA_STORE_URL": store_url})
-    journal = Journal(config.store.url)
-    broker = open_transport(config.broker, routes_of(config))
-    broker.declare()
-    try:
-        yield Door(Intake(journal, broker, make_converter(config)), journal, config.channel("adt-mllp"))
-    finally:
-        journal.close()
 
 
 class TestReusedControlIds:

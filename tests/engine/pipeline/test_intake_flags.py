@@ -3,21 +3,11 @@ The message is kept and read as before; its intake event says so. Real intake, S
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-import pytest
-
-from engine.config import ChannelConfig, load_config
 from engine.hl7v2 import decode, parse
-from engine.pipeline.intake import Intake, Receipt
-from engine.runtime import make_converter, routes_of
-from engine.store import Journal
-from engine.transport import open_transport
-from tests.support import adt, make_project
+from tests.engine.pipeline.conftest import Door
+from tests.support import adt
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -26,34 +16,6 @@ def utf8_declared(control_id: str, family: bytes) -> bytes:
     return (b"MSH|^~\\&|LAB|FAC|WASLA|HUB|20261201101500||ADT^A01^ADT_A01|" + control_id.encode()
             + b"|P|2.5|||||MA|UNICODE UTF-8\rEVN|A01|20261201101500\rPID|1||4711^^^FAC^MR||" + family
             + b"^ALI||19800101|M\rPV1|1|I\r")
-
-
-@dataclass
-class Door:
-    intake: Intake
-    journal: Journal
-    channel: ChannelConfig
-    converter: Any
-
-    def send(self, raw: bytes) -> Receipt:
-        return self.intake.receive(self.channel, raw, peer="127.0.0.1:1")
-
-    def received(self, receipt: Receipt) -> dict[str, Any]:
-        (event,) = [e for e in self.journal.messages.events(receipt.message_id) if e["stage"] == "intake"]
-        return dict(event["detail"])
-
-
-@pytest.fixture
-def door(tmp_path: Path, store_url: str) -> Iterator[Door]:
-    config = load_config(make_project(tmp_path) / "config", env={"WASLA_STORE_URL": store_url})
-    journal = Journal(config.store.url)
-    broker = open_transport(config.broker, routes_of(config))
-    broker.declare()
-    converter = make_converter(config)
-    try:
-        yield Door(Intake(journal, broker, converter), journal, config.channel("adt-mllp"), converter)
-    finally:
-        journal.close()
 
 
 def test_declared_utf8_that_does_not_decode_is_flagged(door: Door) -> None:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.ids import message_id
 from engine.store import Journal, journal
-from engine.types import Inbound, Status
-
-
-def _inbound(channel: str = "c", raw: bytes = b"MSH|^~\\&|x") -> Inbound:
-    return Inbound(message_id(), channel, datetime.now(UTC), raw, "ADT^A01", "CTRL", "FAC", "pk")
+from engine.types import Status
+from tests.engine.store.support import inbound
 
 
 class TestDatabase:
@@ -21,7 +16,7 @@ class TestDatabase:
     def test_migrations_are_idempotent(self, store_url: str) -> None:
         """Opening the journal twice migrates once and keeps the data."""
         j = Journal(store_url)
-        msg = _inbound()
+        msg = inbound()
         j.messages.receive(msg)
         j.close()
         j2 = Journal(store_url)
@@ -42,7 +37,7 @@ class TestDatabase:
 
             def work() -> None:
                 for _ in range(10):
-                    m = _inbound()
+                    m = inbound()
                     j.messages.receive(m)
                     assert j.messages.get(m.id) is not None  # visible once receive returned
                     with lock:
@@ -65,11 +60,11 @@ class TestDatabase:
 
         j = Journal(store_url)
         try:
-            msg = _inbound()
+            msg = inbound()
             j.messages.receive(msg)
             with pytest.raises(StoreError):
                 j.messages.receive(msg)  # same id again
-            other = _inbound()
+            other = inbound()
             j.messages.receive(other)
             assert j.messages.get(other.id) is not None
         finally:
@@ -88,7 +83,7 @@ class TestLoopCommit:
 
         j = Journal(store_url)
         try:
-            first = _inbound()
+            first = inbound()
             j.messages.receive(first)
             commits: list[int] = []
             real = j.db._writer._transact
@@ -100,7 +95,7 @@ class TestLoopCommit:
             j.db._writer._transact = counting  # type: ignore[method-assign]
 
             async def main() -> list[object]:
-                msgs = [_inbound() for _ in range(5)]
+                msgs = [inbound() for _ in range(5)]
                 j.messages.note(first.id, "ack", "AA", {"latency_ms": 1.0})  # lazy: no commit of its own
                 futs = [j.db.commit_async(j.messages.receive_work(m)) for m in msgs]
                 futs.append(j.db.commit_async(j.messages.receive_work(first)))  # same id again: refused alone
@@ -113,7 +108,7 @@ class TestLoopCommit:
             assert commits[0] == 7  # 5 messages + the duplicate id + the ACK event, one transaction
             assert [e["status"] for e in j.messages.events(first.id)] == ["received", "AA"]
             with pytest.raises(RuntimeError):
-                j.db.commit_async(j.messages.receive_work(_inbound()))  # outside a loop: use commit()
+                j.db.commit_async(j.messages.receive_work(inbound()))  # outside a loop: use commit()
         finally:
             j.close()
 
@@ -127,7 +122,7 @@ class TestReconnect:
 
         j = Journal(postgres_url)
         try:
-            first = _inbound()
+            first = inbound()
             j.messages.receive(first)
             assert j.messages.get(first.id) is not None
             with psycopg.connect(postgres_url, autocommit=True) as admin:
@@ -140,8 +135,8 @@ class TestReconnect:
             from engine.errors import StoreError
 
             with pytest.raises(StoreError, match="AdminShutdown"):  # the write in hand fails (intake: AE, resent)
-                j.messages.receive(_inbound())
-            second = _inbound()
+                j.messages.receive(inbound())
+            second = inbound()
             j.messages.receive(second)  # and the writer has a new connection for the next
             assert j.messages.get(second.id) is not None
         finally:

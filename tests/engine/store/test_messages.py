@@ -7,10 +7,7 @@ from datetime import UTC, datetime
 from engine.ids import message_id
 from engine.store import Journal
 from engine.types import Inbound, Status
-
-
-def _inbound(channel: str = "c", raw: bytes = b"MSH|^~\\&|x") -> Inbound:
-    return Inbound(message_id(), channel, datetime.now(UTC), raw, "ADT^A01", "CTRL", "FAC", "pk")
+from tests.engine.store.support import inbound
 
 
 class TestMessages:
@@ -20,7 +17,7 @@ class TestMessages:
         """received → transformed (one pending output per destination) → delivered when all outputs are."""
         j = Journal(store_url)
         try:
-            msg = _inbound()
+            msg = inbound()
             j.messages.receive(msg)
             j.outputs.transformed(msg.id, {"a": b"{}", "b": b"{}"})
             assert [r.id for r in j.messages.unfinished()] == [msg.id]
@@ -38,7 +35,7 @@ class TestMessages:
         """A failed message keeps its stage and reason and is searchable by status."""
         j = Journal(store_url)
         try:
-            msg = _inbound()
+            msg = inbound()
             j.messages.receive(msg)
             j.messages.failed(msg.id, "transform", "rule PID-7 at PID-7: expected a valid calendar date")
             (row,) = j.messages.search(status="failed")
@@ -80,7 +77,7 @@ class TestHeadReads:
                 monkeypatch.setenv("WASLA_JOURNAL_KEY", key)  # type: ignore[attr-defined]
             j = Journal(store_url)
             raw = b"MSH|^~\\&|HIS|CHU\r" + b"".join(b"ZBN|%07d\r" % n for n in range(200_000))
-            msg = _inbound(raw=raw)
+            msg = inbound(raw=raw)
             j.messages.receive(msg)
             bundle = b'{"resourceType":"Bundle","entry":[' + b",".join(b'{"n":%d}' % n for n in range(100_000)) + b"]}"
             j.outputs.transformed(msg.id, {"fhir": bundle})

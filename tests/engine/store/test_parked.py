@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from engine.ids import message_id
 from engine.store import Journal
-from engine.types import Inbound, Status
-
-
-def _inbound(channel: str = "c", raw: bytes = b"MSH|^~\\&|x") -> Inbound:
-    return Inbound(message_id(), channel, datetime.now(UTC), raw, "ADT^A01", "CTRL", "FAC", "pk")
+from engine.types import Status
+from tests.engine.store.support import inbound
 
 
 class TestParking:
@@ -19,7 +13,7 @@ class TestParking:
     def test_park_group_and_release(self, store_url: str) -> None:
         j = Journal(store_url)
         try:
-            a, b, c = _inbound(raw=b"A"), _inbound(raw=b"B"), _inbound(raw=b"C")
+            a, b, c = inbound(raw=b"A"), inbound(raw=b"B"), inbound(raw=b"C")
             for m in (a, b, c):
                 j.messages.receive(m)
             j.parked.park(a.id, "LAB", [("local-lab", "VITD")],

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from engine.ids import message_id
 from engine.store import Journal
-from engine.types import Inbound
-
-
-def _inbound(channel: str = "c", raw: bytes = b"MSH|^~\\&|x") -> Inbound:
-    return Inbound(message_id(), channel, datetime.now(UTC), raw, "ADT^A01", "CTRL", "FAC", "pk")
+from tests.engine.store.support import inbound
 
 
 class TestEncryptionAtRest:
@@ -27,12 +20,12 @@ class TestEncryptionAtRest:
 
         mp = monkeypatch  # pytest.MonkeyPatch
         plain = Journal(store_url)
-        before = _inbound(raw=b"MSH|^~\\&|before the key")
+        before = inbound(raw=b"MSH|^~\\&|before the key")
         plain.messages.receive(before)
         plain.close()
         mp.setenv("WASLA_JOURNAL_KEY", base64.b64encode(os.urandom(32)).decode())  # type: ignore[attr-defined]
         sealed = Journal(store_url)
-        msg = _inbound(raw=b"MSH|^~\\&|HIS|CHU|PID|1||IPP999^^^CHU^PI||SECRETFAMILY")
+        msg = inbound(raw=b"MSH|^~\\&|HIS|CHU|PID|1||IPP999^^^CHU^PI||SECRETFAMILY")
         sealed.messages.receive(msg)
         sealed.outputs.transformed(msg.id, {"fhir": b'{"resourceType":"Bundle","family":"SECRETFAMILY"}'})
         assert sealed.messages.get(msg.id).raw == msg.raw  # type: ignore[union-attr]

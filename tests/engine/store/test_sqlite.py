@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from engine.ids import message_id
 from engine.store import Journal
-from engine.types import Inbound
-
-
-def _inbound(channel: str = "c", raw: bytes = b"MSH|^~\\&|x") -> Inbound:
-    return Inbound(message_id(), channel, datetime.now(UTC), raw, "ADT^A01", "CTRL", "FAC", "pk")
+from tests.engine.store.support import inbound
 
 
 class TestWalBounded:
@@ -39,7 +32,7 @@ class TestWalBounded:
         try:
             body = os.urandom(4000)
             for n in range(3000):  # 12 MB of bodies (about 40 MB of WAL pages), written while the reader reads
-                j.messages.receive(_inbound(raw=body + n.to_bytes(4, "big")))
+                j.messages.receive(inbound(raw=body + n.to_bytes(4, "big")))
                 if n % 20 == 0 and os.path.exists(wal):
                     sizes.append(os.path.getsize(wal))
             time.sleep(0.5)  # the next checkpoint rounds, with the traffic over

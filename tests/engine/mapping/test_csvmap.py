@@ -14,7 +14,7 @@ from engine.errors import ConfigErrors
 from engine.hl7v2 import parse
 from engine.mapping import Converter
 from engine.mapping.csvmap import CsvMap, find_csvmap
-from tests.mappings.conftest import NOW
+from tests.engine.mapping.conftest import NOW
 from tests.support import ROOT
 
 FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y")

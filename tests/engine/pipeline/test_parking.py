@@ -12,7 +12,7 @@ from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
 from engine.pipeline.parking import NomenclatureWatcher
 from engine.store import Journal
-from tests.mappings.conftest import NOW
+from tests.engine.mapping.conftest import NOW
 from tests.support import ROOT
 
 ADT = (ROOT / "mappings/adt/fixtures/ma-chu-admission.hl7").read_bytes()

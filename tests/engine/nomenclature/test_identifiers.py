@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.nomenclature import Registry
-from tests.nomenclature.conftest import ice_with_key, nir_with_key
+from tests.engine.nomenclature.conftest import ice_with_key, nir_with_key
 
 
 @pytest.mark.parametrize(("system", "value", "level"), [

@@ -19,7 +19,7 @@ from engine.errors import ParseError
 from engine.hl7v2.batch import is_batch, split_batch
 from engine.hl7v2.er7 import declared_charset, decode, parse
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MB = 1 << 20
 _HEAD = b"MSH|^~\\&"
 #: What read MSH-18 before issue 23 (exponential on an MSH without an 18th field): the reference here.
@@ -75,7 +75,7 @@ def test_hostile_shape_decodes_parses_and_walks(name: str) -> None:
 def test_megabyte_header_without_msh18_completes() -> None:
     """The old pattern's worst shape at 1 MB (minutes before) decodes in a child process that has a
     ceiling 100 times what it needs: a hang fails the test instead of hanging the suite."""
-    script = ("from tests.engine.test_er7_adversarial import SHAPES, _walk\n"
+    script = ("from tests.engine.hl7v2.test_er7_adversarial import SHAPES, _walk\n"
               "_walk(SHAPES['fields-15+1M'])\nprint('done')\n")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr[-2000:]

@@ -1,18 +1,15 @@
-"""The shipped nomenclatures, loaded once; helpers that make synthetic identifiers with valid keys."""
+"""The shipped nomenclatures loaded once (a registry, a converter); helpers that make synthetic identifiers
+with valid keys."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.mapping import Converter
-from engine.mapping.fixtures import fixture_converter
 from engine.nomenclature import Registry, load_registry
+from tests.engine.mapping.conftest import converter
 from tests.support import ROOT
 
-
-@pytest.fixture(scope="session")
-def converter() -> Converter:
-    return fixture_converter(ROOT / "mappings", ROOT / "config" / "schema", ROOT / "nomenclatures" / "hl7v2-fhir")
+__all__ = ["converter", "ice_with_key", "nir_with_key", "registry"]
 
 
 @pytest.fixture(scope="session")

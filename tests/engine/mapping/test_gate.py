@@ -9,7 +9,7 @@ from engine.errors import MappingError
 from engine.hl7v2 import parse
 from engine.mapping import Converter
 from engine.mapping.gate import check_bundle
-from tests.mappings.conftest import NOW
+from tests.engine.mapping.conftest import NOW
 
 
 def _bundle(*resources: dict) -> dict:  # type: ignore[type-arg]

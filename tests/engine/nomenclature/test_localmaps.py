@@ -12,7 +12,7 @@ from engine.errors import ConfigError
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
 from engine.nomenclature import load_registry
-from tests.mappings.conftest import NOW
+from tests.engine.mapping.conftest import NOW
 from tests.support import ROOT
 
 LOCAL = (ROOT / "mappings/oru_r01/fixtures/ma-labo-codes-locaux.hl7").read_bytes()

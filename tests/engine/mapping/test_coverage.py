@@ -10,7 +10,7 @@ import pytest
 from engine.errors import ConfigErrors
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
-from tests.mappings.conftest import NOW
+from tests.engine.mapping.conftest import NOW
 from tests.support import ROOT
 
 ORU = ROOT / "mappings/oru_r01/fixtures/ma-labo-3-groupes.hl7"

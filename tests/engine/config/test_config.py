@@ -42,7 +42,7 @@ enabled: "yes"
 class TestLoadConfig:
     def test_shipped_config_is_valid(self) -> None:
         """The sample configuration loads: one MLLP channel on 127.0.0.1:2575 to NDJSON."""
-        config = load_config(Path(__file__).resolve().parents[2] / "config", env={})
+        config = load_config(Path(__file__).resolve().parents[3] / "config", env={})
         (ch,) = config.channels
         assert (ch.id, ch.input_kind, ch.input["port"], ch.outputs) == ("adt-mllp", "mllp", 2575, ("archive-ndjson",))
         assert config.broker.url == "memory://" and config.store.url.endswith("/var/wasla.db")
