@@ -126,6 +126,7 @@ class CSVDropInput:
     description = "CSV files dropped in a folder, read through a CSV map (mappings/<name>/csvmap.yaml)."
     options_spec = CSV_DROP_OPTIONS
     names_sender = True  # its `sender` option scopes the channel's identifiers (ChannelConfig.policy)
+    drop_folder = "folder"  # `wasla ingest` drops a file into this option's folder (engine.connectors.inputs)
 
     def __init__(self, channel: ChannelConfig, intake: InputPorts, executor: Executor) -> None:
         self.channel = channel

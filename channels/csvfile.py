@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from engine.connectors.fields import Field, build_options
+from engine.connectors.inputs import APPLICATION, DATE_FORMATS, ENCODING, SENDER
 
 __all__ = ["CSV_LAYOUT_OPTIONS", "CSV_LIMIT_OPTIONS", "CSV_READ_OPTIONS", "Layout", "Limits", "Row", "RowError",
            "Start", "detect_encoding", "rows", "scan"]
@@ -31,13 +32,12 @@ _CHUNK = 1 << 20
 
 
 CSV_LAYOUT_OPTIONS = (  # how a producer writes its files: csv_drop, and rest with csv_map
-    Field("application", "string", default="CSV"),
+    APPLICATION,
     Field("delimiter", "string", default="auto", description="auto, or the character."),
     Field("quote", "string", default='"', max_length=1),
     Field("header", "boolean", default=True),
     Field("columns", "array", items={"type": "string"}, description="Column names by position, when header is false."),
-    Field("date_formats", "array", items={"type": "string"}, default=("%d/%m/%Y %H:%M", "%d/%m/%Y"),
-          description="strptime formats, tried in order."),
+    DATE_FORMATS,
 )
 
 CSV_LIMIT_OPTIONS = (  # what one file may hold (csv_drop)
@@ -55,8 +55,8 @@ CSV_LIMIT_OPTIONS = (  # what one file may hold (csv_drop)
 
 CSV_READ_OPTIONS = (  # everything reading a CSV file takes from a channel's input, whatever its connector
     *CSV_LAYOUT_OPTIONS, *CSV_LIMIT_OPTIONS,
-    Field("sender", "string", default=""),
-    Field("encoding", "string", default="auto"),
+    SENDER,
+    ENCODING,
 )
 
 

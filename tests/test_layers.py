@@ -1,11 +1,16 @@
 """Data flows one way: engine/ never imports channels/ (connectors are found by entry point);
 channels/ reach the engine only through its connector surface (ports, capabilities, toolkit), its
-errors and its types; and no engine module imports another that imports it back."""
+errors and its types; every engine import points to the same or a lower layer of `LAYERS`; and no
+engine module imports another that imports it back.
+
+The layer check counts every import statement: module level, inside functions, and under
+`if TYPE_CHECKING:` too (none is exempt). Importing a submodule also runs its package's `__init__`;
+that implicit import is not counted, so a package `__init__` only re-exports its own submodules."""
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from engine.connectors.registry import connector
@@ -121,18 +126,24 @@ def import_graph(sources: dict[str, str], package: str = "engine") -> dict[str, 
     modules = {_module_name(p): p for p in sources}
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
-        base = name if path.endswith("__init__.py") else name.rpartition(".")[0]
         for node in _top_level_imports(ast.parse(sources[path])):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            else:
-                origin = node.module or ""
-                if node.level:  # relative: from the module's package, one level up per extra dot
-                    anchor = base.split(".")[: len(base.split(".")) - node.level + 1]
-                    origin = ".".join([*anchor, *([origin] if origin else [])])
-                targets = [f"{origin}.{a.name}" if f"{origin}.{a.name}" in modules else origin for a in node.names]
+            targets = _targets(node, name, path.endswith("__init__.py"), modules)
             graph[name] |= {t for t in targets if t in modules and t != name and t.split(".")[0] == package}
     return graph
+
+
+def _targets(node: ast.Import | ast.ImportFrom, name: str, is_package: bool, modules: Iterable[str]) -> list[str]:
+    """The modules one import statement of module `name` names: `from pkg import x` is `pkg.x` when that
+    is one of `modules`, else `pkg`; a relative import is resolved from the module's package."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    origin = node.module or ""
+    if node.level:  # relative: from the module's package, one level up per extra dot
+        base = name if is_package else name.rpartition(".")[0]
+        anchor = base.split(".")[: len(base.split(".")) - node.level + 1]
+        origin = ".".join([*anchor, *([origin] if origin else [])])
+    known = set(modules)
+    return [f"{origin}.{a.name}" if f"{origin}.{a.name}" in known else origin for a in node.names]
 
 
 def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -199,3 +210,97 @@ class TestImportCycles:
                                   "def helper() -> None:\n    from engine.a import x\n"}
         assert import_graph(sources)["engine.b"] == set()
         assert import_cycles(import_graph(sources)) == []
+
+
+#: The engine's layers, bottom to top. A module belongs to the layer of the longest entry that is its
+#: name or a package above it; it may import only modules of its own layer or of a lower one.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # foundations: errors, value types and process-wide helpers that import nothing above them
+    ("engine", "engine.errors", "engine.types", "engine.secret", "engine.ids", "engine.logs", "engine.metrics",
+     "engine.fingerprint"),
+    # connector declarations: option fields, the registry, the schemas and docs derived from them,
+    # output capabilities and the options the engine reads from every input
+    ("engine.connectors.fields", "engine.connectors.registry", "engine.connectors.schema",
+     "engine.connectors.capabilities", "engine.connectors.docs", "engine.connectors.inputs"),
+    # reading YAML files and validating them against a JSON Schema
+    ("engine.config.yamlfile", "engine.config.validate"),
+    ("engine.hl7v2", "engine.nomenclature"),
+    ("engine.mapping",),
+    # the loaded, frozen configuration
+    ("engine.config",),
+    ("engine.formats", "engine.store", "engine.transport"),
+    # the connector surface: the ports the engine gives a connector, its toolkit and test twins
+    ("engine.connectors",),
+    ("engine.pipeline",),
+    # the HTTP surfaces: /metrics and /health (ops) and the console they serve
+    ("engine.console", "engine.ops"),
+    # the composition root: builds the pipeline, the connectors and the ops server of one process
+    ("engine.runtime",),
+    ("engine.cli",),
+)
+
+
+def layer_of(module: str, layers: tuple[tuple[str, ...], ...] = LAYERS) -> int | None:
+    """The index in `layers` of the longest entry that is `module` or a package above it; None: no layer."""
+    best: tuple[int, int] | None = None  # (entry length, layer)
+    for index, entries in enumerate(layers):
+        for entry in entries:
+            if (module == entry or module.startswith(entry + ".")) and (best is None or len(entry) > best[0]):
+                best = (len(entry), index)
+    return None if best is None else best[1]
+
+
+def upward_imports(sources: dict[str, str], layers: tuple[tuple[str, ...], ...] = LAYERS) -> list[str]:
+    """Every import (anywhere in a module, functions and TYPE_CHECKING blocks included) of an engine module
+    in a higher layer than the importing one, as 'path:line: module (layer) -> target (layer)', sorted."""
+    modules = {_module_name(p): p for p in sources}
+    found: list[str] = []
+    for name, path in sorted(modules.items()):
+        here = layer_of(name, layers)
+        for node in ast.walk(ast.parse(sources[path])):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            for target in _targets(node, name, path.endswith("__init__.py"), modules):
+                there = layer_of(target, layers) if target.split(".")[0] == "engine" else None
+                if here is not None and there is not None and there > here:
+                    found.append(f"{path}:{node.lineno}: {name} ({here}) -> {target} ({there})")
+    return sorted(found)
+
+
+def _engine_sources() -> dict[str, str]:
+    return {p.relative_to(ROOT).as_posix(): p.read_text() for p in (ROOT / "engine").rglob("*.py")}
+
+
+class TestLayers:
+    """Imports between engine layers only point down, as `LAYERS` declares them."""
+
+    def test_every_engine_module_has_a_layer(self) -> None:
+        """Each module under engine/ falls in one declared layer."""
+        assert [m for m in map(_module_name, _engine_sources()) if layer_of(m) is None] == []
+
+    def test_engine_imports_point_down(self) -> None:
+        """No engine module imports a module of a higher layer, at module level or inside a function."""
+        assert upward_imports(_engine_sources()) == []
+
+    def test_a_planted_upward_import_is_found(self) -> None:
+        """Imports from the store up to the pipeline, runtime or CLI are reported wherever they are written."""
+        sources = {"engine/__init__.py": "", "engine/errors.py": "",
+                   "engine/store/__init__.py": "from engine.store.journal import Journal\n",
+                   "engine/store/journal.py": ("import os\nfrom engine import errors\nfrom engine import runtime\n"
+                                               "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                               "    from engine.cli import main\n"
+                                               "def f() -> None:\n    from ..pipeline.intake import Intake\n"),
+                   "engine/pipeline/__init__.py": "", "engine/pipeline/intake.py": "from engine.store import Journal\n",
+                   "engine/runtime.py": "import engine.pipeline.intake\n", "engine/cli/__init__.py": ""}
+        assert upward_imports(sources) == [
+            "engine/store/journal.py:3: engine.store.journal (6) -> engine.runtime (10)",
+            "engine/store/journal.py:6: engine.store.journal (6) -> engine.cli (11)",
+            "engine/store/journal.py:8: engine.store.journal (6) -> engine.pipeline.intake (8)",
+        ]
+
+    def test_the_longest_entry_decides_a_module_layer(self) -> None:
+        """A connector declaration sits below the config that the rest of the connector surface sits above."""
+        assert layer_of("engine.connectors.fields") < layer_of("engine.config") < layer_of("engine.connectors.ports")
+        assert layer_of("engine.config.yamlfile") < layer_of("engine.nomenclature.codesets") < layer_of("engine.config")
+        assert layer_of("engine") == 0
+        assert layer_of("enginex.y") is None

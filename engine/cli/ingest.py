@@ -9,6 +9,8 @@ import click
 
 from engine.cli.common import EXIT_INPUT, _friendly, config_option
 from engine.config import load_config
+from engine.connectors.inputs import drop_folder_option
+from engine.connectors.registry import connector
 from engine.errors import WaslaError
 from engine.store import open_journal
 
@@ -22,7 +24,10 @@ __all__ = ["ingest"]
 @config_option
 @_friendly
 def ingest(file: Path, channel_id: str, timeout: float, config_dir: Path | None) -> None:
-    """Hand FILE to a running engine's CSV channel and follow it to the end with a progress bar."""
+    """Hand FILE to a running engine's CSV channel and follow it to the end with a progress bar.
+
+    The channel's connector must take dropped files (its `drop_folder` names the folder option).
+    """
     import hashlib
     import shutil
     import time
@@ -33,9 +38,10 @@ def ingest(file: Path, channel_id: str, timeout: float, config_dir: Path | None)
         channel = config.channel(channel_id)
     except KeyError as exc:
         raise WaslaError(f"no channel '{channel_id}'") from exc
-    if channel.input_kind != "csv_drop":
+    option = drop_folder_option(connector("inputs", channel.input_kind))
+    if option is None:
         raise WaslaError(f"channel '{channel_id}' is not a csv_drop channel")
-    folder = Path(str(channel.input["folder"]))
+    folder = Path(str(channel.input[option]))
     digest, total = hashlib.sha256(), -1  # the header line is not a row
     with file.open("rb") as fh:
         while chunk := fh.read(1 << 20):

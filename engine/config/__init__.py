@@ -15,7 +15,8 @@ from typing import Any
 
 from engine.config.validate import composed_schema, validate
 from engine.config.yamlfile import YamlDoc, load_yaml
-from engine.connectors.fields import build_options, claims_of
+from engine.connectors.fields import Options, build_options, claims_of
+from engine.connectors.inputs import pipeline_options
 from engine.connectors.registry import connectors
 from engine.errors import ConfigError, ConfigErrors
 
@@ -70,8 +71,11 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """One channel, from `config/channels/<id>.yaml` (the file name is its id): its input connector and
-    options, mapping, destinations, retention and data-quality choices. Frozen once loaded.
+    """One channel (`config/channels/<id>.yaml`): its input, mapping, destinations and data-quality policy.
+
+    Owns the input's options twice over: `input`, the connector's own (what its `options_spec` declares),
+    and `options`, the pipeline options the engine reads from every input (`engine.connectors.inputs`),
+    built once here with their declared defaults, so no engine module repeats a default. Frozen.
     """
 
     id: str
@@ -88,6 +92,10 @@ class ChannelConfig:
     sender: str = ""                    # authority of identifiers without CX-4 (else MSH-4, MSH-3)
     default_identifier_type: str = ""   # CX-5 when absent
     input_sender: str = ""              # the input's `sender` when its connector says it names the sender
+    options: Options = field(init=False, repr=False, compare=False)   # the pipeline options, defaults applied
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", pipeline_options(self.input))
 
     def policy(self) -> dict[str, str]:
         """The channel's data-quality choices, as the converter reads them."""
@@ -287,7 +295,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
             invalid_identifiers=d["pipeline"].get("invalid_identifiers", "flag"),
             sender=d["pipeline"].get("sender", ""),
             default_identifier_type=d["pipeline"].get("default_identifier_type", ""),
-            input_sender=str(inp.get("sender", "")) if getattr(inputs[kind], "names_sender", False) else "",
+            input_sender=str(pipeline_options(inp).sender) if getattr(inputs[kind], "names_sender", False) else "",
             retention=replace(default_retention, **d["retention"]) if d.get("retention") else None,
         )
         for i, dest in enumerate(ch.outputs):

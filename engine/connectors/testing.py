@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.connectors.inputs import encoding_override
 from engine.connectors.ports import (
     Answer,
     Claimed,
@@ -250,7 +251,7 @@ class MemoryInputPorts:
                             wait_if: Callable[[Message], bool] | None = None) -> Receipt:
         mid = message_id()
         try:
-            msg = parse(decode(raw, channel.input.get("encoding")))
+            msg = parse(decode(raw, encoding_override(channel.options)))
         except (ParseError, UnicodeDecodeError, LookupError) as exc:
             err = exc if isinstance(exc, ParseError) else ParseError("cannot decode the message", code="102")
             self.admitted.append(Admitted(mid, channel.id, raw, status=Status.FAILED, reason=err.message,

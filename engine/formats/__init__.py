@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from engine.config import ChannelConfig
+from engine.connectors.inputs import encoding_override
 from engine.hl7v2.er7 import Message, decode
 from engine.mapping import Converter
 
@@ -40,11 +41,8 @@ def format_name(message_type: str) -> str:
 
 
 def channel_encoding(channel: ChannelConfig | None) -> str | None:
-    """The channel's `encoding` override (None: the message's own declaration decides)."""
-    if channel is None:
-        return None
-    value = channel.input.get("encoding")
-    return str(value) if value else None
+    """The channel's `encoding` override (None: `auto`, the message's own declaration decides)."""
+    return None if channel is None else encoding_override(channel.options)
 
 
 class NotConverted(Exception):  # noqa: N818 - a verdict on a message, raised to the transform

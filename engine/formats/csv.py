@@ -22,9 +22,6 @@ from engine.mapping.csvmap import CsvMap, find_csvmap
 
 __all__ = ["CsvFormat"]
 
-_DATE_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y")
-
-
 class CsvFormat:
     """Groups of CSV rows: each CSV map compiled once, on first use; no patient key at intake (none is
     computed for CSV groups), no lineage on the console."""
@@ -83,8 +80,7 @@ class CsvFormat:
         lines = csv.reader(io.StringIO(body.decode("utf-8")))
         header = next(lines)
         group = [dict(zip(header, cells, strict=True)) for cells in lines]
-        formats = tuple(channel.input.get("date_formats", _DATE_FORMATS))
-        return csvmap.to_v2(group, sender=str(channel.input.get("sender", "")),
-                            application=str(channel.input.get("application", "CSV")),
+        options = channel.options
+        return csvmap.to_v2(group, sender=str(options.sender), application=str(options.application),
                             control_id=control_id or "/".join(csvmap.group_key(group[0])),
-                            date_formats=formats)
+                            date_formats=tuple(options.date_formats))

@@ -133,7 +133,7 @@ class Intake(IntakePorts):
         key, as MSH-10 is for HL7 v2; none when it has no identifier) and its sender the client.
         """
         mid, now = message_id(), self.clock()
-        window = int(channel.input.get("duplicate_window_s", 86400))
+        window = int(channel.options.duplicate_window_s)
         inbound = Inbound(mid, channel.id, now, raw, f"FHIR^{resource_type}", control_id, client)
         work = self.journal.messages.receive_work(
             inbound, {"peer": peer, "client": client} if peer or client else None,
@@ -193,7 +193,7 @@ class Intake(IntakePorts):
                 Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                         status=Status.FILTERED, reason=reason), {"reason": reason, "peer": peer})
             return _Plan(work, Receipt(mid, msg, True, reason=reason))
-        window = int(channel.input.get("duplicate_window_s", 86400))
+        window = int(channel.options.duplicate_window_s)
         patient_key = self._patient_key(channel, msg)
         inbound = Inbound(mid, channel.id, now, raw, msg.message_type, msg.control_id, msg.sending_facility,
                           patient_key)
