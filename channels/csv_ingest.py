@@ -119,7 +119,7 @@ class _Group:
     first: int                                   # line of its first row
     last: int = 0
     body: bytearray = field(default_factory=bytearray)  # the CSV text journaled: header, then rows
-    lines: array = field(default_factory=lambda: array("L"))  # type: ignore[type-arg]
+    lines: array[int] = field(default_factory=lambda: array("L"))
     rows: int = 0
     limit: str = ""                              # the limit it went past, if it did
     oversized: str = ""                          # then: why each of its rows is rejected

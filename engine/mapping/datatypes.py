@@ -484,7 +484,9 @@ def _units(ctx: Context, opts: dict[str, Any]) -> dict[str, Any]:
     UCUM (`mg/L`); else no system/code, the unit text kept, and UNIT_NOT_UCUM (once per OBX-6).
     """
     path = opts.get("units")
-    fields = path.fields(ctx) if path is not None else []
+    if path is None:
+        return {}
+    fields = path.fields(ctx)
     if not fields:
         return {}
     u = fields[0]

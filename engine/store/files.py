@@ -80,7 +80,7 @@ class Files:
             cur.execute(insert, (channel, sha256, name, now, size, mtime_ns, encoding))
             return FileClaim(sha256, name, "processing", size, mtime_ns, encoding, FileProgress(), new=True)
 
-        return self.db.commit(work)  # type: ignore[no-any-return]
+        return self.db.commit(work)
 
     def processing(self, channel: str, name: str) -> list[FileClaim]:
         """Claims of this name still being read: a file found in processing/ that grew after its claim
@@ -142,7 +142,7 @@ class Files:
                                   " VALUES (?,?,?,?,'processing')"), (channel, sha256, name, now))
             return None
 
-        return self.db.commit(work)  # type: ignore[no-any-return]
+        return self.db.commit(work)
 
     def status(self, channel: str, sha256: str) -> tuple[str, int, int, int] | None:
         """(status, rows read, messages, rejected) of a file, or None if not seen."""

@@ -172,7 +172,7 @@ def _nul_free_str() -> type:
         for ever, a transform batch was held for ever. Written as U+FFFD instead; the raw bytes
         (bytea) keep the original."""
 
-        def dump(self, obj: str) -> bytes | bytearray | memoryview:
+        def dump(self, obj: str) -> bytes | bytearray | memoryview | None:
             return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
 
     return NulFreeStr
