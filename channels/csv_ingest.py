@@ -192,7 +192,7 @@ class FileIngest:
                 self._reject(item.line, reason, item.raw, failed, tally)
                 continue
             if group is None:
-                group = _Group(key, item.line)  # type: ignore[arg-type]
+                group = _Group(key, item.line)  # type: ignore[arg-type]  # key is set when there is no reason
                 group.body += self.head
             self._add(group, item, values, tally)
         partial = end is not None and not self._ends_line(end)

@@ -106,7 +106,7 @@ class Intake(IntakePorts):
                 receipts.append(self._answer(p, None, published))  # failed, logged, with the reason
             else:
                 metrics.received(channel.id)
-                receipts.append(Receipt(p.inbound.id, None, True))  # type: ignore[union-attr]
+                receipts.append(Receipt(p.inbound.id, None, True))  # type: ignore[union-attr]  # batch plans all have one
         _log.info("received_batch", channel=channel.id, type=message_type, records=len(plans))
         return receipts
 
