@@ -19,6 +19,7 @@ run: install
 
 test: install-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 # Known vulnerabilities in the installed dependencies (PyPI's advisory data); CI runs it after the tests.

@@ -123,7 +123,7 @@ class _Group:
     first: int                                   # line of its first row
     last: int = 0
     body: bytearray = field(default_factory=bytearray)  # the CSV text journaled: header, then rows
-    lines: array = field(default_factory=lambda: array("L"))  # type: ignore[type-arg]
+    lines: array[int] = field(default_factory=lambda: array("L"))
     rows: int = 0
     limit: str = ""                              # the limit it went past, if it did
     oversized: str = ""                          # then: why each of its rows is rejected
@@ -196,7 +196,7 @@ class FileIngest:
                 self._reject(item.line, reason, item.raw, failed, tally)
                 continue
             if group is None:
-                group = _Group(key, item.line)  # type: ignore[arg-type]
+                group = _Group(key, item.line)  # type: ignore[arg-type]  # key is set when there is no reason
                 group.body += self.head
             self._add(group, item, values, tally)
         partial = end is not None and not self._ends_line(end)

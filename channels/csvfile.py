@@ -255,8 +255,8 @@ def rows(source: Path | BinaryIO, layout: Layout, *, limits: Limits | None = Non
     the `auto` decision (kept from the first reading, so a resumed file is read the same way).
     """
     if isinstance(source, Path):
-        with source.open("rb") as fh:
-            yield from rows(fh, layout, limits=limits, start=start, end=end, encoding=encoding)
+        with source.open("rb") as opened:
+            yield from rows(opened, layout, limits=limits, start=start, end=end, encoding=encoding)
         return
     fh, limits, start = source, limits or Limits(), start or Start()
     fh.seek(0)

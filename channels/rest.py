@@ -335,6 +335,7 @@ class RESTInput:
     def _answer(self, receipt: Receipt) -> Response:
         if receipt.error is not None:
             err = receipt.error
+            where: dict[str, Any]
             where = {k: v for k, v in (("segment", err.segment), ("sequence", err.sequence), ("field", err.field))
                      if v}
             return problem(400, "invalid-hl7v2", "Not a readable HL7 v2 message", err.message,
@@ -403,7 +404,8 @@ def check_fhir(body: bytes) -> tuple[str, str] | Response:
     try:
         data = read_fhir(body)
     except FHIRJSONError as exc:
-        return problem(400, "invalid-fhir", exc.title, exc.detail, **({"field": exc.field} if exc.field else {}))
+        where: dict[str, Any] = {"field": exc.field} if exc.field else {}
+        return problem(400, "invalid-fhir", exc.title, exc.detail, **where)
     rtype = data.get("resourceType") if isinstance(data, dict) else None
     if not isinstance(rtype, str) or not rtype:
         return problem(400, "invalid-fhir", "Not a FHIR resource", "resourceType is missing", field="resourceType")

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import structlog
+from structlog.typing import EventDict
 
 __all__ = ["configure", "error_fields", "header_fields", "header_value"]
 
@@ -31,7 +32,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _RUN = uuid.uuid4().hex[:16]  # this process's run: the trace of lines about no message or connection
 
 
-def _trace(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _trace(_: Any, __: str, event: EventDict) -> EventDict:
     """Every line gets a trace id: the message's id (the same from intake to delivery, across
     processes), else the connection's, else this process run's; `grep trace_id` follows one."""
     event.setdefault("trace_id", event.get("message_id") or event.get("connection") or _RUN)
@@ -63,7 +64,7 @@ def header_value(key: str, value: Any) -> Any:
     return f"<invalid: {len(value)} chars>"
 
 
-def header_fields(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def header_fields(_: Any, __: str, event: EventDict) -> EventDict:
     """Processor: every message-header value of the line through `header_value` (see the module docstring)."""
     for key in _HEADER_KEYS.keys() & event.keys():
         event[key] = header_value(key, event[key])

@@ -104,7 +104,10 @@ def search(channel: str | None, status: str | None, control_id: str | None, mess
         cursor = None
         if before:
             at, _, mid = before.partition("/")
-            cursor = (_when(at), mid)
+            when = _when(at)
+            if when is None:
+                raise WaslaError(f"not a cursor: {before!r} (expected <received_at>/<id>)")
+            cursor = (when, mid)
         rows = journal.messages.search(**_filters(channel, status, control_id, message_type, sender, patient,
                                                   destination, journal, reused, duplicated),
                                        since=_when(since), until=_when(until), before=cursor, limit=limit)

@@ -311,10 +311,10 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
             claimed[resource, *key] = ch.id
         channels.append(ch)
 
-    for dest in destinations.values():
-        for ch_id in dest.route.channels:
+    for dc in destinations.values():
+        for ch_id in dc.route.channels:
             if not any(ch.id == ch_id for ch in channels):
-                errors.append(ConfigError(f"route.channels: unknown channel '{ch_id}'", file=dest.file))
+                errors.append(ConfigError(f"route.channels: unknown channel '{ch_id}'", file=dc.file))
     for ch in channels:
         if ch.enabled and not ch.outputs and not any(ch.id in d.route.channels for d in destinations.values()):
             errors.append(ConfigError("no destination takes this channel's messages: list one under output:,"

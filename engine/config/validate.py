@@ -64,6 +64,7 @@ def _render(doc: YamlDoc, err: ValidationError) -> ConfigError:
     path = list(err.absolute_path)
     schema = err.schema if isinstance(err.schema, dict) else {}
     v = err.validator
+    value: Any = err.validator_value  # always set on the errors iter_errors yields (Unset only on hand-made ones)
     if v == "additionalProperties" and isinstance(err.instance, dict):
         known = list(schema.get("properties", {}))
         extra = [k for k in err.instance if k not in known]
@@ -78,13 +79,13 @@ def _render(doc: YamlDoc, err: ValidationError) -> ConfigError:
         return doc.error(f"missing required key '{missing}' in {where}", path, key=bool(path),
                          field=".".join(str(p) for p in [*path, missing]))
     if v == "type":
-        expected = err.validator_value
+        expected: str | list[str] = value
         names = " or ".join(_TYPES.get(t, t) for t in (expected if isinstance(expected, list) else [expected]))
         return doc.error(f"expected {names}, got {_kind(err.instance)}", path)
     if v == "enum":
-        return doc.error("expected one of: " + ", ".join(map(str, err.validator_value)), path)
+        return doc.error("expected one of: " + ", ".join(map(str, value)), path)
     if v == "pattern":
-        return doc.error(f"expected {schema.get('x-expected', 'a value matching ' + err.validator_value)}", path)
+        return doc.error(f"expected {schema.get('x-expected', 'a value matching ' + value)}", path)
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         word = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[v]
         return doc.error(f"expected a number {word} {err.validator_value}", path)

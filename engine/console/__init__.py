@@ -255,7 +255,8 @@ class Console:
         depths = self.depths()
         delivered = self.journal.outputs.delivered_since(list(self.config.destinations), since)
         circuits = metrics.open_circuits()
-        channels = []
+        channels: list[dict[str, Any]] = []
+        c: dict[str, Any]
         for ch in self.config.channels:
             c = dict(counts.get(ch.id, {}))
             c["received"] = sum(c.values())

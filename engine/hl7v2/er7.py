@@ -201,7 +201,7 @@ class Field:
             return ""
         value = comps[c - 1]
         if value.__class__ is str:
-            return value if s == 1 else ""  # type: ignore[return-value]
+            return value if s == 1 else ""
         return value[s - 1] if s <= len(value) else ""
 
     def components(self) -> int:

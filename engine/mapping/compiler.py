@@ -10,6 +10,7 @@ fields and build dicts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from jsonschema import Draft202012Validator
@@ -97,6 +98,7 @@ class _Segments:
 
     def __init__(self, folder: Path, schema: Draft202012Validator) -> None:
         self.folder = folder
+        assert isinstance(schema.schema, Mapping), "the mapping schema is an object, not a boolean schema"
         self.schema = Draft202012Validator({"$ref": "#/$defs/segment_map", "$defs": schema.schema["$defs"]})
 
     def include(self, scope: CompileScope, name: str, rtype: str, where: Where) -> list[CompiledRule | None]:

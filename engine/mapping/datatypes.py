@@ -248,7 +248,7 @@ def cwe_codeable_concept(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[s
 def _add_national(codings: list[dict[str, str]], ctx: Context) -> None:
     """Beside a sender's local code, the national coding its map gives (never instead of it)."""
     msg = ctx.msg
-    lm = ctx.registry.local_map(msg.sending_facility, msg.sending_application)  # type: ignore[union-attr]
+    lm = ctx.registry.local_map(msg.sending_facility, msg.sending_application)  # type: ignore[union-attr]  # caller checked
     if lm is None:
         return
     target = lm.meta.get("target")
@@ -484,7 +484,9 @@ def _units(ctx: Context, opts: dict[str, Any]) -> dict[str, Any]:
     UCUM (`mg/L`); else no system/code, the unit text kept, and UNIT_NOT_UCUM (once per OBX-6).
     """
     path = opts.get("units")
-    fields = path.fields(ctx) if path is not None else []
+    if path is None:
+        return {}
+    fields = path.fields(ctx)
     if not fields:
         return {}
     u = fields[0]
@@ -582,7 +584,7 @@ def _range(text: str) -> tuple[str, tuple[orjson.Fragment, ...]] | None:
         if not m:
             continue
         nums = tuple(_decimal(g) for g in m.groups())
-        return None if any(n is None for n in nums) else (kind, nums)  # type: ignore[return-value]
+        return None if any(n is None for n in nums) else (kind, nums)  # type: ignore[return-value]  # any() cannot narrow
     return None
 
 

@@ -69,7 +69,7 @@ def compile_rule(scope: CompileScope, rtype: str, node: RuleNode, base: tuple[st
         saved = ctx.segment
         out: list[Any] = []
         try:
-            for i in ctx.msg.tree.own(seg_name, within):  # type: ignore[arg-type]
+            for i in ctx.msg.tree.own(seg_name, within):  # type: ignore[arg-type]  # checked not None above; closures stay unnarrowed
                 ctx.segment = ctx.msg.segments[i]
                 out.extend(produce(ctx))
         finally:

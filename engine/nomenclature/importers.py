@@ -121,7 +121,7 @@ def _write(spec: dict[str, Any], kind: str, src: Path, nomenclatures: Path, vers
     with tmp.open("w", encoding="utf-8", newline="") as out:
         w = csv.writer(out, lineterminator="\n")
         w.writerow(spec["columns"])
-        for row in spec["rows"](src):  # type: ignore[operator]
+        for row in spec["rows"](src):
             if not row[0] or row[0] in seen:
                 continue
             seen.add(row[0])

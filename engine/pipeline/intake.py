@@ -68,6 +68,7 @@ class Intake(IntakePorts):
         self.broker = broker
         # the input formats: how a message is read and its patient key found (the mappings, for the HL7 v2 one)
         self.formats = converter if isinstance(converter, Formats) else Formats(converter)
+        assert self.formats.converter is not None, "an intake reads with the mappings"
         self.converter = self.formats.converter  # a channel's own use of the mappings (dry runs, CSV maps)
         self.clock = clock
 
@@ -105,7 +106,7 @@ class Intake(IntakePorts):
                 receipts.append(self._answer(p, None, published))  # failed, logged, with the reason
             else:
                 metrics.received(channel.id)
-                receipts.append(Receipt(p.inbound.id, None, True))  # type: ignore[union-attr]
+                receipts.append(Receipt(p.inbound.id, None, True))  # type: ignore[union-attr]  # batch plans all have one
         _log.info("received_batch", channel=channel.id, type=message_type, records=len(plans))
         return receipts
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -18,7 +19,8 @@ from engine.errors import BrokerError, ConfigError, ConfigErrors, StoreError
 from engine.logs import error_fields
 from engine.mapping import Converter
 from engine.nomenclature import load_registry
-from engine.nomenclature.vocab import load_vocab
+from engine.nomenclature.localmaps import LocalMap
+from engine.nomenclature.vocab import VocabMap, load_vocab
 from engine.store import Journal
 from engine.transport import Transport
 
@@ -83,13 +85,13 @@ class NomenclatureWatcher:
         for code_map in sorted({m for m, *_ in self.journal.parked.codes()}):
             lm = registry.local_maps.get(code_map)
             if lm is not None:
-                is_mapped: Callable[[str], bool] = lambda code, lm=lm: lm.national(code) is not None  # noqa: E731
+                is_mapped: Callable[[str], bool] = partial(_in_local_map, lm)
             else:  # an HL7 table's map (nomenclatures/hl7v2-fhir/<name>.csv), as the mappings read it now
                 try:
                     vm = load_vocab(self.converter.vocab_dir, code_map)
                 except (ConfigError, ConfigErrors, OSError):
                     continue
-                is_mapped = lambda code, vm=vm: bool(vm.lookup(code))  # noqa: E731
+                is_mapped = partial(_in_vocab, vm)
             for row in self.journal.parked.release(code_map, is_mapped):
                 self.broker.publish_in(row.raw, message_id=row.id, channel=row.channel, patient_key=row.patient_key,
                                        headers={"received_at": row.received_at.isoformat(),
@@ -106,3 +108,13 @@ class NomenclatureWatcher:
             except (StoreError, BrokerError) as exc:
                 _log.error("parked_release_failed", **error_fields(exc))  # the next turn tries again
             stop.wait(self.interval_s)
+
+
+def _in_local_map(lm: LocalMap, code: str) -> bool:
+    """Whether the local map gives `code` a national code."""
+    return lm.national(code) is not None
+
+
+def _in_vocab(vm: VocabMap, code: str) -> bool:
+    """Whether the HL7 table's map knows `code`."""
+    return bool(vm.lookup(code))

@@ -84,7 +84,7 @@ class Router:
             elif t.when is not None and msg is None:
                 refused[t.destination.id] = "route.when needs an HL7 v2 message"
             elif t.when is not None:
-                ctx = ctx or self._context(msg)  # type: ignore[arg-type]
+                ctx = ctx or self._context(msg)  # type: ignore[arg-type]  # msg is set: the branch above took None
                 if not t.when(ctx):
                     refused[t.destination.id] = "route.when is false"
                 else:

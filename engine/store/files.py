@@ -11,6 +11,7 @@ whose progress moved on first wins, the other is told to stop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,7 @@ class Files:
             cur.execute(insert, (channel, sha256, name, now, size, mtime_ns, encoding))
             return FileClaim(sha256, name, "processing", size, mtime_ns, encoding, FileProgress(), new=True)
 
-        return self.db.commit(work)  # type: ignore[no-any-return]
+        return self.db.commit(work)
 
     def processing(self, channel: str, name: str) -> list[FileClaim]:
         """Claims of this name still being read: a file found in processing/ that grew after its claim
@@ -95,7 +96,7 @@ class Files:
         return _claim(rows[0]) if rows else None
 
     def advance_work(self, channel: str, sha256: str, before: FileProgress, after: FileProgress,
-                     then: list[Work] = (), *, status: str = "processing", sha256_end: str = "") -> Work:  # type: ignore[assignment]
+                     then: Sequence[Work] = (), *, status: str = "processing", sha256_end: str = "") -> Work:
         """A write moving the file's progress from `before` to `after`, then running `then` (the rows it
         covers) in the same transaction. Its result is False, and nothing is written, when the progress
         is no longer `before` (another taker moved it on, or the file is no longer being read)."""
@@ -118,7 +119,7 @@ class Files:
         return work
 
     def advance(self, channel: str, sha256: str, before: FileProgress, after: FileProgress,
-                then: list[Work] = (), *, status: str = "processing", sha256_end: str = "") -> bool:  # type: ignore[assignment]
+                then: Sequence[Work] = (), *, status: str = "processing", sha256_end: str = "") -> bool:
         """`advance_work`, committed; True when it was written."""
         return bool(self.db.commit(self.advance_work(channel, sha256, before, after, then, status=status,
                                                           sha256_end=sha256_end)))
@@ -142,7 +143,7 @@ class Files:
                                   " VALUES (?,?,?,?,'processing')"), (channel, sha256, name, now))
             return None
 
-        return self.db.commit(work)  # type: ignore[no-any-return]
+        return self.db.commit(work)
 
     def status(self, channel: str, sha256: str) -> tuple[str, int, int, int] | None:
         """(status, rows read, messages, rejected) of a file, or None if not seen."""

@@ -170,7 +170,7 @@ def _nul_free_str() -> type:
         AE, a transform batch held, for ever), so NUL is written as U+FFFD; the raw bytes (bytea)
         keep the original."""
 
-        def dump(self, obj: str) -> bytes | bytearray | memoryview:
+        def dump(self, obj: str) -> bytes | bytearray | memoryview | None:
             return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
 
     return NulFreeStr

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from engine.store.database import Database
@@ -49,11 +50,11 @@ class Retention:
         while ids := [str(r[0]) for r in db.query(
                 f"SELECT id FROM messages WHERE channel = ? AND received_at < ? LIMIT {int(batch)}",
                 (channel, metadata_before))]:
-            db.commit(lambda cur, ids=ids: self._delete(cur, ids))
+            db.commit(partial(self._delete, ids=ids))
             done.messages += len(ids)
         with_body = db.dialect.bodies_older_than()
         while ids := [str(r[0]) for r in db.query(f"{with_body} LIMIT {int(batch)}", (channel, bodies_before))]:
-            db.commit(lambda cur, ids=ids: db.dialect.erase_bodies(cur, ids))
+            db.commit(partial(db.dialect.erase_bodies, ids=ids))
             done.bodies += len(ids)
         return done
 

@@ -229,7 +229,7 @@ class AMQPTransport(Transport):
             try:
                 self._publish_confirmed_batch(exchange.name, items)
                 return
-            except (*self._errors, *self._channel_errors, TimeoutError) as exc:
+            except self._errors + self._channel_errors + (TimeoutError,) as exc:
                 self._drop_batch_channel()
                 if attempt == 2:
                     raise BrokerError(

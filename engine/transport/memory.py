@@ -214,7 +214,7 @@ class MemoryTransport(Transport):
 
     def declare(self) -> None:
         for q in self.all_queues():
-            args = q.queue_arguments or {}
+            args = q.queue_arguments or {}  # type: ignore[attr-defined]  # kombu sets Queue.attrs in __init__
             pairs = [(b.exchange.name, b.exchange.type, b.routing_key) for b in q.bindings] or [
                 (q.exchange.name, q.exchange.type, q.routing_key)]
             BUS.declare(q.name, pairs, args.get("x-dead-letter-exchange", ""),
