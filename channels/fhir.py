@@ -21,7 +21,6 @@ Secrets come from the environment only (`token_env`, `password_env`, `client_sec
 from __future__ import annotations
 
 import base64
-import ssl
 import threading
 import time
 from typing import Any
@@ -32,7 +31,7 @@ import orjson
 from engine.connectors.capabilities import Capabilities
 from engine.connectors.fields import Field, options_of
 from engine.connectors.ports import OutputLedger
-from engine.connectors.toolkit import DestinationConfig, secret
+from engine.connectors.toolkit import CLIENT_TLS, DestinationConfig, client_ssl_context, secret
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
 
 __all__ = ["FHIROutput"]
@@ -124,15 +123,6 @@ _AUTH = (
     Field("scope", "string"),
 )
 
-_TLS = (
-    Field("ca", "string", path=True,
-          description="CA bundle the remote's certificate must chain to (default: the system's)."),
-    Field("cert", "string", path=True, description="Our client certificate chain (PEM), for mutual TLS."),
-    Field("key", "string", path=True, description="Our client private key (PEM)."),
-    Field("server_name", "string", description="Name to verify in the remote's certificate (default: host)."),
-)
-
-
 def _when(kind: str, *required: str) -> dict[str, Any]:
     return {"if": {"properties": {"type": {"const": kind}}}, "then": {"required": list(required)}}
 
@@ -147,8 +137,7 @@ FHIR_OPTIONS = (
     Field("auth", "object", fields=_AUTH, schema={"allOf": [
         _when("bearer", "token_env"), _when("basic", "username", "password_env"),
         _when("client_credentials", "token_url", "client_id", "client_secret_env")]}),
-    Field("tls", "object", fields=_TLS, description="TLS to the remote; with cert and key, mutual TLS.",
-          schema={"dependentRequired": {"cert": ["key"], "key": ["cert"]}}),
+    CLIENT_TLS,
     Field("concurrency", "integer", minimum=1, maximum=64, default=8,
           description="Patients whose messages are sent in parallel; each patient's messages stay in order."),
 )
@@ -170,20 +159,11 @@ class FHIROutput:
         self.concurrency = int(o.concurrency)  # patients sent in parallel (each in order)
         self.capabilities = Capabilities(concurrency=max(1, self.concurrency))
         timeout = httpx.Timeout(float(o.timeout_s), connect=float(o.connect_timeout_s))
-        options: dict[str, Any] = {"timeout": timeout, "verify": self._tls(o.tls)}
+        options: dict[str, Any] = {"timeout": timeout, "verify": client_ssl_context(o.tls, root) or True}
         auth = _Auth(dict(o.auth), dict(options)) if o.auth else None
         self._local = threading.local()
         self._clients: list[httpx.Client] = []  # one per delivering thread, all closed by close()
         self._options = {**options, "auth": auth, "headers": _HEADERS}
-
-    @staticmethod
-    def _tls(tls: Any) -> ssl.SSLContext | bool:
-        if not tls:
-            return True
-        ctx = ssl.create_default_context(cafile=tls.get("ca"))
-        if tls.get("cert"):
-            ctx.load_cert_chain(tls["cert"], tls["key"])
-        return ctx
 
     def _client(self) -> httpx.Client:
         client = getattr(self._local, "client", None)

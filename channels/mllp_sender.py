@@ -29,9 +29,9 @@ from pathlib import Path
 import structlog
 
 from engine.connectors.capabilities import Capabilities
-from engine.connectors.fields import Field, Options, options_of
+from engine.connectors.fields import Field, options_of
 from engine.connectors.ports import OutputLedger
-from engine.connectors.toolkit import DestinationConfig, Message, decode, parse
+from engine.connectors.toolkit import CLIENT_TLS, DestinationConfig, Message, client_ssl_context, decode, parse
 from engine.errors import ParseError, PermanentDeliveryError, TransientDeliveryError
 
 __all__ = ["MLLPOutput", "read_ack", "refusal"]
@@ -119,14 +119,6 @@ class _Link:
             self.sock.close()
 
 
-_TLS = (
-    Field("ca", "string", path=True,
-          description="CA bundle the remote's certificate must chain to (default: the system's)."),
-    Field("cert", "string", path=True, description="Our client certificate chain (PEM), for mutual TLS."),
-    Field("key", "string", path=True, description="Our client private key (PEM)."),
-    Field("server_name", "string", description="Name to verify in the remote's certificate (default: host)."),
-)
-
 MLLP_OUT_OPTIONS = (
     Field("host", "string", required=True, min_length=1, examples=("lis.chu-rabat.ma",)),
     Field("port", "integer", required=True, minimum=1, maximum=65535),
@@ -135,8 +127,7 @@ MLLP_OUT_OPTIONS = (
           description="No ACK in this time: the connection is dropped and the message retried."),
     Field("keep_alive_s", "number", minimum=0, default=60,
           description="Reuse the open connection if it was used within this time; 0 opens one per message."),
-    Field("tls", "object", fields=_TLS, description="TLS to the remote; with cert and key, mutual TLS.",
-          schema={"dependentRequired": {"cert": ["key"], "key": ["cert"]}}),
+    CLIENT_TLS,
 )
 
 
@@ -160,20 +151,10 @@ class MLLPOutput:
         self.connect_timeout = float(o.connect_timeout_s)
         self.ack_timeout = float(o.ack_timeout_s)
         self.keep_alive = float(o.keep_alive_s)
-        self.tls = self._ssl(o.tls, root)
+        self.tls = client_ssl_context(o.tls, root)
         self.server_name = str((o.tls.server_name if o.tls else None) or self.host)
         self._link: _Link | None = None
         self._lock = threading.Lock()  # one message in flight per connection: answers pair by order
-
-    @staticmethod
-    def _ssl(tls: Options | None, root: Path) -> ssl.SSLContext | None:
-        if not tls:
-            return None
-        ctx = ssl.create_default_context(cafile=str(root / tls.ca) if tls.ca else None)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if tls.cert:
-            ctx.load_cert_chain(str(root / tls.cert), str(root / tls.key) if tls.key else None)
-        return ctx
 
     def _connect(self) -> _Link:
         if self._link is not None:

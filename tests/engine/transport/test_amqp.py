@@ -12,7 +12,7 @@ from kombu.exceptions import OperationalError
 from engine.config import BrokerSettings
 from engine.transport import Delivery, Route
 from engine.transport.amqp import AMQPTransport
-from tests.engine.transport.test_base import TransportBehaviour
+from tests.engine.transport.test_base import TransportBehaviour, _consume, _reject_all, _transport
 
 
 @pytest.mark.rabbitmq
@@ -26,22 +26,10 @@ class TestAMQPTransport(TransportBehaviour):
     @pytest.mark.rabbitmq
     def test_rabbitmq_topology(self, rabbitmq_url: str) -> None:
         """Durable queues dead-letter to wasla.dead; a rejected message lands in wasla.dead.transform."""
-        broker = AMQPTransport(BrokerSettings(url=rabbitmq_url), [Route("archive-ndjson", ("adt-mllp",))])
-        broker.declare()
-        broker.publish_in(b"bad", message_id="m-dead", channel="adt-mllp", patient_key="", headers={})
+        transport = _transport(rabbitmq_url, shards=1)
+        transport.publish_in(b"bad", message_id="m-dead", channel="adt-mllp", patient_key="", headers={})
         stop = threading.Event()
-
-        def reject(batch: list[Delivery]) -> None:
-            for d in batch:
-                d.reject()
-            stop.set()
-
-        t = threading.Thread(target=broker.consume, args=(broker.transform_queues(), reject, stop),
-                             kwargs={"name": "test"}, daemon=True)
-        t.start()
-        stop.wait(15)
-        t.join(5)
-        broker.close()
+        _consume(transport, transport.transform_queues(), _reject_all(stop), stop)
         with Connection(rabbitmq_url) as conn:
             q = conn.SimpleQueue("wasla.dead.transform", no_ack=True,
                                  queue_opts={"durable": True}, exchange_opts={"durable": True, "type": "direct"})

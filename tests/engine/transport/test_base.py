@@ -25,6 +25,15 @@ def _transport(url: str, shards: int) -> Transport:
     return transport
 
 
+def _reject_all(stop: threading.Event) -> Handler:
+    """A handler that rejects every delivery of its batch (dead-lettering it), then sets `stop`."""
+    def reject(batch: list[Delivery]) -> None:
+        for d in batch:
+            d.reject()
+        stop.set()
+    return reject
+
+
 def _consume(transport: Transport, queues: list[Queue], handler: Handler, stop: threading.Event,
              max_batch: int | None = None) -> None:
     t = threading.Thread(target=transport.consume, args=(queues, handler, stop),
@@ -102,13 +111,7 @@ class TransportBehaviour:
         transport = _transport(url, shards=1)
         transport.publish_in(b"bad", message_id="m-dead", channel="adt-mllp", patient_key="", headers={})
         stop = threading.Event()
-
-        def reject(batch: list[Delivery]) -> None:
-            for d in batch:
-                d.reject()
-            stop.set()
-
-        _consume(transport, transport.transform_queues(), reject, stop)
+        _consume(transport, transport.transform_queues(), _reject_all(stop), stop)
         depths: dict[str, int] = {}
         for _ in range(50):  # RabbitMQ dead-letters asynchronously
             depths = transport.depths()
