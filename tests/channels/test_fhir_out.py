@@ -120,3 +120,66 @@ def test_bearer_basic_and_client_credentials(proxy: FaultProxy, monkeypatch: pyt
     monkeypatch.delenv("DMP_TOKEN")
     with pytest.raises(TransientDeliveryError, match="environment variable DMP_TOKEN is not set"):
         _output(proxy.base, auth={"type": "bearer", "token_env": "DMP_TOKEN"}).deliver("m", BUNDLE, None)  # type: ignore[arg-type]
+
+
+class TestFHIRTLS:
+    """The FHIR destination over mutual TLS, its `ca`, `cert` and `key` given relative to the configuration folder."""
+
+    @pytest.fixture
+    def remote(self, tmp_path: Path) -> Iterator[tuple[Path, int, list[str]]]:
+        import ssl
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from tests.channels.certs import pki
+
+        certs = pki(tmp_path)
+        seen: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                seen.append(self.connection.getpeercert()["subject"][0][0][1])  # type: ignore[attr-defined]
+                body = orjson.dumps({"resourceType": "Bundle", "type": "transaction-response", "entry": [
+                    {"response": {"status": "201 Created", "location": "Patient/p1/_history/1"}}]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(certs["ca"]))
+        ctx.verify_mode = ssl.CERT_REQUIRED  # the remote insists on our client certificate
+        ctx.load_cert_chain(str(certs["server"]), str(certs["server_key"]))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield tmp_path, server.server_address[1], seen
+        server.shutdown()
+        server.server_close()
+
+    def _output(self, root: Path, port: int, client: str) -> FHIROutput:
+        tls = {"ca": "wasla-test-ca.crt", "cert": f"{client}.crt", "key": f"{client}.key"}
+        if client == "rogue":
+            tls = {"ca": "wasla-test-ca.crt", "cert": "rogue/lab-central.crt", "key": "rogue/lab-central.key"}
+        out = FHIROutput(DestinationConfig("dmp", "dmp.yaml", "fhir", MappingProxyType(
+            {"base_url": f"https://localhost:{port}/fhir", "tls": tls})), root)
+        _MADE.append(out)
+        return out
+
+    def test_mutual_tls_with_paths_from_the_configuration_folder(
+            self, remote: tuple[Path, int, list[str]]) -> None:
+        root, port, seen = remote
+        bundle = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p1"}, "request": {"method": "PUT", "url": "Patient/p1"}}]})
+        assert self._output(root, port, "lab-central").deliver("m1", bundle, None) == "Patient/p1"  # type: ignore[arg-type]
+        assert seen == ["lab-central"]
+
+    def test_a_client_certificate_from_another_ca_is_refused(self, remote: tuple[Path, int, list[str]]) -> None:
+        root, port, seen = remote
+        with pytest.raises(TransientDeliveryError):
+            self._output(root, port, "rogue").deliver("m1", b"{}", None)  # type: ignore[arg-type]
+        assert seen == []
