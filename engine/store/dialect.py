@@ -63,8 +63,13 @@ class Dialect(ABC):
         """A new connection for reads, each statement its own transaction."""
 
     @abstractmethod
-    def lock_for_migration(self, cur: Any) -> None:
-        """Hold the schema against other migrators until the transaction ends."""
+    def begin_migration(self, conn: Any) -> Any:
+        """Open the migration's transaction on `conn`, holding the schema against other migrators until
+        `end_migration`; return its cursor."""
+
+    def end_migration(self, conn: Any, cur: Any) -> None:
+        """Commit the migration's transaction (and leave `conn` as `connect` made it)."""
+        conn.commit()
 
     # -- SQL text and values ----------------------------------------------------------------
     def sql(self, statement: str) -> str:

@@ -27,10 +27,7 @@ def _statements(script: str) -> list[str]:
 
 def migrate(dialect: Dialect, conn: Any) -> int:
     """Bring the schema to the newest version; return it. Safe to run from many processes at once."""
-    if dialect.name == "sqlite":
-        conn.isolation_level = None  # we issue BEGIN ourselves
-    cur = conn.cursor()
-    dialect.lock_for_migration(cur)
+    cur = dialect.begin_migration(conn)
     cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")
     cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
     current = cur.fetchone()[0]
@@ -41,9 +38,5 @@ def migrate(dialect: Dialect, conn: Any) -> int:
             cur.execute(statement)
         cur.execute(dialect.sql("INSERT INTO schema_migrations (version, name) VALUES (?, ?)"), (version, name))
         current = version
-    if dialect.name == "sqlite":
-        cur.execute("COMMIT")
-        conn.isolation_level = ""
-    else:
-        conn.commit()
+    dialect.end_migration(conn, cur)
     return int(current)

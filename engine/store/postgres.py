@@ -58,8 +58,10 @@ class PostgresDialect(Dialect):
         conn.autocommit = True
         return conn
 
-    def lock_for_migration(self, cur: Any) -> None:
+    def begin_migration(self, conn: Any) -> Any:
+        cur = conn.cursor()
         cur.execute("SELECT pg_advisory_xact_lock(727365)")  # one migrator at a time across processes
+        return cur
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")

@@ -46,8 +46,15 @@ class SQLiteDialect(Dialect):
         conn.isolation_level = None
         return conn
 
-    def lock_for_migration(self, cur: Any) -> None:
+    def begin_migration(self, conn: Any) -> Any:
+        conn.isolation_level = None  # the migration issues BEGIN and COMMIT itself
+        cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
+        return cur
+
+    def end_migration(self, conn: Any, cur: Any) -> None:
+        cur.execute("COMMIT")
+        conn.isolation_level = ""
 
     def ts(self, value: datetime) -> Any:
         return super().ts(value).isoformat(timespec="microseconds")
