@@ -18,32 +18,28 @@ a download or a replay writes one too.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from ruamel.yaml import YAML
-from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from engine import metrics
 from engine.config import ChannelConfig, Config, load_config
 from engine.console.headers import SecurityHeaders
+from engine.console.pages import LANGS, Pages, signed_in, signed_in_api, to_login
 from engine.console.sessions import Sessions
 from engine.console.throttle import LoginThrottle
 from engine.console.users import User, Users
@@ -56,7 +52,6 @@ from engine.types import Status
 __all__ = ["Console"]
 
 _HERE = Path(__file__).parent
-LANGS = ("fr", "en", "ar")
 CHANNEL_STATUSES = ("received", "transformed", "filtered", "delivered", "failed", "parked")
 DESTINATION_STATUSES = ("delivered", "retrying", "waiting", "dead")
 PAGE_BYTES = 64 * 1024  # of the raw message and of each FHIR body on a message page; the rest is downloaded
@@ -68,43 +63,11 @@ HASHING_MAX = 2  # password checks running or waiting; a try beyond that is refu
 HASHES_PER_S = 4  # password hashes started per second, whatever the addresses: a flood costs at most this
 
 
-def _strings() -> dict[str, dict[str, str]]:
-    yaml = YAML(typ="safe")
-    return {lang: yaml.load((_HERE / "i18n" / f"{lang}.yaml").read_text(encoding="utf-8")) for lang in LANGS}
-
-
-_Page = Callable[..., Awaitable[Response]]
-
-
-def _signed_in(page: _Page) -> _Page:
-    """A Console page that runs only for a signed-in user, who is passed after the request; anyone
-    else is redirected to /login (303)."""
-    return _requiring_user(page, lambda: Console._to_login())  # late: Console is defined below
-
-
-def _signed_in_api(page: _Page) -> _Page:
-    """A Console JSON endpoint that runs only for a signed-in user; anyone else gets 401."""
-    return _requiring_user(page, lambda: JSONResponse({"error": "login"}, status_code=401))
-
-
-def _requiring_user(page: _Page, denied: Callable[[], Response]) -> _Page:
-    """The signed-in check, written once: the session's user (Console._user: revoked sessions, removed
-    users and changed passwords count at once), else `denied()`. Roles are checked by the page."""
-    @wraps(page)
-    async def checked(self: Console, request: Request, **extra: Any) -> Response:
-        user = self._user(request)
-        if user is None:
-            return denied()
-        return await page(self, request, user, **extra)
-
-    return checked
-
-
 class Console:
     """The console's pages and their sessions: it owns the users file, the signed-in sessions, the login
     throttle and the password-hashing thread. Every page but the login runs for a signed-in user only
-    (`_signed_in`); each view of a message's content, download and replay is audited before it is
-    answered; a change needs the operator role and the session's CSRF token."""
+    (`signed_in`, engine.console.pages); each view of a message's content, download and replay is audited
+    before it is answered; a change needs the operator role and the session's CSRF token."""
 
     def __init__(self, config: Config, journal: Journal, depths: Callable[[], dict[str, int]],
                  converter: Any = None) -> None:
@@ -114,10 +77,9 @@ class Console:
         self.journal = journal
         self.depths = depths
         self.users = Users(config.config_dir / "users.yaml")
-        self.strings = _strings()
-        self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
         self.secret = journal.keys.meta_secret("console_session_secret", "WASLA_CONSOLE_SECRET").decode()
         self.sessions = Sessions(max_age_s=8 * 3600)
+        self.pages = Pages(self.users, self.sessions)
         self.throttle = LoginThrottle()
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-password")
         self._hashing = 0  # password checks submitted and not finished (read and written on the console's loop)
@@ -150,64 +112,27 @@ class Console:
             Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
         ]
 
-    # -- session ------------------------------------------------------------------------------
-    def _user(self, request: Request) -> User | None:
-        sid = request.session.get("sid")
-        found = self.sessions.get(sid)
-        if found is None:
-            return None
-        role = self.users.role_of(found.user)  # a removed user or changed role counts at once
-        if role is None or self.users.stamp(found.user) != found.stamp:  # removed, or a new password
-            self.sessions.close(sid)
-            return None
-        return User(found.user, role)
-
-    def _csrf(self, request: Request) -> str:
-        token = request.session.get("csrf")
-        if not token:
-            token = request.session["csrf"] = secrets.token_urlsafe(24)
-        return str(token)
-
-    async def _form(self, request: Request) -> FormData | None:
-        """The posted form if its CSRF token is this session's, else None."""
-        form = await request.form()
-        expected = request.session.get("csrf", "")
-        return form if expected and hmac.compare_digest(str(form.get("csrf", "")), expected) else None
-
-    def _page(self, request: Request, template: str, status_code: int = 200, headers: dict[str, str] | None = None,
-              **context: Any) -> Response:
-        lang = request.session.get("lang", "fr")
-        flash = request.session.pop("flash", None)
-        return self.templates.TemplateResponse(request, template, {
-            "lang": lang, "t": self.strings[lang], "user": self._user(request), "csrf": self._csrf(request),
-            "flash": self.strings[lang].get(flash, "") if flash else "", **context},
-            status_code=status_code, headers=headers)
-
-    @staticmethod
-    def _to_login() -> Response:
-        return RedirectResponse("/login", status_code=303)  # relative: never built from the Host header
-
     # -- pages --------------------------------------------------------------------------------
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
-            return self._page(request, "login.html", error=False)
-        form = await self._form(request)
+            return self.pages.render(request, "login.html", error=False)
+        form = await self.pages.form(request)
         if form is None:
-            return self._page(request, "login.html", error=True)
+            return self.pages.render(request, "login.html", error=True)
         name = str(form.get("user", ""))[:200]
         address = request.client.host if request.client else ""
         wait = self.throttle.wait(name, address)
         if wait > 0:  # refused before any hashing; the answer is slow so that a flood cannot spin the console
             self.throttle.failed(name, address)
             await asyncio.sleep(min(wait, 1.0))
-            return self._page(request, "login.html", status_code=429, headers={"Retry-After": str(int(wait) + 1)},
-                              error=True)
+            return self.pages.render(request, "login.html", status_code=429,
+                                     headers={"Retry-After": str(int(wait) + 1)}, error=True)
         now = time.monotonic()
         if self._hashing >= HASHING_MAX or (len(self._hashed) >= self.hashes_per_s and now - self._hashed[0] < 1.0):
             # the hashing thread is taken, or the second's hashes are spent (a flood from many addresses):
             # no queue builds up, and the engine's CPU stays with the senders
             await asyncio.sleep(0.25)  # nor a spin of instant refusals
-            return self._page(request, "login.html", status_code=503, headers={"Retry-After": "1"}, busy=True)
+            return self.pages.render(request, "login.html", status_code=503, headers={"Retry-After": "1"}, busy=True)
         self._hashing += 1
         self._hashed.append(now)
         while len(self._hashed) > self.hashes_per_s:
@@ -219,7 +144,7 @@ class Console:
             self._hashing -= 1
         if user is None:
             self.throttle.failed(name, address)
-            return self._page(request, "login.html", error=True)
+            return self.pages.render(request, "login.html", error=True)
         self.throttle.succeeded(name)
         lang = request.session.get("lang", "fr")
         request.session.clear()  # a new session at login: no fixation
@@ -228,10 +153,10 @@ class Console:
         return RedirectResponse("/", status_code=303)
 
     async def logout(self, request: Request) -> Response:
-        if await self._form(request) is not None:
+        if await self.pages.form(request) is not None:
             self.sessions.close(request.session.get("sid"))  # every copy of the cookie is signed out
             request.session.clear()
-        return self._to_login()
+        return to_login()
 
     async def language(self, request: Request) -> Response:
         lang = request.path_params["lang"]
@@ -239,12 +164,12 @@ class Console:
             request.session["lang"] = lang
         return RedirectResponse(_local_path(request.headers.get("referer", "")), status_code=303)
 
-    @_signed_in
+    @signed_in
     async def dashboard(self, request: Request, user: User) -> Response:
-        return self._page(request, "dashboard.html", channel_statuses=CHANNEL_STATUSES,
-                          destination_statuses=DESTINATION_STATUSES)
+        return self.pages.render(request, "dashboard.html", channel_statuses=CHANNEL_STATUSES,
+                                 destination_statuses=DESTINATION_STATUSES)
 
-    @_signed_in_api
+    @signed_in_api
     async def dashboard_data(self, request: Request, user: User) -> Response:
         return JSONResponse(await asyncio.to_thread(self.journal_dashboard))
 
@@ -284,20 +209,20 @@ class Console:
             self._trend_at = now
         return list(self._trend)
 
-    @_signed_in
+    @signed_in
     async def messages(self, request: Request, user: User) -> Response:
         q = {k: request.query_params.get(k) or None for k in ("control_id", "channel", "status")}
         rows = await asyncio.to_thread(lambda: self.journal.messages.search(**q, limit=100))  # type: ignore[arg-type]
         statuses = (*Status.UNFINISHED, Status.DELIVERED, Status.FAILED, Status.FILTERED, Status.PARKED)
-        return self._page(request, "messages.html", rows=rows, q=q, statuses=statuses)
+        return self.pages.render(request, "messages.html", rows=rows, q=q, statuses=statuses)
 
-    @_signed_in
+    @signed_in
     async def message(self, request: Request, user: User) -> Response:
         client = request.client.host if request.client else ""
         view = await asyncio.to_thread(self._message_view, request.path_params["message_id"], user, client)
         if view is None:
             return Response("not found", status_code=404)
-        return self._page(request, "message.html", **view)
+        return self.pages.render(request, "message.html", **view)
 
     def _message_view(self, mid: str, user: User, client: str) -> dict[str, Any] | None:
         """The message page's content, read and laid out on a worker thread: at most PAGE_BYTES of each body."""
@@ -323,7 +248,7 @@ class Console:
                 "page_bytes": PAGE_BYTES, "pretty_max": PRETTY_MAX_BYTES, "no_lineage": not whole, "outputs": outputs,
                 "events": events, "lineage": lineage, "not_read": not_read, "warnings": mapping_warnings(events)}
 
-    @_signed_in
+    @signed_in
     async def download_raw(self, request: Request, user: User) -> Response:
         """The whole raw message, streamed as a download (audited like the page)."""
         mid = request.path_params["message_id"]
@@ -341,7 +266,7 @@ class Console:
             return Response("not found", status_code=404)
         return _download(body, "application/hl7-v2", f"{mid}.hl7")
 
-    @_signed_in
+    @signed_in
     async def download_fhir(self, request: Request, user: User) -> Response:
         """One destination's whole FHIR body, streamed as a download (audited like the page)."""
         mid, dest = request.path_params["message_id"], request.path_params["destination"]
@@ -378,10 +303,10 @@ class Console:
         except KeyError:
             return None
 
-    @_signed_in
+    @signed_in
     async def replay(self, request: Request, user: User) -> Response:
         mid = request.path_params["message_id"]
-        form = await self._form(request)
+        form = await self.pages.form(request)
         if form is None or not user.can("operator"):
             request.session["flash"] = "forbidden"
             return RedirectResponse(f"/messages/{mid}", status_code=303)
@@ -399,7 +324,7 @@ class Console:
         return RedirectResponse(f"/messages/{mid}", status_code=303)
 
 
-    @_signed_in
+    @signed_in
     async def dead(self, request: Request, user: User) -> Response:
         """Dead letters per destination (bulk replay), and the local codes holding parked messages."""
         def read() -> tuple[list[Any], Any]:
@@ -408,12 +333,12 @@ class Console:
             return groups, self.journal.parked.codes()
 
         groups, unmapped = await asyncio.to_thread(read)
-        return self._page(request, "dead.html", groups=groups, unmapped=unmapped)
+        return self.pages.render(request, "dead.html", groups=groups, unmapped=unmapped)
 
-    @_signed_in
+    @signed_in
     async def dead_replay(self, request: Request, user: User) -> Response:
         dest = request.path_params["destination"]
-        form = await self._form(request)
+        form = await self.pages.form(request)
         if form is None or not user.can("operator") or dest not in self.config.destinations:
             request.session["flash"] = "forbidden"
             return RedirectResponse("/dead", status_code=303)
@@ -433,7 +358,7 @@ class Console:
             request.session["flash"] = "replays_requested"
         return RedirectResponse("/dead", status_code=303)
 
-    @_signed_in
+    @signed_in
     async def channel(self, request: Request, user: User, **extra: Any) -> Response:
         try:
             ch = self.config.channel(request.path_params["channel_id"])
@@ -448,14 +373,14 @@ class Console:
             problems: list[str] = []
         except ConfigErrors as exc:
             problems = [str(e) for e in exc.errors]
-        return self._page(request, "channel.html", channel=ch, yaml_text=text, destinations=dests,
-                          problems=problems, **extra)
+        return self.pages.render(request, "channel.html", channel=ch, yaml_text=text, destinations=dests,
+                                 problems=problems, **extra)
 
-    @_signed_in
+    @signed_in
     async def channel_test(self, request: Request, user: User) -> Response:
         """Convert a pasted message with the channel's mapping, as the transform would: nothing journaled,
         nothing sent; the error names the rule and field, as the journal would."""
-        form = await self._form(request)
+        form = await self.pages.form(request)
         if form is None or not user.can("operator") or self.converter is None:
             request.session["flash"] = "forbidden"
             return RedirectResponse(request.url.path.removesuffix("/test"), status_code=303)
