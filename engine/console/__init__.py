@@ -22,7 +22,6 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 
 from engine import metrics
 from engine.config import ChannelConfig, Config, load_config
+from engine.console.hashing import HASHING_MAX, PasswordChecks
 from engine.console.headers import SecurityHeaders
 from engine.console.pages import LANGS, Pages, signed_in, signed_in_api, to_login
 from engine.console.sessions import Sessions
@@ -49,7 +49,7 @@ from engine.hl7v2.er7 import parse
 from engine.store import Journal, mapping_warnings
 from engine.types import Status
 
-__all__ = ["Console"]
+__all__ = ["HASHING_MAX", "Console"]
 
 _HERE = Path(__file__).parent
 CHANNEL_STATUSES = ("received", "transformed", "filtered", "delivered", "failed", "parked")
@@ -59,8 +59,6 @@ PRETTY_MAX_BYTES = 1 << 20  # a FHIR body larger than this is shown as stored, n
 LINEAGE_MAX_BYTES = 1 << 20  # larger messages: no lineage on the page (wasla convert --explain)
 NOT_READ_MAX = 200  # fields named as not read on a page; the rest: wasla convert --explain
 TEST_MAX_BYTES = 1 << 20  # a message pasted on the channel page
-HASHING_MAX = 2  # password checks running or waiting; a try beyond that is refused at once
-HASHES_PER_S = 4  # password hashes started per second, whatever the addresses: a flood costs at most this
 
 
 class Console:
@@ -81,10 +79,7 @@ class Console:
         self.sessions = Sessions(max_age_s=8 * 3600)
         self.pages = Pages(self.users, self.sessions)
         self.throttle = LoginThrottle()
-        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-password")
-        self._hashing = 0  # password checks submitted and not finished (read and written on the console's loop)
-        self.hashes_per_s = HASHES_PER_S
-        self._hashed: deque[float] = deque()  # when the last hashes started (at most hashes_per_s kept)
+        self.passwords = PasswordChecks(self.users)
         self._trend: deque[tuple[float, dict[str, int]]] = deque(maxlen=60)  # (time, received per channel)
         self._trend_at = time.time()
 
@@ -95,7 +90,7 @@ class Console:
                            https_only=self.config.ops.secure_cookies)]
 
     def close(self) -> None:
-        self._hasher.shutdown(wait=False, cancel_futures=True)
+        self.passwords.close()
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -127,21 +122,12 @@ class Console:
             await asyncio.sleep(min(wait, 1.0))
             return self.pages.render(request, "login.html", status_code=429,
                                      headers={"Retry-After": str(int(wait) + 1)}, error=True)
-        now = time.monotonic()
-        if self._hashing >= HASHING_MAX or (len(self._hashed) >= self.hashes_per_s and now - self._hashed[0] < 1.0):
+        if self.passwords.busy():
             # the hashing thread is taken, or the second's hashes are spent (a flood from many addresses):
             # no queue builds up, and the engine's CPU stays with the senders
             await asyncio.sleep(0.25)  # nor a spin of instant refusals
             return self.pages.render(request, "login.html", status_code=503, headers={"Retry-After": "1"}, busy=True)
-        self._hashing += 1
-        self._hashed.append(now)
-        while len(self._hashed) > self.hashes_per_s:
-            self._hashed.popleft()
-        try:
-            user = await asyncio.get_running_loop().run_in_executor(
-                self._hasher, self.users.check, name, str(form.get("password", "")))
-        finally:
-            self._hashing -= 1
+        user = await self.passwords.check(name, str(form.get("password", "")))
         if user is None:
             self.throttle.failed(name, address)
             return self.pages.render(request, "login.html", error=True)
