@@ -18,14 +18,12 @@ a download or a replay writes one too.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from starlette.middleware import Middleware
@@ -37,9 +35,10 @@ from starlette.staticfiles import StaticFiles
 
 from engine import metrics
 from engine.config import ChannelConfig, Config, load_config
+from engine.console.auth import SignIn
 from engine.console.hashing import HASHING_MAX, PasswordChecks
 from engine.console.headers import SecurityHeaders
-from engine.console.pages import LANGS, Pages, signed_in, signed_in_api, to_login
+from engine.console.pages import Pages, signed_in, signed_in_api
 from engine.console.sessions import Sessions
 from engine.console.throttle import LoginThrottle
 from engine.console.users import User, Users
@@ -80,6 +79,7 @@ class Console:
         self.pages = Pages(self.users, self.sessions)
         self.throttle = LoginThrottle()
         self.passwords = PasswordChecks(self.users)
+        self.sign_in = SignIn(self.pages, self.users, self.sessions, self.throttle, self.passwords)
         self._trend: deque[tuple[float, dict[str, int]]] = deque(maxlen=60)  # (time, received per channel)
         self._trend_at = time.time()
 
@@ -94,8 +94,7 @@ class Console:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/", self.dashboard), Route("/login", self.login, methods=["GET", "POST"]),
-            Route("/logout", self.logout, methods=["POST"]), Route("/lang/{lang}", self.language),
+            Route("/", self.dashboard), *self.sign_in.routes(),
             Route("/api/dashboard", self.dashboard_data), Route("/messages", self.messages),
             Route("/messages/{message_id}", self.message),
             Route("/messages/{message_id}/raw", self.download_raw),
@@ -106,49 +105,6 @@ class Console:
             Route("/channels/{channel_id}/test", self.channel_test, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
         ]
-
-    # -- pages --------------------------------------------------------------------------------
-    async def login(self, request: Request) -> Response:
-        if request.method == "GET":
-            return self.pages.render(request, "login.html", error=False)
-        form = await self.pages.form(request)
-        if form is None:
-            return self.pages.render(request, "login.html", error=True)
-        name = str(form.get("user", ""))[:200]
-        address = request.client.host if request.client else ""
-        wait = self.throttle.wait(name, address)
-        if wait > 0:  # refused before any hashing; the answer is slow so that a flood cannot spin the console
-            self.throttle.failed(name, address)
-            await asyncio.sleep(min(wait, 1.0))
-            return self.pages.render(request, "login.html", status_code=429,
-                                     headers={"Retry-After": str(int(wait) + 1)}, error=True)
-        if self.passwords.busy():
-            # the hashing thread is taken, or the second's hashes are spent (a flood from many addresses):
-            # no queue builds up, and the engine's CPU stays with the senders
-            await asyncio.sleep(0.25)  # nor a spin of instant refusals
-            return self.pages.render(request, "login.html", status_code=503, headers={"Retry-After": "1"}, busy=True)
-        user = await self.passwords.check(name, str(form.get("password", "")))
-        if user is None:
-            self.throttle.failed(name, address)
-            return self.pages.render(request, "login.html", error=True)
-        self.throttle.succeeded(name)
-        lang = request.session.get("lang", "fr")
-        request.session.clear()  # a new session at login: no fixation
-        sid = self.sessions.open(user.name, self.users.stamp(user.name) or "")
-        request.session.update({"sid": sid, "lang": lang, "csrf": secrets.token_urlsafe(24)})
-        return RedirectResponse("/", status_code=303)
-
-    async def logout(self, request: Request) -> Response:
-        if await self.pages.form(request) is not None:
-            self.sessions.close(request.session.get("sid"))  # every copy of the cookie is signed out
-            request.session.clear()
-        return to_login()
-
-    async def language(self, request: Request) -> Response:
-        lang = request.path_params["lang"]
-        if lang in LANGS:
-            request.session["lang"] = lang
-        return RedirectResponse(_local_path(request.headers.get("referer", "")), status_code=303)
 
     @signed_in
     async def dashboard(self, request: Request, user: User) -> Response:
@@ -387,16 +343,6 @@ class Console:
         except (ParseError, MappingError) as exc:
             return await self.channel(request, test_error=str(exc), sample=sample)
         return await self.channel(request, test_bundle=bundle, sample=sample)
-
-
-def _local_path(referer: str) -> str:
-    """Where to send the browser back to: the path and query of `referer` only (a relative redirect,
-    whatever host the header or the request named), or / when that is not a plain local path."""
-    parts = urlsplit(referer)
-    path = parts.path or "/"
-    if not path.startswith("/") or path.startswith("//") or "\\" in path:
-        return "/"
-    return path + (f"?{parts.query}" if parts.query else "")
 
 
 def _head(raw: bytes) -> bytes:
