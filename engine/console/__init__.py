@@ -18,8 +18,6 @@ a download or a replay writes one too.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,16 +27,16 @@ import orjson
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from engine import metrics
 from engine.config import ChannelConfig, Config, load_config
 from engine.console.auth import SignIn
+from engine.console.dashboard import Dashboard
 from engine.console.hashing import HASHING_MAX, PasswordChecks
 from engine.console.headers import SecurityHeaders
-from engine.console.pages import Pages, signed_in, signed_in_api
+from engine.console.pages import Pages, signed_in
 from engine.console.sessions import Sessions
 from engine.console.throttle import LoginThrottle
 from engine.console.users import User, Users
@@ -51,8 +49,6 @@ from engine.types import Status
 __all__ = ["HASHING_MAX", "Console"]
 
 _HERE = Path(__file__).parent
-CHANNEL_STATUSES = ("received", "transformed", "filtered", "delivered", "failed", "parked")
-DESTINATION_STATUSES = ("delivered", "retrying", "waiting", "dead")
 PAGE_BYTES = 64 * 1024  # of the raw message and of each FHIR body on a message page; the rest is downloaded
 PRETTY_MAX_BYTES = 1 << 20  # a FHIR body larger than this is shown as stored, not re-indented
 LINEAGE_MAX_BYTES = 1 << 20  # larger messages: no lineage on the page (wasla convert --explain)
@@ -72,7 +68,6 @@ class Console:
         self.formats = Formats(converter)  # how a message page lays out and explains each input format
         self.config = config
         self.journal = journal
-        self.depths = depths
         self.users = Users(config.config_dir / "users.yaml")
         self.secret = journal.keys.meta_secret("console_session_secret", "WASLA_CONSOLE_SECRET").decode()
         self.sessions = Sessions(max_age_s=8 * 3600)
@@ -80,8 +75,7 @@ class Console:
         self.throttle = LoginThrottle()
         self.passwords = PasswordChecks(self.users)
         self.sign_in = SignIn(self.pages, self.users, self.sessions, self.throttle, self.passwords)
-        self._trend: deque[tuple[float, dict[str, int]]] = deque(maxlen=60)  # (time, received per channel)
-        self._trend_at = time.time()
+        self.dashboard = Dashboard(self.pages, config, journal, depths)
 
     def middleware(self) -> list[Middleware]:
         return [Middleware(SecurityHeaders),
@@ -94,8 +88,7 @@ class Console:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/", self.dashboard), *self.sign_in.routes(),
-            Route("/api/dashboard", self.dashboard_data), Route("/messages", self.messages),
+            *self.dashboard.routes(), *self.sign_in.routes(), Route("/messages", self.messages),
             Route("/messages/{message_id}", self.message),
             Route("/messages/{message_id}/raw", self.download_raw),
             Route("/messages/{message_id}/fhir/{destination}", self.download_fhir),
@@ -105,51 +98,6 @@ class Console:
             Route("/channels/{channel_id}/test", self.channel_test, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
         ]
-
-    @signed_in
-    async def dashboard(self, request: Request, user: User) -> Response:
-        return self.pages.render(request, "dashboard.html", channel_statuses=CHANNEL_STATUSES,
-                                 destination_statuses=DESTINATION_STATUSES)
-
-    @signed_in_api
-    async def dashboard_data(self, request: Request, user: User) -> Response:
-        return JSONResponse(await asyncio.to_thread(self.journal_dashboard))
-
-    def journal_dashboard(self) -> dict[str, Any]:
-        """Counts of the last 24 hours per channel; what waits or failed per destination; queue depths."""
-        since = time.time() - 86400
-        counts = self.journal.messages.status_counts(since)
-        depths = self.depths()
-        delivered = self.journal.outputs.delivered_since(list(self.config.destinations), since)
-        circuits = metrics.open_circuits()
-        channels: list[dict[str, Any]] = []
-        c: dict[str, Any]
-        for ch in self.config.channels:
-            c = dict(counts.get(ch.id, {}))
-            c["received"] = sum(c.values())
-            errors = self.journal.messages.search(channel=ch.id, status=Status.FAILED, limit=1)
-            channels.append({"id": ch.id, "counts": c, "alert": bool(c.get("failed") or c.get("parked")),
-                             "last_error": errors[0].reason[:200] if errors else ""})
-        waiting = self.journal.outputs.counts()
-        destinations = []
-        for dest in self.config.destinations:
-            c = {"delivered": delivered.get(dest, 0), **waiting.get(dest, {})}
-            queued = sum(n for q, n in depths.items() if q.startswith(f"wasla.deliver.{dest}."))
-            destinations.append({"id": dest, "counts": c, "queued": queued,
-                                 "alert": bool(c.get("dead")) or dest in circuits})
-        trend = self._sample_trend()
-        for c in channels:
-            c["trend"] = [n.get(c["id"], 0) for _, n in trend]
-        return {"channels": channels, "destinations": destinations}
-
-    def _sample_trend(self) -> list[tuple[float, dict[str, int]]]:
-        """Messages received per channel in each interval since the last sample (at least 5 s apart):
-        the dashboard's sparkline, read through the time index, never a scan."""
-        now = time.time()
-        if now - self._trend_at >= 5:
-            self._trend.append((now, self.journal.messages.received_since(self._trend_at)))
-            self._trend_at = now
-        return list(self._trend)
 
     @signed_in
     async def messages(self, request: Request, user: User) -> Response:
