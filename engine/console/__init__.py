@@ -34,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from engine.config import ChannelConfig, Config, load_config
 from engine.console.auth import SignIn
 from engine.console.dashboard import Dashboard
+from engine.console.dead import DeadLetters
 from engine.console.hashing import HASHING_MAX, PasswordChecks
 from engine.console.headers import SecurityHeaders
 from engine.console.pages import Pages, signed_in
@@ -76,6 +77,7 @@ class Console:
         self.passwords = PasswordChecks(self.users)
         self.sign_in = SignIn(self.pages, self.users, self.sessions, self.throttle, self.passwords)
         self.dashboard = Dashboard(self.pages, config, journal, depths)
+        self.dead = DeadLetters(self.pages, config, journal)
 
     def middleware(self) -> list[Middleware]:
         return [Middleware(SecurityHeaders),
@@ -93,7 +95,7 @@ class Console:
             Route("/messages/{message_id}/raw", self.download_raw),
             Route("/messages/{message_id}/fhir/{destination}", self.download_fhir),
             Route("/messages/{message_id}/replay", self.replay, methods=["POST"]),
-            Route("/dead", self.dead), Route("/dead/{destination}/replay", self.dead_replay, methods=["POST"]),
+            *self.dead.routes(),
             Route("/channels/{channel_id}", self.channel),
             Route("/channels/{channel_id}/test", self.channel_test, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
@@ -212,41 +214,6 @@ class Console:
         if await asyncio.to_thread(request_replay):
             request.session["flash"] = "replay_requested"
         return RedirectResponse(f"/messages/{mid}", status_code=303)
-
-
-    @signed_in
-    async def dead(self, request: Request, user: User) -> Response:
-        """Dead letters per destination (bulk replay), and the local codes holding parked messages."""
-        def read() -> tuple[list[Any], Any]:
-            groups = [(dest, self.journal.messages.search(destination=dest, output_status="dead", limit=500))
-                      for dest in self.config.destinations]  # metadata only: no body is read for a list
-            return groups, self.journal.parked.codes()
-
-        groups, unmapped = await asyncio.to_thread(read)
-        return self.pages.render(request, "dead.html", groups=groups, unmapped=unmapped)
-
-    @signed_in
-    async def dead_replay(self, request: Request, user: User) -> Response:
-        dest = request.path_params["destination"]
-        form = await self.pages.form(request)
-        if form is None or not user.can("operator") or dest not in self.config.destinations:
-            request.session["flash"] = "forbidden"
-            return RedirectResponse("/dead", status_code=303)
-        client = request.client.host if request.client else ""
-
-        def request_replays() -> bool:
-            dead = set(self.journal.outputs.dead_letters(dest))
-            chosen = sorted(dead) if form.get("scope") == "all" else [str(v) for v in form.getlist("id") if v in dead]
-            if not chosen:
-                return False
-            self.journal.replays.request(chosen, "deliver", dest, user.name)
-            self.journal.audit.record(user.name, "replay", chosen, client, {"mode": "deliver", "destination": dest,
-                                                                      "via": "console"})
-            return True
-
-        if await asyncio.to_thread(request_replays):
-            request.session["flash"] = "replays_requested"
-        return RedirectResponse("/dead", status_code=303)
 
     @signed_in
     async def channel(self, request: Request, user: User, **extra: Any) -> Response:
