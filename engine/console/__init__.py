@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,9 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from engine.config import ChannelConfig, Config, load_config
+from engine.config import ChannelConfig, Config
 from engine.console.auth import SignIn
+from engine.console.channels import Channels
 from engine.console.dashboard import Dashboard
 from engine.console.dead import DeadLetters
 from engine.console.hashing import HASHING_MAX, PasswordChecks
@@ -41,9 +41,7 @@ from engine.console.pages import Pages, signed_in
 from engine.console.sessions import Sessions
 from engine.console.throttle import LoginThrottle
 from engine.console.users import User, Users
-from engine.errors import ConfigErrors, MappingError, ParseError
-from engine.formats import Format, Formats
-from engine.hl7v2.er7 import parse
+from engine.formats import Format, Formats, Mappings
 from engine.store import Journal, mapping_warnings
 from engine.types import Status
 
@@ -54,7 +52,6 @@ PAGE_BYTES = 64 * 1024  # of the raw message and of each FHIR body on a message 
 PRETTY_MAX_BYTES = 1 << 20  # a FHIR body larger than this is shown as stored, not re-indented
 LINEAGE_MAX_BYTES = 1 << 20  # larger messages: no lineage on the page (wasla convert --explain)
 NOT_READ_MAX = 200  # fields named as not read on a page; the rest: wasla convert --explain
-TEST_MAX_BYTES = 1 << 20  # a message pasted on the channel page
 
 
 class Console:
@@ -64,7 +61,7 @@ class Console:
     before it is answered; a change needs the operator role and the session's CSRF token."""
 
     def __init__(self, config: Config, journal: Journal, depths: Callable[[], dict[str, int]],
-                 converter: Any = None) -> None:
+                 converter: Mappings | None = None) -> None:
         self.converter = converter  # for the channel page's dry-run conversion
         self.formats = Formats(converter)  # how a message page lays out and explains each input format
         self.config = config
@@ -78,6 +75,7 @@ class Console:
         self.sign_in = SignIn(self.pages, self.users, self.sessions, self.throttle, self.passwords)
         self.dashboard = Dashboard(self.pages, config, journal, depths)
         self.dead = DeadLetters(self.pages, config, journal)
+        self.channels = Channels(self.pages, config, converter)
 
     def middleware(self) -> list[Middleware]:
         return [Middleware(SecurityHeaders),
@@ -96,8 +94,7 @@ class Console:
             Route("/messages/{message_id}/fhir/{destination}", self.download_fhir),
             Route("/messages/{message_id}/replay", self.replay, methods=["POST"]),
             *self.dead.routes(),
-            Route("/channels/{channel_id}", self.channel),
-            Route("/channels/{channel_id}/test", self.channel_test, methods=["POST"]),
+            *self.channels.routes(),
             Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
         ]
 
@@ -214,50 +211,6 @@ class Console:
         if await asyncio.to_thread(request_replay):
             request.session["flash"] = "replay_requested"
         return RedirectResponse(f"/messages/{mid}", status_code=303)
-
-    @signed_in
-    async def channel(self, request: Request, user: User, **extra: Any) -> Response:
-        try:
-            ch = self.config.channel(request.path_params["channel_id"])
-        except KeyError:
-            return Response("not found", status_code=404)
-        # the file as written (${ENV} references unexpanded: no secret from the environment is shown)
-        text = (self.config.config_dir / "channels" / f"{ch.id}.yaml").read_text(encoding="utf-8")
-        dests = [d for d in self.config.destinations if d in ch.outputs or ch.id in
-                 self.config.destinations[d].route.channels]
-        try:  # the files as they are now: an edit not yet loaded may have broken them
-            load_config(self.config.config_dir)
-            problems: list[str] = []
-        except ConfigErrors as exc:
-            problems = [str(e) for e in exc.errors]
-        return self.pages.render(request, "channel.html", channel=ch, yaml_text=text, destinations=dests,
-                                 problems=problems, **extra)
-
-    @signed_in
-    async def channel_test(self, request: Request, user: User) -> Response:
-        """Convert a pasted message with the channel's mapping, as the transform would: nothing journaled,
-        nothing sent; the error names the rule and field, as the journal would."""
-        form = await self.pages.form(request)
-        if form is None or not user.can("operator") or self.converter is None:
-            request.session["flash"] = "forbidden"
-            return RedirectResponse(request.url.path.removesuffix("/test"), status_code=303)
-        ch = self.config.channel(request.path_params["channel_id"])
-        sample = str(form.get("message", ""))
-        if len(sample) > TEST_MAX_BYTES:
-            return await self.channel(request, test_error=f"over {TEST_MAX_BYTES // 1024} KB: too large to try here",
-                                      sample="")
-        text = sample.replace("\r\n", "\r").replace("\n", "\r")
-        converter = self.converter
-
-        def convert() -> str:
-            conversion = converter.convert(ch.mapping, parse(text), datetime.now(UTC), ch.policy())
-            return orjson.dumps(orjson.loads(conversion.bundle), option=orjson.OPT_INDENT_2).decode()
-
-        try:
-            bundle = await asyncio.to_thread(convert)
-        except (ParseError, MappingError) as exc:
-            return await self.channel(request, test_error=str(exc), sample=sample)
-        return await self.channel(request, test_bundle=bundle, sample=sample)
 
 
 def _head(raw: bytes) -> bytes:
