@@ -18,7 +18,7 @@ from engine.console import HASHING_MAX, Console
 from engine.console.sessions import Sessions
 from engine.console.users import Users
 from engine.store import Journal
-from tests.console.support import PASSWORD, csrf_of, login, served_console
+from tests.engine.console.support import PASSWORD, csrf_of, login, served_console
 from tests.support import make_project
 
 
