@@ -170,7 +170,7 @@ def page_opener(base: str, message_id: str, cookies: dict[str, str], every_s: fl
 
 def console_elsewhere(project: str, stop: mp.Event, counts: mp.Queue) -> None:  # type: ignore[type-arg]
     """The console of `project` served by this process on its own (the floor's console)."""
-    from tests.console.support import served_console
+    from tests.engine.console.support import served_console
 
     with served_console(Path(project)) as (base, _, _):
         counts.put(("base", base))

@@ -13,118 +13,65 @@ headers of engine.console.headers. Journal reads and page building run off the c
 A message page shows the first 64 KB of the raw message and of each FHIR body, with a link to
 download the whole. Viewing a message's content writes one audit record before the page is sent;
 a download or a replay writes one too.
+
+`Console` assembles the pages, one module per concern: engine.console.pages (what every page shares:
+the signed-in check, CSRF, rendering), auth (login, logout, language), hashing (the password-check
+budget), dashboard, messages (log, message page, downloads, replay), dead (dead letters) and
+channels (the channel page and its dry run).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hmac
-import secrets
-import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from functools import wraps
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
-import orjson
-from ruamel.yaml import YAML
-from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
-from engine import metrics
-from engine.config import ChannelConfig, Config, load_config
+from engine.config import Config
+from engine.console.auth import SignIn
+from engine.console.channels import Channels
+from engine.console.dashboard import Dashboard
+from engine.console.dead import DeadLetters
+from engine.console.hashing import HASHING_MAX, PasswordChecks
 from engine.console.headers import SecurityHeaders
+from engine.console.messages import PAGE_BYTES, Messages
+from engine.console.pages import Pages
 from engine.console.sessions import Sessions
 from engine.console.throttle import LoginThrottle
-from engine.console.users import User, Users
-from engine.errors import ConfigErrors, MappingError, ParseError
-from engine.formats import Format, Formats
-from engine.hl7v2.er7 import parse
-from engine.store import Journal, mapping_warnings
-from engine.types import Status
+from engine.console.users import Users
+from engine.formats import Mappings
+from engine.store import Journal
 
-__all__ = ["Console"]
+__all__ = ["HASHING_MAX", "PAGE_BYTES", "Console"]
 
 _HERE = Path(__file__).parent
-LANGS = ("fr", "en", "ar")
-CHANNEL_STATUSES = ("received", "transformed", "filtered", "delivered", "failed", "parked")
-DESTINATION_STATUSES = ("delivered", "retrying", "waiting", "dead")
-PAGE_BYTES = 64 * 1024  # of the raw message and of each FHIR body on a message page; the rest is downloaded
-PRETTY_MAX_BYTES = 1 << 20  # a FHIR body larger than this is shown as stored, not re-indented
-LINEAGE_MAX_BYTES = 1 << 20  # larger messages: no lineage on the page (wasla convert --explain)
-NOT_READ_MAX = 200  # fields named as not read on a page; the rest: wasla convert --explain
-TEST_MAX_BYTES = 1 << 20  # a message pasted on the channel page
-HASHING_MAX = 2  # password checks running or waiting; a try beyond that is refused at once
-HASHES_PER_S = 4  # password hashes started per second, whatever the addresses: a flood costs at most this
-
-
-def _strings() -> dict[str, dict[str, str]]:
-    yaml = YAML(typ="safe")
-    return {lang: yaml.load((_HERE / "i18n" / f"{lang}.yaml").read_text(encoding="utf-8")) for lang in LANGS}
-
-
-_Page = Callable[..., Awaitable[Response]]
-
-
-def _signed_in(page: _Page) -> _Page:
-    """A Console page that runs only for a signed-in user, who is passed after the request; anyone
-    else is redirected to /login (303)."""
-    return _requiring_user(page, lambda: Console._to_login())  # late: Console is defined below
-
-
-def _signed_in_api(page: _Page) -> _Page:
-    """A Console JSON endpoint that runs only for a signed-in user; anyone else gets 401."""
-    return _requiring_user(page, lambda: JSONResponse({"error": "login"}, status_code=401))
-
-
-def _requiring_user(page: _Page, denied: Callable[[], Response]) -> _Page:
-    """The signed-in check, written once: the session's user (Console._user: revoked sessions, removed
-    users and changed passwords count at once), else `denied()`. Roles are checked by the page."""
-    @wraps(page)
-    async def checked(self: Console, request: Request, **extra: Any) -> Response:
-        user = self._user(request)
-        if user is None:
-            return denied()
-        return await page(self, request, user, **extra)
-
-    return checked
 
 
 class Console:
     """The console's pages and their sessions: it owns the users file, the signed-in sessions, the login
-    throttle and the password-hashing thread. Every page but the login runs for a signed-in user only
-    (`_signed_in`); each view of a message's content, download and replay is audited before it is
-    answered; a change needs the operator role and the session's CSRF token."""
+    throttle and the password-hashing thread, gives each page class what it needs, and serves their routes
+    behind the security headers and the signed session cookie. Every page but the login runs for a signed-in
+    user only (`signed_in`, engine.console.pages); each view of a message's content, download and replay is
+    audited before it is answered; a change needs the operator role and the session's CSRF token."""
 
     def __init__(self, config: Config, journal: Journal, depths: Callable[[], dict[str, int]],
-                 converter: Any = None) -> None:
-        self.converter = converter  # for the channel page's dry-run conversion
-        self.formats = Formats(converter)  # how a message page lays out and explains each input format
+                 converter: Mappings | None = None) -> None:
         self.config = config
         self.journal = journal
-        self.depths = depths
         self.users = Users(config.config_dir / "users.yaml")
-        self.strings = _strings()
-        self.templates = Jinja2Templates(directory=str(_HERE / "templates"))
         self.secret = journal.keys.meta_secret("console_session_secret", "WASLA_CONSOLE_SECRET").decode()
         self.sessions = Sessions(max_age_s=8 * 3600)
+        self.pages = Pages(self.users, self.sessions)
         self.throttle = LoginThrottle()
-        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-password")
-        self._hashing = 0  # password checks submitted and not finished (read and written on the console's loop)
-        self.hashes_per_s = HASHES_PER_S
-        self._hashed: deque[float] = deque()  # when the last hashes started (at most hashes_per_s kept)
-        self._trend: deque[tuple[float, dict[str, int]]] = deque(maxlen=60)  # (time, received per channel)
-        self._trend_at = time.time()
+        self.passwords = PasswordChecks(self.users)
+        self.sign_in = SignIn(self.pages, self.users, self.sessions, self.throttle, self.passwords)
+        self.dashboard = Dashboard(self.pages, config, journal, depths)
+        self.messages = Messages(self.pages, config, journal, converter)
+        self.dead = DeadLetters(self.pages, config, journal)
+        self.channels = Channels(self.pages, config, converter)
 
     def middleware(self) -> list[Middleware]:
         return [Middleware(SecurityHeaders),
@@ -133,394 +80,12 @@ class Console:
                            https_only=self.config.ops.secure_cookies)]
 
     def close(self) -> None:
-        self._hasher.shutdown(wait=False, cancel_futures=True)
+        """Stop the password-hashing thread."""
+        self.passwords.close()
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/", self.dashboard), Route("/login", self.login, methods=["GET", "POST"]),
-            Route("/logout", self.logout, methods=["POST"]), Route("/lang/{lang}", self.language),
-            Route("/api/dashboard", self.dashboard_data), Route("/messages", self.messages),
-            Route("/messages/{message_id}", self.message),
-            Route("/messages/{message_id}/raw", self.download_raw),
-            Route("/messages/{message_id}/fhir/{destination}", self.download_fhir),
-            Route("/messages/{message_id}/replay", self.replay, methods=["POST"]),
-            Route("/dead", self.dead), Route("/dead/{destination}/replay", self.dead_replay, methods=["POST"]),
-            Route("/channels/{channel_id}", self.channel),
-            Route("/channels/{channel_id}/test", self.channel_test, methods=["POST"]),
+            *self.dashboard.routes(), *self.sign_in.routes(), *self.messages.routes(), *self.dead.routes(),
+            *self.channels.routes(),
             Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
         ]
-
-    # -- session ------------------------------------------------------------------------------
-    def _user(self, request: Request) -> User | None:
-        sid = request.session.get("sid")
-        found = self.sessions.get(sid)
-        if found is None:
-            return None
-        role = self.users.role_of(found.user)  # a removed user or changed role counts at once
-        if role is None or self.users.stamp(found.user) != found.stamp:  # removed, or a new password
-            self.sessions.close(sid)
-            return None
-        return User(found.user, role)
-
-    def _csrf(self, request: Request) -> str:
-        token = request.session.get("csrf")
-        if not token:
-            token = request.session["csrf"] = secrets.token_urlsafe(24)
-        return str(token)
-
-    async def _form(self, request: Request) -> FormData | None:
-        """The posted form if its CSRF token is this session's, else None."""
-        form = await request.form()
-        expected = request.session.get("csrf", "")
-        return form if expected and hmac.compare_digest(str(form.get("csrf", "")), expected) else None
-
-    def _page(self, request: Request, template: str, status_code: int = 200, headers: dict[str, str] | None = None,
-              **context: Any) -> Response:
-        lang = request.session.get("lang", "fr")
-        flash = request.session.pop("flash", None)
-        return self.templates.TemplateResponse(request, template, {
-            "lang": lang, "t": self.strings[lang], "user": self._user(request), "csrf": self._csrf(request),
-            "flash": self.strings[lang].get(flash, "") if flash else "", **context},
-            status_code=status_code, headers=headers)
-
-    @staticmethod
-    def _to_login() -> Response:
-        return RedirectResponse("/login", status_code=303)  # relative: never built from the Host header
-
-    # -- pages --------------------------------------------------------------------------------
-    async def login(self, request: Request) -> Response:
-        if request.method == "GET":
-            return self._page(request, "login.html", error=False)
-        form = await self._form(request)
-        if form is None:
-            return self._page(request, "login.html", error=True)
-        name = str(form.get("user", ""))[:200]
-        address = request.client.host if request.client else ""
-        wait = self.throttle.wait(name, address)
-        if wait > 0:  # refused before any hashing; the answer is slow so that a flood cannot spin the console
-            self.throttle.failed(name, address)
-            await asyncio.sleep(min(wait, 1.0))
-            return self._page(request, "login.html", status_code=429, headers={"Retry-After": str(int(wait) + 1)},
-                              error=True)
-        now = time.monotonic()
-        if self._hashing >= HASHING_MAX or (len(self._hashed) >= self.hashes_per_s and now - self._hashed[0] < 1.0):
-            # the hashing thread is taken, or the second's hashes are spent (a flood from many addresses):
-            # no queue builds up, and the engine's CPU stays with the senders
-            await asyncio.sleep(0.25)  # nor a spin of instant refusals
-            return self._page(request, "login.html", status_code=503, headers={"Retry-After": "1"}, busy=True)
-        self._hashing += 1
-        self._hashed.append(now)
-        while len(self._hashed) > self.hashes_per_s:
-            self._hashed.popleft()
-        try:
-            user = await asyncio.get_running_loop().run_in_executor(
-                self._hasher, self.users.check, name, str(form.get("password", "")))
-        finally:
-            self._hashing -= 1
-        if user is None:
-            self.throttle.failed(name, address)
-            return self._page(request, "login.html", error=True)
-        self.throttle.succeeded(name)
-        lang = request.session.get("lang", "fr")
-        request.session.clear()  # a new session at login: no fixation
-        sid = self.sessions.open(user.name, self.users.stamp(user.name) or "")
-        request.session.update({"sid": sid, "lang": lang, "csrf": secrets.token_urlsafe(24)})
-        return RedirectResponse("/", status_code=303)
-
-    async def logout(self, request: Request) -> Response:
-        if await self._form(request) is not None:
-            self.sessions.close(request.session.get("sid"))  # every copy of the cookie is signed out
-            request.session.clear()
-        return self._to_login()
-
-    async def language(self, request: Request) -> Response:
-        lang = request.path_params["lang"]
-        if lang in LANGS:
-            request.session["lang"] = lang
-        return RedirectResponse(_local_path(request.headers.get("referer", "")), status_code=303)
-
-    @_signed_in
-    async def dashboard(self, request: Request, user: User) -> Response:
-        return self._page(request, "dashboard.html", channel_statuses=CHANNEL_STATUSES,
-                          destination_statuses=DESTINATION_STATUSES)
-
-    @_signed_in_api
-    async def dashboard_data(self, request: Request, user: User) -> Response:
-        return JSONResponse(await asyncio.to_thread(self.journal_dashboard))
-
-    def journal_dashboard(self) -> dict[str, Any]:
-        """Counts of the last 24 hours per channel; what waits or failed per destination; queue depths."""
-        since = time.time() - 86400
-        counts = self.journal.messages.status_counts(since)
-        depths = self.depths()
-        delivered = self.journal.outputs.delivered_since(list(self.config.destinations), since)
-        circuits = metrics.open_circuits()
-        channels: list[dict[str, Any]] = []
-        c: dict[str, Any]
-        for ch in self.config.channels:
-            c = dict(counts.get(ch.id, {}))
-            c["received"] = sum(c.values())
-            errors = self.journal.messages.search(channel=ch.id, status=Status.FAILED, limit=1)
-            channels.append({"id": ch.id, "counts": c, "alert": bool(c.get("failed") or c.get("parked")),
-                             "last_error": errors[0].reason[:200] if errors else ""})
-        waiting = self.journal.outputs.counts()
-        destinations = []
-        for dest in self.config.destinations:
-            c = {"delivered": delivered.get(dest, 0), **waiting.get(dest, {})}
-            queued = sum(n for q, n in depths.items() if q.startswith(f"wasla.deliver.{dest}."))
-            destinations.append({"id": dest, "counts": c, "queued": queued,
-                                 "alert": bool(c.get("dead")) or dest in circuits})
-        trend = self._sample_trend()
-        for c in channels:
-            c["trend"] = [n.get(c["id"], 0) for _, n in trend]
-        return {"channels": channels, "destinations": destinations}
-
-    def _sample_trend(self) -> list[tuple[float, dict[str, int]]]:
-        """Messages received per channel in each interval since the last sample (at least 5 s apart):
-        the dashboard's sparkline, read through the time index, never a scan."""
-        now = time.time()
-        if now - self._trend_at >= 5:
-            self._trend.append((now, self.journal.messages.received_since(self._trend_at)))
-            self._trend_at = now
-        return list(self._trend)
-
-    @_signed_in
-    async def messages(self, request: Request, user: User) -> Response:
-        q = {k: request.query_params.get(k) or None for k in ("control_id", "channel", "status")}
-        rows = await asyncio.to_thread(lambda: self.journal.messages.search(**q, limit=100))  # type: ignore[arg-type]
-        statuses = (*Status.UNFINISHED, Status.DELIVERED, Status.FAILED, Status.FILTERED, Status.PARKED)
-        return self._page(request, "messages.html", rows=rows, q=q, statuses=statuses)
-
-    @_signed_in
-    async def message(self, request: Request, user: User) -> Response:
-        client = request.client.host if request.client else ""
-        view = await asyncio.to_thread(self._message_view, request.path_params["message_id"], user, client)
-        if view is None:
-            return Response("not found", status_code=404)
-        return self._page(request, "message.html", **view)
-
-    def _message_view(self, mid: str, user: User, client: str) -> dict[str, Any] | None:
-        """The message page's content, read and laid out on a worker thread: at most PAGE_BYTES of each body."""
-        row = self.journal.messages.head(mid, LINEAGE_MAX_BYTES + 1)  # a large body is not inflated whole
-        if row is None:
-            return None
-        self.journal.audit.record(user.name, "view", [mid], client, {"via": "console"})  # before any content is sent
-        channel = self._channel_of(row.channel)  # its encoding override: shown as it was converted
-        fmt = self.formats.of(row.message_type)
-        layout = fmt.layout(_head(row.raw), channel)
-        segments, raw_text = layout.segments, layout.text
-        outputs = []
-        for dest in self.journal.outputs.destinations(mid):
-            out = self.journal.outputs.get(mid, dest, PRETTY_MAX_BYTES + 1)  # a large body is not inflated whole
-            if out is not None:
-                body, more = _fhir_head(out.body)
-                size = len(out.body) if len(out.body) <= PRETTY_MAX_BYTES else None  # None: over PRETTY_MAX_BYTES
-                outputs.append({"destination": dest, "status": out.status, "body": body, "size": size, "more": more})
-        events = [{**ev, "summary": _summary(ev["detail"])} for ev in self.journal.messages.events(mid)]
-        whole = len(row.raw) <= LINEAGE_MAX_BYTES  # then row.raw is the whole body
-        lineage, not_read = self._lineage(row, fmt, channel, events) if whole else ([], [])
-        return {"row": row, "segments": segments, "raw_text": raw_text, "raw_more": len(row.raw) > PAGE_BYTES,
-                "page_bytes": PAGE_BYTES, "pretty_max": PRETTY_MAX_BYTES, "no_lineage": not whole, "outputs": outputs,
-                "events": events, "lineage": lineage, "not_read": not_read, "warnings": mapping_warnings(events)}
-
-    @_signed_in
-    async def download_raw(self, request: Request, user: User) -> Response:
-        """The whole raw message, streamed as a download (audited like the page)."""
-        mid = request.path_params["message_id"]
-        client = request.client.host if request.client else ""
-
-        def read() -> bytes | None:
-            row = self.journal.messages.get(mid)
-            if row is None or not row.raw:
-                return None
-            self.journal.audit.record(user.name, "view-raw", [mid], client, {"via": "console"})
-            return row.raw
-
-        body = await asyncio.to_thread(read)
-        if body is None:
-            return Response("not found", status_code=404)
-        return _download(body, "application/hl7-v2", f"{mid}.hl7")
-
-    @_signed_in
-    async def download_fhir(self, request: Request, user: User) -> Response:
-        """One destination's whole FHIR body, streamed as a download (audited like the page)."""
-        mid, dest = request.path_params["message_id"], request.path_params["destination"]
-        client = request.client.host if request.client else ""
-
-        def read() -> bytes | None:
-            out = self.journal.outputs.get(mid, dest)
-            if out is None or not out.body:
-                return None
-            self.journal.audit.record(user.name, "view-fhir", [mid], client, {"via": "console", "destination": dest})
-            return out.body
-
-        body = await asyncio.to_thread(read)
-        if body is None:
-            return Response("not found", status_code=404)
-        return _download(body, "application/fhir+json", f"{mid}-{dest}.json")
-
-    def _lineage(self, row: Any, fmt: Format, channel: ChannelConfig | None,
-                 events: list[dict[str, Any]]) -> tuple[list[dict[str, str]], list[str]]:
-        """What `wasla convert --explain` shows: each FHIR element and the source fields it came from."""
-        mapping = next((ev["detail"].get("mapping") for ev in reversed(events)
-                        if ev["stage"] == "transform" and ev["detail"].get("mapping")), None)
-        if self.converter is None or not mapping or not row.raw:
-            return [], []
-        found = fmt.lineage(row.raw, channel, mapping, row.received_at, NOT_READ_MAX)
-        if found is None:
-            return [], []
-        return found.rows, found.not_read + (["…"] if found.not_read_total > NOT_READ_MAX else [])
-
-    def _channel_of(self, channel_id: str) -> ChannelConfig | None:
-        """The channel's configuration; None when it is not configured any more."""
-        try:
-            return self.config.channel(channel_id)
-        except KeyError:
-            return None
-
-    @_signed_in
-    async def replay(self, request: Request, user: User) -> Response:
-        mid = request.path_params["message_id"]
-        form = await self._form(request)
-        if form is None or not user.can("operator"):
-            request.session["flash"] = "forbidden"
-            return RedirectResponse(f"/messages/{mid}", status_code=303)
-        client = request.client.host if request.client else ""
-
-        def request_replay() -> bool:
-            if not self.journal.messages.present([mid]):
-                return False
-            self.journal.replays.request([mid], "transform", "", user.name)
-            self.journal.audit.record(user.name, "replay", [mid], client, {"mode": "transform", "via": "console"})
-            return True
-
-        if await asyncio.to_thread(request_replay):
-            request.session["flash"] = "replay_requested"
-        return RedirectResponse(f"/messages/{mid}", status_code=303)
-
-
-    @_signed_in
-    async def dead(self, request: Request, user: User) -> Response:
-        """Dead letters per destination (bulk replay), and the local codes holding parked messages."""
-        def read() -> tuple[list[Any], Any]:
-            groups = [(dest, self.journal.messages.search(destination=dest, output_status="dead", limit=500))
-                      for dest in self.config.destinations]  # metadata only: no body is read for a list
-            return groups, self.journal.parked.codes()
-
-        groups, unmapped = await asyncio.to_thread(read)
-        return self._page(request, "dead.html", groups=groups, unmapped=unmapped)
-
-    @_signed_in
-    async def dead_replay(self, request: Request, user: User) -> Response:
-        dest = request.path_params["destination"]
-        form = await self._form(request)
-        if form is None or not user.can("operator") or dest not in self.config.destinations:
-            request.session["flash"] = "forbidden"
-            return RedirectResponse("/dead", status_code=303)
-        client = request.client.host if request.client else ""
-
-        def request_replays() -> bool:
-            dead = set(self.journal.outputs.dead_letters(dest))
-            chosen = sorted(dead) if form.get("scope") == "all" else [str(v) for v in form.getlist("id") if v in dead]
-            if not chosen:
-                return False
-            self.journal.replays.request(chosen, "deliver", dest, user.name)
-            self.journal.audit.record(user.name, "replay", chosen, client, {"mode": "deliver", "destination": dest,
-                                                                      "via": "console"})
-            return True
-
-        if await asyncio.to_thread(request_replays):
-            request.session["flash"] = "replays_requested"
-        return RedirectResponse("/dead", status_code=303)
-
-    @_signed_in
-    async def channel(self, request: Request, user: User, **extra: Any) -> Response:
-        try:
-            ch = self.config.channel(request.path_params["channel_id"])
-        except KeyError:
-            return Response("not found", status_code=404)
-        # the file as written (${ENV} references unexpanded: no secret from the environment is shown)
-        text = (self.config.config_dir / "channels" / f"{ch.id}.yaml").read_text(encoding="utf-8")
-        dests = [d for d in self.config.destinations if d in ch.outputs or ch.id in
-                 self.config.destinations[d].route.channels]
-        try:  # the files as they are now: an edit not yet loaded may have broken them
-            load_config(self.config.config_dir)
-            problems: list[str] = []
-        except ConfigErrors as exc:
-            problems = [str(e) for e in exc.errors]
-        return self._page(request, "channel.html", channel=ch, yaml_text=text, destinations=dests,
-                          problems=problems, **extra)
-
-    @_signed_in
-    async def channel_test(self, request: Request, user: User) -> Response:
-        """Convert a pasted message with the channel's mapping, as the transform would: nothing journaled,
-        nothing sent; the error names the rule and field, as the journal would."""
-        form = await self._form(request)
-        if form is None or not user.can("operator") or self.converter is None:
-            request.session["flash"] = "forbidden"
-            return RedirectResponse(request.url.path.removesuffix("/test"), status_code=303)
-        ch = self.config.channel(request.path_params["channel_id"])
-        sample = str(form.get("message", ""))
-        if len(sample) > TEST_MAX_BYTES:
-            return await self.channel(request, test_error=f"over {TEST_MAX_BYTES // 1024} KB: too large to try here",
-                                      sample="")
-        text = sample.replace("\r\n", "\r").replace("\n", "\r")
-        converter = self.converter
-
-        def convert() -> str:
-            conversion = converter.convert(ch.mapping, parse(text), datetime.now(UTC), ch.policy())
-            return orjson.dumps(orjson.loads(conversion.bundle), option=orjson.OPT_INDENT_2).decode()
-
-        try:
-            bundle = await asyncio.to_thread(convert)
-        except (ParseError, MappingError) as exc:
-            return await self.channel(request, test_error=str(exc), sample=sample)
-        return await self.channel(request, test_bundle=bundle, sample=sample)
-
-
-def _local_path(referer: str) -> str:
-    """Where to send the browser back to: the path and query of `referer` only (a relative redirect,
-    whatever host the header or the request named), or / when that is not a plain local path."""
-    parts = urlsplit(referer)
-    path = parts.path or "/"
-    if not path.startswith("/") or path.startswith("//") or "\\" in path:
-        return "/"
-    return path + (f"?{parts.query}" if parts.query else "")
-
-
-def _head(raw: bytes) -> bytes:
-    """The first PAGE_BYTES of a raw message, cut after the last whole segment when there is one."""
-    if len(raw) <= PAGE_BYTES:
-        return raw
-    head = raw[:PAGE_BYTES]
-    cut = head.rfind(b"\r")
-    return head[:cut + 1] if cut > 0 else head
-
-
-def _fhir_head(body: bytes) -> tuple[str, bool]:
-    """A FHIR body for the page: indented when it is small enough to re-indent, then its first PAGE_BYTES;
-    and whether there is more of it than that."""
-    if not body:
-        return "", False
-    shown = body
-    if len(body) <= PRETTY_MAX_BYTES:
-        try:
-            shown = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
-        except orjson.JSONDecodeError:
-            shown = body
-    return shown[:PAGE_BYTES].decode("utf-8", "replace"), len(shown) > PAGE_BYTES
-
-
-def _download(body: bytes, media_type: str, filename: str) -> Response:
-    def chunks() -> Iterator[bytes]:
-        for start in range(0, len(body), PAGE_BYTES):
-            yield body[start:start + PAGE_BYTES]
-
-    return StreamingResponse(chunks(), media_type=media_type, headers={
-        "Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(len(body))})
-
-
-def _summary(detail: dict[str, Any]) -> str:
-    keep = {k: v for k, v in detail.items() if k in ("destination", "reason", "location", "mapping", "round",
-                                                     "retry_in_s", "behind", "mode", "by")}
-    return orjson.dumps(keep).decode()[:300] if keep else ""

@@ -46,7 +46,7 @@ class TestDispatch:
         assert isinstance(formats.of("FHIR^Patient"), FhirFormat) and formats.of("FHIR^Bundle") is formats.fhir
 
     @pytest.mark.parametrize("path", ["engine/pipeline/transform.py", "engine/pipeline/intake.py",
-                                      "engine/console/__init__.py"])
+                                      "engine/console/messages.py"])
     def test_no_prefix_test_is_left_outside_the_formats(self, path: str) -> None:
         """Transform, intake and the console ask the format: none tests a message type prefix itself."""
         text = (ROOT / path).read_text(encoding="utf-8")

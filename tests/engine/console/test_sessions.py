@@ -18,7 +18,7 @@ from engine.console import HASHING_MAX, Console
 from engine.console.sessions import Sessions
 from engine.console.users import Users
 from engine.store import Journal
-from tests.console.support import PASSWORD, csrf_of, login, served_console
+from tests.engine.console.support import PASSWORD, csrf_of, login, served_console
 from tests.support import make_project
 
 
@@ -109,7 +109,7 @@ class TestLoginThrottling:
         project = make_project(tmp_path)
         Users(project / "config" / "users.yaml").add("ops.nuit", "operator", PASSWORD)
         with served_console(project) as (base, console, _), httpx.Client(base_url=base) as client:
-            console.hashes_per_s = 1000  # this test is about the address lock, not the global hash budget
+            console.passwords.per_second = 1000  # this test is about the address lock, not the global hash budget
             for n in range(20):
                 assert login(client, f"guess-{n}", "wrong password").status_code == 200
             refused = login(client, "ops.nuit")
@@ -122,7 +122,7 @@ class TestLoginThrottling:
         project = make_project(tmp_path)
         Users(project / "config" / "users.yaml").add("ops.nuit", "operator", PASSWORD)
         with served_console(project) as (base, console, _), httpx.Client(base_url=base) as client:
-            console.hashes_per_s = 1000  # the name lock, not the global hash budget
+            console.passwords.per_second = 1000  # the name lock, not the global hash budget
             for _ in range(5):
                 assert login(client, "ops.nuit", "wrong password").status_code == 200
             assert login(client, "ops.nuit").status_code == 429
@@ -133,28 +133,28 @@ class TestLoginThrottling:
         project = make_project(tmp_path)
         Users(project / "config" / "users.yaml").add("ops.nuit", "operator", PASSWORD)
         with served_console(project) as (base, console, _), httpx.Client(base_url=base) as client:
-            console._hashing = HASHING_MAX
+            console.passwords.running = HASHING_MAX
             busy = login(client, "ops.nuit")
             assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
             assert 'id="login-busy"' in busy.text
             assert client.get("/messages").status_code == 303
-            console._hashing = 0
+            console.passwords.running = 0
             assert login(client, "ops.nuit").status_code == 303  # a refusal for load is no failure
             assert client.get("/messages").status_code == 200
 
 
     def test_a_flood_from_many_addresses_spends_at_most_the_seconds_hash_budget(self, tmp_path: Path) -> None:
-        """Addresses are cheap to an attacker: whatever their number, no more than `hashes_per_s` passwords are
+        """Addresses are cheap to an attacker: whatever their number, no more than `per_second` passwords are
         hashed per second (each costs ~70 ms of a core); a try beyond it is refused 503 without hashing and is
         no failure of the name."""
         project = make_project(tmp_path)
         Users(project / "config" / "users.yaml").add("ops.nuit", "operator", PASSWORD)
         with served_console(project) as (base, console, _), httpx.Client(base_url=base) as client:
-            console.hashes_per_s = 2
-            console._hashed.extend([time.monotonic()] * 2)   # two hashes began just now
+            console.passwords.per_second = 2
+            console.passwords.started.extend([time.monotonic()] * 2)   # two hashes began just now
             busy = login(client, "ops.nuit")
             assert busy.status_code == 503 and 'id="login-busy"' in busy.text
-            console._hashed.clear()
+            console.passwords.started.clear()
             assert login(client, "ops.nuit").status_code == 303
 
 

@@ -21,7 +21,7 @@ from engine.pipeline.history import History
 from engine.runtime import make_converter
 from engine.store import Journal
 from engine.types import Inbound
-from tests.console.support import login, served_console
+from tests.engine.console.support import login, served_console
 from tests.support import adt, free_port, make_project
 
 

@@ -1,4 +1,4 @@
-"""Every console page but the login needs a signed-in user (engine.console `_signed_in`): anyone else
+"""Every console page but the login needs a signed-in user (`signed_in`, engine.console.pages): anyone else
 is redirected to /login with 303, the dashboard's JSON answers 401; roles are still checked by the page."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from engine.console.users import Users
-from tests.console.support import PASSWORD, login, served_console
+from tests.engine.console.support import PASSWORD, login, served_console
 from tests.support import make_project
 
 PAGES = [("GET", "/"), ("GET", "/messages"), ("GET", "/messages/M1"), ("GET", "/messages/M1/raw"),

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from engine.console.users import Users
-from tests.console.support import login, served_console
+from tests.engine.console.support import login, served_console
 from tests.support import ROOT, make_project
 
 TEMPLATES = ROOT / "engine" / "console" / "templates"
@@ -90,7 +90,7 @@ class TestRedirects:
                                                                     headers={"Host": "evil.example"}) as client:
             signed = login(client, "ops.nuit")
             assert signed.status_code == 303 and signed.headers["location"] == "/"
-            from tests.console.support import csrf_of
+            from tests.engine.console.support import csrf_of
 
             out = client.post("/logout", data={"csrf": csrf_of(client.get("/messages").text)})
             assert out.status_code == 303 and out.headers["location"] == "/login"
