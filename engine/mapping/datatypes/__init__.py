@@ -19,6 +19,7 @@ import orjson
 from engine.errors import MappingError
 from engine.hl7v2.er7 import Field
 from engine.mapping.context import Context
+from engine.mapping.datatypes.strings import st_string, tx_string
 from engine.mapping.datatypes.times import dr_start, dtm_date, dtm_datetime, dtm_instant, dtm_time_part, tm_time
 from engine.mapping.systems import (
     assigner_system,
@@ -184,10 +185,6 @@ def xtn_contact_point(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str,
     if period:
         out["period"] = period
     return {k: out[k] for k in ("system", "value", "use", "rank", "period") if k in out}
-
-
-def st_string(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
-    return f.text or None
 
 
 def _triplet(f: Field, ctx: Context, code: int, display: int, system: int, version: int) -> dict[str, str] | None:
@@ -520,13 +517,6 @@ def sn_value(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | N
         return {"valueQuantity": {**q, **units}}
     text = "".join(p for p in (comparator, n1, sep, n2))
     return {"valueString": text}
-
-
-def tx_string(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
-    """ST/TX/FT → string: the whole field with its escapes undone (.br → newline), components joined by ' '."""
-    parts = [f.component(i) for i in range(1, f.components() + 1)]
-    text = " ".join(p for p in parts if p)
-    return text or None
 
 
 _RANGE = ((re.compile(r"^\s*(-?[\d.,]+)\s*-\s*(-?[\d.,]+)\s*$"), "both"),
