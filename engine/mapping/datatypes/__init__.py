@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.hl7v2.er7 import Field
 from engine.mapping.context import Context
+from engine.mapping.datatypes._common import V2_0203, _human_name
 from engine.mapping.datatypes.codes import cwe_codeable_concept, cwe_coding, st_codeable_concept
 from engine.mapping.datatypes.quantities import nm_integer, nm_positive_int, nm_quantity, sn_value, st_reference_range
 from engine.mapping.datatypes.strings import st_string, tx_string
@@ -29,8 +30,6 @@ from engine.mapping.systems import (
 from engine.mapping.timestamps import v2_date, v2_datetime, v2_instant, zone
 
 __all__ = ["CONVERTERS", "DatatypeConverter", "v2_date", "v2_datetime", "v2_instant"]
-
-V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
 Convert = Callable[[Field, Context, dict[str, Any]], Any]
 
@@ -86,22 +85,6 @@ def _code(ctx: Context, vocab: str, code: str, system: str | None = None) -> str
         return None
     t = ctx.vocab(vocab).first(code, system)
     return t.code if t else None
-
-
-def _human_name(f: Field, first: int, degree: int | None) -> dict[str, Any]:
-    """XPN (family at 1) and XCN (family at 2) share one layout: family, given ×2, suffix, prefix, degree."""
-    out: dict[str, Any] = {}
-    if f.component(first):
-        out["family"] = f.component(first)
-    given = [g for g in (f.component(first + 1), f.component(first + 2)) if g]
-    if given:
-        out["given"] = given
-    if f.component(first + 4):
-        out["prefix"] = [f.component(first + 4)]
-    suffix = [s for s in (f.component(first + 3), f.component(degree) if degree else "") if s]
-    if suffix:
-        out["suffix"] = suffix
-    return out
 
 
 def xpn_human_name(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
