@@ -4,6 +4,20 @@ Each converter reads one field repetition and returns a FHIR JSON value, or None
 field carries nothing. Every converter names the FHIR type it produces so the compiler can
 check it against the target element in the FHIR R4 model. Vocabulary comes from CSV maps;
 times are read by `engine.mapping.timestamps`, system URIs named by `engine.mapping.systems`.
+
+This package holds `DatatypeConverter` and `CONVERTERS`, the registry the mapping compiler reads
+(`as: CX.Identifier`); the converters live in one module per family:
+
+- `identifiers`: CX, EI, CWE → Identifier
+- `demographics`: XPN → HumanName, XAD → Address, XTN → ContactPoint
+- `codes`: CWE → CodeableConcept or Coding, ST → CodeableConcept.text, the national coding of a local code
+- `actors`: XCN, NDL, XON, EI, PL, DLD → a Practitioner, Organization, Device or Location, and its reference
+- `quantities`: NM, SN → Quantity, Range, Ratio, integer; OBX-7 → reference range; OBX-6 units
+- `times`: DTM, TM, DR → date, dateTime, instant, time
+- `strings`: ST, TX → string
+- `_common`: what several families share (table 0203, the XPN/XCN name layout)
+
+A new converter goes in its family's module (a new family, a new module) and gets one entry in CONVERTERS.
 """
 
 from __future__ import annotations
