@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 
+from channels.mllp_frames import CR, FS, VT, frame
 from engine.connectors.fields import Field, options_of
 from engine.connectors.ports import ConnectionEvents, InputPorts, Receipt
 from engine.connectors.toolkit import (
@@ -52,17 +53,12 @@ from engine.errors import ConfigError, ParseError
 
 __all__ = ["MLLPInput", "frame"]
 
-VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 _log = structlog.get_logger("wasla.mllp")
 _MAX_PENDING = 32
 _SPLIT_ON_LOOP = 256 * 1024  # larger batches are split on the executor
 _REFUSAL_LOG_S = 10.0  # at most one refusal line per channel this often: refusals can come by the thousand
 _REFUSED = Counter("wasla_mllp_connections_refused", "MLLP connections refused, by reason",
                    ["channel", "reason"], registry=metrics.REGISTRY)
-
-
-def frame(payload: bytes) -> bytes:
-    return VT + payload + FS + CR
 
 
 def _now() -> datetime:
