@@ -37,40 +37,24 @@ from typing import Any
 import orjson
 import structlog
 import uvicorn
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from channels.csvfile import CSV_LAYOUT_OPTIONS
+from channels.rest_fhir import check_fhir
+from channels.rest_http import CSV_TYPES, FHIR_TYPES, HL7_TYPES, json_response, problem
 from engine.connectors.fields import Field, options_of
 from engine.connectors.ports import Answer, Claimed, InputPorts, Mismatch, Receipt, State
-from engine.connectors.toolkit import ChannelConfig, FHIRJSONError, error_fields, find_csvmap, read_fhir
+from engine.connectors.toolkit import ChannelConfig, error_fields, find_csvmap
 from engine.errors import StoreError
 
 __all__ = ["RESTInput"]
 
 _log = structlog.get_logger("wasla.rest")
-_HL7_TYPES = ("application/hl7-v2", "x-application/hl7-v2+er7", "text/plain", "application/edi-hl7")
-_FHIR_TYPES = ("application/fhir+json", "application/json+fhir")
-_CSV_TYPES = ("text/csv",)
-_PROBLEM = "https://wasla.ma/problems/"
 _KEY_MAX = 255  # characters of an Idempotency-Key
 _WAIT_S = 5.0  # how long a request waits for the answer of another holding its key
-
-
-def problem(status: int, kind: str, title: str, detail: str = "", headers: dict[str, str] | None = None,
-            **extra: Any) -> Response:
-    """RFC 9457 problem details; `kind` is the problem type's last path segment."""
-    body = {"type": _PROBLEM + kind, "title": title, "status": status, **({"detail": detail} if detail else {}),
-            **extra}
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/problem+json")
-
-
-def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
 
 @dataclass
@@ -228,9 +212,9 @@ class RESTInput:
             return token
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         csv_ok = bool(self.options.csv_map)
-        if media not in _HL7_TYPES + _FHIR_TYPES + (_CSV_TYPES if csv_ok else ()):
+        if media not in HL7_TYPES + FHIR_TYPES + (CSV_TYPES if csv_ok else ()):
             return problem(415, "unsupported-media-type", "Unsupported content type",
-                           f"send HL7 v2 as one of {', '.join(_HL7_TYPES)}, or FHIR as application/fhir+json"
+                           f"send HL7 v2 as one of {', '.join(HL7_TYPES)}, or FHIR as application/fhir+json"
                            + (", or CSV as text/csv" if csv_ok else ""), received=media or "(none)")
         body = await self._body(request)
         if isinstance(body, Response):
@@ -240,15 +224,15 @@ class RESTInput:
             return problem(400, "invalid-idempotency-key", "Idempotency-Key too long", f"at most {_KEY_MAX} characters")
         loop = asyncio.get_running_loop()
         checked: tuple[str, str] | None = None
-        if media in _FHIR_TYPES:  # the same bytes always get the same refusal: checked before the key is claimed
+        if media in FHIR_TYPES:  # the same bytes always get the same refusal: checked before the key is claimed
             found = await loop.run_in_executor(self.executor, check_fhir, body)
             if isinstance(found, Response):
                 return found
             checked = found
-        raw = body if media not in _HL7_TYPES else body.replace(b"\r\n", b"\r")
+        raw = body if media not in HL7_TYPES else body.replace(b"\r\n", b"\r")
 
         async def receive() -> Response:
-            if media in _CSV_TYPES:
+            if media in CSV_TYPES:
                 return await loop.run_in_executor(self.executor, self._csv, body)
             if checked is not None:
                 receipt = await self.intake.receive_fhir_async(self.channel, raw, resource_type=checked[0],
@@ -282,8 +266,8 @@ class RESTInput:
                 mid = await loop.run_in_executor(self.executor, self.keys.journaled_since, channel,
                                                  hashlib.sha256(raw).hexdigest(), claim.since)
                 if mid is not None:
-                    response = _json({"id": mid, "status_url": f"/messages/{mid}"}, 202,
-                                     {"Location": f"/messages/{mid}"})
+                    response = json_response({"id": mid, "status_url": f"/messages/{mid}"}, 202,
+                                             {"Location": f"/messages/{mid}"})
             if response is None:
                 response = await receive()
         except BaseException:
@@ -348,7 +332,7 @@ class RESTInput:
             body["duplicate"] = True
         if receipt.reason:
             body["note"] = receipt.reason
-        return _json(body, 202, {"Location": f"/messages/{receipt.message_id}"})
+        return json_response(body, 202, {"Location": f"/messages/{receipt.message_id}"})
 
     def _csv(self, body: bytes) -> Response:
         """A CSV upload, through the channel's CSV map like a dropped file: 202 with what was taken and each
@@ -359,8 +343,8 @@ class RESTInput:
         files = self.intake.files
         if files.claim_upload(self.channel.id, sha, "upload.csv") is not None:
             state = files.status(self.channel.id, sha)
-            return _json({"duplicate": True, "sha256": sha, "status": state[0] if state else "",
-                          "messages": state[2] if state else 0}, 200)
+            return json_response({"duplicate": True, "sha256": sha, "status": state[0] if state else "",
+                                  "messages": state[2] if state else 0}, 200)
         where = self.intake.mappings
         csvmap = find_csvmap(where.mappings_dir, str(self.options.csv_map), where.schema_dir)
         with tempfile.TemporaryDirectory() as tmp:
@@ -376,7 +360,8 @@ class RESTInput:
                 with rejects.open(encoding="utf-8", newline="") as fh:
                     rejected = [{"line": int(r[0]), "reason": r[1]} for r in list(csv.reader(fh))[1:]]
         files.done(self.channel.id, sha, "done", tally.rows, tally.messages, tally.rejected)
-        return _json({"sha256": sha, "rows": tally.rows, "messages": tally.messages, "rejected": rejected}, 202)
+        return json_response({"sha256": sha, "rows": tally.rows, "messages": tally.messages,
+                              "rejected": rejected}, 202)
 
     async def get_message(self, request: Request) -> Response:
         token = self._authorize(request, "read")
@@ -386,46 +371,12 @@ class RESTInput:
         row = await asyncio.get_running_loop().run_in_executor(self.executor, self.intake.messages.get, mid)
         if row is None or row.channel != self.channel.id:
             return problem(404, "not-found", "No such message on this channel", message_id=mid)
-        return _json({"id": row.id, "status": row.status, "stage": row.stage, "reason": row.reason,
-                      "message_type": row.message_type, "control_id": row.control_id,
-                      "received_at": row.received_at.isoformat()})
+        return json_response({"id": row.id, "status": row.status, "stage": row.stage, "reason": row.reason,
+                              "message_type": row.message_type, "control_id": row.control_id,
+                              "received_at": row.received_at.isoformat()})
 
     async def openapi(self, request: Request) -> Response:
-        return _json(openapi_document(self.channel.id, self.max_body, bool(self.options.csv_map)))
-
-
-def check_fhir(body: bytes) -> tuple[str, str] | Response:
-    """(resourceType, Bundle identifier) of a valid FHIR R4 body, else a 400 problem naming the element.
-
-    Read strictly (engine.mapping.fhirjson: concrete R4 resource types, no duplicate keys, bounded depth,
-    exact numbers), then validated against the R4 model of fhir.resources (types, cardinality, unknown
-    elements): this is input from outside, checked once at the door, not Wasla's own output on the hot path.
-    """
-    try:
-        data = read_fhir(body)
-    except FHIRJSONError as exc:
-        where: dict[str, Any] = {"field": exc.field} if exc.field else {}
-        return problem(400, "invalid-fhir", exc.title, exc.detail, **where)
-    rtype = data.get("resourceType") if isinstance(data, dict) else None
-    if not isinstance(rtype, str) or not rtype:
-        return problem(400, "invalid-fhir", "Not a FHIR resource", "resourceType is missing", field="resourceType")
-    try:
-        model = get_fhir_model_class(rtype)
-    except (KeyError, ValueError, AttributeError, ImportError):
-        return problem(400, "invalid-fhir", "Not a FHIR R4 resource type",
-                       f"unknown resourceType '{rtype}': an R4 resource type this channel cannot validate",
-                       field="resourceType")
-    try:
-        model.model_validate(data)
-    except RecursionError:  # cannot happen below fhirjson.MAX_DEPTH; never a 500 if it does
-        return problem(400, "invalid-fhir", "Too deeply nested", "the resource nests too deep to validate")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
-        return problem(400, "invalid-fhir", "Not a valid FHIR R4 resource", f"{path}: {first['msg']}",
-                       field=path, errors=len(exc.errors()))
-    ident = data.get("identifier") if rtype == "Bundle" else None
-    return rtype, str(ident.get("value", "")) if isinstance(ident, dict) else ""
+        return json_response(openapi_document(self.channel.id, self.max_body, bool(self.options.csv_map)))
 
 
 def _message_id(answer: bytes) -> str:
@@ -480,7 +431,7 @@ def openapi_document(channel: str, max_body: int, csv_bodies: bool = False) -> d
                 "parameters": [{"name": "Idempotency-Key", "in": "header",
                                 "schema": {"type": "string", "maxLength": _KEY_MAX}}],
                 "requestBody": {"required": True, "content": {
-                    **{t: {"schema": {"type": "string", "maxLength": max_body}} for t in _HL7_TYPES},
+                    **{t: {"schema": {"type": "string", "maxLength": max_body}} for t in HL7_TYPES},
                     "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}},
                     **({"text/csv": {"schema": {"type": "string", "maxLength": max_body}}} if csv_bodies else {})}},
                 "responses": {"202": {"description": "durable: journaled and queued", "content": {
