@@ -28,13 +28,12 @@ import hmac
 import ssl
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import structlog
 import uvicorn
 from starlette.applications import Starlette
@@ -45,16 +44,14 @@ from starlette.routing import Route
 from channels.csvfile import CSV_LAYOUT_OPTIONS
 from channels.rest_fhir import check_fhir
 from channels.rest_http import CSV_TYPES, FHIR_TYPES, HL7_TYPES, json_response, problem
+from channels.rest_idempotency import KEY_MAX, IdempotencyKeys
 from engine.connectors.fields import Field, options_of
-from engine.connectors.ports import Answer, Claimed, InputPorts, Mismatch, Receipt, State
+from engine.connectors.ports import InputPorts, Receipt
 from engine.connectors.toolkit import ChannelConfig, error_fields, find_csvmap
-from engine.errors import StoreError
 
 __all__ = ["RESTInput"]
 
 _log = structlog.get_logger("wasla.rest")
-_KEY_MAX = 255  # characters of an Idempotency-Key
-_WAIT_S = 5.0  # how long a request waits for the answer of another holding its key
 
 
 @dataclass
@@ -136,7 +133,7 @@ class RESTInput:
             rate = int(t.rate_limit_per_minute or o.rate_limit_per_minute)
             self.tokens.append(_Token(str(t.name), bytes.fromhex(str(t.sha256)), frozenset(t.scopes), rate,
                                       float(rate), time.monotonic()))
-        self.keys = intake.idempotency
+        self.keys = IdempotencyKeys(channel.id, intake.idempotency, executor)
         self.app = Starlette(routes=[
             Route("/messages", self.post_message, methods=["POST"]),
             Route("/messages/{message_id}", self.get_message, methods=["GET"]),
@@ -220,8 +217,8 @@ class RESTInput:
         if isinstance(body, Response):
             return body
         key = request.headers.get("idempotency-key", "").strip()
-        if len(key) > _KEY_MAX:
-            return problem(400, "invalid-idempotency-key", "Idempotency-Key too long", f"at most {_KEY_MAX} characters")
+        if len(key) > KEY_MAX:
+            return problem(400, "invalid-idempotency-key", "Idempotency-Key too long", f"at most {KEY_MAX} characters")
         loop = asyncio.get_running_loop()
         checked: tuple[str, str] | None = None
         if media in FHIR_TYPES:  # the same bytes always get the same refusal: checked before the key is claimed
@@ -245,76 +242,7 @@ class RESTInput:
 
         if not key:
             return await receive()
-        return await self._idempotent(token.name, key, hashlib.sha256(body).hexdigest(), raw, receive)
-
-    async def _idempotent(self, client: str, key: str, digest: str, raw: bytes,
-                          receive: Callable[[], Awaitable[Response]]) -> Response:
-        """One message per key (engine.store.idempotency): claim the key in the journal, then receive and
-        record the answer; a request that finds the key answered gets that answer (`_claim`)."""
-        loop, channel = asyncio.get_running_loop(), self.channel.id
-        try:
-            claim = await self._claim(client, key, digest)
-        except StoreError as exc:
-            _log.error("idempotency_claim_failed", channel=channel, **error_fields(exc))
-            return problem(503, "unavailable", "Not accepted", "the journal is unavailable; nothing was received",
-                           headers={"Retry-After": "5"})
-        if isinstance(claim, Response):
-            return claim
-        try:
-            response = None
-            if claim.since is not None:  # a request that died held it: did its message reach the journal?
-                mid = await loop.run_in_executor(self.executor, self.keys.journaled_since, channel,
-                                                 hashlib.sha256(raw).hexdigest(), claim.since)
-                if mid is not None:
-                    response = json_response({"id": mid, "status_url": f"/messages/{mid}"}, 202,
-                                             {"Location": f"/messages/{mid}"})
-            if response is None:
-                response = await receive()
-        except BaseException:
-            await asyncio.shield(loop.run_in_executor(self.executor, self._release, client, key, claim.claim))
-            raise
-        if response.status_code >= 500:  # not an answer to keep: a retry tries again
-            await loop.run_in_executor(self.executor, self._release, client, key, claim.claim)
-            return response
-        body = bytes(response.body)
-        mid = _message_id(body)
-        try:
-            kept = await loop.run_in_executor(self.executor, self.keys.complete, channel, client, key, claim.claim,
-                                              response.status_code, body, mid)
-        except StoreError as exc:  # the answer stands; after the lease a retry finds the message (module doc)
-            _log.warning("idempotency_complete_failed", channel=channel, **error_fields(exc))
-        else:
-            if not kept:
-                _log.warning("idempotency_claim_lost", channel=channel, message_id=mid)
-        return response
-
-    async def _claim(self, client: str, key: str, digest: str) -> Claimed | Response:
-        """The key for this request, or the answer it gets instead: the first answer again (same status and
-        body), 422 for another body, or, when another request still holds the key after `_WAIT_S`, 409."""
-        loop, channel = asyncio.get_running_loop(), self.channel.id
-        deadline = time.monotonic() + _WAIT_S
-        state: State | None = await loop.run_in_executor(self.executor, self.keys.claim, channel, client, key, digest)
-        while not isinstance(state, Claimed):
-            if isinstance(state, Answer):
-                return _replay(state)
-            if isinstance(state, Mismatch):
-                return problem(422, "idempotency-key-reused", "Idempotency-Key reused with another body",
-                               "a key names one request; use a new key for a new message")
-            if time.monotonic() >= deadline:
-                return problem(409, "idempotency-key-in-progress", "A request with this Idempotency-Key is in progress",
-                               "retry in a moment: the first request's answer will be returned",
-                               headers={"Retry-After": "1"})
-            await asyncio.sleep(0.05)
-            state = await loop.run_in_executor(self.executor, self.keys.state, channel, client, key, digest)
-            if state is None:  # released, expired or stale: claim it
-                state = await loop.run_in_executor(self.executor, self.keys.claim, channel, client, key, digest)
-        return state
-
-    def _release(self, client: str, key: str, claim: str) -> None:
-        try:
-            self.keys.release(self.channel.id, client, key, claim)
-        except StoreError as exc:  # the claim goes stale and is taken over after its lease
-            _log.warning("idempotency_release_failed", channel=self.channel.id, **error_fields(exc))
+        return await self.keys.once(token.name, key, hashlib.sha256(body).hexdigest(), raw, receive)
 
     def _answer(self, receipt: Receipt) -> Response:
         if receipt.error is not None:
@@ -379,24 +307,6 @@ class RESTInput:
         return json_response(openapi_document(self.channel.id, self.max_body, bool(self.options.csv_map)))
 
 
-def _message_id(answer: bytes) -> str:
-    """The message an answer names (`id` of a 202, `message_id` of a problem), if any."""
-    try:
-        doc = orjson.loads(answer)
-    except orjson.JSONDecodeError:
-        return ""
-    return str(doc.get("id") or doc.get("message_id") or "") if isinstance(doc, dict) else ""
-
-
-def _replay(answer: Answer) -> Response:
-    """The first answer to a key, again: same status, same body."""
-    headers = {"Idempotent-Replayed": "true"}
-    if answer.status == 202 and answer.message_id:
-        headers["Location"] = f"/messages/{answer.message_id}"
-    media = "application/json" if answer.status < 400 else "application/problem+json"
-    return Response(answer.body, answer.status, headers=headers, media_type=media)
-
-
 def _peer(request: Request) -> str:
     client = request.client
     return f"{client.host}:{client.port}" if client else ""
@@ -429,7 +339,7 @@ def openapi_document(channel: str, max_body: int, csv_bodies: bool = False) -> d
             "/messages": {"post": {
                 "summary": "Submit one HL7 v2 message",
                 "parameters": [{"name": "Idempotency-Key", "in": "header",
-                                "schema": {"type": "string", "maxLength": _KEY_MAX}}],
+                                "schema": {"type": "string", "maxLength": KEY_MAX}}],
                 "requestBody": {"required": True, "content": {
                     **{t: {"schema": {"type": "string", "maxLength": max_body}} for t in HL7_TYPES},
                     "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}},
