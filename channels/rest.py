@@ -3,19 +3,16 @@
     POST /messages          (Content-Type: application/hl7-v2 or text/plain) → 202 once the message is durable
                             (Content-Type: application/fhir+json) a FHIR R4 resource or Bundle, validated
                             against the R4 model, then routed as it is
+                            (Content-Type: text/csv, with csv_map) rows read through the channel's CSV map
     GET  /messages/{id}     → where the message is (received, transformed, delivered, failed, parked …)
-    GET  /openapi.json      → this API, described
+    GET  /openapi.json      → this API, described (channels.rest_openapi)
 
 Senders authenticate with a bearer token; only its SHA-256 is in the channel YAML (`wasla token new`).
-A token carries scopes (`submit`, `read`) and a rate limit. Every error is an RFC 9457 problem+json body
-that names what was wrong (and, for a bad message, the segment and field), never a stack trace.
-`Idempotency-Key` makes a retry return the first answer instead of a second message: the key is claimed
-in the journal before the message is received (engine.store.idempotency), so concurrent requests with one
-key make one message, and a restart keeps it. A request that finds the key held by one still in progress
-waits for its answer a few seconds, then gets 409 with Retry-After.
-
-FHIR bodies are read strictly (engine.mapping.fhirjson): concrete R4 resource types only, no duplicate
-keys, at most 100 levels of nesting, numbers kept exactly as sent.
+A token carries scopes (`submit`, `read`) and a rate limit (channels.rest_auth). Every error is an
+RFC 9457 problem+json body that names what was wrong (and, for a bad message, the segment and field),
+never a stack trace (channels.rest_http). `Idempotency-Key` makes a retry return the first answer
+instead of a second message (channels.rest_idempotency). FHIR bodies are read strictly and validated
+before anything is claimed or journaled (channels.rest_fhir).
 """
 
 from __future__ import annotations
@@ -24,13 +21,10 @@ import asyncio
 import contextlib
 import csv
 import hashlib
-import hmac
 import ssl
 import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from channels.csvfile import CSV_LAYOUT_OPTIONS
+from channels.rest_auth import Tokens
 from channels.rest_fhir import check_fhir
 from channels.rest_http import CSV_TYPES, FHIR_TYPES, HL7_TYPES, json_response, problem
 from channels.rest_idempotency import KEY_MAX, IdempotencyKeys
@@ -53,26 +48,6 @@ from engine.connectors.toolkit import ChannelConfig, error_fields, find_csvmap
 __all__ = ["RESTInput"]
 
 _log = structlog.get_logger("wasla.rest")
-
-
-@dataclass
-class _Token:
-    name: str
-    digest: bytes
-    scopes: frozenset[str]
-    per_minute: int
-    tokens: float
-    stamp: float
-
-    def take(self) -> float:
-        """Token bucket: 0 when a request may go now, else the seconds until it may."""
-        now = time.monotonic()
-        self.tokens = min(float(self.per_minute), self.tokens + (now - self.stamp) * self.per_minute / 60.0)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) * 60.0 / self.per_minute
 
 
 class _Server(uvicorn.Server):
@@ -115,7 +90,10 @@ REST_OPTIONS = (
 class RESTInput:
     """The inbound connector `rest`: an HTTP server on `host:port` for one channel.
 
-    Owns its server and its callers' rate buckets; its options are `REST_OPTIONS`, read once into `self.options`.
+    Owns its server, its tokens (`Tokens`, with their rate buckets) and its Idempotency-Keys
+    (`IdempotencyKeys`); its options are `REST_OPTIONS`, read once into `self.options`. Guarantees: a
+    202 only once the message is durable; a body over `max_body_bytes` is refused before it is read
+    whole; every error is a problem+json answer, an unexpected one a 500 that is safe to retry.
     """
 
     description = "HL7 v2 over HTTP: POST /messages, GET /messages/{id}, GET /openapi.json."
@@ -129,11 +107,7 @@ class RESTInput:
         self.host = str(o.host)
         self.port = int(o.port)
         self.max_body = int(o.max_body_bytes)
-        self.tokens = []
-        for t in o.tokens or ():
-            rate = int(t.rate_limit_per_minute or o.rate_limit_per_minute)
-            self.tokens.append(_Token(str(t.name), bytes.fromhex(str(t.sha256)), frozenset(t.scopes), rate,
-                                      float(rate), time.monotonic()))
+        self.tokens = Tokens(o.tokens or (), int(o.rate_limit_per_minute))
         self.keys = IdempotencyKeys(channel.id, intake.idempotency, executor)
         self.app = Starlette(routes=[
             Route("/messages", self.post_message, methods=["POST"]),
@@ -172,26 +146,6 @@ class RESTInput:
         _log.error("rest_internal_error", channel=self.channel.id, path=request.url.path, **error_fields(exc))
         return problem(500, "internal", "Internal error", "the request was not processed; it is safe to retry")
 
-    def _authorize(self, request: Request, scope: str) -> _Token | Response:
-        auth = request.headers.get("authorization", "")
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            return problem(401, "unauthorized", "A bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        digest = hashlib.sha256(value.strip().encode()).digest()
-        token = next((t for t in self.tokens if hmac.compare_digest(t.digest, digest)), None)
-        if token is None:
-            return problem(401, "unauthorized", "Unknown token",
-                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        if scope not in token.scopes:
-            return problem(403, "forbidden", f"This token may not {scope}",
-                           f"token '{token.name}' has scopes: {', '.join(sorted(token.scopes))}")
-        wait = token.take()
-        if wait:
-            return problem(429, "rate-limited", "Too many requests",
-                           f"token '{token.name}' may send {token.per_minute} requests a minute",
-                           headers={"Retry-After": str(max(1, round(wait + 0.5)))})
-        return token
-
     async def _body(self, request: Request) -> bytes | Response:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
@@ -205,7 +159,7 @@ class RESTInput:
         return b"".join(chunks)
 
     async def post_message(self, request: Request) -> Response:
-        token = self._authorize(request, "submit")
+        token = self.tokens.authorize(request, "submit")
         if isinstance(token, Response):
             return token
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -293,7 +247,7 @@ class RESTInput:
                               "rejected": rejected}, 202)
 
     async def get_message(self, request: Request) -> Response:
-        token = self._authorize(request, "read")
+        token = self.tokens.authorize(request, "read")
         if isinstance(token, Response):
             return token
         mid = request.path_params["message_id"]
