@@ -28,6 +28,7 @@ from pathlib import Path
 
 import structlog
 
+from channels.mllp_frames import CR, FS, VT, frame
 from engine.connectors.capabilities import Capabilities
 from engine.connectors.fields import Field, options_of
 from engine.connectors.ports import OutputLedger
@@ -36,7 +37,6 @@ from engine.errors import ParseError, PermanentDeliveryError, TransientDeliveryE
 
 __all__ = ["MLLPOutput", "read_ack", "refusal"]
 
-VT, FS, CR = b"\x0b", b"\x1c", b"\x0d"
 _ACCEPTED = ("AA", "CA")
 _log = structlog.get_logger("wasla.mllp.out")
 
@@ -82,7 +82,7 @@ class _Link:
         self.last_used = time.monotonic()
 
     def send(self, payload: bytes) -> None:
-        self.sock.sendall(VT + payload + FS + CR)
+        self.sock.sendall(frame(payload))
 
     def receive(self, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout

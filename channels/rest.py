@@ -3,19 +3,16 @@
     POST /messages          (Content-Type: application/hl7-v2 or text/plain) → 202 once the message is durable
                             (Content-Type: application/fhir+json) a FHIR R4 resource or Bundle, validated
                             against the R4 model, then routed as it is
+                            (Content-Type: text/csv, with csv_map) rows read through the channel's CSV map
     GET  /messages/{id}     → where the message is (received, transformed, delivered, failed, parked …)
-    GET  /openapi.json      → this API, described
+    GET  /openapi.json      → this API, described (channels.rest_openapi)
 
 Senders authenticate with a bearer token; only its SHA-256 is in the channel YAML (`wasla token new`).
-A token carries scopes (`submit`, `read`) and a rate limit. Every error is an RFC 9457 problem+json body
-that names what was wrong (and, for a bad message, the segment and field), never a stack trace.
-`Idempotency-Key` makes a retry return the first answer instead of a second message: the key is claimed
-in the journal before the message is received (engine.store.idempotency), so concurrent requests with one
-key make one message, and a restart keeps it. A request that finds the key held by one still in progress
-waits for its answer a few seconds, then gets 409 with Retry-After.
-
-FHIR bodies are read strictly (engine.mapping.fhirjson): concrete R4 resource types only, no duplicate
-keys, at most 100 levels of nesting, numbers kept exactly as sent.
+A token carries scopes (`submit`, `read`) and a rate limit (channels.rest_auth). Every error is an
+RFC 9457 problem+json body that names what was wrong (and, for a bad message, the segment and field),
+never a stack trace (channels.rest_http). `Idempotency-Key` makes a retry return the first answer
+instead of a second message (channels.rest_idempotency). FHIR bodies are read strictly and validated
+before anything is claimed or journaled (channels.rest_fhir).
 """
 
 from __future__ import annotations
@@ -24,73 +21,33 @@ import asyncio
 import contextlib
 import csv
 import hashlib
-import hmac
 import ssl
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import structlog
 import uvicorn
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from channels.csvfile import CSV_LAYOUT_OPTIONS
+from channels.rest_auth import Tokens
+from channels.rest_fhir import check_fhir
+from channels.rest_http import CSV_TYPES, FHIR_TYPES, HL7_TYPES, json_response, problem
+from channels.rest_idempotency import KEY_MAX, IdempotencyKeys
+from channels.rest_openapi import openapi_document
 from engine.connectors.fields import Field, options_of
-from engine.connectors.ports import Answer, Claimed, InputPorts, Mismatch, Receipt, State
-from engine.connectors.toolkit import ChannelConfig, FHIRJSONError, error_fields, find_csvmap, read_fhir
-from engine.errors import StoreError
+from engine.connectors.ports import InputPorts, Receipt
+from engine.connectors.toolkit import ChannelConfig, error_fields, find_csvmap
 
 __all__ = ["RESTInput"]
 
 _log = structlog.get_logger("wasla.rest")
-_HL7_TYPES = ("application/hl7-v2", "x-application/hl7-v2+er7", "text/plain", "application/edi-hl7")
-_FHIR_TYPES = ("application/fhir+json", "application/json+fhir")
-_CSV_TYPES = ("text/csv",)
-_PROBLEM = "https://wasla.ma/problems/"
-_KEY_MAX = 255  # characters of an Idempotency-Key
-_WAIT_S = 5.0  # how long a request waits for the answer of another holding its key
-
-
-def problem(status: int, kind: str, title: str, detail: str = "", headers: dict[str, str] | None = None,
-            **extra: Any) -> Response:
-    """RFC 9457 problem details; `kind` is the problem type's last path segment."""
-    body = {"type": _PROBLEM + kind, "title": title, "status": status, **({"detail": detail} if detail else {}),
-            **extra}
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/problem+json")
-
-
-def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
-
-
-@dataclass
-class _Token:
-    name: str
-    digest: bytes
-    scopes: frozenset[str]
-    per_minute: int
-    tokens: float
-    stamp: float
-
-    def take(self) -> float:
-        """Token bucket: 0 when a request may go now, else the seconds until it may."""
-        now = time.monotonic()
-        self.tokens = min(float(self.per_minute), self.tokens + (now - self.stamp) * self.per_minute / 60.0)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) * 60.0 / self.per_minute
 
 
 class _Server(uvicorn.Server):
@@ -133,7 +90,10 @@ REST_OPTIONS = (
 class RESTInput:
     """The inbound connector `rest`: an HTTP server on `host:port` for one channel.
 
-    Owns its server and its callers' rate buckets; its options are `REST_OPTIONS`, read once into `self.options`.
+    Owns its server, its tokens (`Tokens`, with their rate buckets) and its Idempotency-Keys
+    (`IdempotencyKeys`); its options are `REST_OPTIONS`, read once into `self.options`. Guarantees: a
+    202 only once the message is durable; a body over `max_body_bytes` is refused before it is read
+    whole; every error is a problem+json answer, an unexpected one a 500 that is safe to retry.
     """
 
     description = "HL7 v2 over HTTP: POST /messages, GET /messages/{id}, GET /openapi.json."
@@ -147,12 +107,8 @@ class RESTInput:
         self.host = str(o.host)
         self.port = int(o.port)
         self.max_body = int(o.max_body_bytes)
-        self.tokens = []
-        for t in o.tokens or ():
-            rate = int(t.rate_limit_per_minute or o.rate_limit_per_minute)
-            self.tokens.append(_Token(str(t.name), bytes.fromhex(str(t.sha256)), frozenset(t.scopes), rate,
-                                      float(rate), time.monotonic()))
-        self.keys = intake.idempotency
+        self.tokens = Tokens(o.tokens or (), int(o.rate_limit_per_minute))
+        self.keys = IdempotencyKeys(channel.id, intake.idempotency, executor)
         self.app = Starlette(routes=[
             Route("/messages", self.post_message, methods=["POST"]),
             Route("/messages/{message_id}", self.get_message, methods=["GET"]),
@@ -190,26 +146,6 @@ class RESTInput:
         _log.error("rest_internal_error", channel=self.channel.id, path=request.url.path, **error_fields(exc))
         return problem(500, "internal", "Internal error", "the request was not processed; it is safe to retry")
 
-    def _authorize(self, request: Request, scope: str) -> _Token | Response:
-        auth = request.headers.get("authorization", "")
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            return problem(401, "unauthorized", "A bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        digest = hashlib.sha256(value.strip().encode()).digest()
-        token = next((t for t in self.tokens if hmac.compare_digest(t.digest, digest)), None)
-        if token is None:
-            return problem(401, "unauthorized", "Unknown token",
-                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        if scope not in token.scopes:
-            return problem(403, "forbidden", f"This token may not {scope}",
-                           f"token '{token.name}' has scopes: {', '.join(sorted(token.scopes))}")
-        wait = token.take()
-        if wait:
-            return problem(429, "rate-limited", "Too many requests",
-                           f"token '{token.name}' may send {token.per_minute} requests a minute",
-                           headers={"Retry-After": str(max(1, round(wait + 0.5)))})
-        return token
-
     async def _body(self, request: Request) -> bytes | Response:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
@@ -223,32 +159,32 @@ class RESTInput:
         return b"".join(chunks)
 
     async def post_message(self, request: Request) -> Response:
-        token = self._authorize(request, "submit")
+        token = self.tokens.authorize(request, "submit")
         if isinstance(token, Response):
             return token
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         csv_ok = bool(self.options.csv_map)
-        if media not in _HL7_TYPES + _FHIR_TYPES + (_CSV_TYPES if csv_ok else ()):
+        if media not in HL7_TYPES + FHIR_TYPES + (CSV_TYPES if csv_ok else ()):
             return problem(415, "unsupported-media-type", "Unsupported content type",
-                           f"send HL7 v2 as one of {', '.join(_HL7_TYPES)}, or FHIR as application/fhir+json"
+                           f"send HL7 v2 as one of {', '.join(HL7_TYPES)}, or FHIR as application/fhir+json"
                            + (", or CSV as text/csv" if csv_ok else ""), received=media or "(none)")
         body = await self._body(request)
         if isinstance(body, Response):
             return body
         key = request.headers.get("idempotency-key", "").strip()
-        if len(key) > _KEY_MAX:
-            return problem(400, "invalid-idempotency-key", "Idempotency-Key too long", f"at most {_KEY_MAX} characters")
+        if len(key) > KEY_MAX:
+            return problem(400, "invalid-idempotency-key", "Idempotency-Key too long", f"at most {KEY_MAX} characters")
         loop = asyncio.get_running_loop()
         checked: tuple[str, str] | None = None
-        if media in _FHIR_TYPES:  # the same bytes always get the same refusal: checked before the key is claimed
+        if media in FHIR_TYPES:  # the same bytes always get the same refusal: checked before the key is claimed
             found = await loop.run_in_executor(self.executor, check_fhir, body)
             if isinstance(found, Response):
                 return found
             checked = found
-        raw = body if media not in _HL7_TYPES else body.replace(b"\r\n", b"\r")
+        raw = body if media not in HL7_TYPES else body.replace(b"\r\n", b"\r")
 
         async def receive() -> Response:
-            if media in _CSV_TYPES:
+            if media in CSV_TYPES:
                 return await loop.run_in_executor(self.executor, self._csv, body)
             if checked is not None:
                 receipt = await self.intake.receive_fhir_async(self.channel, raw, resource_type=checked[0],
@@ -261,76 +197,7 @@ class RESTInput:
 
         if not key:
             return await receive()
-        return await self._idempotent(token.name, key, hashlib.sha256(body).hexdigest(), raw, receive)
-
-    async def _idempotent(self, client: str, key: str, digest: str, raw: bytes,
-                          receive: Callable[[], Awaitable[Response]]) -> Response:
-        """One message per key (engine.store.idempotency): claim the key in the journal, then receive and
-        record the answer; a request that finds the key answered gets that answer (`_claim`)."""
-        loop, channel = asyncio.get_running_loop(), self.channel.id
-        try:
-            claim = await self._claim(client, key, digest)
-        except StoreError as exc:
-            _log.error("idempotency_claim_failed", channel=channel, **error_fields(exc))
-            return problem(503, "unavailable", "Not accepted", "the journal is unavailable; nothing was received",
-                           headers={"Retry-After": "5"})
-        if isinstance(claim, Response):
-            return claim
-        try:
-            response = None
-            if claim.since is not None:  # a request that died held it: did its message reach the journal?
-                mid = await loop.run_in_executor(self.executor, self.keys.journaled_since, channel,
-                                                 hashlib.sha256(raw).hexdigest(), claim.since)
-                if mid is not None:
-                    response = _json({"id": mid, "status_url": f"/messages/{mid}"}, 202,
-                                     {"Location": f"/messages/{mid}"})
-            if response is None:
-                response = await receive()
-        except BaseException:
-            await asyncio.shield(loop.run_in_executor(self.executor, self._release, client, key, claim.claim))
-            raise
-        if response.status_code >= 500:  # not an answer to keep: a retry tries again
-            await loop.run_in_executor(self.executor, self._release, client, key, claim.claim)
-            return response
-        body = bytes(response.body)
-        mid = _message_id(body)
-        try:
-            kept = await loop.run_in_executor(self.executor, self.keys.complete, channel, client, key, claim.claim,
-                                              response.status_code, body, mid)
-        except StoreError as exc:  # the answer stands; after the lease a retry finds the message (module doc)
-            _log.warning("idempotency_complete_failed", channel=channel, **error_fields(exc))
-        else:
-            if not kept:
-                _log.warning("idempotency_claim_lost", channel=channel, message_id=mid)
-        return response
-
-    async def _claim(self, client: str, key: str, digest: str) -> Claimed | Response:
-        """The key for this request, or the answer it gets instead: the first answer again (same status and
-        body), 422 for another body, or, when another request still holds the key after `_WAIT_S`, 409."""
-        loop, channel = asyncio.get_running_loop(), self.channel.id
-        deadline = time.monotonic() + _WAIT_S
-        state: State | None = await loop.run_in_executor(self.executor, self.keys.claim, channel, client, key, digest)
-        while not isinstance(state, Claimed):
-            if isinstance(state, Answer):
-                return _replay(state)
-            if isinstance(state, Mismatch):
-                return problem(422, "idempotency-key-reused", "Idempotency-Key reused with another body",
-                               "a key names one request; use a new key for a new message")
-            if time.monotonic() >= deadline:
-                return problem(409, "idempotency-key-in-progress", "A request with this Idempotency-Key is in progress",
-                               "retry in a moment: the first request's answer will be returned",
-                               headers={"Retry-After": "1"})
-            await asyncio.sleep(0.05)
-            state = await loop.run_in_executor(self.executor, self.keys.state, channel, client, key, digest)
-            if state is None:  # released, expired or stale: claim it
-                state = await loop.run_in_executor(self.executor, self.keys.claim, channel, client, key, digest)
-        return state
-
-    def _release(self, client: str, key: str, claim: str) -> None:
-        try:
-            self.keys.release(self.channel.id, client, key, claim)
-        except StoreError as exc:  # the claim goes stale and is taken over after its lease
-            _log.warning("idempotency_release_failed", channel=self.channel.id, **error_fields(exc))
+        return await self.keys.once(token.name, key, hashlib.sha256(body).hexdigest(), raw, receive)
 
     def _answer(self, receipt: Receipt) -> Response:
         if receipt.error is not None:
@@ -348,7 +215,7 @@ class RESTInput:
             body["duplicate"] = True
         if receipt.reason:
             body["note"] = receipt.reason
-        return _json(body, 202, {"Location": f"/messages/{receipt.message_id}"})
+        return json_response(body, 202, {"Location": f"/messages/{receipt.message_id}"})
 
     def _csv(self, body: bytes) -> Response:
         """A CSV upload, through the channel's CSV map like a dropped file: 202 with what was taken and each
@@ -359,8 +226,8 @@ class RESTInput:
         files = self.intake.files
         if files.claim_upload(self.channel.id, sha, "upload.csv") is not None:
             state = files.status(self.channel.id, sha)
-            return _json({"duplicate": True, "sha256": sha, "status": state[0] if state else "",
-                          "messages": state[2] if state else 0}, 200)
+            return json_response({"duplicate": True, "sha256": sha, "status": state[0] if state else "",
+                                  "messages": state[2] if state else 0}, 200)
         where = self.intake.mappings
         csvmap = find_csvmap(where.mappings_dir, str(self.options.csv_map), where.schema_dir)
         with tempfile.TemporaryDirectory() as tmp:
@@ -376,125 +243,25 @@ class RESTInput:
                 with rejects.open(encoding="utf-8", newline="") as fh:
                     rejected = [{"line": int(r[0]), "reason": r[1]} for r in list(csv.reader(fh))[1:]]
         files.done(self.channel.id, sha, "done", tally.rows, tally.messages, tally.rejected)
-        return _json({"sha256": sha, "rows": tally.rows, "messages": tally.messages, "rejected": rejected}, 202)
+        return json_response({"sha256": sha, "rows": tally.rows, "messages": tally.messages,
+                              "rejected": rejected}, 202)
 
     async def get_message(self, request: Request) -> Response:
-        token = self._authorize(request, "read")
+        token = self.tokens.authorize(request, "read")
         if isinstance(token, Response):
             return token
         mid = request.path_params["message_id"]
         row = await asyncio.get_running_loop().run_in_executor(self.executor, self.intake.messages.get, mid)
         if row is None or row.channel != self.channel.id:
             return problem(404, "not-found", "No such message on this channel", message_id=mid)
-        return _json({"id": row.id, "status": row.status, "stage": row.stage, "reason": row.reason,
-                      "message_type": row.message_type, "control_id": row.control_id,
-                      "received_at": row.received_at.isoformat()})
+        return json_response({"id": row.id, "status": row.status, "stage": row.stage, "reason": row.reason,
+                              "message_type": row.message_type, "control_id": row.control_id,
+                              "received_at": row.received_at.isoformat()})
 
     async def openapi(self, request: Request) -> Response:
-        return _json(openapi_document(self.channel.id, self.max_body, bool(self.options.csv_map)))
-
-
-def check_fhir(body: bytes) -> tuple[str, str] | Response:
-    """(resourceType, Bundle identifier) of a valid FHIR R4 body, else a 400 problem naming the element.
-
-    Read strictly (engine.mapping.fhirjson: concrete R4 resource types, no duplicate keys, bounded depth,
-    exact numbers), then validated against the R4 model of fhir.resources (types, cardinality, unknown
-    elements): this is input from outside, checked once at the door, not Wasla's own output on the hot path.
-    """
-    try:
-        data = read_fhir(body)
-    except FHIRJSONError as exc:
-        where: dict[str, Any] = {"field": exc.field} if exc.field else {}
-        return problem(400, "invalid-fhir", exc.title, exc.detail, **where)
-    rtype = data.get("resourceType") if isinstance(data, dict) else None
-    if not isinstance(rtype, str) or not rtype:
-        return problem(400, "invalid-fhir", "Not a FHIR resource", "resourceType is missing", field="resourceType")
-    try:
-        model = get_fhir_model_class(rtype)
-    except (KeyError, ValueError, AttributeError, ImportError):
-        return problem(400, "invalid-fhir", "Not a FHIR R4 resource type",
-                       f"unknown resourceType '{rtype}': an R4 resource type this channel cannot validate",
-                       field="resourceType")
-    try:
-        model.model_validate(data)
-    except RecursionError:  # cannot happen below fhirjson.MAX_DEPTH; never a 500 if it does
-        return problem(400, "invalid-fhir", "Too deeply nested", "the resource nests too deep to validate")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
-        return problem(400, "invalid-fhir", "Not a valid FHIR R4 resource", f"{path}: {first['msg']}",
-                       field=path, errors=len(exc.errors()))
-    ident = data.get("identifier") if rtype == "Bundle" else None
-    return rtype, str(ident.get("value", "")) if isinstance(ident, dict) else ""
-
-
-def _message_id(answer: bytes) -> str:
-    """The message an answer names (`id` of a 202, `message_id` of a problem), if any."""
-    try:
-        doc = orjson.loads(answer)
-    except orjson.JSONDecodeError:
-        return ""
-    return str(doc.get("id") or doc.get("message_id") or "") if isinstance(doc, dict) else ""
-
-
-def _replay(answer: Answer) -> Response:
-    """The first answer to a key, again: same status, same body."""
-    headers = {"Idempotent-Replayed": "true"}
-    if answer.status == 202 and answer.message_id:
-        headers["Location"] = f"/messages/{answer.message_id}"
-    media = "application/json" if answer.status < 400 else "application/problem+json"
-    return Response(answer.body, answer.status, headers=headers, media_type=media)
+        return json_response(openapi_document(self.channel.id, self.max_body, bool(self.options.csv_map)))
 
 
 def _peer(request: Request) -> str:
     client = request.client
     return f"{client.host}:{client.port}" if client else ""
-
-
-def openapi_document(channel: str, max_body: int, csv_bodies: bool = False) -> dict[str, Any]:
-    problem_ref = {"$ref": "#/components/schemas/Problem"}
-    errors = {str(s): {"description": d, "content": {"application/problem+json": {"schema": problem_ref}}}
-              for s, d in ((400, "not a readable HL7 v2 message (segment, field), not valid FHIR (field), or an"
-                                 " Idempotency-Key too long"),
-                           (401, "no or unknown token"),
-                           (403, "token without the scope"),
-                           (409, "a request with this Idempotency-Key is still in progress (Retry-After)"),
-                           (413, "body too large"), (415, "not HL7 v2"),
-                           (422, "Idempotency-Key reused with another body"), (429, "rate limited (Retry-After)"),
-                           (503, "pipeline unavailable (Retry-After)"))}
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": f"Wasla REST channel '{channel}'", "version": "1"},
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
-                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                "detail": {"type": "string"}, "segment": {"type": "string"},
-                "field": {"type": ["integer", "string"], "description": "HL7 v2 field number, or FHIR element path"},
-                "message_id": {"type": "string"}}}},
-        },
-        "security": [{"bearer": []}],
-        "paths": {
-            "/messages": {"post": {
-                "summary": "Submit one HL7 v2 message",
-                "parameters": [{"name": "Idempotency-Key", "in": "header",
-                                "schema": {"type": "string", "maxLength": _KEY_MAX}}],
-                "requestBody": {"required": True, "content": {
-                    **{t: {"schema": {"type": "string", "maxLength": max_body}} for t in _HL7_TYPES},
-                    "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}},
-                    **({"text/csv": {"schema": {"type": "string", "maxLength": max_body}}} if csv_bodies else {})}},
-                "responses": {"202": {"description": "durable: journaled and queued", "content": {
-                    "application/json": {"schema": {"type": "object", "properties": {
-                        "id": {"type": "string"}, "status_url": {"type": "string"},
-                        "duplicate": {"type": "boolean"}, "rows": {"type": "integer"},
-                        "messages": {"type": "integer"}, "rejected": {"type": "array"}}}}}},
-                    **({"200": {"description": "this CSV body was taken in before (duplicate)", "content": {
-                        "application/json": {"schema": {"type": "object"}}}}} if csv_bodies else {}),
-                    **errors}}},
-            "/messages/{message_id}": {"get": {
-                "summary": "Where a message is",
-                "parameters": [{"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "its status"}, "404": errors["403"] | {"description": "unknown"},
-                              "401": errors["401"], "403": errors["403"], "429": errors["429"]}}},
-        },
-    }
