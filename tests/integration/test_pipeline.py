@@ -145,7 +145,9 @@ class TestRabbitPostgres:
 
         project = make_project(tmp_path)
         env = {"WASLA_BROKER_URL": rabbitmq_url, "WASLA_STORE_URL": postgres_url}
-        policy = ["rabbitmqctl", "set_policy", "--apply-to", "queues", "wasla-test-full", r"^wasla\.transform\.",
+        vhost = rabbitmq_url.rsplit("/", 1)[1] or "/"  # the engine's virtual host (WASLA_TEST_AMQP_URL may name one)
+        policy = ["rabbitmqctl", "set_policy", "-p", vhost, "--apply-to", "queues", "wasla-test-full",
+                  r"^wasla\.transform\.",
                   '{"max-length": 0, "overflow": "reject-publish"}']
         with engine(project, env):
             subprocess.run(policy, check=True, capture_output=True, timeout=60)
@@ -154,8 +156,8 @@ class TestRabbitPostgres:
                 refused = msa(mllp_send(port_of(project), adt("NACK-1", "P1")))
                 assert refused[1] == "AE", refused
             finally:
-                subprocess.run(["rabbitmqctl", "clear_policy", "wasla-test-full"], check=True, capture_output=True,
-                               timeout=60)
+                subprocess.run(["rabbitmqctl", "clear_policy", "-p", vhost, "wasla-test-full"], check=True,
+                               capture_output=True, timeout=60)
             time.sleep(1)
             assert msa(mllp_send(port_of(project), adt("NACK-1", "P1")))[1:3] == ["AA", "NACK-1"]
             assert _bundle_ids(wait_lines(project, 1)) == ["NACK-1"]
