@@ -7,6 +7,7 @@
     route.py          which destinations a converted message goes to
     history.py        what the engine last wrote of a resource (mapping `keep_earlier`)
     deliver.py        a destination's writes: patient lanes, retries, dead letters
+    retry.py          a destination's retry policy: fast tries, delayed rounds, when to give up
     breaker.py        a destination's circuit breaker
     outcomes.py       the final outcome of a message, for an input that waits on it
     parking.py        messages parked on unmapped codes, and their release

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
-from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
 from engine import metrics
 from engine.config import DestinationConfig
@@ -41,13 +40,13 @@ from engine.errors import (
 from engine.logs import error_fields
 from engine.pipeline.breaker import Breaker
 from engine.pipeline.journal_ports import JournalOutputLedger
+from engine.pipeline.retry import PAUSE_S, RetryPolicy, Round
 from engine.store import Journal, OutputRow
 from engine.transport import Delivery, Transport, hold, received_epoch
 
 __all__ = ["BatchOutput", "Deliverer", "Output"]
 
 _log = structlog.get_logger("wasla.deliver")
-ROUND = "x-wasla-round"
 
 
 class Output(Protocol):
@@ -114,11 +113,7 @@ class Deliverer:
         self.ledger = JournalOutputLedger(journal)  # what the output may read and record, nothing else
         self.broker = broker
         self.config = config
-        retry = config.retry if config is not None else None
-        self.attempts = attempts if attempts is not None else (retry.attempts if retry else 3)
-        self.backoff_max = retry.backoff_max_s if retry else 2.0
-        self.delays = retry.delays_s if retry else ()
-        self.max_age_s = (retry.max_age_h if retry else 72.0) * 3600
+        self.policy = RetryPolicy.of(config.retry if config is not None else None, attempts)
         self.block = (config.on_failure if config is not None else "block") == "block"
         b = config.breaker if config is not None else None
         self.breaker = Breaker(output.id, b.failures if b else 5, b.probe_max_s if b else 15.0)
@@ -206,7 +201,7 @@ class Deliverer:
 
     def _pause(self, exc: StoreError, keepalive: Delivery | None) -> None:
         _log.error("deliver_paused", destination=self.output.id, **error_fields(exc))
-        hold(0.5, self.stop, keepalive)
+        hold(PAUSE_S, self.stop, keepalive)
 
     def _wait_probe(self, keepalive: Delivery | None) -> None:
         hold(self.breaker.probe_in(), self.stop, keepalive)
@@ -220,7 +215,7 @@ class Deliverer:
                 return items[n:]
             except StoreError as exc:
                 _log.error("deliver_paused", destination=self.output.id, **error_fields(exc))
-                self.stop.wait(0.5)
+                self.stop.wait(PAUSE_S)
                 return items[n:]
         return []
 
@@ -287,17 +282,10 @@ class Deliverer:
             return result
 
         location: str | None = None
-        for attempt in self._retrying(attempts or self.attempts):
+        for attempt in self.policy.tries(lambda: self.breaker.is_open, attempts):
             with attempt:
                 location = once()
         return self._location(item, location)
-
-    def _retrying(self, attempts: int) -> Retrying:
-        def give_up(state: Any) -> bool:  # stop early once the circuit is open: the batch waits instead
-            return bool(state.attempt_number >= attempts or self.breaker.is_open)
-
-        return Retrying(retry=retry_if_exception_type(TransientDeliveryError), stop=give_up,
-                        wait=wait_random_exponential(multiplier=0.05, max=self.backoff_max), reraise=True)
 
     def _location(self, item: _Item, result: str | None) -> str:
         if result is not None:
@@ -323,7 +311,7 @@ class Deliverer:
                 self._write_batch(go, lanes)
         except StoreError as exc:
             _log.error("deliver_paused", destination=self.output.id, **error_fields(exc))
-            self.stop.wait(0.5)
+            self.stop.wait(PAUSE_S)
             return todo
         except _Paused:
             return go
@@ -335,7 +323,7 @@ class Deliverer:
         known = {i.mid: i.prior for i in go if i.prior is not None}
         results: list[str | None | DeliveryError] = []
         try:
-            for attempt in self._retrying(self.attempts):
+            for attempt in self.policy.tries(lambda: self.breaker.is_open):
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:  # a failed try may have recorded intents
                         known = self.journal.outputs.many([i.mid for i in go], output.id)
@@ -410,21 +398,21 @@ class Deliverer:
             self._ack(item)
 
     def _retry(self, items: list[_Item], exc: DeliveryError, lanes: dict[str, str]) -> None:
-        """Send each to its next delayed round (or the dead letters when too old); the first of each
-        patient heads their lane, the others wait behind it."""
-        rounds: list[tuple[_Item, int, float]] = []
+        """Send each to its next delayed round (a dead letter when the policy has none left for it, or
+        there is no broker to hold it); the first of each patient heads their lane, the others wait
+        behind it."""
+        rounds: list[tuple[_Item, Round]] = []
         behind: list[tuple[_Item, str]] = []
         for item in items:
             head = lanes.get(item.patient)
             if head and head != item.mid:
                 behind.append((item, head))
                 continue
-            level = int(item.headers.get(ROUND, 0) or 0)
-            if not self.delays or self.broker is None or _age_s(item.headers) > self.max_age_s:
-                self._dead(item, TransientDeliveryError(f"{exc} (still failing after {level} delayed rounds)",
-                                                        response=exc.response), lanes)
+            next_round = self.policy.next_round(item.headers) if self.broker is not None else None
+            if next_round is None:
+                self._dead(item, self.policy.exhausted(exc, item.headers), lanes)
                 continue
-            rounds.append((item, level, self.delays[min(level, len(self.delays) - 1)]))
+            rounds.append((item, next_round))
             if item.patient:
                 lanes[item.patient] = item.mid
         if behind:
@@ -432,13 +420,13 @@ class Deliverer:
         if not rounds:
             return
         self.journal.delivery.retrying(self.output.id,
-                              [(i.mid, i.patient, level, delay, str(exc)) for i, level, delay in rounds])
-        for item, level, _ in rounds:
+                                       [(i.mid, i.patient, r.level, r.delay_s, str(exc)) for i, r in rounds])
+        for item, r in rounds:
             try:
                 assert self.broker is not None
-                self.broker.publish_retry(item.body, destination=self.output.id,
-                                          level=min(level, len(self.delays) - 1), patient_key=item.patient,
-                                          message_id=item.mid, headers={**item.headers, ROUND: level + 1})
+                self.broker.publish_retry(item.body, destination=self.output.id, level=r.queue,
+                                          patient_key=item.patient, message_id=item.mid,
+                                          headers=r.headers(item.headers))
             except BrokerError as err:
                 _log.error("retry_publish_failed", message_id=item.mid, destination=self.output.id,
                            **error_fields(err))
@@ -487,8 +475,3 @@ class Deliverer:
         queued, self._queued = self._queued, []
         for delivery, action in queued:
             getattr(delivery, action)()
-
-
-def _age_s(headers: dict[str, Any]) -> float:
-    now = time.time()
-    return now - received_epoch(headers, now)
