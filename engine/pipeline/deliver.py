@@ -23,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from functools import partial
+from typing import Protocol, TypeVar, runtime_checkable
 
 import structlog
 
@@ -49,6 +51,7 @@ from engine.transport import Delivery, Transport, hold, received_epoch
 __all__ = ["BatchOutput", "Deliverer", "Output"]
 
 _log = structlog.get_logger("wasla.deliver")
+_T = TypeVar("_T")
 
 
 class Output(Protocol):
@@ -224,28 +227,32 @@ class Deliverer:
         """The output's write of one message with its fast retries (`attempts`, else the policy's):
         where it went ('' if it was already there)."""
         def once() -> str | None:
-            try:
-                if self.capabilities.takes_headers:  # AMQP: the routing key and properties
-                    result = self.output.deliver(item.mid, item.body, self.ledger, headers=item.headers)  # type: ignore[call-arg]
-                else:
-                    result = self.output.deliver(item.mid, item.body, self.ledger)
-            except TransientDeliveryError:
-                self.breaker.failure()
-                raise
-            except (DeliveryError, StoreError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - a connector's bug must not stop the destination's thread
-                _log.error("connector_error", message_id=item.mid, destination=self.output.id, **error_fields(exc))
-                self.breaker.failure()
-                raise TransientDeliveryError(f"unexpected {exc.__class__.__name__} in the connector") from exc
-            self.breaker.success()
-            return result
+            if self.capabilities.takes_headers:  # AMQP: the routing key and properties
+                return self.output.deliver(item.mid, item.body, self.ledger, headers=item.headers)  # type: ignore[call-arg]
+            return self.output.deliver(item.mid, item.body, self.ledger)
 
         location: str | None = None
         for attempt in self.policy.tries(lambda: self.breaker.is_open, attempts):
             with attempt:
-                location = once()
+                location = self._guarded(once, message_id=item.mid)
         return self._location(item, location)
+
+    def _guarded(self, write: Callable[[], _T], **where: str) -> _T:
+        """One call into the connector, counted by the circuit breaker: a transient failure, or a
+        connector's bug (raised as a transient failure), counts against it; a success closes it."""
+        try:
+            result = write()
+        except TransientDeliveryError:
+            self.breaker.failure()
+            raise
+        except (DeliveryError, StoreError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a connector's bug must not stop the destination's thread
+            _log.error("connector_error", **where, destination=self.output.id, **error_fields(exc))
+            self.breaker.failure()
+            raise TransientDeliveryError(f"unexpected {exc.__class__.__name__} in the connector") from exc
+        self.breaker.success()
+        return result
 
     def _location(self, item: Item, result: str | None) -> str:
         if result is not None:
@@ -266,18 +273,8 @@ class Deliverer:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:  # a failed try may have recorded intents
                         known = self.journal.outputs.many([i.mid for i in go], output.id)
-                    try:
-                        results = output.deliver_batch([(i.mid, i.body, known.get(i.mid)) for i in go], self.ledger)
-                    except TransientDeliveryError:
-                        self.breaker.failure()
-                        raise
-                    except (DeliveryError, StoreError):
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - as in send: the thread survives a connector's bug
-                        _log.error("connector_error", destination=output.id, **error_fields(exc))
-                        self.breaker.failure()
-                        raise TransientDeliveryError(f"unexpected {exc.__class__.__name__} in the connector") from exc
-                    self.breaker.success()
+                    items = [(i.mid, i.body, known.get(i.mid)) for i in go]
+                    results = self._guarded(partial(output.deliver_batch, items, self.ledger))
         except TransientDeliveryError as exc:
             if self.breaker.is_open:
                 raise Paused from exc
