@@ -15,7 +15,7 @@ the capacity model in docs/scaling.md is built on those numbers.
     e2e/s         messages per second until all are delivered (transform + deliver in parallel)
     CPU ms/msg    CPU time per message of the intake, all transform processes, the deliver process
     per process   messages each transform process handled (the shards' single-active consumers
-                  are spread by AMQPTransport._balance)
+                  are spread by ShardConsumer._balance, engine/transport/amqp_consume.py)
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@
     transform.py      a batch of messages converted to FHIR by their format, journaled, routed
     route.py          which destinations a converted message goes to
     history.py        what the engine last wrote of a resource (mapping `keep_earlier`)
-    deliver.py        a destination's writes: patient lanes, retries, dead letters
+    deliver.py        a destination's writes and their outcomes: delivered, retry rounds, dead letters
+    lanes.py          a destination's order per patient: lanes held, waiting messages, parallel lanes
+    retry.py          a destination's retry policy: fast tries, delayed rounds, when to give up
     breaker.py        a destination's circuit breaker
     outcomes.py       the final outcome of a message, for an input that waits on it
     parking.py        messages parked on unmapped codes, and their release

@@ -13,6 +13,9 @@ What fails goes three ways:
   answer kept; with `on_failure: block` the patient's later messages wait until it is replayed.
 - the destination is down (`circuit_breaker.failures` transient failures in a row): the circuit
   opens, the batch goes back to its queue untouched, and one probe is tried now and then.
+
+The order per patient is kept by `engine.pipeline.lanes`, the retry policy is `engine.pipeline.retry`;
+the `Deliverer` here writes through the output and journals and settles each outcome.
 """
 
 from __future__ import annotations
@@ -20,12 +23,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from functools import partial
+from typing import Protocol, TypeVar, runtime_checkable
 
 import structlog
-from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
 from engine import metrics
 from engine.config import DestinationConfig
@@ -41,13 +43,15 @@ from engine.errors import (
 from engine.logs import error_fields
 from engine.pipeline.breaker import Breaker
 from engine.pipeline.journal_ports import JournalOutputLedger
+from engine.pipeline.lanes import Heads, Item, Lanes, Paused
+from engine.pipeline.retry import PAUSE_S, RetryPolicy, Round
 from engine.store import Journal, OutputRow
 from engine.transport import Delivery, Transport, hold, received_epoch
 
 __all__ = ["BatchOutput", "Deliverer", "Output"]
 
 _log = structlog.get_logger("wasla.deliver")
-ROUND = "x-wasla-round"
+_T = TypeVar("_T")
 
 
 class Output(Protocol):
@@ -79,31 +83,12 @@ class BatchOutput(Output, Protocol):
                       journal: OutputLedger) -> list[str | None | DeliveryError]: ...
 
 
-@dataclass
-class _Item:
-    """One message to deliver: from a queue (`delivery`), or from its lane in the journal (None)."""
-
-    mid: str
-    body: bytes
-    headers: dict[str, Any]
-    delivery: Delivery | None = None
-    prior: OutputRow | None = None
-    patient: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.patient = str(self.headers.get("patient_key", ""))
-
-
-class _Paused(Exception):
-    """The circuit opened: what is left of the batch goes back to its queue."""
-
-
 class Deliverer:
     """Delivers one destination's batches: checks the journal for what is already delivered, writes
     through the output with fast retries, then delayed retry rounds or a dead letter, behind the
-    destination's circuit breaker. Owns the lane thread pool (`concurrency` threads); keeps each
-    patient's messages in order and never hands an interrupted batch back to the queue (order would
-    break).
+    destination's circuit breaker. Its `Lanes` keep each patient's messages in order (on `concurrency`
+    threads); it is their `LaneWork`: it writes, journals each outcome and settles the queue's messages on
+    the consumer's thread. Never hands an interrupted batch back to the queue (order would break).
     """
 
     def __init__(self, output: Output, journal: Journal, broker: Transport | None = None,
@@ -114,11 +99,7 @@ class Deliverer:
         self.ledger = JournalOutputLedger(journal)  # what the output may read and record, nothing else
         self.broker = broker
         self.config = config
-        retry = config.retry if config is not None else None
-        self.attempts = attempts if attempts is not None else (retry.attempts if retry else 3)
-        self.backoff_max = retry.backoff_max_s if retry else 2.0
-        self.delays = retry.delays_s if retry else ()
-        self.max_age_s = (retry.max_age_h if retry else 72.0) * 3600
+        self.policy = RetryPolicy.of(config.retry if config is not None else None, attempts)
         self.block = (config.on_failure if config is not None else "block") == "block"
         b = config.breaker if config is not None else None
         self.breaker = Breaker(output.id, b.failures if b else 5, b.probe_max_s if b else 15.0)
@@ -126,22 +107,23 @@ class Deliverer:
         self.stop = stop or threading.Event()
         self.capabilities = output.capabilities
         self.concurrency = max(1, self.capabilities.concurrency)
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"deliver-{output.id}")
+        self.lanes = Lanes(output.id, journal, self, concurrency=self.concurrency,
+                           together=isinstance(output, BatchOutput), block=self.block, stop=self.stop)
         self._queued: list[tuple[Delivery, str]] = []  # list.append is atomic: lane threads add, the consumer settles
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.lanes.close()
 
     # -- a batch from the queue -----------------------------------------------------------------
     def handle(self, batch: list[Delivery]) -> None:
         dest = self.output.id
-        mine: list[_Item] = []
+        mine: list[Item] = []
         for d in batch:
             routed = str(d.headers.get("destinations", dest))
             if dest not in routed.split(","):  # the broker's bindings are coarser than the route
                 d.ack()
                 continue
-            mine.append(_Item(str(d.headers.get("message_id", "")), d.body, d.headers, d))
+            mine.append(Item(str(d.headers.get("message_id", "")), d.body, d.headers, d))
         if not mine:
             return
         try:
@@ -149,24 +131,23 @@ class Deliverer:
         finally:
             self._settle_queued()
 
-    def _handle(self, mine: list[_Item]) -> None:
+    def _handle(self, mine: list[Item]) -> None:
         """Deliver the batch. What the circuit breaker or a journal fault interrupts is kept and tried
         again here, never put back in the queue: messages behind it in the queue (already prefetched)
         would overtake it and break the patient's order. Consumption pauses meanwhile."""
         dest = self.output.id
         keepalive = mine[0].delivery
-        lanes: dict[str, str] = {}
-        todo: list[_Item] = []
         while not self.stop.is_set():
             try:
                 known = self.journal.outputs.many([i.mid for i in mine], dest)
-                lanes = self.journal.delivery.lanes(dest, [i.patient for i in mine])
+                heads = self.lanes.load([i.patient for i in mine])
                 break
             except StoreError as exc:
                 self._pause(exc, keepalive)
         else:
             self._hand_back(mine)
             return
+        todo: list[Item] = []
         taken: set[str] = set()
         for item in mine:
             item.prior = known.get(item.mid)
@@ -175,7 +156,7 @@ class Deliverer:
                 # original may still be queued) is skipped: written again, it would land after the
                 # patient's later messages and leave the patient on an older version.
                 self.journal.messages.note(item.mid, "deliver", "duplicate_skipped", {"destination": dest})
-                self._ack(item)
+                self.ack(item)
             else:
                 taken.add(item.mid)
                 todo.append(item)
@@ -184,11 +165,11 @@ class Deliverer:
                 self._hand_back(todo)
                 return
             if self.breaker.is_open:
-                probe = next((i for i in todo if lanes.get(i.patient, i.mid) == i.mid), None)
+                probe = next((i for i in todo if heads.free(i)), None)
                 if probe is not None:
                     self._wait_probe(keepalive)
                     try:
-                        answered = self._probe(probe, lanes)
+                        answered = self._probe(probe, heads)
                     except StoreError as exc:
                         self._pause(exc, keepalive)
                         continue
@@ -196,110 +177,84 @@ class Deliverer:
                         continue
                     todo = [i for i in todo if i is not probe]
             order = {id(i): n for n, i in enumerate(todo)}
-            if isinstance(self.output, BatchOutput):
-                left = self._run_batch(todo, lanes)
-            elif self.concurrency > 1:
-                left = self._run_lanes(todo, lanes)
-            else:
-                left = self._run_sequence(todo, lanes)
-            todo = sorted(left, key=lambda i: order[id(i)])
+            todo = sorted(self.lanes.run(todo, heads), key=lambda i: order[id(i)])
 
     def _pause(self, exc: StoreError, keepalive: Delivery | None) -> None:
         _log.error("deliver_paused", destination=self.output.id, **error_fields(exc))
-        hold(0.5, self.stop, keepalive)
+        hold(PAUSE_S, self.stop, keepalive)
 
     def _wait_probe(self, keepalive: Delivery | None) -> None:
         hold(self.breaker.probe_in(), self.stop, keepalive)
 
-    def _run_sequence(self, items: list[_Item], lanes: dict[str, str]) -> list[_Item]:
-        """Each in turn; returns those left to try again (the circuit opened, or the journal failed)."""
-        for n, item in enumerate(items):
-            try:
-                self._run_one(item, lanes)
-            except _Paused:
-                return items[n:]
-            except StoreError as exc:
-                _log.error("deliver_paused", destination=self.output.id, **error_fields(exc))
-                self.stop.wait(0.5)
-                return items[n:]
-        return []
-
-    def _run_lanes(self, todo: list[_Item], lanes: dict[str, str]) -> list[_Item]:
-        """Patients in parallel, each patient's messages in order: a slow or failing answer for one
-        patient does not hold the others up (a FHIR server 30 ms away would otherwise cap a
-        destination at ~30 messages/s)."""
-        by_patient: dict[str, list[_Item]] = {}
-        for item in todo:
-            by_patient.setdefault(item.patient or item.mid, []).append(item)
-        return [i for left in self._pool.map(lambda items: self._run_sequence(items, lanes), by_patient.values())
-                for i in left]
-
-    def _probe(self, item: _Item, lanes: dict[str, str]) -> bool:
+    def _probe(self, item: Item, heads: Heads) -> bool:
         """One try while the circuit is open; True if the destination answered (delivered or refused)."""
         try:
-            result = self._call(item, attempts=1)
+            result = self.send(item, attempts=1)
         except TransientDeliveryError:
             self.breaker.probe_failed()
             return False
         except PermanentDeliveryError as exc:
             self.breaker.success()
-            self._dead(item, exc, lanes)
+            self.dead(item, exc, heads)
             return True
-        self._delivered([(item, result)], lanes)
+        self._delivered([(item, result)], heads)
         return True
 
-    # -- one message at a time (FHIR, AMQP, MLLP) -------------------------------------------------
-    def _run_one(self, item: _Item, lanes: dict[str, str]) -> None:
-        head = lanes.get(item.patient)
-        if head and head != item.mid:
-            self._hold([(item, head)])
+    # -- the writes (LaneWork) ----------------------------------------------------------------------
+    def deliver(self, items: list[Item], heads: Heads) -> None:
+        """Write these messages, each free to go on its lane: in one write for an output that takes
+        batches, else one at a time; each outcome journaled. Raises `Paused` when the circuit opens."""
+        if isinstance(self.output, BatchOutput):
+            self._write_batch(items, heads)
             return
+        for item in items:
+            self._write_one(item, heads)
+
+    def _write_one(self, item: Item, heads: Heads) -> None:
         try:
-            result = self._call(item)
+            result = self.send(item)
         except TransientDeliveryError as exc:
             if self.breaker.is_open:
-                raise _Paused from exc
-            self._retry([item], exc, lanes)
+                raise Paused from exc
+            self.retry([item], exc, heads)
             return
         except PermanentDeliveryError as exc:
-            self._dead(item, exc, lanes)
+            self.dead(item, exc, heads)
             return
-        self._delivered([(item, result)], lanes)
+        self._delivered([(item, result)], heads)
 
-    def _call(self, item: _Item, attempts: int | None = None) -> str:
-        """The destination's write with fast retries; returns the location ('' if it was already there)."""
+    def send(self, item: Item, attempts: int | None = None) -> str:
+        """The output's write of one message with its fast retries (`attempts`, else the policy's):
+        where it went ('' if it was already there)."""
         def once() -> str | None:
-            try:
-                if self.capabilities.takes_headers:  # AMQP: the routing key and properties
-                    result = self.output.deliver(item.mid, item.body, self.ledger, headers=item.headers)  # type: ignore[call-arg]
-                else:
-                    result = self.output.deliver(item.mid, item.body, self.ledger)
-            except TransientDeliveryError:
-                self.breaker.failure()
-                raise
-            except (DeliveryError, StoreError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - a connector's bug must not stop the destination's thread
-                _log.error("connector_error", message_id=item.mid, destination=self.output.id, **error_fields(exc))
-                self.breaker.failure()
-                raise TransientDeliveryError(f"unexpected {exc.__class__.__name__} in the connector") from exc
-            self.breaker.success()
-            return result
+            if self.capabilities.takes_headers:  # AMQP: the routing key and properties
+                return self.output.deliver(item.mid, item.body, self.ledger, headers=item.headers)  # type: ignore[call-arg]
+            return self.output.deliver(item.mid, item.body, self.ledger)
 
         location: str | None = None
-        for attempt in self._retrying(attempts or self.attempts):
+        for attempt in self.policy.tries(lambda: self.breaker.is_open, attempts):
             with attempt:
-                location = once()
+                location = self._guarded(once, message_id=item.mid)
         return self._location(item, location)
 
-    def _retrying(self, attempts: int) -> Retrying:
-        def give_up(state: Any) -> bool:  # stop early once the circuit is open: the batch waits instead
-            return bool(state.attempt_number >= attempts or self.breaker.is_open)
+    def _guarded(self, write: Callable[[], _T], **where: str) -> _T:
+        """One call into the connector, counted by the circuit breaker: a transient failure, or a
+        connector's bug (raised as a transient failure), counts against it; a success closes it."""
+        try:
+            result = write()
+        except TransientDeliveryError:
+            self.breaker.failure()
+            raise
+        except (DeliveryError, StoreError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a connector's bug must not stop the destination's thread
+            _log.error("connector_error", **where, destination=self.output.id, **error_fields(exc))
+            self.breaker.failure()
+            raise TransientDeliveryError(f"unexpected {exc.__class__.__name__} in the connector") from exc
+        self.breaker.success()
+        return result
 
-        return Retrying(retry=retry_if_exception_type(TransientDeliveryError), stop=give_up,
-                        wait=wait_random_exponential(multiplier=0.05, max=self.backoff_max), reraise=True)
-
-    def _location(self, item: _Item, result: str | None) -> str:
+    def _location(self, item: Item, result: str | None) -> str:
         if result is not None:
             return result
         # already written before a crash: recognised, not written twice
@@ -307,159 +262,96 @@ class Deliverer:
         prior = item.prior or self.journal.outputs.get(item.mid, self.output.id)
         return prior.location if prior is not None else ""
 
-    # -- many messages in one write (NDJSON) --------------------------------------------------------
-    def _run_batch(self, todo: list[_Item], lanes: dict[str, str]) -> list[_Item]:
-        output = self.output
-        assert isinstance(output, BatchOutput)
-        go: list[_Item] = []
-        held: list[tuple[_Item, str]] = []
-        for item in todo:
-            head = lanes.get(item.patient)
-            (held.append((item, head)) if head and head != item.mid else go.append(item))
-        try:
-            if held:
-                self._hold(held)
-            if go:
-                self._write_batch(go, lanes)
-        except StoreError as exc:
-            _log.error("deliver_paused", destination=self.output.id, **error_fields(exc))
-            self.stop.wait(0.5)
-            return todo
-        except _Paused:
-            return go
-        return []
-
-    def _write_batch(self, go: list[_Item], lanes: dict[str, str]) -> None:
+    def _write_batch(self, go: list[Item], heads: Heads) -> None:
+        """Many messages in one write (NDJSON): retried whole; each item's own refusal is its dead letter."""
         output = self.output
         assert isinstance(output, BatchOutput)
         known = {i.mid: i.prior for i in go if i.prior is not None}
         results: list[str | None | DeliveryError] = []
         try:
-            for attempt in self._retrying(self.attempts):
+            for attempt in self.policy.tries(lambda: self.breaker.is_open):
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:  # a failed try may have recorded intents
                         known = self.journal.outputs.many([i.mid for i in go], output.id)
-                    try:
-                        results = output.deliver_batch([(i.mid, i.body, known.get(i.mid)) for i in go], self.ledger)
-                    except TransientDeliveryError:
-                        self.breaker.failure()
-                        raise
-                    except (DeliveryError, StoreError):
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - as in _call: the thread survives a connector's bug
-                        _log.error("connector_error", destination=output.id, **error_fields(exc))
-                        self.breaker.failure()
-                        raise TransientDeliveryError(f"unexpected {exc.__class__.__name__} in the connector") from exc
-                    self.breaker.success()
+                    items = [(i.mid, i.body, known.get(i.mid)) for i in go]
+                    results = self._guarded(partial(output.deliver_batch, items, self.ledger))
         except TransientDeliveryError as exc:
             if self.breaker.is_open:
-                raise _Paused from exc
-            self._retry(go, exc, lanes)
+                raise Paused from exc
+            self.retry(go, exc, heads)
             return
-        done: list[tuple[_Item, str]] = []
+        done: list[tuple[Item, str]] = []
         for item, result in zip(go, results, strict=True):
             if isinstance(result, DeliveryError):
-                self._dead(item, result, lanes)
+                self.dead(item, result, heads)
             else:
                 item.prior = known.get(item.mid)
                 done.append((item, self._location(item, result)))
         if done:
-            self._delivered(done, lanes)
+            self._delivered(done, heads)
 
     # -- outcomes ---------------------------------------------------------------------------------
-    def _delivered(self, done: list[tuple[_Item, str]], lanes: dict[str, str]) -> None:
+    def _delivered(self, done: list[tuple[Item, str]], heads: Heads) -> None:
         """Journal what was delivered in one commit, acknowledge it, then send what waited behind it."""
         dest = self.output.id
         self.journal.outputs.delivered_many(dest, [(i.mid, loc, "") for i, loc in done], wait=not self.shared_writer)
         now = time.time()
         for item, _ in done:
-            self._ack(item)
+            self.ack(item)
             metrics.delivered(dest, now - received_epoch(item.headers, now))
             _log.info("delivered", message_id=item.mid, destination=dest)
         for item, _ in done:
-            if item.patient and lanes.get(item.patient) == item.mid:
-                self._drain(item, lanes)
+            if heads.leads(item):
+                self.lanes.drain(item, heads)
 
-    def _drain(self, head: _Item, lanes: dict[str, str]) -> None:
-        """The head of a lane is delivered: send the patient's waiting messages in order, then open it."""
-        dest = self.output.id
-        while rows := self.journal.delivery.waiting(dest, head.patient):
-            for mid, headers, body in rows:
-                item = _Item(mid, body, headers)
-                lanes[head.patient] = mid
-                try:
-                    location = self._call(item)
-                except TransientDeliveryError as exc:
-                    self.journal.delivery.move_lane(dest, head.patient, mid)
-                    self._retry([item], exc, lanes)
-                    return
-                except PermanentDeliveryError as exc:
-                    self._dead(item, exc, lanes)  # `block`: it heads the lane now
-                    if self.block:
-                        return
-                    continue
-                self.journal.outputs.delivered_many(dest, [(mid, location, "")], wait=True)
-                metrics.delivered(dest, time.time() - received_epoch(headers, time.time()))
-                _log.info("delivered", message_id=mid, destination=dest, after=head.mid)
-        self.journal.delivery.release_lane(dest, head.patient, head.mid)
-        lanes.pop(head.patient, None)
-
-    def _hold(self, held: list[tuple[_Item, str]]) -> None:
-        self.journal.delivery.wait_behind(self.output.id, [(i.mid, head) for i, head in held])
-        for item, _ in held:
-            self._ack(item)
-
-    def _retry(self, items: list[_Item], exc: DeliveryError, lanes: dict[str, str]) -> None:
-        """Send each to its next delayed round (or the dead letters when too old); the first of each
-        patient heads their lane, the others wait behind it."""
-        rounds: list[tuple[_Item, int, float]] = []
-        behind: list[tuple[_Item, str]] = []
+    def retry(self, items: list[Item], exc: DeliveryError, heads: Heads) -> None:
+        """Send each to its next delayed round (a dead letter when the policy has none left for it, or
+        there is no broker to hold it); the first of each patient heads their lane, the others wait
+        behind it."""
+        rounds: list[tuple[Item, Round]] = []
+        behind: list[tuple[Item, str]] = []
         for item in items:
-            head = lanes.get(item.patient)
-            if head and head != item.mid:
+            head = heads.behind(item)
+            if head:
                 behind.append((item, head))
                 continue
-            level = int(item.headers.get(ROUND, 0) or 0)
-            if not self.delays or self.broker is None or _age_s(item.headers) > self.max_age_s:
-                self._dead(item, TransientDeliveryError(f"{exc} (still failing after {level} delayed rounds)",
-                                                        response=exc.response), lanes)
+            next_round = self.policy.next_round(item.headers) if self.broker is not None else None
+            if next_round is None:
+                self.dead(item, self.policy.exhausted(exc, item.headers), heads)
                 continue
-            rounds.append((item, level, self.delays[min(level, len(self.delays) - 1)]))
-            if item.patient:
-                lanes[item.patient] = item.mid
+            rounds.append((item, next_round))
+            heads.take(item)
         if behind:
-            self._hold(behind)
+            self.lanes.hold(behind)
         if not rounds:
             return
         self.journal.delivery.retrying(self.output.id,
-                              [(i.mid, i.patient, level, delay, str(exc)) for i, level, delay in rounds])
-        for item, level, _ in rounds:
+                                       [(i.mid, i.patient, r.level, r.delay_s, str(exc)) for i, r in rounds])
+        for item, r in rounds:
             try:
                 assert self.broker is not None
-                self.broker.publish_retry(item.body, destination=self.output.id,
-                                          level=min(level, len(self.delays) - 1), patient_key=item.patient,
-                                          message_id=item.mid, headers={**item.headers, ROUND: level + 1})
+                self.broker.publish_retry(item.body, destination=self.output.id, level=r.queue,
+                                          patient_key=item.patient, message_id=item.mid,
+                                          headers=r.headers(item.headers))
             except BrokerError as err:
                 _log.error("retry_publish_failed", message_id=item.mid, destination=self.output.id,
                            **error_fields(err))
                 self._requeue([item])
                 continue
-            self._ack(item)
+            self.ack(item)
         metrics.retried(self.output.id, len(rounds))
         _log.info("delivery_retrying", destination=self.output.id, messages=len(rounds), **error_fields(exc))
 
-    def _dead(self, item: _Item, exc: DeliveryError, lanes: dict[str, str]) -> None:
+    def dead(self, item: Item, exc: DeliveryError, heads: Heads) -> None:
+        """A dead letter: journaled with the destination's answer, its lane held under `block`, its queue
+        message rejected (one sent from its lane goes to the dead-letter queue)."""
         dest = self.output.id
         kind = "permanent" if isinstance(exc, PermanentDeliveryError) else "transient, retries exhausted"
         self.journal.delivery.dead(dest, item.mid, item.patient, f"{dest}: {exc} ({kind})", exc.response,
                                    hold_lane=self.block)
         metrics.dead(dest)
         metrics.failed(str(item.headers.get("channel", "")), "deliver")
-        if item.patient:
-            if self.block:
-                lanes[item.patient] = item.mid
-            elif lanes.get(item.patient) == item.mid:
-                lanes.pop(item.patient)
+        heads.dead(item, block=self.block)
         if item.delivery is not None:
             self._queued.append((item.delivery, "reject"))
         elif self.broker is not None:
@@ -467,16 +359,18 @@ class Deliverer:
                 self.broker.publish_dead(item.body, destination=dest, headers=item.headers)
         _log.warning("delivery_failed", message_id=item.mid, destination=dest, kind=kind, **error_fields(exc))
 
-    def _ack(self, item: _Item) -> None:
+    # -- settling the queue's messages --------------------------------------------------------------
+    def ack(self, item: Item) -> None:
+        """Acknowledge the queue's message of `item` (none for one sent from its lane), on the consumer's thread."""
         if item.delivery is not None:
             self._queued.append((item.delivery, "ack"))
 
-    def _requeue(self, items: list[_Item]) -> None:
+    def _requeue(self, items: list[Item]) -> None:
         for item in items:
             if item.delivery is not None:
                 self._queued.append((item.delivery, "requeue"))
 
-    def _hand_back(self, items: list[_Item]) -> None:
+    def _hand_back(self, items: list[Item]) -> None:
         """Shutting down: leave them unsettled. The consumer closes its channel as it goes, and the
         broker gives everything it held to the next consumer in order; requeueing them one by one
         here would put them behind what this consumer still holds."""
@@ -487,8 +381,3 @@ class Deliverer:
         queued, self._queued = self._queued, []
         for delivery, action in queued:
             getattr(delivery, action)()
-
-
-def _age_s(headers: dict[str, Any]) -> float:
-    now = time.time()
-    return now - received_epoch(headers, now)

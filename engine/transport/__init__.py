@@ -4,6 +4,7 @@ The URL's scheme picks the implementation through `ALIASES`, as kombu does:
 
     memory://   engine.transport.memory.MemoryTransport   queues in this process (the default)
     amqp://     engine.transport.amqp.AMQPTransport       RabbitMQ, publishes confirmed
+                (its consumers: engine.transport.amqp_consume.ShardConsumer)
     amqps://    the same, over TLS
 
 Callers decide by `Transport.capabilities`, never by the scheme.

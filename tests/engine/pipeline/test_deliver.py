@@ -1,4 +1,5 @@
-"""Deliver keeps a patient's order when the same message reaches it twice in one batch."""
+"""Deliver keeps a patient's order when the same message reaches it twice in one batch, and survives a
+connector's bug (a transient failure, counted by the circuit breaker)."""
 
 from __future__ import annotations
 
@@ -58,5 +59,55 @@ def test_a_second_copy_in_one_batch_is_skipped_not_written_after_later_messages(
         skipped = [e for mid in mids.values() for e in journal.messages.events(mid)
                    if e["status"] == "duplicate_skipped"]
         assert len(skipped) == 2
+    finally:
+        journal.close()
+
+
+class _Buggy:
+    """A destination whose connector has a bug: every write raises something no connector should."""
+
+    id = "out"
+
+    def __init__(self) -> None:
+        self.capabilities = Capabilities()
+        self.calls = 0
+
+    def deliver(self, message_id: str, body: bytes, journal: Journal) -> str | None:
+        self.calls += 1
+        raise ValueError("a bug")
+
+    def close(self) -> None:
+        pass
+
+
+class _BuggyBatch(_Buggy):
+    """The same bug in a connector that writes batches."""
+
+    def deliver_batch(self, items: list[tuple[str, bytes, object]], journal: Journal) -> list[str | None]:
+        self.calls += 1
+        raise ValueError("a bug")
+
+
+@pytest.mark.parametrize("output", [_Buggy, _BuggyBatch])
+def test_a_connector_bug_counts_as_a_transient_failure(tmp_path: Path, output: type[_Buggy]) -> None:
+    """A connector raising an unexpected exception does not stop the destination: each try counts against
+    the circuit breaker, and with no retry round left the message is a dead letter saying what was raised."""
+    journal = Journal(f"sqlite:///{tmp_path}/j.db")
+    try:
+        mid = message_id()
+        journal.messages.receive(Inbound(mid, "adt", datetime.now(UTC), b"raw", patient_key="p1"))
+        journal.outputs.transformed(mid, {"out": b"{}"})
+        out = output()
+        msg = BrokerMessage()
+        dl = Deliverer(out, journal, attempts=2)
+        dl.handle([Delivery(b"{}", {"message_id": mid, "patient_key": "p1", "destinations": "out"}, msg)])
+        dl.close()
+        assert out.calls == 2
+        assert dl.breaker.consecutive == 2
+        assert msg.calls == ["reject"]
+        row = journal.outputs.get(mid, "out")
+        assert row is not None and row.status == "dead"
+        (message,) = journal.messages.search(limit=10)
+        assert "unexpected ValueError in the connector" in message.reason
     finally:
         journal.close()

@@ -99,7 +99,7 @@ def test_an_idle_consumer_whose_queue_does_not_drain_starts_over(rabbitmq_url: s
     the single active one and never acknowledges), the consumer reconnects instead of waiting for ever."""
     import structlog
 
-    import engine.transport.amqp as broker_module
+    import engine.transport.amqp_consume as broker_module
 
     monkeypatch.setattr(broker_module, "_IDLE_CHECK_S", 1.0)
     broker = AMQPTransport(BrokerSettings(url=rabbitmq_url, shards=1), [Route("archive-ndjson", ("adt-mllp",))])
@@ -205,7 +205,7 @@ def test_processes_of_a_role_share_the_shards_and_each_shard_keeps_its_order(
     waited, idle, and adding processes added nothing. A busy process now hands over what exceeds
     its fair share (4 shards, 2 processes: 2 each); each shard's messages stay in publish order
     across the handover."""
-    import engine.transport.amqp as broker_module
+    import engine.transport.amqp_consume as broker_module
 
     monkeypatch.setattr(broker_module, "_BALANCE_S", 1.0, raising=False)
     settings = BrokerSettings(url=rabbitmq_url, shards=4, queue_type=queue_type, prefetch=20, batch_max=10)
