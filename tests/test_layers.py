@@ -58,6 +58,15 @@ def test_channels_import_only_the_connector_surface() -> None:
     assert offenders == []
 
 
+def test_example_connectors_import_only_the_connector_surface() -> None:
+    """A third-party connector (examples/connectors/) is held to the same rule as channels/."""
+    sources = sorted((ROOT / "examples" / "connectors").rglob("*.py"))
+    assert sources, "no example connector found"
+    offenders = [f"{path.relative_to(ROOT)}:{where}" for path in sources
+                 for where in engine_imports_outside(path.read_text())]
+    assert offenders == []
+
+
 def test_the_channel_check_finds_a_planted_violation() -> None:
     """A channel importing the journal, the intake or a helper outside the toolkit is reported, with its line."""
     planted = ("from engine.connectors.ports import InputPorts\n"
