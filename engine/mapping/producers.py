@@ -181,6 +181,15 @@ def _convert(scope: CompileScope, node: RuleNode, target: Target, paths: list[V2
                     ctx.warn("REPETITIONS_NOT_MAPPED", label, p.spec, "only the first repetition is mapped")
             ctx.rule, ctx.field_spec = label, p.spec
             out = []
+            if conv.fn_all is not None:  # every repetition into one value (a text's lines)
+                try:
+                    v = conv.fn_all(fields, ctx, options)
+                except MappingError as exc:
+                    if ctx.policy.get("unmapped_codes") == "reject":
+                        raise MappingError(exc.message, rule=label, field=p.spec) from exc
+                    ctx.warn("VALUE_INVALID", label, p.spec, exc.message)
+                    continue
+                return [v] if v is not None else []
             for f in fields:
                 try:
                     v = conv.fn(f, ctx, options)

@@ -58,6 +58,9 @@ def compile_rule(scope: CompileScope, rtype: str, node: RuleNode, base: tuple[st
     join = node.options.get("join")
     if_absent = node.if_absent
     each = node.each_segment
+    if isinstance(each, str):
+        scope.err("each_segment: GROUP/SEG builds one element per segment: use it with fields:", where)
+        return None
     paths = sources(scope, node) or []
     seg_name = paths[0].segment if paths else None
     if each and seg_name is None:
@@ -144,7 +147,13 @@ def _group(scope: CompileScope, rtype: str, node: RuleNode, target: Target, labe
     name, is_list = target.steps[-1], target.leaf.is_list
     parents = target.steps[:-1]
     each = None
-    if node.each_segment:  # one element per such segment of the resource's group (NTE notes, DG1s)
+    each_group = None              # GROUP/SEG: the SEG segments of every GROUP occurrence in scope
+    if isinstance(node.each_segment, str):
+        each_group, _, each = node.each_segment.partition("/")
+        if not is_list:
+            scope.err("each_segment with fields: needs a list target", where)
+            return None
+    elif node.each_segment:  # one element per such segment of the resource's group (NTE notes, DG1s)
         firsts = [f.sources[0] for f in fields if f.sources]
         each = compile_path(firsts[0]).segment if firsts else None
         if each is None or not is_list:
@@ -154,14 +163,24 @@ def _group(scope: CompileScope, rtype: str, node: RuleNode, target: Target, labe
     def apply(ctx: Context, resource: dict[str, Any]) -> bool:
         if each is None:
             return one(ctx, resource)
-        within = ctx.scope or ctx.msg.tree.root
-        saved, wrote = ctx.segment, False
+        tree = ctx.msg.tree
+        within = ctx.scope or tree.root
+        saved, saved_scope, wrote = ctx.segment, ctx.scope, False
         try:
-            for i in ctx.msg.tree.own(each, within):
-                ctx.segment = ctx.msg.segments[i]
-                wrote = one(ctx, resource) or wrote
+            if each_group is None:
+                for i in tree.own(each, within):
+                    ctx.segment = ctx.msg.segments[i]
+                    wrote = one(ctx, resource) or wrote
+                return wrote
+            for g in tree.by_name.get(each_group, []):
+                if not within.contains(g.start):
+                    continue
+                ctx.scope = g  # the segment's own group: its NTE, not the next occurrence's
+                for i in tree.own(each, g):
+                    ctx.segment = ctx.msg.segments[i]
+                    wrote = one(ctx, resource) or wrote
         finally:
-            ctx.segment = saved
+            ctx.segment, ctx.scope = saved, saved_scope
         return wrote
 
     def one(ctx: Context, resource: dict[str, Any]) -> bool:

@@ -79,7 +79,7 @@ class RuleNode:
     options: Mapping[str, Any] = field(default_factory=dict)
     also: Mapping[str, Any] | None = None
     if_absent: bool = False
-    each_segment: bool = False
+    each_segment: bool | str = False      # True, or GROUP/SEG (with fields:): every SEG of each GROUP
     on_unmapped: str = "warn"
     fields: tuple[RuleNode, ...] | None = None
 
@@ -154,7 +154,8 @@ def parse_rule(raw: Mapping[str, Any], where: Where) -> RuleNode:
         switch=raw.get("switch"), cases=cases,
         has_default="default" in raw, default=raw.get("default"),
         when=raw.get("when"), options=dict(raw.get("options") or {}), also=raw.get("also"),
-        if_absent=bool(raw.get("if_absent")), each_segment=bool(raw.get("each_segment")),
+        if_absent=bool(raw.get("if_absent")),
+        each_segment=each if isinstance(each := raw.get("each_segment"), str) else bool(each),
         on_unmapped=raw.get("on_unmapped", "warn"),
         fields=None if fields is None else tuple(parse_rule(f, where.at("fields", i)) for i, f in enumerate(fields)),
     )

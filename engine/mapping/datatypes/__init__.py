@@ -15,6 +15,7 @@ This package holds `DatatypeConverter` and `CONVERTERS`, the registry the mappin
 - `quantities`: NM, SN → Quantity, Range, Ratio, integer; OBX-7 → reference range; OBX-6 units
 - `times`: DTM, TM, DR → date, dateTime, instant, time
 - `strings`: ST, TX → string
+- `documents`: ED, TX, FT → Attachment (a document's content, base64)
 - `_common`: what several families share (table 0203, the XPN/XCN name layout)
 
 A new converter goes in its family's module (a new family, a new module) and gets one entry in CONVERTERS.
@@ -38,6 +39,7 @@ from engine.mapping.datatypes.actors import (
 )
 from engine.mapping.datatypes.codes import cwe_codeable_concept, cwe_coding, st_codeable_concept
 from engine.mapping.datatypes.demographics import xad_address, xpn_human_name, xtn_contact_point
+from engine.mapping.datatypes.documents import ed_attachment, ft_attachment, tx_attachment
 from engine.mapping.datatypes.identifiers import cwe_identifier, cx_identifier, ei_identifier
 from engine.mapping.datatypes.quantities import nm_integer, nm_positive_int, nm_quantity, sn_value, st_reference_range
 from engine.mapping.datatypes.strings import st_string, tx_string
@@ -47,6 +49,7 @@ from engine.mapping.timestamps import v2_date, v2_datetime, v2_instant
 __all__ = ["CONVERTERS", "DatatypeConverter", "v2_date", "v2_datetime", "v2_instant"]
 
 Convert = Callable[[Field, Context, dict[str, Any]], Any]
+ConvertAll = Callable[[list[Field], Context, dict[str, Any]], Any]
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,11 @@ class DatatypeConverter:
     ig: str
     vocab: tuple[str, ...] = ()
     path_options: tuple[str, ...] = ()  # options holding v2 paths, compiled at load (units: OBX-6)
+    fn_all: ConvertAll | None = None    # reads every selected repetition at once into one value (TX lines)
+
+
+def _all(fn: ConvertAll) -> Convert:
+    return lambda f, ctx, opts: fn([f], ctx, opts)
 
 
 CONVERTERS: dict[str, DatatypeConverter] = {
@@ -104,5 +112,12 @@ CONVERTERS: dict[str, DatatypeConverter] = {
                           "DTM[dateTime] when it has a time (PID-7 birthTime)"),
         DatatypeConverter("NM.integer", "integer", nm_integer, "NM[integer]"),
         DatatypeConverter("NM.positiveInt", "positiveInt", nm_positive_int, "NM[positiveInt]"),
+        DatatypeConverter("ED.Attachment", "Attachment", ed_attachment, "ED[Attachment]"),
+        DatatypeConverter("TX.Attachment", "Attachment", _all(tx_attachment),
+                          "OBX[DocumentReference] OBX-5 IF OBX-2=TX (content.attachment.data, base64)",
+                          fn_all=tx_attachment),
+        DatatypeConverter("FT.Attachment", "Attachment", _all(ft_attachment),
+                          "OBX[DocumentReference] OBX-5 IF OBX-2=FT (content.attachment.data, base64)",
+                          fn_all=ft_attachment),
     )
 }

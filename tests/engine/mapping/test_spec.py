@@ -80,3 +80,44 @@ class TestErrors:
                             "Observation has no element 'gender' (FHIR R4 Observation)")
         assert lines[-1].startswith(
             "demo.yaml:16:55: resources[0].rules[2].cases.NM|SN.as: unknown converter 'NM.Nothing' (known: ")
+
+
+_EACH = """\
+kind: MessageMap
+name: demo
+version: 1.0.0
+accepts: [MDM^T02]
+resources:
+  - name: document
+    type: DocumentReference
+    id: [TXA-12.1]
+    request: put
+    rules:
+      - to: "content[]"
+        each_segment: OBSERVATION/OBX
+        fields:
+          - {from: OBX-5, to: attachment, as: ED.Attachment}
+"""
+
+
+class TestEachSegmentGroup:
+    def test_group_slash_segment_is_kept_as_written(self, tmp_path: Path) -> None:
+        """`each_segment: GROUP/SEG` stays a string; `true` stays a boolean (issue 25)."""
+        rule = parse_mapping(load_yaml(_write(tmp_path, _EACH))).resources[0].rules[0]
+        assert rule.each_segment == "OBSERVATION/OBX"
+        assert parse_mapping(load_yaml(_write(tmp_path / "b", _EACH.replace("OBSERVATION/OBX", "true")))
+                             ).resources[0].rules[0].each_segment is True
+
+    def test_group_slash_segment_needs_fields(self, tmp_path: Path) -> None:
+        """Without fields:, one value per segment of several groups has no element to go in: refused at load."""
+        text = _EACH.replace("""        fields:
+          - {from: OBX-5, to: attachment, as: ED.Attachment}
+""", "        from: OBX-5\n        as: ED.Attachment\n").replace('"content[]"', "content[].attachment")
+        with pytest.raises(ConfigErrors, match="GROUP/SEG builds one element per segment: use it with fields"):
+            compile_mapping(_write(tmp_path, text), ROOT / "config" / "schema", ROOT / "nomenclatures" / "hl7v2-fhir",
+                            display="demo.yaml")
+
+    def test_a_malformed_group_path_is_refused_by_the_schema(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigErrors, match="each_segment"):
+            compile_mapping(_write(tmp_path, _EACH.replace("OBSERVATION/OBX", "OBSERVATION-OBX")),
+                            ROOT / "config" / "schema", ROOT / "nomenclatures" / "hl7v2-fhir", display="demo.yaml")
