@@ -59,9 +59,18 @@ def wait_filtered(project: Path, control: str, timeout: float = 20.0) -> str:
 
 
 def test_adt_and_oru_converted_an_unmapped_type_forwarded_as_v2(tmp_path: Path) -> None:
+    _one_channel_many_types(tmp_path, {})
+
+
+def test_the_same_on_rabbitmq(tmp_path: Path, rabbitmq_url: str) -> None:
+    """The unconverted message crosses the broker (wasla.out) like a Bundle does."""
+    _one_channel_many_types(tmp_path, {"WASLA_BROKER_URL": rabbitmq_url})
+
+
+def _one_channel_many_types(tmp_path: Path, env: dict[str, str]) -> None:
     with remote(ack("AA")) as r:
         project = dispatching_project(tmp_path, r.port)
-        with engine(project):
+        with engine(project, env):
             port = port_of(project)
             for raw in (adt("ADT-1"), ORU, SIU):
                 assert msa(mllp_send(port, raw))[1] == "AA"
