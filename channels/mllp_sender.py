@@ -141,7 +141,7 @@ class MLLPOutput:
                    "(AA/CA) or failed (AE/AR/CE/CR).")
     options_spec = MLLP_OUT_OPTIONS
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(forwards_v2=True)  # the original v2: also what no mapping converted
 
     def __init__(self, config: DestinationConfig, root: Path) -> None:
         o = self.options = options_of(self, config.options)

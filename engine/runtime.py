@@ -82,7 +82,8 @@ class Engine:
             raise ConfigErrors(errors)
         self.converter = make_converter(config)
         for ch in config.channels:
-            self.converter.spec(ch.mapping)  # compile every mapping before taking any message
+            for name in ch.mapping_names():
+                self.converter.spec(name)  # compile every mapping before taking any message
         self.journal = Journal(config.store.url, group_commit_ms=config.store.group_commit_ms)
         self.broker = open_transport(config.broker, routes_of(config))
         self.broker.declare()

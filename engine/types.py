@@ -15,7 +15,9 @@ class Status:
     """A message's status in the journal. Final ones: delivered, failed, filtered.
 
     `parked` is held, not final: a local code waits for its national mapping; adding it re-runs
-    the message.
+    the message. `passed` is no message status but the transform's outcome and event for a message
+    no mapping of its channel takes, on a channel that passes such types on: not converted, sent as
+    HL7 v2 to the destinations that forward it (the message is then transformed, delivered or filtered).
     """
 
     RECEIVED = "received"
@@ -24,6 +26,7 @@ class Status:
     FAILED = "failed"
     FILTERED = "filtered"
     PARKED = "parked"
+    PASSED = "passed"
     UNFINISHED = (RECEIVED, TRANSFORMED)
 
 
@@ -47,11 +50,12 @@ class Inbound:
 class Outcome:
     """What became of a message after intake, as an input that waits for it is told."""
 
-    status: str  # transformed | filtered | parked | failed | timeout
+    status: str  # transformed | passed | filtered | parked | failed | timeout
     reason: str = ""
 
     @property
     def ok(self) -> bool:
-        """Accepted: converted, filtered by the routes (no destination wants it: the sender did nothing
-        wrong), or held until its local codes are mapped (it will be delivered)."""
-        return self.status in (Status.TRANSFORMED, Status.FILTERED, Status.PARKED)
+        """Accepted: converted, passed on unconverted (the channel says so for its type), filtered by
+        the routes (no destination wants it: the sender did nothing wrong), or held until its local
+        codes are mapped (it will be delivered)."""
+        return self.status in (Status.TRANSFORMED, Status.PASSED, Status.FILTERED, Status.PARKED)

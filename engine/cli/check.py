@@ -19,7 +19,7 @@ def _check_all(config: Config) -> list[ConfigError]:
 
     errors: list[ConfigError] = []
     converter = make_converter(config)
-    names = sorted({ch.mapping for ch in config.channels} |
+    names = sorted({name for ch in config.channels for name in ch.mapping_names()} |
                    {p.parent.name for p in config.mappings_dir.glob("*/mapping.yaml")})
     for name in names:
         try:

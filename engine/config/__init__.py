@@ -82,11 +82,14 @@ class ChannelConfig:
     file: str
     input_kind: str
     input: Mapping[str, Any]           # the input's Options (engine.connectors.fields) once loaded
-    mapping: str
+    mapping: str                       # `pipeline.mapping`: the one mapping of every message ('' when dispatched)
     outputs: tuple[str, ...]
     description: str = ""
     enabled: bool = True
     retention: Retention | None = None   # None: the engine's default
+    # MSH-9 pattern (ADT^A01, ADT^*) → mapping: `pipeline.mappings`, else each mapping's `accepts:`
+    mappings: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    unmapped_types: str = "reject"       # reject | pass: a type no mapping of the channel takes
     unmapped_codes: str = "pass"     # pass | park | reject
     invalid_identifiers: str = "flag"   # flag | tag | reject
     sender: str = ""                    # authority of identifiers without CX-4 (else MSH-4, MSH-3)
@@ -96,6 +99,21 @@ class ChannelConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", pipeline_options(self.input))
+
+    def mapping_for(self, message_type: str) -> str | None:
+        """The mapping that converts a message of `message_type` (MSH-9, `TYPE^TRIGGER`); None: none does.
+
+        An exact pattern wins over `TYPE^*`. A channel with one `mapping` gives it every type when
+        `unmapped_types` is reject (a type it does not accept then fails in it, as it always has).
+        """
+        found = self.mappings.get(message_type) or self.mappings.get(message_type.partition("^")[0] + "^*")
+        if found:
+            return found
+        return self.mapping if self.mapping and self.unmapped_types == "reject" else None
+
+    def mapping_names(self) -> tuple[str, ...]:
+        """Every mapping this channel may convert with, sorted."""
+        return tuple(sorted({*self.mappings.values(), *((self.mapping,) if self.mapping else ())}))
 
     def policy(self) -> dict[str, str]:
         """The channel's data-quality choices, as the converter reads them."""
@@ -222,6 +240,58 @@ def _destination(dest_id: str, doc: YamlDoc, kind: str, cls: Any, root: Path) ->
     )
 
 
+def _accepts(mappings_dir: Path, env: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Each mapping's declared `accepts:` (mappings/<name>/mapping.yaml), read once; a mapping that does
+    not load is left out here (`wasla check` and the start report its own errors)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for path in sorted(mappings_dir.glob("*/mapping.yaml")):
+        try:
+            data = load_yaml(path, env=env).data
+        except ConfigError:
+            continue
+        accepts = data.get("accepts") if isinstance(data, dict) else None
+        found[path.parent.name] = tuple(str(t) for t in accepts) if isinstance(accepts, list) else ()
+    return found
+
+
+def _dispatch(doc: YamlDoc, accepts: dict[str, tuple[str, ...]], mappings_dir: Path,
+              errors: list[ConfigError]) -> tuple[str, dict[str, str]]:
+    """A channel's (`mapping`, MSH-9 pattern → mapping), its problems added to `errors` at their lines.
+
+    `mapping: X` → X and X's accepted types; `mappings:` as written; neither → every mapping's accepted
+    types, a type two mappings accept being an error (the channel must name one under `mappings`).
+    """
+    pipeline = doc.data["pipeline"]
+    single, table = pipeline.get("mapping", ""), dict(pipeline.get("mappings") or {})
+    if single and table:
+        errors.append(doc.error("write mapping or mappings, not both", ["pipeline", "mappings"], key=True))
+        return single, {}
+    if single:
+        if single not in accepts and not (mappings_dir / single / "mapping.yaml").exists():
+            errors.append(doc.error(f"no mapping '{single}' in {mappings_dir.name}/", ["pipeline", "mapping"]))
+        return single, dict.fromkeys(accepts.get(single, ()), single)
+    if table:
+        for pattern, name in table.items():
+            if name not in accepts and not (mappings_dir / name / "mapping.yaml").exists():
+                errors.append(doc.error(f"no mapping '{name}' in {mappings_dir.name}/",
+                                        ["pipeline", "mappings", pattern]))
+            elif not pattern.endswith("^*") and accepts.get(name) and pattern not in accepts[name]:
+                errors.append(doc.error(f"mapping '{name}' does not accept {pattern} (it accepts: "
+                                        f"{', '.join(accepts[name])})", ["pipeline", "mappings", pattern]))
+        return "", table
+    chosen: dict[str, str] = {}
+    clashes: dict[tuple[str, str], list[str]] = {}
+    for name, types in accepts.items():
+        for t in types:
+            if t in chosen and chosen[t] != name:
+                clashes.setdefault((chosen[t], name), []).append(t)
+            chosen.setdefault(t, name)
+    for (first, second), both in clashes.items():
+        errors.append(doc.error(f"mappings '{first}' and '{second}' both accept {', '.join(both)}: name the one"
+                                " for each type under pipeline.mappings", ["pipeline"], key=True))
+    return "", chosen
+
+
 def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None = None) -> Config:
     """Load and validate the whole configuration; raise ConfigErrors listing every problem."""
     env = dict(os.environ) if env is None else env
@@ -278,6 +348,7 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         destinations[path.stem] = _destination(path.stem, doc, kinds[0], outputs[kinds[0]], root)
 
     mappings_dir = (root / p.get("mappings", "mappings")).resolve()
+    accepts = _accepts(mappings_dir, env)
     channels: list[ChannelConfig] = []
     claimed: dict[tuple[Any, ...], str] = {}
     for path in sorted((config_dir / "channels").glob("*.yaml")):
@@ -288,9 +359,12 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
         kind = next(iter(d["input"]))
         spec = tuple(getattr(inputs[kind], "options_spec", ()))
         inp = build_options(spec, d["input"][kind], root)  # paths (folder, certificates): from the project root
+        single, table = _dispatch(doc, accepts, mappings_dir, errors)
         ch = ChannelConfig(
-            id=path.stem, file=doc.file, input_kind=kind, input=inp,
-            mapping=d["pipeline"]["mapping"], outputs=tuple(d.get("output", ())), description=d.get("description", ""),
+            id=path.stem, file=doc.file, input_kind=kind, input=inp, mapping=single,
+            mappings=MappingProxyType(table),
+            unmapped_types=d["pipeline"].get("unmapped_types", ChannelConfig.unmapped_types),
+            outputs=tuple(d.get("output", ())), description=d.get("description", ""),
             enabled=d.get("enabled", True), unmapped_codes=d["pipeline"].get("unmapped_codes", "pass"),
             invalid_identifiers=d["pipeline"].get("invalid_identifiers", "flag"),
             sender=d["pipeline"].get("sender", ""),
@@ -302,8 +376,6 @@ def load_config(config_dir: Path | str | None = None, env: dict[str, str] | None
             if dest not in destinations:
                 known = ", ".join(sorted(destinations)) or "none defined in config/destinations/"
                 errors.append(doc.error(f"unknown destination '{dest}' (known: {known})", ["output", i]))
-        if not (mappings_dir / ch.mapping / "mapping.yaml").exists():
-            errors.append(doc.error(f"no mapping '{ch.mapping}' in {mappings_dir.name}/", ["pipeline", "mapping"]))
         for resource, option, key in claims_of(spec, inp) if ch.enabled else ():
             if (resource, *key) in claimed:
                 errors.append(doc.error(f"{resource} {key[-1]} already used by channel '{claimed[resource, *key]}'",

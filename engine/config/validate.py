@@ -84,6 +84,9 @@ def _render(doc: YamlDoc, err: ValidationError) -> ConfigError:
         return doc.error(f"expected {names}, got {_kind(err.instance)}", path)
     if v == "enum":
         return doc.error("expected one of: " + ", ".join(map(str, value)), path)
+    if v == "pattern" and "propertyNames" in err.schema_path:  # a key: at the key's own line
+        return doc.error(f"expected {schema.get('x-expected', 'a key matching ' + value)}, got '{err.instance}'",
+                         [*path, str(err.instance)], key=True)
     if v == "pattern":
         return doc.error(f"expected {schema.get('x-expected', 'a value matching ' + value)}", path)
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):

@@ -20,7 +20,11 @@ class Capabilities:
             one message after the other.
         takes_headers: `deliver` accepts a `headers=` keyword with the pipeline headers (channel,
             message type, patient key) of the message.
+        forwards_v2: `deliver` sends the message's original HL7 v2 (the journal's raw bytes), not the
+            FHIR Bundle, so it can take a message no mapping converted (a channel's `unmapped_types:
+            pass`); an output without it takes FHIR only.
     """
 
     concurrency: int = 1
     takes_headers: bool = False
+    forwards_v2: bool = False

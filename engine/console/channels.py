@@ -76,7 +76,11 @@ class Channels:
         converter = self.converter
 
         def convert() -> str:
-            conversion = converter.convert(ch.mapping, parse(text), datetime.now(UTC), ch.policy())
+            msg = parse(text)
+            mapping = ch.mapping_for(msg.message_type)
+            if mapping is None:
+                raise MappingError(f"no mapping of this channel takes {msg.message_type or '(no type)'}", field="MSH-9")
+            conversion = converter.convert(mapping, msg, datetime.now(UTC), ch.policy())
             return orjson.dumps(orjson.loads(conversion.bundle), option=orjson.OPT_INDENT_2).decode()
 
         try:

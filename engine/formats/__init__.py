@@ -23,7 +23,7 @@ from engine.connectors.inputs import encoding_override
 from engine.hl7v2.er7 import Message, decode
 from engine.mapping import Converter
 
-__all__ = ["Converted", "Format", "Formats", "Layout", "Lineage", "Mappings", "Memory", "NotConverted",
+__all__ = ["Converted", "Format", "Formats", "Layout", "Lineage", "Mappings", "Memory", "NotConverted", "NotMapped",
            "channel_encoding", "format_name", "plain_layout"]
 
 #: The mapping layer a format delegates conversions to.
@@ -51,6 +51,17 @@ class NotConverted(Exception):  # noqa: N818 - a verdict on a message, raised to
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class NotMapped(NotConverted):  # noqa: N818 - a verdict on a message, raised to the transform
+    """An HL7 v2 message whose type no mapping of its channel takes, on a channel that passes such types
+    on (`unmapped_types: pass`): not converted, sent as it came to the destinations that forward HL7 v2.
+    `message` is the message as read, for routing.
+    """
+
+    def __init__(self, reason: str, message: Message) -> None:
+        super().__init__(reason)
+        self.message = message
 
 
 class Memory(Protocol):

@@ -1,4 +1,5 @@
-"""HL7 v2 (ER7) input: decoded by MSH-18 or the channel's `encoding` override, converted by the channel's mapping."""
+"""HL7 v2 (ER7) input: decoded by MSH-18 or the channel's `encoding` override, converted by the mapping the
+channel gives its type (`ChannelConfig.mapping_for`)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ from typing import Any
 
 from engine.config import ChannelConfig
 from engine.errors import ConfigError, MappingError, ParseError
-from engine.formats import Converted, Layout, Lineage, Mappings, Memory, NotConverted, channel_encoding
+from engine.formats import Converted, Layout, Lineage, Mappings, Memory, NotConverted, NotMapped, channel_encoding
 from engine.hl7v2.er7 import Message, decode, decode_flagged, parse
 from engine.hl7v2.reference import field_info
 
-__all__ = ["Hl7v2Format", "convert_v2", "unconverted"]
+__all__ = ["Hl7v2Format", "convert_v2", "unconverted", "unmapped"]
 
 
 class Hl7v2Format:
     """HL7 v2 messages: read with the channel's encoding override wherever they are read (intake,
     transform, console), so a message is shown exactly as it was converted; keyed and converted by the
-    channel's mapping."""
+    mapping the channel gives the message's type."""
 
     name = "hl7v2"
 
@@ -42,20 +43,29 @@ class Hl7v2Format:
                              code="102") from exc
 
     def patient_key(self, channel: ChannelConfig, message: Message | None) -> tuple[str, str] | None:
-        """(system, value) of the channel's mapping's `patient_key` field; None when it has none or fails."""
-        if message is None or self.converter is None:
+        """(system, value) of the `patient_key` field of the mapping the channel gives the message's type;
+        None when no mapping takes the type, or it has no key, or it fails."""
+        mapping = None if message is None else channel.mapping_for(message.message_type)
+        if message is None or mapping is None or self.converter is None:
             return None
         try:
-            return self.converter.patient_key(channel.mapping, message, channel.policy())
+            return self.converter.patient_key(mapping, message, channel.policy())
         except (MappingError, ConfigError):
             return None
 
     def convert(self, body: bytes, headers: Mapping[str, Any], channel: ChannelConfig, memory: Memory) -> Converted:
-        """The channel's mapping applied to the message, at its receipt time."""
+        """The mapping the channel gives the message's type, applied at its receipt time.
+
+        A type no mapping of the channel takes: NotMapped when the channel passes such types on
+        (`unmapped_types: pass`), else NotConverted, the message failing as unsupported.
+        """
         try:
             received_at = datetime.fromisoformat(str(headers["received_at"]))
             msg = self.read(body, channel)
-            return convert_v2(self._mappings(), channel.mapping, msg, received_at, headers, channel, memory)
+            mapping = channel.mapping_for(msg.message_type)
+            if mapping is None:
+                raise unmapped(channel, msg)
+            return convert_v2(self._mappings(), mapping, msg, received_at, headers, channel, memory)
         except (ParseError, MappingError, ConfigError, KeyError, ValueError) as exc:
             raise unconverted(exc) from exc
 
@@ -113,6 +123,16 @@ def convert_v2(converter: Mappings, mapping: str, msg: Message, received_at: dat
     spec = converter.spec(mapping)
     return Converted(conversion.bundle, conversion.warnings, spec.name, spec.version, msg.message_type,
                      msg.sending_facility, msg.control_id, received_at.isoformat(), msg)
+
+
+def unmapped(channel: ChannelConfig, msg: Message) -> NotConverted:
+    """The verdict on a message whose type no mapping of `channel` takes: passed on (NotMapped) or failed."""
+    mtype = msg.message_type or "(none)"
+    if channel.unmapped_types == "pass":
+        return NotMapped(f"no mapping for {mtype}", msg)
+    patterns = ", ".join(sorted(channel.mappings)) or "none"
+    return unconverted(MappingError(f"unsupported message type {mtype}: no mapping of channel {channel.id} takes"
+                                    f" it (it maps {patterns})", field="MSH-9"))
 
 
 def unconverted(exc: Exception) -> NotConverted:

@@ -5,7 +5,9 @@ A destination takes a message of a channel that lists it in `output:` (or that i
 Channel and type are also in the `wasla.out` routing key, so the broker already keeps most
 messages away from a destination's queues; facility and condition need the message itself and
 are decided here, once, in the transform. A message that no destination takes is journaled as
-`filtered`, with each destination's reason.
+`filtered`, with each destination's reason. A message no mapping converted (a channel's
+`unmapped_types: pass`) goes only to the destinations whose output forwards HL7 v2
+(`Capabilities.forwards_v2`): `Router.forwards_v2`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.config import Config, DestinationConfig
+from engine.connectors.registry import connectors
 from engine.errors import ConfigError
 from engine.hl7v2.er7 import Message
 from engine.mapping.conditions import ConditionError, compile_condition
@@ -58,6 +61,9 @@ class Router:
 
     def __init__(self, config: Config, context: Callable[[Message], Context]) -> None:
         self._context = context
+        outputs = connectors("outputs")
+        self._v2 = frozenset(d.id for d in config.destinations.values()
+                             if getattr(getattr(outputs.get(d.kind), "capabilities", None), "forwards_v2", False))
         self._targets: dict[str, list[_Target]] = {}
         for ch in config.channels:
             chosen = [d for d in config.destinations.values() if d.id in ch.outputs or ch.id in d.route.channels]
@@ -68,6 +74,10 @@ class Router:
     def destinations(self, channel: str) -> list[DestinationConfig]:
         """Every destination a message of `channel` may reach (the broker's bindings)."""
         return [t.destination for t in self._targets.get(channel, [])]
+
+    def forwards_v2(self, destination: str) -> bool:
+        """Whether the destination's output sends the original HL7 v2 (it can take an unconverted message)."""
+        return destination in self._v2
 
     def route(self, channel: str, message_type: str, facility: str,
               msg: Message | None) -> tuple[tuple[str, ...], dict[str, str]]:

@@ -2,8 +2,10 @@
 
 The clock is the message's receipt time, so a re-run (recovery, replay) yields the same bytes.
 A message that cannot be converted is journaled as failed with the rule and field at fault and
-dead-lettered; an infrastructure fault (journal, broker) holds the batch, which is tried again
-in place until it goes through (`Transformer.handle` says why not back in the queue).
+dead-lettered; one whose type no mapping of its channel takes, on a channel with `unmapped_types:
+pass`, is journaled as passed and routed unconverted to the destinations that forward HL7 v2; an
+infrastructure fault (journal, broker) holds the batch, which is tried again in place until it goes
+through (`Transformer.handle` says why not back in the queue).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import structlog
 from engine import metrics
 from engine.config import Config
 from engine.errors import BrokerError, StoreError
-from engine.formats import Formats, NotConverted
+from engine.formats import Formats, NotConverted, NotMapped
 from engine.logs import error_fields
 from engine.mapping import Converter
 from engine.pipeline.history import History
@@ -135,10 +137,11 @@ class Transformer:
              {"received_at": c.received_at, "destinations": ",".join(c.outputs)}) for c in done if c.outputs])
         for c in done:
             c.delivery.ack()
-            metrics.transformed(c.channel, "transformed" if c.outputs else "filtered")
+            passed = Status.PASSED if "passed" in c.detail else Status.TRANSFORMED
+            metrics.transformed(c.channel, passed if c.outputs else "filtered")
             if self.outcomes is not None:
-                self.outcomes.settle(c.mid, Status.TRANSFORMED if c.outputs else Status.FILTERED)
-            _log.info("transformed" if c.outputs else "filtered", message_id=c.mid, channel=c.channel,
+                self.outcomes.settle(c.mid, passed if c.outputs else Status.FILTERED)
+            _log.info(passed if c.outputs else "filtered", message_id=c.mid, channel=c.channel,
                       control_id=c.control_id,
                       mapping=c.detail["mapping"], warnings=len(c.detail["warnings"]))
 
@@ -182,6 +185,8 @@ class Transformer:
         fmt = self.formats.of(str(d.headers.get("message_type", "")))
         try:
             conv = fmt.convert(d.body, d.headers, channel, self.history)
+        except NotMapped as exc:
+            return self._passed(d, mid, channel_id, exc)
         except NotConverted as exc:
             self._fail(d, mid, exc.reason, channel_id)
             return None
@@ -205,6 +210,24 @@ class Transformer:
             return None
         return _Converted(d, mid, channel_id, conv.message_type, conv.control_id, conv.received_at, conv.bundle,
                           taken, detail)
+
+    def _passed(self, d: Delivery, mid: str, channel_id: str, exc: NotMapped) -> _Converted:
+        """A message no mapping of its channel takes, on a channel that passes such types on: not
+        converted; its original HL7 v2 goes to the routed destinations that forward v2. Each routed
+        destination that takes FHIR only is named in the journal (`not_sent`), and with none that
+        forwards v2 the message is filtered with that reason: nothing is dropped without a trace."""
+        msg = exc.message
+        taken, refused = self.router.route(channel_id, msg.message_type, msg.sending_facility, msg)
+        v2 = tuple(t for t in taken if self.router.forwards_v2(t))
+        not_sent = {t: "takes FHIR only, and no mapping converted the message" for t in taken if t not in v2}
+        detail: dict[str, Any] = {"mapping": "", "version": "", "warnings": [], "destinations": list(v2),
+                                  "passed": exc.reason}
+        if not_sent:
+            detail["not_sent"] = not_sent
+        if not v2:
+            detail["filtered"] = f"{exc.reason}; " + _filtered({**refused, **not_sent})
+        return _Converted(d, mid, channel_id, msg.message_type, msg.control_id, str(d.headers.get("received_at", "")),
+                          d.body, v2, detail)
 
     def _park(self, d: Delivery, mid: str, sender: str, codes: list[tuple[str, str]], reason: str, channel_id: str,
               detail: dict[str, Any]) -> None:

@@ -47,14 +47,18 @@ class Outputs:
 
     def transformed_many(self, items: list[tuple[str, dict[str, bytes], dict[str, Any] | None]], *,
                          wait: bool = True) -> None:
-        """`transformed` for a batch of messages, in one transaction."""
+        """`transformed` for a batch of messages, in one transaction.
+
+        A message passed on unconverted (its detail's `passed`: why no mapping took it) is recorded the
+        same way, its transform event `passed` and that reason kept on the message.
+        """
         db = self.db
         now = db.now()
         upsert = db.sql("INSERT INTO outputs (message_id, destination, status, updated_at, body)"
                         " VALUES (?,?,?,?,?) ON CONFLICT (message_id, destination) DO UPDATE SET"
                         " body = excluded.body, updated_at = excluded.updated_at"
                         " WHERE outputs.status <> 'delivered'")
-        mark = db.sql("UPDATE messages SET status = ?, stage = 'transform', reason = '', updated_at = ?"
+        mark = db.sql("UPDATE messages SET status = ?, stage = 'transform', reason = ?, updated_at = ?"
                       " WHERE id = ? AND status IN ('received', 'transformed', 'failed')")
         rows, bodies = db.dialect.output_bodies([(mid, dest, "pending", now, db.sealer.seal(body, f"{mid}/{dest}"))
                                                  for mid, outputs, _ in items for dest, body in outputs.items()])
@@ -67,8 +71,10 @@ class Outputs:
             if rows:
                 many(cur, upsert, rows)
             db.dialect.write_output_bodies(cur, bodies)
-            many(cur, mark, [(Status.TRANSFORMED, now, mid) for mid, _ in sent])
-            db.write_events(cur, [(mid, "transform", Status.TRANSFORMED, detail) for mid, detail in sent], now)
+            many(cur, mark, [(Status.TRANSFORMED, str((d or {}).get("passed", ""))[:2000], now, mid)
+                             for mid, d in sent])
+            db.write_events(cur, [(mid, "transform", Status.PASSED if "passed" in (d or {}) else Status.TRANSFORMED, d)
+                                  for mid, d in sent], now)
             if kept:  # no destination takes them: final, with each destination's reason
                 why = [str(d.get("filtered", "no destination")) for _, d in kept]
                 many(cur, mark_filtered, [(Status.FILTERED, w[:2000], now, mid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -193,3 +194,91 @@ def test_a_control_character_in_yaml_is_a_config_error_with_its_place(tmp_path: 
         load_yaml(bad, display="config/channels/adt-mllp.yaml")
     assert str(info.value) == ("config/channels/adt-mllp.yaml:3:13: invalid YAML: character #x001f"
                                " is not allowed in YAML text")
+
+
+def _pipeline(project: Path, pipeline: str) -> None:
+    """The shipped channel with `pipeline:` replaced by `pipeline` (its indented lines)."""
+    _write_channel(project, f"input:\n  mllp:\n    port: 2575\npipeline:\n{pipeline}output: [archive-ndjson]\n")
+
+
+def _errors(project: Path) -> list[str]:
+    with pytest.raises(ConfigErrors) as info:
+        load_config(project / "config", env={})
+    return [f"{e.line}: {e.field}: {e.message}" if e.field else f"{e.line}: {e.message}" for e in info.value.errors]
+
+
+class TestDispatch:
+    """`pipeline.mapping`, `pipeline.mappings` and each mapping's `accepts:`: which mapping a type goes to."""
+
+    def test_one_mapping_takes_every_type_as_before(self, tmp_path: Path) -> None:
+        """`mapping: adt` gives adt every type (one it does not accept fails in it, as it always has)."""
+        project = make_project(tmp_path)
+        (ch,) = load_config(project / "config", env={}).channels
+        assert (ch.mapping, ch.unmapped_types) == ("adt", "reject")
+        assert [ch.mapping_for(t) for t in ("ADT^A01", "ORU^R01", "ZZZ^Z01")] == ["adt", "adt", "adt"]
+        assert ch.mapping_names() == ("adt",)
+
+    def test_one_mapping_passing_the_rest(self, tmp_path: Path) -> None:
+        """`mapping: adt` with `unmapped_types: pass`: the types adt accepts go to it, the others to none."""
+        project = make_project(tmp_path)
+        _pipeline(project, "  mapping: adt\n  unmapped_types: pass\n")
+        (ch,) = load_config(project / "config", env={}).channels
+        assert [ch.mapping_for(t) for t in ("ADT^A01", "ADT^A40", "ADT^A99", "ORU^R01")] == ["adt", "adt", None, None]
+
+    def test_exact_pattern_beats_wildcard(self, tmp_path: Path) -> None:
+        """ADT^A08 named exactly goes to its own mapping; other ADT triggers to the `ADT^*` one."""
+        project = make_project(tmp_path)
+        shutil.copytree(project / "mappings" / "adt", project / "mappings" / "adt_update")
+        _pipeline(project, '  mappings:\n    "ADT^*": adt\n    "ADT^A08": adt_update\n    "ORU^R01": oru_r01\n')
+        (ch,) = load_config(project / "config", env={}).channels
+        assert ch.mapping == ""
+        assert [ch.mapping_for(t) for t in ("ADT^A08", "ADT^A01", "ADT^Z99", "ORU^R01", "ORU^R30", "VXU^V04")] == [
+            "adt_update", "adt", "adt", "oru_r01", None, None]
+        assert ch.mapping_names() == ("adt", "adt_update", "oru_r01")
+
+    def test_accepts_chooses_without_mapping_or_mappings(self, tmp_path: Path) -> None:
+        """Neither key: each type goes to the mapping whose `accepts:` lists it; an unlisted type to none."""
+        project = make_project(tmp_path)
+        _pipeline(project, "  unmapped_types: pass\n")
+        (ch,) = load_config(project / "config", env={}).channels
+        assert [ch.mapping_for(t) for t in ("ADT^A01", "ORU^R01", "ORM^O01", "OML^O21", "ADT^A99", "SIU^S12")] == [
+            "adt", "oru_r01", "orders", "orders", None, None]
+        assert (ch.unmapped_types, ch.mapping_names()) == ("pass", ("adt", "orders", "oru_r01"))
+
+    def test_two_mappings_accepting_one_type_fail_at_load(self, tmp_path: Path) -> None:
+        """Choosing by `accepts:`, a type two mappings accept is an error at the channel's `pipeline:` line."""
+        project = make_project(tmp_path)
+        shutil.copytree(project / "mappings" / "oru_r01", project / "mappings" / "oru_lab")
+        _pipeline(project, "  unmapped_codes: pass\n")
+        assert _errors(project) == ["4: pipeline: mappings 'oru_lab' and 'oru_r01' both accept ORU^R01: name the one"
+                                    " for each type under pipeline.mappings"]
+        _pipeline(project, '  mappings: {"ORU^R01": oru_lab}\n')  # naming one settles it
+        assert load_config(project / "config", env={}).channels[0].mapping_for("ORU^R01") == "oru_lab"
+
+    def test_mapping_and_mappings_together_fail_at_load(self, tmp_path: Path) -> None:
+        project = make_project(tmp_path)
+        _pipeline(project, '  mapping: adt\n  mappings:\n    "ORU^R01": oru_r01\n')
+        assert _errors(project) == ["6: pipeline.mappings: write mapping or mappings, not both"]
+
+    def test_unknown_mapping_bad_pattern_and_unaccepted_type_at_their_lines(self, tmp_path: Path) -> None:
+        """Each wrong entry of `mappings` at its own line, as `wasla check` prints it."""
+        project = make_project(tmp_path)
+        _pipeline(project, '  mappings:\n    "ADT^*": adt\n    "ORU^R01": oru_r99\n    "ORU-R01": oru_r01\n'
+                           '    "ADT^A*": adt\n    "ORM^O01": adt\n  unmapped_types: drop\n')
+        assert _errors(project) == [
+            "8: pipeline.mappings.ORU-R01: expected a message type like ORU^R01, or ADT^* for every trigger,"
+            " got 'ORU-R01'",
+            "9: pipeline.mappings.ADT^A*: expected a message type like ORU^R01, or ADT^* for every trigger,"
+            " got 'ADT^A*'",
+            "11: pipeline.unmapped_types: expected one of: reject, pass",
+        ]
+        _pipeline(project, '  mappings:\n    "ADT^*": adt\n    "ORU^R01": oru_r99\n    "ORM^O01": adt\n')
+        assert _errors(project) == [
+            "7: pipeline.mappings.ORU^R01: no mapping 'oru_r99' in mappings/",
+            "8: pipeline.mappings.ORM^O01: mapping 'adt' does not accept ORM^O01 (it accepts: ADT^A01, ADT^A02,"
+            " ADT^A03, ADT^A04, ADT^A05, ADT^A06, ADT^A07, ADT^A08, ADT^A11, ADT^A12, ADT^A13, ADT^A28, ADT^A31,"
+            " ADT^A40)",
+        ]
+        result = _check(project)
+        assert result.returncode == 2 and result.stderr.splitlines()[0].startswith(
+            f"{CHANNEL}:7:16: pipeline.mappings.ORU^R01: no mapping 'oru_r99'")

@@ -3,14 +3,16 @@ mapping exactly as before the formats existed, converted by that mapping (issue 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from engine.config import Config
 from engine.errors import ParseError
-from engine.formats import Formats, NotConverted
+from engine.formats import Formats, NotConverted, NotMapped
 from engine.hl7v2.er7 import NUL_REMOVED, decode, parse
 from tests.engine.formats.conftest import Remembers
 from tests.support import adt
@@ -106,6 +108,44 @@ class TestConvert:
         with pytest.raises(NotConverted) as no_time:
             formats.hl7v2.convert(cp1252_adt(), {}, ch, Remembers())
         assert no_time.value.reason == "malformed pipeline message (KeyError)"
+
+
+SIU = (b"MSH|^~\\&|AGENDA|FAC|WASLA|HUB|20261201101500||SIU^S12^SIU_S12|SIU-1|P|2.5\r"
+       b"SCH|1\rPID|1||4711^^^FAC^MR||DOE^JOHN\r")
+
+
+class TestDispatch:
+    """The mapping is the one the channel gives the message's type (`ChannelConfig.mapping_for`), issue 25."""
+
+    def test_each_type_goes_to_its_mapping(self, formats: Formats, config: Config) -> None:
+        """ADT to adt, ORU to oru_r01 on one channel; each keyed by its own mapping's patient key."""
+        ch = replace(config.channel("lab-mllp"), mapping="",
+                     mappings=MappingProxyType({"ADT^*": "adt", "ORU^R01": "oru_r01"}))
+        oru = (ORU / "two-labs-a.hl7").read_bytes()
+        assert formats.hl7v2.convert(adt(), HEADERS, ch, Remembers()).mapping == "adt"
+        assert formats.hl7v2.convert(oru, HEADERS, ch, Remembers()).mapping == "oru_r01"
+        assert formats.hl7v2.patient_key(ch, formats.hl7v2.read(oru, ch)) == REFERENCE_KEYS["two-labs-a.hl7"]
+        assert formats.hl7v2.patient_key(ch, formats.hl7v2.read(SIU, ch)) is None
+
+    def test_a_type_no_mapping_takes_fails_or_passes(self, formats: Formats, config: Config) -> None:
+        """unmapped_types reject: NotConverted at MSH-9, as an unaccepted type always failed; pass: NotMapped."""
+        ch = replace(config.channel("lab-mllp"), mapping="",
+                     mappings=MappingProxyType({"ADT^*": "adt", "ORU^R01": "oru_r01"}))
+        with pytest.raises(NotConverted) as failed:
+            formats.hl7v2.convert(SIU, HEADERS, ch, Remembers())
+        assert not isinstance(failed.value, NotMapped)
+        assert failed.value.reason == ("at MSH-9: unsupported message type SIU^S12: no mapping of channel lab-mllp"
+                                       " takes it (it maps ADT^*, ORU^R01)")
+        with pytest.raises(NotMapped) as passed:
+            formats.hl7v2.convert(SIU, HEADERS, replace(ch, unmapped_types="pass"), Remembers())
+        assert passed.value.reason == "no mapping for SIU^S12"
+        assert passed.value.message.control_id == "SIU-1"
+
+    def test_one_mapping_fails_a_type_it_does_not_accept_as_before(self, formats: Formats, config: Config) -> None:
+        """`mapping: oru_r01` and the default reject: the mapping's own refusal, word for word."""
+        with pytest.raises(NotConverted) as failed:
+            formats.hl7v2.convert(SIU, HEADERS, config.channel("lab-mllp"), Remembers())
+        assert failed.value.reason == "at MSH-9: unsupported message type SIU^S12: mapping oru_r01 accepts ORU^R01"
 
 
 class TestLayout:

@@ -35,6 +35,17 @@ def _router(tmp_path: Path, destinations: dict[str, str]) -> Router:
     return Router(config, lambda msg: converter.context(msg, datetime.now(UTC)))
 
 
+def test_forwards_v2_is_what_the_output_declares(tmp_path: Path) -> None:
+    """The destinations a passed (unconverted) message may reach: those whose output declares
+    `Capabilities.forwards_v2` (mllp), never one taking FHIR (ndjson, fhir), whatever its id (issue 25)."""
+    router = _router(tmp_path, {
+        "lis": "mllp: {host: 127.0.0.1, port: 2576}\n",
+        "mllp-archive": "ndjson: {path: var/m}\n",
+        "server": "fhir: {base_url: 'http://127.0.0.1:8080/fhir'}\n",
+    })
+    assert [d for d in ("lis", "mllp-archive", "server", "nope") if router.forwards_v2(d)] == ["lis"]
+
+
 def test_route_by_type_facility_and_condition(tmp_path: Path) -> None:
     router = _router(tmp_path, {
         "all": "ndjson: {path: var/a}\n",
