@@ -244,9 +244,11 @@ class TestDispatch:
         project = make_project(tmp_path)
         _pipeline(project, "  unmapped_types: pass\n")
         (ch,) = load_config(project / "config", env={}).channels
-        assert [ch.mapping_for(t) for t in ("ADT^A01", "ORU^R01", "ORM^O01", "OML^O21", "ADT^A99", "SIU^S12")] == [
+        assert [ch.mapping_for(t) for t in ("ADT^A01", "ORU^R01", "ORM^O01", "OML^O21", "ADT^A99", "ZZZ^Z01")] == [
             "adt", "oru_r01", "orders", "orders", None, None]
-        assert (ch.unmapped_types, ch.mapping_names()) == ("pass", ("adt", "orders", "oru_r01"))
+        shipped = tuple(sorted(p.parent.name for p in (project / "mappings").glob("*/mapping.yaml")))
+        assert {"adt", "orders", "oru_r01"} <= set(shipped)
+        assert (ch.unmapped_types, ch.mapping_names()) == ("pass", shipped)
 
     def test_two_mappings_accepting_one_type_fail_at_load(self, tmp_path: Path) -> None:
         """Choosing by `accepts:`, a type two mappings accept is an error at the channel's `pipeline:` line."""
