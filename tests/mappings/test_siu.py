@@ -112,3 +112,24 @@ def test_corpus_statuses(converter: Converter, name: str, status: str) -> None:
     resource = entry["resource"]
     assert resource["status"] == status
     assert all(p["status"] for p in resource["participant"])  # 1..1 in R4, whatever AIL/AIP-12 say
+
+
+def _resources(converter: Converter, mapping: str, raw: bytes) -> list[dict[str, Any]]:
+    return list(orjson.loads(converter.convert(mapping, parse(decode(raw)), NOW).bundle)["entry"])
+
+
+def test_sch26_names_the_order_without_rewriting_it(converter: Converter) -> None:
+    """IG SIU_S12: IF SCH-26 or SCH-27 VALUED → ServiceRequest (SCH[ServiceRequest]: identifier, intent order,
+    status active, subject the Patient) and Appointment.basedOn to it; none without them. Conditional create
+    on the PLAC identifier the orders mapping writes from ORC-2: an ORM's ServiceRequest is never replaced."""
+    assert not [e for e in _resources(converter, "siu", S12) if e["resource"]["resourceType"] == "ServiceRequest"]
+    entries = _resources(converter, "siu", _edit(S12, "SCH", 26, "1101^GHHPlacer"))
+    (sr,) = [e for e in entries if e["resource"]["resourceType"] == "ServiceRequest"]
+    appointment = next(e["resource"] for e in entries if e["resource"]["resourceType"] == "Appointment")
+    assert appointment["basedOn"] == [{"reference": sr["fullUrl"]}]
+    assert (sr["resource"]["status"], sr["resource"]["intent"]) == ("active", "order")
+    assert sr["request"]["method"] == "POST"
+    orm = _resources(converter, "orders", (ROOT / "mappings/orders/fixtures/ORM-O01-01.hl7").read_bytes())
+    ordered = next(e for e in orm if e["resource"]["resourceType"] == "ServiceRequest")
+    placer = next(i for i in ordered["resource"]["identifier"] if i["type"]["coding"][0]["code"] == "PLAC")
+    assert sr["request"]["ifNoneExist"] == f"identifier={placer['system']}|{placer['value']}"
