@@ -40,11 +40,13 @@ def tm_time(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
 
 
 def dtm_instant(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
-    if not f.text:
+    """`in_component: N` reads the DTM held in component N (TQ.4 start of SCH-11)."""
+    text = f.component(int(opts["in_component"])) if opts.get("in_component") else f.text
+    if not text:
         return None
-    value = v2_instant(f.text, zone(ctx))
+    value = v2_instant(text, zone(ctx))
     if value is None:  # FHIR instant needs seconds; a v2 time to the minute is still a valid v2 time
-        written = v2_datetime(f.text.strip(), zone(ctx))
+        written = v2_datetime(text.strip(), zone(ctx))
         if "T" in written:  # a time to the minute or hour: seconds written 00, as for every dateTime
             return written
         ctx.warn("INSTANT_IMPRECISE", ctx.rule, ctx.field_spec, "a FHIR instant needs a time; value not written")
