@@ -59,7 +59,7 @@ class Remote:
         self.server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
 
     async def _start(self) -> asyncio.base_events.Server:
-        return await hl7.mllp.start_hl7_server(self._client, "127.0.0.1", self.port, ssl=self.tls)
+        return await hl7.mllp.start_hl7_server(self._client, "127.0.0.1", self.port, ssl=self.tls, encoding="utf-8")
 
     async def _client(self, reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter) -> None:
         self.connections += 1
