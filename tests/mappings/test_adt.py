@@ -176,6 +176,15 @@ class TestTriggers:
         assert len(encounters) == 2
         assert all(e["resource"]["subject"]["reference"] == patient["fullUrl"] for e in encounters)
 
+    def test_a60_iam_allergies_and_a_deleted_one(self, converter: Converter) -> None:
+        """IG IAM[AllergyIntolerance]; IAM-6 D (delete) is entered-in-error without clinicalStatus (ait-2)."""
+        b = orjson.loads(_convert(converter, FIXTURES / "ma-a60-allergies.hl7"))
+        added, deleted = (e["resource"] for e in _of(b, "AllergyIntolerance"))
+        assert added["clinicalStatus"]["coding"][0]["code"] == "active" and added["criticality"] == "high"
+        assert added["category"] == ["medication"] and added["reaction"][0]["manifestation"][0]["text"] == "urticaire"
+        assert "clinicalStatus" not in deleted
+        assert deleted["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
+
     def test_a29_delete_person_is_refused(self, converter: Converter) -> None:
         """A29 would need a DELETE (MS FHIR-Converter ADT_A29): a PUT would re-create the person, so it is refused."""
         raw = (FIXTURES / "ma-chu-admission.hl7").read_bytes().replace(b"ADT^A01^ADT_A01", b"ADT^A29^ADT_A21")
