@@ -185,6 +185,12 @@ class TestTriggers:
         assert "clinicalStatus" not in deleted
         assert deleted["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
 
+    def test_a54_new_attending_without_a_status_from_the_trigger(self, converter: Converter) -> None:
+        b = orjson.loads(_convert(converter, FIXTURES / "ma-a54-attending.hl7"))
+        enc = _of(b, "Encounter")[0]["resource"]
+        assert enc["status"] == "in-progress"  # PV1-2 I: A54 is not in the trigger → status map
+        assert [p["type"][0]["coding"][0]["code"] for p in enc["participant"]] == ["ATND"]
+
     def test_a29_delete_person_is_refused(self, converter: Converter) -> None:
         """A29 would need a DELETE (MS FHIR-Converter ADT_A29): a PUT would re-create the person, so it is refused."""
         raw = (FIXTURES / "ma-chu-admission.hl7").read_bytes().replace(b"ADT^A01^ADT_A01", b"ADT^A29^ADT_A21")
