@@ -149,9 +149,38 @@ def _first(children: tuple[StructureNode, ...]) -> frozenset[str]:
     return frozenset(out)
 
 
+def _seg(name: str, lo: int = 0, hi: int = 1) -> StructureNode:
+    return StructureNode(name, False, lo, hi)
+
+
+def _local(name: str, head: tuple[StructureNode, ...], group: str, body: tuple[StructureNode, ...],
+           repeat: int) -> StructureNode:
+    """A structure whose patients hl7apy lays out flat, each patient's segments made into a repeating group."""
+    inner = StructureNode(group, True, 1, repeat, body, _first(body))
+    children = (*head, inner)
+    return StructureNode(name, True, 1, 1, children, _first(children))
+
+
+_HEAD = (_seg("MSH", 1), _seg("SFT", 0, -1), _seg("UAC"), _seg("EVN", 1))
+# Structures whose patients follow one another without a group in the standard (HL7 v2.5 ch. 3): read flat,
+# every PV1 (or MRG) would see every PID, and a swap's Encounter would name both patients. Each PID opens
+# its own PATIENT group here, the way ADT_A39 groups a merge's PID, PD1, MRG and PV1.
+_LOCAL_STRUCTURES = {
+    # A17 swap patients: PID PD1 PV1 PV2 DB1 OBX, twice (each patient with the visit they now hold)
+    "ADT_A17": _local("ADT_A17", _HEAD, "PATIENT", (_seg("PID", 1), _seg("PD1"), _seg("ARV", 0, -1),
+                      _seg("PV1", 1), _seg("PV2"), _seg("DB1", 0, -1), _seg("OBX", 0, -1)), 2),
+    # A30/A47: PID PD1 MRG; senders repeat the pair for several identifier changes, as an A40 does its merges
+    "ADT_A30": _local("ADT_A30", _HEAD, "PATIENT", (_seg("PID", 1), _seg("PD1"), _seg("ARV", 0, -1),
+                      _seg("MRG", 1)), -1),
+}
+
+
 @cache
 def structure(version: str, name: str) -> StructureNode | None:
-    """The compiled reference structure, from the message's version or the nearest one hl7apy has."""
+    """The compiled reference structure, from the message's version or the nearest one hl7apy has (the
+    few that hl7apy lays out flat although they carry several patients: `_LOCAL_STRUCTURES`)."""
+    if name in _LOCAL_STRUCTURES:
+        return _LOCAL_STRUCTURES[name]
     order = _VERSIONS.index(version) if version in _VERSIONS else _VERSIONS.index("2.5.1")
     candidates = [_VERSIONS[order], *reversed(_VERSIONS[:order]), *_VERSIONS[order + 1:]]
     for v in candidates:

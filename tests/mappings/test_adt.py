@@ -19,6 +19,7 @@ import orjson
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from engine.errors import MappingError
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
 from tests.mappings.conftest import NOW
@@ -128,6 +129,10 @@ class TestTriggers:
     @pytest.mark.parametrize(("fixture", "status"), [
         ("ADT-A02-01", "in-progress"), ("ADT-A03-01", "finished"), ("ADT-A04-01", "planned"),
         ("ADT-A05-01", "planned"), ("ADT-A11-01", "cancelled"), ("ADT-A13-01", "in-progress"),
+        # issue 25: MS FHIR-Converter Resource/_Encounter.liquid (A14 planned, A27 cancelled), trigger
+        # semantics (A21 leave of absence onleave, A23 delete visit entered-in-error)
+        ("ADT-A14-01", "planned"), ("ADT-A27-01", "cancelled"), ("ma-a21-leave", "onleave"),
+        ("ma-a23-delete-visit", "entered-in-error"),
     ])
     def test_encounter_status_follows_the_event(self, converter: Converter, fixture: str, status: str) -> None:
         raw = (FIXTURES / f"{fixture}.hl7").read_bytes()
@@ -144,6 +149,53 @@ class TestTriggers:
         assert merged["resource"]["link"] == [{"type": "replaced-by", "other": {"reference": survivor["fullUrl"]}}]
         assert merged["resource"]["active"] is False
         assert merged["request"]["method"] == "POST" and "ifNoneExist" in merged["request"]
+
+    def test_a17_swap_keeps_each_visit_with_its_patient(self, converter: Converter) -> None:
+        """IG ADT_A17 map: PID[Patient] and PV1[Encounter] twice, Encounter[n].subject = Patient[n]."""
+        b = orjson.loads(_convert(converter, FIXTURES / "ma-a17-swap.hl7"))
+        patients = {e["fullUrl"]: e["resource"]["name"][0]["family"] for e in _of(b, "Patient")}
+        visits = {e["resource"]["identifier"][0]["value"]: patients[e["resource"]["subject"]["reference"]]
+                  for e in _of(b, "Encounter")}
+        assert visits == {"V2026-0101": "BENNANI", "V2026-0102": "TAZI"}
+        assert {e["resource"]["status"] for e in _of(b, "Encounter")} == {"in-progress"}  # from PV1-2, not A17
+
+    def test_a47_pairs_each_new_identifier_with_its_own_old_one(self, converter: Converter) -> None:
+        """Two PID/MRG pairs: each surviving Patient replaces its own MRG-1 record, never the other's."""
+        b = orjson.loads(_convert(converter, FIXTURES / "ADT-A47-02.hl7"))
+        links = [(e["fullUrl"], e["resource"]["link"]) for e in _of(b, "Patient")]
+        survivors = [(u, lk) for u, lk in links if lk[0]["type"] == "replaces"]
+        assert len(survivors) == 2 and all(len(lk) == 1 for _, lk in links)
+        for url, lk in survivors:
+            merged = next(x for x in _of(b, "Patient") if x["fullUrl"] == lk[0]["other"]["reference"])
+            assert merged["resource"]["link"] == [{"type": "replaced-by", "other": {"reference": url}}]
+
+    def test_a45_moves_every_visit_to_the_pid_patient(self, converter: Converter) -> None:
+        b = orjson.loads(_convert(converter, FIXTURES / "ADT-A45-02.hl7"))
+        (patient,) = _of(b, "Patient")
+        encounters = _of(b, "Encounter")
+        assert len(encounters) == 2
+        assert all(e["resource"]["subject"]["reference"] == patient["fullUrl"] for e in encounters)
+
+    def test_a60_iam_allergies_and_a_deleted_one(self, converter: Converter) -> None:
+        """IG IAM[AllergyIntolerance]; IAM-6 D (delete) is entered-in-error without clinicalStatus (ait-2)."""
+        b = orjson.loads(_convert(converter, FIXTURES / "ma-a60-allergies.hl7"))
+        added, deleted = (e["resource"] for e in _of(b, "AllergyIntolerance"))
+        assert added["clinicalStatus"]["coding"][0]["code"] == "active" and added["criticality"] == "high"
+        assert added["category"] == ["medication"] and added["reaction"][0]["manifestation"][0]["text"] == "urticaire"
+        assert "clinicalStatus" not in deleted
+        assert deleted["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
+
+    def test_a54_new_attending_without_a_status_from_the_trigger(self, converter: Converter) -> None:
+        b = orjson.loads(_convert(converter, FIXTURES / "ma-a54-attending.hl7"))
+        enc = _of(b, "Encounter")[0]["resource"]
+        assert enc["status"] == "in-progress"  # PV1-2 I: A54 is not in the trigger → status map
+        assert [p["type"][0]["coding"][0]["code"] for p in enc["participant"]] == ["ATND"]
+
+    def test_a29_delete_person_is_refused(self, converter: Converter) -> None:
+        """A29 would need a DELETE (MS FHIR-Converter ADT_A29): a PUT would re-create the person, so it is refused."""
+        raw = (FIXTURES / "ma-chu-admission.hl7").read_bytes().replace(b"ADT^A01^ADT_A01", b"ADT^A29^ADT_A21")
+        with pytest.raises(MappingError, match="unsupported message type ADT\\^A29"):
+            converter.convert("adt", parse(decode(raw)), NOW)
 
     def test_latin1_names_and_moroccan_identifiers(self, converter: Converter) -> None:
         """MSH-18 8859/1 is decoded as Latin-1: French accents survive; CIN (NNMAR) and IPP (PI) kept apart."""

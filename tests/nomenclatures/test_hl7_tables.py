@@ -42,7 +42,13 @@ LOCAL = {
     "v2-0085.observation-status": {"R": "preliminary", "S": "preliminary", "I": "registered", "O": "registered",
                                    "U": "final"},
     "v2-0123.diagnostic-report-status": {"A": "partial", "M": "corrected"},
-    "v2-0003.encounter-status": {"A06": "in-progress", "A07": "in-progress", "A12": "in-progress"},
+    "v2-0003.encounter-status": {"A06": "in-progress", "A07": "in-progress", "A12": "in-progress",
+                                 # MS FHIR-Converter Resource/_Encounter.liquid (issue 25)
+                                 "A14": "planned", "A15": "in-progress", "A16": "in-progress",
+                                 "A25": "in-progress", "A26": "in-progress", "A27": "cancelled",
+                                 # trigger semantics (table 0003): tracking, leave of absence, delete visit
+                                 "A09": "in-progress", "A10": "in-progress", "A21": "onleave",
+                                 "A22": "in-progress", "A23": "entered-in-error", "A38": "cancelled"},
 }
 
 

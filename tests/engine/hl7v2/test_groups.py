@@ -62,3 +62,17 @@ def _all(g):  # type: ignore[no-untyped-def]
     yield g
     for c in g.children:
         yield from _all(c)
+
+
+def test_a17_swap_makes_one_patient_group_per_pid_pv1_pair() -> None:
+    """hl7apy lays ADT_A17 out flat; each PID opens its own PATIENT group (issue 25), so each PV1 sees its PID."""
+    text = _msg("EVN|A17", "PID|1||1", "PV1|1|I", "PID|2||2", "PD1|", "PV1|1|I", "OBX|1|NM|a||1",
+                msh9="ADT^A17^ADT_A17", version="2.5")
+    assert _groups(text, "PATIENT") == [["PID", "PV1"], ["PID", "PD1", "PV1", "OBX"]]
+    assert parse(text).tree.by_name["PATIENT"][0].repeats
+
+
+def test_a47_identifier_changes_are_one_group_each() -> None:
+    text = _msg("EVN|A47", "PID|1||1", "MRG|9", "PID|2||2", "MRG|8", msh9="ADT^A47", version="2.5")
+    assert parse(text).tree.structure == "ADT_A30"
+    assert _groups(text, "PATIENT") == [["PID", "MRG"], ["PID", "MRG"]]
