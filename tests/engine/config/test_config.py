@@ -97,7 +97,7 @@ class TestCheckCommand:
         """`wasla check` on the shipped configuration says ok and exits 0."""
         result = _check(make_project(tmp_path))
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "ok: 1 channel(s), 1 destination(s), 3 mapping(s), 1 CSV map(s)"
+        assert result.stdout.strip() == "ok: 1 channel(s), 1 destination(s), 4 mapping(s), 1 CSV map(s)"
 
     def test_check_broken(self, tmp_path: Path) -> None:
         """A broken channel YAML: every problem as file:line, exit 2, no traceback."""
