@@ -30,6 +30,7 @@ from typing import Any
 from engine.hl7v2.er7 import Field
 from engine.mapping.context import Context
 from engine.mapping.datatypes.actors import (
+    cwe_organization,
     dld_location,
     ei_device,
     ndl_practitioner,
@@ -97,6 +98,8 @@ CONVERTERS: dict[str, DatatypeConverter] = {
         DatatypeConverter("XCN.Practitioner", "Reference", xcn_practitioner, "XCN[Practitioner]"),
         DatatypeConverter("NDL.Practitioner", "Reference", ndl_practitioner, "NDL[PractitionerRole].practitioner"),
         DatatypeConverter("XON.Organization", "Reference", xon_organization, "XON[Organization]"),
+        DatatypeConverter("CWE.Organization", "Reference", cwe_organization, "CWE[Organization]",
+                          ("v2-0396.coding-system",)),
         DatatypeConverter("EI.Device", "Reference", ei_device, "EI[Identifier-Extension] (Device.identifier)"),
         DatatypeConverter("PL.Location", "Reference", pl_location, "PL[Location]"),
         DatatypeConverter("NM.Quantity", "Quantity", nm_quantity, "NM[Quantity]", ("ucum-aliases",), ("units",)),

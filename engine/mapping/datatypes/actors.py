@@ -122,6 +122,29 @@ def xon_organization(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
     return ctx.emit("Organization", key, body, identifier)
 
 
+def cwe_organization(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """IG CWE[Organization]: CWE.1 identifier.value under CWE.3 (a coding-system name: MVX), CWE.9 else CWE.2 the name.
+
+    One manufacturer (RXA-17 `PMC^Sanofi Pasteur^MVX`) named in several orders is one Organization, keyed by
+    its code in its system, else by its name within the sender.
+    """
+    code, name = f.component(1), f.component(9) or f.component(2)
+    if not code and not name:
+        return None
+    body: dict[str, Any] = {}
+    identifier = None
+    if code:
+        system = coding_system(ctx, f.component(3))
+        body["identifier"] = [{"system": system, "value": code} if system else {"value": code}]
+        identifier = f"{system}|{code}" if system else None
+        key = [identifier] if identifier else ["cwe", fallback_authority(ctx), code]
+    else:
+        key = ["name", fallback_authority(ctx), name]
+    if name:
+        body["name"] = name
+    return ctx.emit("Organization", key, body, identifier)
+
+
 _PHYSICAL = "http://terminology.hl7.org/CodeSystem/location-physical-type"
 
 

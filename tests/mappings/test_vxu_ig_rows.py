@@ -1,0 +1,77 @@
+"""The vxu mapping against the IG rows it implements, one condition per test (issue 25).
+
+IG: github.com/HL7/v2-to-fhir 8c9b414, mappings/segments/HL7 Segment - FHIR R4_ RXA[Immunization] - RXA.csv
+(sort orders 17, 20, 21, 22), ORC[Immunization] - ORC.csv (sort order 9), mappings/datatypes/HL7 Data Type -
+FHIR R4_ CWE[Organization] - Sheet1.csv, mappings/codesystems/HL7 Concept Map_ CompletionStatus - Sheet1.csv.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from engine.errors import MappingError
+from engine.hl7v2 import decode, parse
+from engine.mapping import Converter
+from tests.mappings.conftest import NOW
+
+MSH = "MSH|^~\\&|SIPNI|CS-TEST^^L|WASLA|DRS|20261120093000||VXU^V04^VXU_V04|T-1|P|2.5.1"
+PID = "PID|1||IPP-1^^^CS-TEST^PI||Test^Enfant||20250101|F"
+ORC = "ORC|RE||PNI-1^CS-TEST||||||20261120090000"
+
+
+def _rxa(**fields: str) -> str:
+    values = {1: "0", 2: "1", 3: "20261120091000", 5: "19^BCG^CVX", **{int(k[1:]): v for k, v in fields.items()}}
+    return "RXA|" + "|".join(values.get(i, "") for i in range(1, max(values) + 1))
+
+
+def _immunization(converter: Converter, *segments: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    raw = "\r".join([MSH, PID, *segments]).encode() + b"\r"
+    bundle = orjson.loads(converter.convert("vxu", parse(decode(raw)), NOW).bundle)
+    (imm,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Immunization"]
+    return bundle, imm
+
+
+@pytest.mark.parametrize(("rxa20", "status"), [("CP", "completed"), ("PA", "completed"), ("RE", "not-done"),
+                                               ("NA", "not-done")])
+def test_rxa20_completion_status(converter: Converter, rxa20: str, status: str) -> None:
+    """RXA.csv 20 (first row): CompletionStatus, all four rows of the concept map."""
+    _, imm = _immunization(converter, ORC, _rxa(f20=rxa20))
+    assert imm["status"] == status
+
+
+def test_rxa20_not_valued_is_completed(converter: Converter) -> None:
+    """RXA.csv 20 (second row): IF NOT VALUED AND RXA-21 NOT EQUALS D → "completed"."""
+    _, imm = _immunization(converter, ORC, _rxa(f21="A"))
+    assert imm["status"] == "completed"
+
+
+def test_rxa21_delete_is_entered_in_error(converter: Converter) -> None:
+    """RXA.csv 21: IF RXA-21 EQUALS D → "entered-in-error", whatever RXA-20 says."""
+    _, imm = _immunization(converter, ORC, _rxa(f20="CP", f21="D"))
+    assert imm["status"] == "entered-in-error"
+
+
+def test_rxa22_recorded_for_an_added_record_else_orc9(converter: Converter) -> None:
+    """RXA.csv 22 (IF RXA-21 EQUALS A) → recorded; ORC.csv 9 → recorded otherwise."""
+    _, added = _immunization(converter, ORC, _rxa(f21="A", f22="20261120100000"))
+    assert added["recorded"] == "2026-11-20T10:00:00+01:00"
+    _, updated = _immunization(converter, ORC, _rxa(f21="U", f22="20261120100000"))
+    assert updated["recorded"] == "2026-11-20T09:00:00+01:00"
+
+
+def test_rxa17_manufacturer_cwe_organization(converter: Converter) -> None:
+    """IG CWE[Organization]: CWE.1 → identifier.value, CWE.3 → identifier.system (MVX), CWE.2 → name."""
+    bundle, imm = _immunization(converter, ORC, _rxa(f17="PMC^sanofi pasteur^MVX"))
+    (org,) = [e["resource"] for e in bundle["entry"] if e["fullUrl"] == imm["manufacturer"]["reference"]]
+    assert org["identifier"] == [{"system": "http://hl7.org/fhir/sid/mvx", "value": "PMC"}]
+    assert org["name"] == "sanofi pasteur"
+
+
+def test_rxa20_unknown_code_fails_the_message(converter: Converter) -> None:
+    """Immunization.status is 1..1 with no "unknown" value: an RXA-20 code outside table 0322 leaves it empty,
+    and the last gate fails the message rather than guess completed or not-done."""
+    with pytest.raises(MappingError, match="Immunization.status is required"):
+        _immunization(converter, ORC, _rxa(f20="XX"))
