@@ -185,20 +185,14 @@ def _convert(scope: CompileScope, node: RuleNode, target: Target, paths: list[V2
                 try:
                     v = conv.fn_all(fields, ctx, options)
                 except MappingError as exc:
-                    if ctx.policy.get("unmapped_codes") == "reject":
-                        raise MappingError(exc.message, rule=label, field=p.spec) from exc
-                    ctx.warn("VALUE_INVALID", label, p.spec, exc.message)
+                    _unreadable(exc, ctx, label, p.spec)
                     continue
                 return [v] if v is not None else []
             for f in fields:
                 try:
                     v = conv.fn(f, ctx, options)
                 except MappingError as exc:
-                    # a value that cannot be read (AL1-6 'MI' as a date) loses that element, not the
-                    # message: warned, left out; the channel's `unmapped_codes: reject` fails instead
-                    if ctx.policy.get("unmapped_codes") == "reject":
-                        raise MappingError(exc.message, rule=label, field=p.spec) from exc
-                    ctx.warn("VALUE_INVALID", label, p.spec, exc.message)
+                    _unreadable(exc, ctx, label, p.spec)
                     continue
                 if v is not None:
                     out.append(v)
@@ -208,6 +202,14 @@ def _convert(scope: CompileScope, node: RuleNode, target: Target, paths: list[V2
         return []
 
     return convert
+
+
+def _unreadable(exc: MappingError, ctx: Context, label: str, spec: str) -> None:
+    """A value that cannot be read (AL1-6 'MI' as a date) loses that element, not the message: warned, left
+    out; the channel's `unmapped_codes: reject` fails the message instead."""
+    if ctx.policy.get("unmapped_codes") == "reject":
+        raise MappingError(exc.message, rule=label, field=spec) from exc
+    ctx.warn("VALUE_INVALID", label, spec, exc.message)
 
 
 def _translate(scope: CompileScope, node: RuleNode, target: Target, paths: list[V2Path],

@@ -25,6 +25,8 @@ import pytest
 from engine.errors import MappingError
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
+from tests.mappings.bundles import only as _one
+from tests.mappings.bundles import resources as _all
 from tests.mappings.conftest import NOW
 
 LFH = "LinuxForHealth/hl7v2-fhir-converter src/test/java/io/github/linuxforhealth/hl7"
@@ -49,16 +51,6 @@ def _xfail(reason: str) -> pytest.MarkDecorator:
 def _convert(converter: Converter, mapping: str, *segments: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
     result = converter.convert(mapping, parse(decode("\r".join(segments).encode() + b"\r")), NOW)
     return orjson.loads(result.bundle), result.warnings
-
-
-def _all(bundle: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype]
-
-
-def _one(bundle: dict[str, Any], rtype: str) -> dict[str, Any]:
-    found = _all(bundle, rtype)
-    assert len(found) == 1, f"{len(found)} {rtype}"
-    return found[0]
 
 
 def _url(bundle: dict[str, Any], resource: dict[str, Any]) -> str:

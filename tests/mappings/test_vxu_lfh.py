@@ -20,6 +20,8 @@ import orjson
 
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
+from tests.mappings.bundles import only as _one
+from tests.mappings.bundles import resources as _all
 from tests.mappings.conftest import NOW
 
 CVX = "http://hl7.org/fhir/sid/cvx"
@@ -41,16 +43,6 @@ def _convert(converter: Converter, *segments: str) -> dict[str, Any]:
     result = converter.convert("vxu", parse(decode("\r".join(segments).encode() + b"\r")), NOW)
     bundle: dict[str, Any] = orjson.loads(result.bundle)
     return bundle
-
-
-def _all(bundle: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype]
-
-
-def _one(bundle: dict[str, Any], rtype: str) -> dict[str, Any]:
-    found = _all(bundle, rtype)
-    assert len(found) == 1, f"{len(found)} {rtype}"
-    return found[0]
 
 
 def _ref(bundle: dict[str, Any], ref: dict[str, str]) -> dict[str, Any]:
