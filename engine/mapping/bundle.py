@@ -92,6 +92,7 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
         for ordinal, (scope, anchor) in enumerate(_instances(res, ctx), start=1):
             ctx.scope, ctx.segment = scope, msg.segments[anchor] if anchor is not None else None
             if anchor is not None:
+                ctx.touched.add(anchor)
                 grouped = res.for_each and not is_segment_id(res.for_each) and "/" not in res.for_each
                 covered.update(scope.segments if grouped and scope is not None else (anchor,))
                 anchors.add(msg.segments[anchor].name)
@@ -138,6 +139,10 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
             searched.add(search)
         entries.append({"fullUrl": f"urn:uuid:{inst.rid}", "resource": body, "request": request})
     ctx.scope = ctx.segment = None
+    if spec.coverage is not None:
+        for path, detail in spec.coverage.unread(msg, ctx.touched):
+            if path.partition("[")[0] not in anchors:  # those _report_unmade named already
+                ctx.warn("SEGMENT_NOT_MAPPED", "", path, detail)
     entries.extend(ctx.emitted.values())
     if spec.provenance:
         entries.append(_provenance(spec, ctx, meta, entries, sender, control_id))

@@ -55,6 +55,7 @@ class Context:
     field_spec: str = ""
     segment: Segment | None = None
     scope: Group | None = None
+    touched: set[int] = field(default_factory=set)   # indexes of the segments some rule read (coverage)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     instances: dict[str, list[Instance]] = field(default_factory=dict)
     emitted: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""The last check before a Bundle leaves the mapping: no empty value, no HL7 `""`, no required element missing.
+"""The last check before a Bundle leaves the mapping: no empty value, no HL7 `""`, no required element missing,
+no FHIR invariant the sender's data can break (an appointment booked with no time: app-3).
 
 Per message (check_serialized): each resource's own required elements, and a byte scan of the JSON for
 `""`, `{}` and `[]`; a suspect Bundle is walked (check_bundle) to name the element. Required elements
@@ -48,6 +49,25 @@ def _checks(rtype: str) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ..
                            if name not in ("meta", "text", "contained") and (req := _shape(t)[0]))
 
 
+def _app3(r: dict[str, Any]) -> bool:
+    return ("start" in r and "end" in r) or r.get("status") in ("proposed", "cancelled", "waitlist")
+
+
+# FHIR R4 invariants the sender's data can break whatever the mapping does (an appointment booked without
+# a time): resource type → (invariant, test, what it asks). A dict lookup per entry for every other type.
+_INVARIANTS: dict[str, tuple[tuple[str, Any, str], ...]] = {
+    "Appointment": (("app-3", _app3, "start and end are required unless status is proposed, cancelled or "
+                                     "waitlist"),),
+}
+
+
+def _invariants(resource: dict[str, Any], rtype: str, entry: int) -> None:
+    for key, holds, what in _INVARIANTS.get(rtype, ()):
+        if not holds(resource):
+            raise MappingError(f"invalid FHIR: {rtype} breaks invariant {key}: {what} (entry {entry})",
+                               field=f"{rtype} ({key})")
+
+
 _SUSPECT = (b'""', b"{}", b"[]")   # an empty string (and the end of an escaped HL7 null "\"\""), object, list
 
 
@@ -57,9 +77,11 @@ def check_serialized(bundle: dict[str, Any], data: bytes) -> None:
 
     The scan runs at C speed over bytes the engine writes anyway; a suspect that is not a fault (a text
     ending in an escaped quote) costs one walk and passes."""
-    for entry in bundle["entry"]:
+    for i, entry in enumerate(bundle["entry"], start=1):
         resource = entry["resource"]
         rtype = resource["resourceType"]
+        if rtype in _INVARIANTS:
+            _invariants(resource, rtype, i)
         checks = _CHECKS.get(rtype)
         if checks is None:
             checks = _CHECKS[rtype] = _checks(rtype)
@@ -88,6 +110,7 @@ def check_bundle(bundle: dict[str, Any]) -> None:
         if bad is not None:
             path, what = bad
             raise MappingError(f"invalid FHIR: {rtype}{path} {what} (entry {i + 1})", field=f"{rtype}{path}")
+        _invariants(resource, rtype, i + 1)
     for key in ("id", "timestamp"):
         if not bundle.get(key):
             raise MappingError(f"invalid FHIR: Bundle.{key} is empty", field=f"Bundle.{key}")

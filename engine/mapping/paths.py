@@ -43,7 +43,10 @@ class V2Path:
         msg = ctx.msg
         tree = msg.tree
         index = tree.nearest(self.segment, ctx.scope or tree.root)
-        return None if index is None else msg.segments[index]
+        if index is None:
+            return None
+        ctx.touched.add(index)
+        return msg.segments[index]
 
     def fields(self, ctx: Context) -> list[Field]:
         """The valued field repetitions this path selects (whole repetitions; components are read by `text`).
@@ -57,6 +60,7 @@ class V2Path:
             index = tree.nearest(self.segment, ctx.scope or tree.root)
             if index is None:
                 return []
+            ctx.touched.add(index)
             seg = msg.segments[index]
         if self.rep is None:
             return seg.valued(self.field)

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from engine.errors import MappingError
+from engine.hl7v2.groups import Group, GroupTree
 from engine.mapping.compiled import CompiledRule
 from engine.mapping.context import Context
 from engine.mapping.paths import compile_path
@@ -58,21 +59,26 @@ def compile_rule(scope: CompileScope, rtype: str, node: RuleNode, base: tuple[st
     join = node.options.get("join")
     if_absent = node.if_absent
     each = node.each_segment
-    if isinstance(each, str):
-        scope.err("each_segment: GROUP/SEG builds one element per segment: use it with fields:", where)
-        return None
     paths = sources(scope, node) or []
     seg_name = paths[0].segment if paths else None
     if each and seg_name is None:
         scope.err("each_segment needs a 'from' path", where)
         return None
+    in_groups = None   # GROUP/SEG: the SEG segments of every GROUP occurrence in scope; */SEG: every SEG in scope
+    if isinstance(each, str):
+        in_groups, _, each_seg = each.partition("/")
+        if each_seg != seg_name:
+            scope.err(f"each_segment {each} reads {each_seg} segments: its 'from' path must name {each_seg}", where)
+            return None
 
     def each_segment(ctx: Context) -> list[Any]:
-        within = ctx.scope or ctx.msg.tree.root
+        tree = ctx.msg.tree
+        within = ctx.scope or tree.root
         saved = ctx.segment
         out: list[Any] = []
         try:
-            for i in ctx.msg.tree.own(seg_name, within):  # type: ignore[arg-type]  # checked not None above; closures stay unnarrowed
+            for i in _segments_in(tree, seg_name, within, in_groups):  # type: ignore[arg-type]  # checked not None above
+                ctx.touched.add(i)
                 ctx.segment = ctx.msg.segments[i]
                 out.extend(produce(ctx))
         finally:
@@ -147,7 +153,7 @@ def _group(scope: CompileScope, rtype: str, node: RuleNode, target: Target, labe
     name, is_list = target.steps[-1], target.leaf.is_list
     parents = target.steps[:-1]
     each = None
-    each_group = None              # GROUP/SEG: the SEG segments of every GROUP occurrence in scope
+    each_group = None              # GROUP/SEG: the SEG segments of every GROUP occurrence in scope; */SEG: all in scope
     if isinstance(node.each_segment, str):
         each_group, _, each = node.each_segment.partition("/")
         if not is_list:
@@ -169,14 +175,23 @@ def _group(scope: CompileScope, rtype: str, node: RuleNode, target: Target, labe
         try:
             if each_group is None:
                 for i in tree.own(each, within):
+                    ctx.touched.add(i)
                     ctx.segment = ctx.msg.segments[i]
                     wrote = one(ctx, resource) or wrote
+                return wrote
+            if each_group == "*":  # every one in scope (MDM OBX: in OBSERVATION from v2.5, at the root in v2.3)
+                for i in tree.positions.get(each, ()):
+                    if within.contains(i):
+                        ctx.touched.add(i)
+                        ctx.scope, ctx.segment = tree.of_segment[i], ctx.msg.segments[i]
+                        wrote = one(ctx, resource) or wrote
                 return wrote
             for g in tree.by_name.get(each_group, []):
                 if not within.contains(g.start):
                     continue
                 ctx.scope = g  # the segment's own group: its NTE, not the next occurrence's
                 for i in tree.own(each, g):
+                    ctx.touched.add(i)
                     ctx.segment = ctx.msg.segments[i]
                     wrote = one(ctx, resource) or wrote
         finally:
@@ -257,3 +272,17 @@ def _switch(scope: CompileScope, rtype: str, node: RuleNode, target: Target, lab
         return [v if (t.polymorphic or not target.polymorphic) else {last: v} for v in values]
 
     return produce
+
+
+def _segments_in(tree: GroupTree, seg: str, within: Group, groups: str | None) -> list[int]:
+    """The `seg` segments a plain `each_segment` rule reads, in message order: those of `within` itself
+    (true), of every occurrence of the named group inside it (GROUP/SEG), or all of them in its span (*/SEG)."""
+    if groups is None:
+        return tree.own(seg, within)
+    if groups == "*":
+        return [i for i in tree.positions.get(seg, ()) if within.contains(i)]
+    out: list[int] = []
+    for g in tree.by_name.get(groups, ()):
+        if within.contains(g.start):
+            out.extend(tree.own(seg, g))
+    return out

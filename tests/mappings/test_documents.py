@@ -113,3 +113,17 @@ def test_a_cancel_keeps_the_content_written_before(converter: Converter) -> None
     assert doc["status"] == "entered-in-error"
     assert doc["content"][0]["attachment"]["contentType"] == "application/pdf"
     assert any(w["code"] == "KEPT_FROM_EARLIER" and w["field"] == "content" for w in cancel.warnings)
+
+
+def test_v23_obx_at_the_root_become_content(converter: Converter) -> None:
+    """MDM_T02 in v2.3 has no OBSERVATION group (TXA then OBX at the root): each OBX is still one content,
+    where before issue 25's */OBX the content was a placeholder and the text was lost."""
+    lines = [ln for ln in MDM.split(b"\r") if ln and not ln.startswith(b"OBX|")]
+    lines[0] = lines[0].replace(b"|P|2.6|", b"|P|2.3|")
+    assert b"|2.3|" in lines[0]
+    raw = b"\r".join([*lines, _obx(1, "TX", "Ligne une"), _obx(2, "TX", "Ligne deux")]) + b"\r"
+    result = converter.convert("mdm", parse(decode(raw)), NOW)
+    doc = next(e["resource"] for e in orjson.loads(result.bundle)["entry"]
+               if e["resource"]["resourceType"] == "DocumentReference")
+    assert [base64.b64decode(c["attachment"]["data"]) for c in doc["content"]] == [b"Ligne une", b"Ligne deux"]
+    assert not [w for w in result.warnings if w["code"] == "SEGMENT_NOT_MAPPED"]

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from engine.errors import MappingError
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
 from tests.mappings.conftest import NOW
@@ -134,3 +135,18 @@ def test_sch26_names_the_order_without_rewriting_it(converter: Converter) -> Non
     ordered = next(e for e in orm if e["resource"]["resourceType"] == "ServiceRequest")
     placer = next(i for i in ordered["resource"]["identifier"] if i["type"]["coding"][0]["code"] == "PLAC")
     assert sr["request"]["ifNoneExist"] == f"identifier={placer['system']}|{placer['value']}"
+
+
+@pytest.mark.parametrize(("trigger", "fails"), [("S12", True), ("S26", True), ("S15", False)])
+def test_an_appointment_without_timing_is_refused_unless_cancelled(converter: Converter, trigger: str,
+                                                                   fails: bool) -> None:
+    """No SCH-11.4/.5 and no TQ1: a booked (or no-show) Appointment would break FHIR R4 app-3, so the message
+    fails at the gate with the invariant named (replayable); a cancellation without timing is valid FHIR."""
+    raw = _trigger(_edit(_edit(S12, "SCH", 11, ""), "SCH", 25, ""), trigger)
+    assert b"\rTQ1|" not in raw
+    if fails:
+        with pytest.raises(MappingError, match="Appointment breaks invariant app-3"):
+            _appointment(converter, raw)
+    else:
+        entry, _ = _appointment(converter, raw)
+        assert entry["resource"]["status"] == "cancelled" and "start" not in entry["resource"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import orjson
 import pytest
 
 from engine.errors import ConfigErrors
@@ -62,3 +63,60 @@ def test_ignore_entries_are_checked(tmp_path: Path) -> None:
         conv.spec("oru_r01")
     err = info.value.errors[0]
     assert err.file.endswith("oru_r01/mapping.yaml") and err.line is not None
+
+
+# An occurrence nobody read (issue 25): NTE-3 is read after SCH, which says nothing of a location's NTE.
+SIU = (ROOT / "mappings/siu/fixtures/ma-siu-s12-consultation.hl7").read_bytes()
+
+
+def _siu_reading_only_root_notes(tmp_path: Path, ignore: str = "") -> Converter:
+    """The shipped siu mapping with its comment rule reading the NTEs after SCH only, and `ignore` added."""
+    shutil.copytree(ROOT / "mappings", tmp_path / "mappings")
+    f = tmp_path / "mappings/siu/mapping.yaml"
+    text = f.read_text(encoding="utf-8").replace('each_segment: "*/NTE"', "each_segment: true")
+    f.write_text(text.replace("\nignore:\n", f"\nignore:\n{ignore}", 1), encoding="utf-8")
+    return Converter(tmp_path / "mappings", ROOT / "config/schema", ROOT / "nomenclatures/hl7v2-fhir",
+                     base="https://fhir.wasla.ma", timezone="Africa/Casablanca")
+
+
+def _location_note(raw: bytes) -> bytes:
+    """The fixture with a note after its AIL (LOCATION_RESOURCE.NTE)."""
+    lines = raw.decode().split("\r")
+    at = next(i for i, line in enumerate(lines) if line.startswith("AIL|"))
+    lines.insert(at + 1, "NTE|1||Salle B12 : accès fauteuil roulant")
+    return "\r".join(lines).encode()
+
+
+def _unread(converter: Converter, raw: bytes) -> list[tuple[str, str]]:
+    warnings = converter.convert("siu", parse(decode(raw)), NOW).warnings
+    return [(w["field"], w["detail"]) for w in warnings if w["code"] == "SEGMENT_NOT_MAPPED"]
+
+
+def test_an_occurrence_no_rule_reads_is_named_with_its_group(tmp_path: Path) -> None:
+    """A mapping reading only the NTEs after SCH leaves the location's NTE: named by position and group,
+    never by value, where the static per-field answer (NTE-3 is read) would have said nothing."""
+    raw = _location_note(SIU)
+    found = _unread(_siu_reading_only_root_notes(tmp_path), raw)
+    index = raw.decode().split("\r").index("NTE|1||Salle B12 : accès fauteuil roulant") + 1
+    assert found == [("NTE[2]", f"segment {index} in LOCATION_RESOURCE: no rule reads this occurrence")]
+    assert "Salle" not in repr(found)
+
+
+def test_a_group_left_out_on_purpose_is_not_reported(tmp_path: Path) -> None:
+    """`ignore: {LOCATION_RESOURCE/NTE: why}` says the location notes are left out on purpose: not reported."""
+    converter = _siu_reading_only_root_notes(tmp_path, '  LOCATION_RESOURCE/NTE: "location notes, left out"\n')
+    assert _unread(converter, _location_note(SIU)) == []
+
+
+def test_the_shipped_siu_mapping_reads_every_note(converter: Converter) -> None:
+    """The shipped mapping joins every NTE (after SCH and in each resource group) into comment: nothing unread."""
+    raw = _location_note(SIU)
+    assert _unread(converter, raw) == []
+    bundle = orjson.loads(converter.convert("siu", parse(decode(raw)), NOW).bundle)
+    appointment = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Appointment")
+    assert appointment["comment"].endswith("\nSalle B12 : accès fauteuil roulant")
+
+
+def test_a_malformed_group_ignore_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors, match="a group's segment"):
+        _siu_reading_only_root_notes(tmp_path, '  location_resource/NTE: "lower case is no group name"\n').spec("siu")

@@ -104,3 +104,23 @@ def test_a_movement_without_a_location_writes_no_location_entry(converter: Conve
     bundle = orjson.loads(converter.convert("adt", msg, NOW).bundle)
     (enc,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Encounter"]
     assert "location" not in enc
+
+
+APPOINTMENT = {"resourceType": "Appointment", "participant": [{"status": "accepted", "actor": {"display": "x"}}]}
+
+
+@pytest.mark.parametrize(("status", "timed", "ok"), [
+    ("booked", False, False), ("noshow", False, False), ("booked", True, True),
+    ("proposed", False, True), ("cancelled", False, True), ("waitlist", False, True),
+])
+def test_appointment_app3(status: str, timed: bool, ok: bool) -> None:
+    """FHIR R4 app-3: start and end, unless proposed, cancelled or waitlist; the sender's data can break it."""
+    resource = {**APPOINTMENT, "status": status}
+    if timed:
+        resource |= {"start": "2026-12-15T09:30:00+01:00", "end": "2026-12-15T10:00:00+01:00"}
+    bundle = _bundle(OBS, resource)
+    if ok:
+        check_bundle(bundle)
+        return
+    with pytest.raises(MappingError, match=r"Appointment breaks invariant app-3: .* \(entry 2\)"):
+        check_bundle(bundle)

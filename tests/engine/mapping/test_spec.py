@@ -108,14 +108,21 @@ class TestEachSegmentGroup:
         assert parse_mapping(load_yaml(_write(tmp_path / "b", _EACH.replace("OBSERVATION/OBX", "true")))
                              ).resources[0].rules[0].each_segment is True
 
-    def test_group_slash_segment_needs_fields(self, tmp_path: Path) -> None:
-        """Without fields:, one value per segment of several groups has no element to go in: refused at load."""
+    def test_group_slash_segment_without_fields_names_its_segment(self, tmp_path: Path) -> None:
+        """Without fields:, GROUP/SEG reads one value per segment: the 'from' path must name that segment."""
         text = _EACH.replace("""        fields:
           - {from: OBX-5, to: attachment, as: ED.Attachment}
-""", "        from: OBX-5\n        as: ED.Attachment\n").replace('"content[]"', "content[].attachment")
-        with pytest.raises(ConfigErrors, match="GROUP/SEG builds one element per segment: use it with fields"):
+""", "        from: TXA-5\n        as: ED.Attachment\n").replace('"content[]"', "content[].attachment")
+        with pytest.raises(ConfigErrors, match="reads OBX segments: its 'from' path must name OBX"):
             compile_mapping(_write(tmp_path, text), ROOT / "config" / "schema", ROOT / "nomenclatures" / "hl7v2-fhir",
                             display="demo.yaml")
+
+    def test_every_group_form_is_kept(self, tmp_path: Path) -> None:
+        """*/SEG (every such segment in scope, whatever its group) parses and compiles with fields:."""
+        text = _EACH.replace("OBSERVATION/OBX", "'*/OBX'")
+        assert parse_mapping(load_yaml(_write(tmp_path, text))).resources[0].rules[0].each_segment == "*/OBX"
+        compile_mapping(_write(tmp_path, text), ROOT / "config" / "schema", ROOT / "nomenclatures" / "hl7v2-fhir",
+                        display="demo.yaml")
 
     def test_a_malformed_group_path_is_refused_by_the_schema(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigErrors, match="each_segment"):
