@@ -25,7 +25,7 @@ from engine.mapping.targets import CODED, COMPATIBLE, STRINGISH, Target
 __all__ = ["Produce", "producer", "sources"]
 
 Produce = Callable[[Context], list[Any]]
-_COMMON_OPTIONS = {"join", "type", "use", "system", "in_component", "local_map"}
+_COMMON_OPTIONS = {"join", "type", "use", "system", "in_component", "local_map", "codeset"}
 
 
 def sources(scope: CompileScope, node: RuleNode) -> list[V2Path] | None:
@@ -161,6 +161,10 @@ def _convert(scope: CompileScope, node: RuleNode, target: Target, paths: list[V2
     unknown = set(options) - set(conv.path_options) - _COMMON_OPTIONS
     if unknown:
         scope.err(f"unknown option(s) {', '.join(sorted(unknown))} for {name}", where.at("options"))
+        return None
+    codeset = options.get("codeset")
+    if codeset is not None and not (scope.vocab_dir.parent / str(codeset) / "_meta.yaml").is_file():
+        scope.err(f"no code set '{codeset}' in nomenclatures/", where.at("options", "codeset"))
         return None
 
     join = joiner(options, target) if conv.fhir_type in STRINGISH else None

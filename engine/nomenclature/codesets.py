@@ -81,6 +81,10 @@ def load_codeset(folder: Path, base: str) -> CodeSet:
         if code in concepts:
             raise ConfigError(f"code {code} listed twice", file=display, line=lineno)
         concepts[code] = Concept(code, row[1], MappingProxyType(dict(zip(extra, row[2:], strict=True))))
+    unknown = [c for c in meta.get("equivalents") or {} if c not in extra]
+    if unknown:
+        raise ConfigError(f"equivalents name column(s) {', '.join(unknown)} that codes.csv does not have",
+                          file=str(folder / "_meta.yaml"))
     folded: dict[str, Concept] = {}
     for code, concept in concepts.items():
         folded.setdefault(code.upper(), concept)

@@ -7,15 +7,18 @@ FHIR R4_ CWE[Organization] - Sheet1.csv, mappings/codesystems/HL7 Concept Map_ C
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from engine.errors import MappingError
+from engine.errors import ConfigErrors, MappingError
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
 from tests.mappings.conftest import NOW
+from tests.support import ROOT
 
 MSH = "MSH|^~\\&|SIPNI|CS-TEST^^L|WASLA|DRS|20261120093000||VXU^V04^VXU_V04|T-1|P|2.5.1"
 PID = "PID|1||IPP-1^^^CS-TEST^PI||Test^Enfant||20250101|F"
@@ -75,3 +78,45 @@ def test_rxa20_unknown_code_fails_the_message(converter: Converter) -> None:
     and the last gate fails the message rather than guess completed or not-done."""
     with pytest.raises(MappingError, match="Immunization.status is required"):
         _immunization(converter, ORC, _rxa(f20="XX"))
+
+
+# No IG row: the national PNI set beside the sender's codes (nomenclatures/ma-pni-vaccins, `codeset` option).
+PNI = "https://fhir.wasla.ma/CodeSystem/ma-pni-vaccin"
+
+
+def test_a_pni_code_alone_gets_its_cvx_and_atc(converter: Converter) -> None:
+    """RXA-5 `VPI^…^PNI` (no CVX from the sender): the PNI coding, then CVX 10 and ATC J07BF03 from its row."""
+    _, imm = _immunization(converter, ORC, _rxa(f5="vpi^Polio injectable^PNI", f20="CP"))
+    assert imm["vaccineCode"]["coding"] == [
+        {"system": PNI, "code": "VPI", "display": "Polio injectable"},
+        {"system": "http://hl7.org/fhir/sid/cvx", "code": "10", "display": "IPV"},
+        {"system": "http://www.whocc.no/atc", "code": "J07BF03",
+         "display": "poliomyelitis, trivalent, inactivated, whole virus"},   # codes.csv row VPI
+    ]
+
+
+def test_a_cvx_code_alone_gets_no_pni_code(converter: Converter) -> None:
+    """A CVX code does not say which PNI dose it was (HB0 is the birth dose): no national code guessed."""
+    _, imm = _immunization(converter, ORC, _rxa(f5="08^Hep B, adolescent or pediatric^CVX", f20="CP"))
+    assert [c["system"] for c in imm["vaccineCode"]["coding"]] == ["http://hl7.org/fhir/sid/cvx"]
+
+
+def test_an_unknown_pni_code_is_kept_and_reported(converter: Converter) -> None:
+    raw = "\r".join([MSH, PID, ORC, _rxa(f5="XYZ^Inconnu^PNI", f20="CP")]).encode() + b"\r"
+    result = converter.convert("vxu", parse(decode(raw)), NOW)
+    imm = next(e["resource"] for e in orjson.loads(result.bundle)["entry"]
+               if e["resource"]["resourceType"] == "Immunization")
+    assert [c["code"] for c in imm["vaccineCode"]["coding"]] == ["XYZ"]
+    assert any(w["code"] == "CODE_UNMAPPED" and w["field"] == "RXA-5" and "ma-pni-vaccins" in w["detail"]
+               for w in result.warnings)
+
+
+def test_an_unknown_code_set_is_refused_at_load(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "mappings", tmp_path / "mappings")
+    f = tmp_path / "mappings/segments/rxa_immunization.yaml"
+    f.write_text(f.read_text(encoding="utf-8").replace("codeset: ma-pni-vaccins", "codeset: ma-pni-nope"),
+                 encoding="utf-8")
+    converter = Converter(tmp_path / "mappings", ROOT / "config/schema", ROOT / "nomenclatures/hl7v2-fhir",
+                          base="https://fhir.wasla.ma", timezone="Africa/Casablanca")
+    with pytest.raises(ConfigErrors, match="rxa_immunization.yaml:.*no code set 'ma-pni-nope'"):
+        converter.spec("vxu")

@@ -37,6 +37,8 @@ def cwe_codeable_concept(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[s
                            _triplet(f, ctx, 10, 11, 12, 13)) if c]
     if codings and opts.get("local_map") and ctx.registry is not None:
         _add_national(codings, ctx)
+    if codings and opts.get("codeset") and ctx.registry is not None:
+        _add_equivalents(codings, ctx, opts["codeset"])
     out: dict[str, Any] = {}
     if codings:
         out["coding"] = codings
@@ -64,6 +66,32 @@ def _add_national(codings: list[dict[str, str]], ctx: Context) -> None:
                      code_map=lm.name, local_code=coding["code"])
             continue
         codings.extend(c for c in added if c not in codings)
+
+
+def _add_equivalents(codings: list[dict[str, str]], ctx: Context, name: str) -> None:
+    """Beside a sender's code of a national code set (the PNI vaccine PENTA), the equivalents its row gives
+    (CVX 102, ATC J07CA11), never instead. The set's `_meta.yaml` says which columns hold equivalents
+    (`equivalents: {cvx: http://hl7.org/fhir/sid/cvx}`, display in `<column>_display`) and the CWE.3 names
+    senders give it (`v2_names: [PNI]`). Only this way: a CVX code does not say which PNI dose it was."""
+    cs = ctx.registry.codeset(name)  # type: ignore[union-attr]  # caller checked
+    meta = cs.meta
+    ours = {cs.url} | {coding_system(ctx, n) for n in meta.get("v2_names") or ()}
+    coding = next((c for c in codings if c.get("system") in ours), None)
+    if coding is None:
+        return
+    concept = cs.lookup(coding["code"])
+    if concept is None:
+        ctx.warn("CODE_UNMAPPED", ctx.rule, ctx.field_spec, f"not in {name}")
+        return
+    coding["system"], coding["code"] = cs.url, concept.code
+    coding.setdefault("display", concept.display)
+    for column, uri in (meta.get("equivalents") or {}).items():
+        code = concept.properties.get(column)
+        if code and not any(c.get("system") == uri for c in codings):
+            added = {"system": uri, "code": code}
+            if display := concept.properties.get(f"{column}_display"):
+                added["display"] = display
+            codings.append(added)
 
 
 def st_codeable_concept(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
