@@ -1,4 +1,4 @@
-"""One MLLP channel, many message types (issue 25): ADT, ORU and SIU each converted by its own mapping, a type no
+"""One MLLP channel, many message types (issue 25): ADT, ORU, VXU and SIU each converted by its own mapping, a type no
 mapping takes passed on unconverted to a real MLLP remote, and the journal saying so."""
 
 from __future__ import annotations
@@ -17,19 +17,25 @@ ROOT = Path(__file__).resolve().parents[2]
 ORU = (ROOT / "mappings" / "oru_r01" / "fixtures" / "two-labs-a.hl7").read_bytes().replace(b"|CTL1|", b"|ORU-1|")
 SIU = (ROOT / "mappings" / "siu" / "fixtures" / "ma-siu-s12-consultation.hl7").read_bytes().replace(
     b"|RDV-20261201-0042|", b"|SIU-1|")
+VXU = (ROOT / "mappings" / "vxu" / "fixtures" / "ma-pni-penta2.hl7").read_bytes().replace(
+    b"|CSU-VXU-000142|", b"|VXU-1|")
 ZZZ = (b"MSH|^~\\&|AGENDA|FAC|WASLA|HUB|20261201101500||ZZZ^Z01|ZZZ-1|P|2.5\r"  # a type no mapping takes
        b"PID|1||4711^^^FAC^MR||DOE^JOHN\r")
 
 
+CONVERTED = ("ADT-1", "ORU-1", "VXU-1", "SIU-1")
+
+
 def dispatching_project(tmp_path: Path, remote_port: int) -> Path:
-    """The shipped channel with `mappings` for ADT, ORU and SIU, `unmapped_types: pass`, to NDJSON and an MLLP forward;
+    """The shipped channel with `mappings` for ADT, ORU, VXU and SIU, `unmapped_types: pass`, to NDJSON and an MLLP forward;
     and `fhir-only`, choosing by `accepts:` and passing unmapped types, to NDJSON alone."""
     project = make_project(tmp_path)
     (project / "config" / "destinations" / "lis-forward.yaml").write_text(
         f"mllp:\n  host: 127.0.0.1\n  port: {remote_port}\n  ack_timeout_s: 2\n")
     ch = project / "config" / "channels" / "adt-mllp.yaml"
     text = ch.read_text().replace("  mapping: adt\n", '  mappings:\n    "ADT^*": adt\n    "ORU^R01": oru_r01\n'
-                                                       '    "SIU^*": siu\n  unmapped_types: pass\n')
+                                                       '    "VXU^V04": vxu\n    "SIU^*": siu\n'
+                                                       '  unmapped_types: pass\n')
     ch.write_text(text.replace("  - archive-ndjson", "  - archive-ndjson\n  - lis-forward"))
     (project / "config" / "channels" / "fhir-only.yaml").write_text(  # no destination that forwards v2
         f"input:\n  mllp:\n    host: 127.0.0.1\n    port: {free_port()}\n"
@@ -74,22 +80,22 @@ def _one_channel_many_types(tmp_path: Path, env: dict[str, str]) -> None:
         project = dispatching_project(tmp_path, r.port)
         with engine(project, env):
             port = port_of(project)
-            # the SIU fixture asks for enhanced acknowledgment (MSH-15 AL): its commit ACK is CA
-            for raw, code in ((adt("ADT-1"), "AA"), (ORU, "AA"), (SIU, "CA"), (ZZZ, "AA")):
+            # the SIU and VXU fixtures ask for enhanced acknowledgment (MSH-15 AL): their commit ACK is CA
+            for raw, code in ((adt("ADT-1"), "AA"), (ORU, "AA"), (VXU, "CA"), (SIU, "CA"), (ZZZ, "AA")):
                 assert msa(mllp_send(port, raw))[1] == code
-            assert [wait_status(project, c)[0] for c in ("ADT-1", "ORU-1", "SIU-1", "ZZZ-1")] == [Status.DELIVERED] * 4
+            assert [wait_status(project, c)[0] for c in CONVERTED + ("ZZZ-1",)] == [Status.DELIVERED] * 5
             fhir_only = int((project / "config" / "channels" / "fhir-only.yaml").read_text().split("port: ")[1]
                             .split()[0])
             wait_port(fhir_only)
             assert msa(mllp_send(fhir_only, ZZZ.replace(b"|ZZZ-1|", b"|ZZZ-2|")))[1] == "AA"
             filtered = wait_filtered(project, "ZZZ-2")
-            lines = wait_lines(project, 3)
+            lines = wait_lines(project, 4)
     bundles = [orjson.loads(line) for line in lines]
     kinds = sorted({e["resource"]["resourceType"] for b in bundles for e in b["entry"]}
-                   & {"Encounter", "Observation", "Appointment"})
-    assert len(bundles) == 3 and kinds == ["Appointment", "Encounter", "Observation"]  # each by its mapping; no ZZZ
+                   & {"Encounter", "Observation", "Appointment", "Immunization"})
+    assert len(bundles) == 4 and kinds == ["Appointment", "Encounter", "Immunization", "Observation"]  # no ZZZ
     forwarded = {m.split("\r")[0].split("|")[9]: m for m in r.received}
-    assert sorted(forwarded) == ["ADT-1", "ORU-1", "SIU-1", "ZZZ-1"]
+    assert sorted(forwarded) == ["ADT-1", "ORU-1", "SIU-1", "VXU-1", "ZZZ-1"]
     assert forwarded["ZZZ-1"].split("\r")[:2] == ZZZ.decode().split("\r")[:2]  # the original bytes, not a Bundle
     reason, journal = events(project, "ZZZ-1")
     assert reason == "no mapping for ZZZ^Z01"
@@ -100,9 +106,9 @@ def _one_channel_many_types(tmp_path: Path, env: dict[str, str]) -> None:
                                 "not_sent": {"archive-ndjson": "takes FHIR only, and no mapping converted the message"}}
     assert [(e["status"], e["detail"]["destination"]) for e in journal if e["stage"] == "deliver"] == [
         (Status.DELIVERED, "lis-forward")]
-    assert [e["detail"]["mapping"] for c in ("ADT-1", "ORU-1", "SIU-1") for e in events(project, c)[1]
-            if e["stage"] == "transform"] == ["adt", "oru_r01", "siu"]
+    assert [e["detail"]["mapping"] for c in CONVERTED for e in events(project, c)[1]
+            if e["stage"] == "transform"] == ["adt", "oru_r01", "vxu", "siu"]
     # a channel with no destination that forwards v2 (choosing by accepts:): filtered, the reason says why
     assert filtered == ("no mapping for ZZZ^Z01; no destination takes it: archive-ndjson: takes FHIR only, and no"
                         " mapping converted the message")
-    assert len(r.received) == 4
+    assert len(r.received) == 5
