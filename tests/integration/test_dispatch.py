@@ -27,8 +27,8 @@ CONVERTED = ("ADT-1", "ORU-1", "VXU-1", "SIU-1")
 
 
 def dispatching_project(tmp_path: Path, remote_port: int) -> Path:
-    """The shipped channel with `mappings` for ADT, ORU, VXU and SIU, `unmapped_types: pass`, to NDJSON and an MLLP forward;
-    and `fhir-only`, choosing by `accepts:` and passing unmapped types, to NDJSON alone."""
+    """The shipped channel with `mappings` for ADT, ORU, VXU and SIU, `unmapped_types: pass`, to NDJSON and an MLLP
+    forward; and `fhir-only`, choosing by `accepts:` and passing unmapped types, to NDJSON alone."""
     project = make_project(tmp_path)
     (project / "config" / "destinations" / "lis-forward.yaml").write_text(
         f"mllp:\n  host: 127.0.0.1\n  port: {remote_port}\n  ack_timeout_s: 2\n")

@@ -121,8 +121,8 @@ class TestEachSegmentGroup:
         """*/SEG (every such segment in scope, whatever its group) parses and compiles with fields:."""
         text = _EACH.replace("OBSERVATION/OBX", "'*/OBX'")
         assert parse_mapping(load_yaml(_write(tmp_path, text))).resources[0].rules[0].each_segment == "*/OBX"
-        compile_mapping(_write(tmp_path, text), ROOT / "config" / "schema", ROOT / "nomenclatures" / "hl7v2-fhir",
-                        display="demo.yaml")
+        compile_mapping(_write(tmp_path / "b", text), ROOT / "config" / "schema",
+                        ROOT / "nomenclatures" / "hl7v2-fhir", display="demo.yaml")
 
     def test_a_malformed_group_path_is_refused_by_the_schema(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigErrors, match="each_segment"):
