@@ -101,9 +101,12 @@ def key_part(part: KeyPart | V2Path, ctx: Context) -> str:
             continue
         if not alt.namespace:
             return text
-        ns = "^".join(p.text(ctx) for p in alt.namespace).rstrip("^") or sender_namespace(ctx)
+        # the authority, else the sender: MSH-3^MSH-4, else the channel's `pipeline.sender` (as for a CX)
+        ns = ("^".join(p.text(ctx) for p in alt.namespace).rstrip("^") or sender_namespace(ctx)
+              or ctx.policy.get("sender", ""))
         if not ns:
-            raise MappingError(f"{path.spec} has no namespace: no assigning authority and no MSH-3/MSH-4; "
+            raise MappingError(f"{path.spec} has no namespace: no assigning authority, no MSH-3/MSH-4 and no "
+                               "channel sender; "
                                "the number would be shared with every other sender", field=path.spec)
         return f"{ns}|{text}"
     return ""

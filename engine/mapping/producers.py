@@ -293,7 +293,7 @@ def _translate(scope: CompileScope, node: RuleNode, target: Target, paths: list[
                 # message until the map has it (engine.pipeline.parking releases it)
                 ctx.warn("CODE_UNMAPPED", label, p.spec, f"not in {vm.name}", code_map=vm.name,
                          local_code=code)
-                if kept is not None:
+                if kept is not None and on_unmapped != "drop":  # drop: a required binding (Condition.clinicalStatus)
                     out.append(kept)
             return out
         return []

@@ -176,3 +176,14 @@ def test_a_csv_export_after_the_oru_leaves_the_oru_report_and_order_as_they_are(
     assert report["code"]["coding"][0]["code"] == "24323-8"
     assert len(found("ServiceRequest", ident)) == 1
     assert len(report["result"]) == 2
+
+
+def test_the_channel_sender_scopes_an_unscoped_order_number_when_msh3_msh4_are_empty(converter: Converter) -> None:
+    """An EI without EI.2/EI.3 is scoped by MSH-3^MSH-4, else by the channel's sender, as a CX is (issue 25:
+    the PPR corpus samples have neither)."""
+    text = _lab("", "", "1234^^^HOPA", "ALPHA")
+    a = _ids(_bundle(converter, text, {"sender": "HOPITAL-X"}))
+    b = _ids(_bundle(converter, text, {"sender": "HOPITAL-Y"}))
+    assert a["DiagnosticReport"] != b["DiagnosticReport"]
+    scoped = _ids(_bundle(converter, _lab("LAB", "", "1234^^^HOPA", "ALPHA"), {"sender": "HOPITAL-X"}))
+    assert scoped["DiagnosticReport"] != a["DiagnosticReport"]   # MSH-3 first, the channel's sender after
