@@ -120,3 +120,20 @@ def test_an_unknown_code_set_is_refused_at_load(tmp_path: Path) -> None:
                           base="https://fhir.wasla.ma", timezone="Africa/Casablanca")
     with pytest.raises(ConfigErrors, match="rxa_immunization.yaml:.*no code set 'ma-pni-nope'"):
         converter.spec("vxu")
+
+
+def test_person_observation_is_about_the_patient(converter: Converter) -> None:
+    """VXU_V04 11.1 and 11.3: PERSON_OBSERVATION.OBX → Observation[1] with subject the Patient (no partOf: it is
+    about the person, not a dose), its NTE a note (NTE[ServiceRequest] row NTE-3 → note.text)."""
+    msh = MSH.replace("|2.5.1", "|2.8")
+    raw = "\r".join([msh, PID, "OBX|1|CWE|64994-7^Vaccine funding program eligibility^LN|1|V02^VFC eligible^HL70064"
+                     "||||||F|||20261120", "NTE|1||Éligibilité vérifiée au centre", ORC,
+                     _rxa(f20="CP")]).encode() + b"\r"
+    result = converter.convert("vxu", parse(decode(raw)), NOW)
+    bundle = orjson.loads(result.bundle)
+    (obs,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+    patient = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    assert obs["subject"] == {"reference": patient} and "partOf" not in obs
+    assert obs["code"]["coding"][0]["code"] == "64994-7"
+    assert obs["note"] == [{"text": "Éligibilité vérifiée au centre"}]
+    assert not [w for w in result.warnings if w["code"] == "SEGMENT_NOT_MAPPED"]
