@@ -126,3 +126,66 @@ class TestMedicationRequest:
         assert mr["dispenseRequest"]["numberOfRepeatsAllowed"] == 5
         assert mr["medicationCodeableConcept"]["coding"][0] == {
             "system": "http://hl7.org/fhir/sid/ndc", "code": "62756-017", "display": "Testosterone Cypionate"}
+
+
+OMP_MSH = ("MSH|^~\\&|WHI_LOAD_GENERATOR|IBM_TORONTO_LAB|MEDORDER|IBM|20210407191342|9022934|OMP^O09|"
+           "MSGID_bae9ce6a-e35d-4ff5-8d50-c5dde19cc1aa|T|2.5.1")
+
+
+class TestOMPMessage:
+    """Hl7OMPMessageTest.java and the OMP tests of Hl7MedicationRequestFHIRConversionTest.java (mapping omp)."""
+
+    def test_minimum_patient_and_order(self, converter: Converter) -> None:
+        """testOMPO09MinimumPatientAndMinimumOrderGroups: one Patient, one MedicationRequest (LFH counts 2
+        resources; Wasla adds its Provenance)."""
+        b = _convert(converter, OMP_MSH, PID, "ORC|OP|1000|9999999||||^3 times daily^^20210401",
+                     "RXO|50111032701^hydrALAZINE HCl 25 MG Oral Tablet^NDC^^^^^^hydrALAZINE (APRESOLINE) 25 MG TABS"
+                     "|||||||||||||||||||||||", mapping="omp")
+        assert len(_all(b, "Patient")) == 1
+        mr = _one(b, "MedicationRequest")
+        assert {r["resourceType"] for r in (e["resource"] for e in b["entry"])} == {
+            "Patient", "MedicationRequest", "Provenance"}
+        # RXO.csv sort order 1, CWE[CodeableConcept]: NDC code, CWE.2 display, CWE.9 text
+        assert mr["medicationCodeableConcept"] == {
+            "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "50111032701",
+                        "display": "hydrALAZINE HCl 25 MG Oral Tablet"}],
+            "text": "hydrALAZINE (APRESOLINE) 25 MG TABS"}
+
+    def test_omp_makes_no_service_request(self, converter: Converter) -> None:
+        """medicationFromOMPTest: one MedicationRequest, no ServiceRequest. Also, from its message: RXR-1 PO →
+        dosageInstruction.route (IG RXR.csv sort order 1), RXO-11/12 → dispenseRequest.quantity 4 tablet (RXO.csv
+        sort orders 11, 12), ORC-12 → requester (FHIR-Converter; RXO-14, RXO.csv sort order 14, is the fallback)."""
+        b = _convert(converter,
+                     "MSH|^~\\&|WHI_LOAD_GENERATOR|IBM_TORONTO_LAB|MEDORDER|IBM|20210101000000|90103687|OMP^O09|MSGID"
+                     "|T|2.6", "PID|||1234||DOE^JANE^|||F||||||||||||||||||||||",
+                     "PV1||I|^^^Toronto^^5642 Hilly Av||||2905^Doctor^Attending^M^IV^^M.D|5755^Doctor^Referring^^Sr|"
+                     "770542^Doctor^Consulting^Jr||||||||59367^Doctor^Admitting||Visit_111|||||||||||||||||||||||||"
+                     "20210101000000",
+                     "ORC|OP|1234|1234|0827|||^Every 6 hours^^20210101||20210101000000|2739^BY^ENTERED|"
+                     "2799^BY^VERIFIED|3122^PROVIDER^ORDERING|||20210101000000||||||ORDERING FAC NAME|"
+                     "ADDR^^CITY^STATE^ZIP^USA|(9",
+                     "RXO|00054418425^Dexamethasone 4 MG Oral Tablet^NDC^^^^^^dexamethasone (DECADRON) 4 MG TABS||||||"
+                     "Take 1 tablet by mouth every 6 (six) hours.||G||4|tablet^tablet|0|222^JONES^JON^E.||||||||||"
+                     "^DECADRON", "RXR|PO^Oral", mapping="omp")
+        mr = _one(b, "MedicationRequest")
+        assert _all(b, "ServiceRequest") == []
+        assert mr["dosageInstruction"][0]["route"]["coding"][0]["code"] == "PO"
+        assert mr["dispenseRequest"]["quantity"] == {"value": 4, "unit": "tablet"}
+        requester = next(e["resource"] for e in b["entry"] if e["fullUrl"] == mr["requester"]["reference"])
+        assert requester["identifier"][0]["value"] == "3122"
+
+    def test_intent_and_code_in_omp(self, converter: Converter) -> None:
+        """test_medicationCodeableConcept_and_intent_in_OMP_and_ORM (OMP^O09): code RX800006 under NDC with display
+        "Test15 SODIUM 100 MG CAPSULE"; no authoredOn (ORC-9 empty).
+
+        IG-DEVIATION: LFH says intent "order"; the IG's RXO row 0 (RXO.csv sort order 0) assigns original-order.
+        IG-DEVIATION: LFH copies CWE.2 into the text; CWE[CodeableConcept] takes text from CWE.9 only."""
+        b = _convert(converter, "MSH|^~\\&|APP|FAC||||S1|OMP^O09||T|2.6|||||||||", PID,
+                     "ORC|NW|F800006^OE|P800006^RX|||E|10^BID^D4^^^R||",
+                     "RXO|RX800006^Test15 SODIUM 100 MG CAPSULE^NDC||100||mg|||||G||10||5", mapping="omp")
+        mr = _one(b, "MedicationRequest")
+        assert mr["intent"] == "original-order"
+        assert mr["medicationCodeableConcept"] == {"coding": [{"system": "http://hl7.org/fhir/sid/ndc",
+                                                               "code": "RX800006",
+                                                               "display": "Test15 SODIUM 100 MG CAPSULE"}]}
+        assert "authoredOn" not in mr
