@@ -128,6 +128,43 @@ class TestMedicationRequest:
             "system": "http://hl7.org/fhir/sid/ndc", "code": "62756-017", "display": "Testosterone Cypionate"}
 
 
+class TestRDEMessage:
+    """Hl7RDEMessageTest.java (each test for RDE^O11 and RDE^O25; MSH-3/4 filled: see the module docstring)."""
+
+    ORC = "ORC|RE|||3200|||||20210407191342||2799^BY^VERIFIED||||20210407191342||||||ORDERING FAC NAME||||||||I"
+    RXE = ("RXE|^Q24H&0600^^20210407191342^^ROU|DEFAULTMED^cefTRIAXone (ROCEPHIN) 2 g in sodium chloride 0.9 % 50 mL "
+           "IVPB|2||g||||||||")
+
+    def test_minimum_patient_and_order(self, converter: Converter) -> None:
+        """testRdeMinimumPatientAndMinimumOrder: one Patient, one MedicationRequest and nothing else (LFH counts 2;
+        Wasla adds its Provenance). RXR-1 IM → dosageInstruction.route (IG RXR.csv sort order 1); RXE-3/5 2 g →
+        doseQuantity (RXO.csv sort orders 2, 4 read for RXE)."""
+        for trigger in ("O11", "O25"):
+            b = _convert(converter, f"MSH|^~\\&|APP|FAC|||20210407191342||RDE^{trigger}|1|T|2.6", PID, self.ORC,
+                         self.RXE, "RXR|IM")
+            assert {r["resourceType"] for r in (e["resource"] for e in b["entry"])} == {
+                "Patient", "MedicationRequest", "Provenance"}
+            dosage = _one(b, "MedicationRequest")["dosageInstruction"][0]
+            assert dosage["route"] == {"coding": [{"code": "IM"}]}
+            assert dosage["doseAndRate"][0]["doseQuantity"] == {
+                "value": 2, "unit": "g", "system": "http://unitsofmeasure.org", "code": "g"}
+
+    def test_minimum_order_without_rxr(self, converter: Converter) -> None:
+        """testRdeMinimumPatientAndMinimumOrderWithoutRXR: still one Patient and one MedicationRequest (no route)."""
+        b = _convert(converter, "MSH|^~\\&|APP|FAC|||20210407191342||RDE^O11|1|T|2.6", PID, self.ORC, self.RXE)
+        assert len(_all(b, "Patient")) == 1
+        assert "route" not in _one(b, "MedicationRequest")["dosageInstruction"][0]
+
+    def test_patient_visit(self, converter: Converter) -> None:
+        """testRdePatientWithPatientVisitAndMinimumOrder: Patient, Encounter, MedicationRequest; the request's
+        encounter is the visit (FHIR-Converter RDE_O11.liquid)."""
+        b = _convert(converter, "MSH|^~\\&|APP|FAC|||20210407191342||RDE^O25|1|T|2.6", PID,
+                     "PV1||I|||||||||||||||||Visit_0a4d960d-c528-45c9-bb10-7e9929968247|||||||||||||||||||||||||"
+                     "20210407191342", self.ORC, self.RXE, "RXR|IM")
+        encounter = _one(b, "Encounter")
+        assert _one(b, "MedicationRequest")["encounter"] == {"reference": _fullurl(b, encounter)}
+
+
 OMP_MSH = ("MSH|^~\\&|WHI_LOAD_GENERATOR|IBM_TORONTO_LAB|MEDORDER|IBM|20210407191342|9022934|OMP^O09|"
            "MSGID_bae9ce6a-e35d-4ff5-8d50-c5dde19cc1aa|T|2.5.1")
 
