@@ -6,7 +6,8 @@ Messages: ADT^A01 (the corpus ADT01-23 fixture: PID, NK1, PV1, DG1, 3 IN1; 1.3 K
 ADT^A01 (the Moroccan fixture: PID with two identifiers, PV1; for scale, not instead) and an
 ORU^R01 with 10 OBX in one ORDER_OBSERVATION (built from the Moroccan ORU fixture), an MDM^T02
 carrying a small PDF discharge letter in OBX ED (the mdm fixture; base64 passed as sent) and a VXU^V04
-(the Moroccan PNI pentavalent fixture: one Immunization, Patient, Encounter). Each is
+(the Moroccan PNI pentavalent fixture: one Immunization, Patient, Encounter) and an RDE^O11 (the CHU
+Ibn Sina amoxicilline fixture: one MedicationRequest with its TQ1 and RXR, Patient, Encounter). Each is
 decoded from bytes, parsed and converted from scratch every time, as the transform does, and the
 run cycles through 1,000 variants (other control ids, patient ids and times) so that no per-value
 cache is flattered by converting one message over and over.
@@ -89,7 +90,9 @@ def main() -> None:
              ("MDM^T02 (PDF letter, OBX ED)", "mdm",
               variants((ROOT / "mappings/mdm/fixtures/fr-mdm-t02-crh-pdf.hl7").read_bytes(), b"IPP100234"), 1500),
              ("VXU^V04 (PNI, one dose)", "vxu",
-              variants((ROOT / "mappings/vxu/fixtures/ma-pni-penta2.hl7").read_bytes(), b"IPP-240187"), 1500)]
+              variants((ROOT / "mappings/vxu/fixtures/ma-pni-penta2.hl7").read_bytes(), b"IPP-240187"), 1500),
+             ("RDE^O11 (amoxicilline, TQ1 + RXR)", "rde",
+              variants((ROOT / "mappings/rde/fixtures/ma-chuis-amoxicilline.hl7").read_bytes(), b"IPP-551203"), 1500)]
     for _, mapping, _, _ in cases:
         conv.spec(mapping)
     tune_gc()  # as the engine does once its mappings are compiled

@@ -91,6 +91,7 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
         seen: dict[str, int] = {}
         for ordinal, (scope, anchor) in enumerate(_instances(res, ctx), start=1):
             ctx.scope, ctx.segment = scope, msg.segments[anchor] if anchor is not None else None
+            ctx.following, ctx.anchor = res.following, ctx.segment
             if anchor is not None:
                 ctx.touched.add(anchor)
                 grouped = res.for_each and not is_segment_id(res.for_each) and "/" not in res.for_each
@@ -125,6 +126,7 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
         body["meta"] = meta
         ctx.scope = inst.scope
         ctx.segment = msg.segments[inst.anchor] if inst.anchor is not None else None
+        ctx.following, ctx.anchor = res.following, ctx.segment
         for rule in res.rules:
             rule.apply(ctx, body)
         if res.keep_earlier and kind == "put":
@@ -138,7 +140,8 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
         elif search:
             searched.add(search)
         entries.append({"fullUrl": f"urn:uuid:{inst.rid}", "resource": body, "request": request})
-    ctx.scope = ctx.segment = None
+    ctx.scope = ctx.segment = ctx.anchor = None
+    ctx.following = frozenset()
     if spec.coverage is not None:
         for path, detail in spec.coverage.unread(msg, ctx.touched):
             if path.partition("[")[0] not in anchors:  # those _report_unmade named already

@@ -48,6 +48,7 @@ class CompiledResource:
     rules: tuple[CompiledRule, ...]
     merge_duplicates: bool = False
     keep_earlier: tuple[tuple[str, Any], ...] = ()   # (element, the value meaning "not stated")
+    following: frozenset[str] = frozenset()          # segments read after the anchor first (an RXE's RXR)
 
 
 @dataclass(frozen=True)

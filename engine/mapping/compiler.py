@@ -90,7 +90,8 @@ def _resource(scope: CompileScope, node: ResourceNode, segments: _Segments) -> C
     return CompiledResource(node.name, rtype, node.segment, node.for_each, when, tuple(key),
                             node.id_fallback, node.request, tuple(r for r in rules if r),
                             node.duplicates == "merge",
-                            tuple((str(k), v) for k, v in node.keep_earlier.items()))
+                            tuple((str(k), v) for k, v in node.keep_earlier.items()),
+                            frozenset(node.following))
 
 
 class _Segments:

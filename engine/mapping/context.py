@@ -56,6 +56,9 @@ class Context:
     segment: Segment | None = None
     scope: Group | None = None
     touched: set[int] = field(default_factory=set)   # indexes of the segments some rule read (coverage)
+    # the resource's `following:` segments and the segment it is made from: those are read after it first
+    following: frozenset[str] = frozenset()
+    anchor: Segment | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)
     instances: dict[str, list[Instance]] = field(default_factory=dict)
     emitted: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -42,7 +42,10 @@ class V2Path:
             return current
         msg = ctx.msg
         tree = msg.tree
-        index = tree.nearest(self.segment, ctx.scope or tree.root)
+        if ctx.following and self.segment in ctx.following and ctx.anchor is not None:
+            index = _around_anchor(self.segment, ctx.anchor, ctx)
+        else:
+            index = tree.nearest(self.segment, ctx.scope or tree.root)
         if index is None:
             return None
         ctx.touched.add(index)
@@ -57,7 +60,10 @@ class V2Path:
         if seg is None or seg.name != self.segment:
             msg = ctx.msg
             tree = msg.tree
-            index = tree.nearest(self.segment, ctx.scope or tree.root)
+            if ctx.following and self.segment in ctx.following and ctx.anchor is not None:
+                index = _around_anchor(self.segment, ctx.anchor, ctx)
+            else:
+                index = tree.nearest(self.segment, ctx.scope or tree.root)
             if index is None:
                 return []
             ctx.touched.add(index)
@@ -78,6 +84,24 @@ class V2Path:
             return ""
         value = found[0].component(self.component or 1, self.subcomponent or 1)
         return "" if value == '""' else value
+
+
+def _around_anchor(name: str, anchor: Segment, ctx: Context) -> int | None:
+    """A resource's `following:` segment: the first `name` after the segment the resource is made from, up to the
+    next segment of that kind (the RXR of an RXE, not of the RXO before it, nor of the next RXD); when the anchor
+    has none of its own, the nearest in scope when it comes before the anchor (an RXE without TIMING_ENCODED reads
+    the order's TIMING TQ1); else None."""
+    msg = ctx.msg
+    segments = msg.segments
+    scope = ctx.scope or msg.tree.root
+    for i in range(anchor.sequence, scope.end):  # sequence is 1-based: this starts after the anchor
+        seg = segments[i]
+        if seg.name == name:
+            return i
+        if seg.name == anchor.name:
+            break
+    nearest = msg.tree.nearest(name, scope)
+    return nearest if nearest is not None and nearest < anchor.sequence - 1 else None
 
 
 def compile_path(text: str) -> V2Path:

@@ -110,6 +110,7 @@ class ResourceNode:
     keep_earlier: Mapping[str, Any] = field(default_factory=dict)
     include: tuple[str, ...] = ()
     rules: tuple[RuleNode, ...] = ()
+    following: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def parse_resource(raw: Mapping[str, Any], where: Where) -> ResourceNode:
         id_fallback=raw.get("id_fallback", "error"), duplicates=raw.get("duplicates", "keep"),
         keep_earlier=dict(raw.get("keep_earlier") or {}), include=tuple(raw.get("include", [])),
         rules=tuple(parse_rule(r, where.at("rules", i)) for i, r in enumerate(raw.get("rules", []))),
+        following=tuple(raw.get("following", [])),
     )
 
 

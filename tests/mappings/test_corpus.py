@@ -17,7 +17,7 @@ from tests.mappings.conftest import NOW
 from tests.support import CORPUS, ROOT, TOOLS, WASLA
 
 pytestmark = pytest.mark.skipif(not CORPUS.exists() and not os.environ.get("CI"), reason="../shared/corpus is absent")
-MAPPINGS = ["adt", "oru_r01", "orders", "mdm", "siu", "vxu", "ppr", "ref"]
+MAPPINGS = ["adt", "oru_r01", "orders", "mdm", "siu", "vxu", "ppr", "ref", "rde", "rds", "omp", "ras"]
 # the channel the corpus arrives on names its sender, as a production channel does (bench/corpus.py POLICY):
 # the PPR samples have no MSH-3/MSH-4 and no assigning authority
 POLICY = {"sender": "CORPUS-HL7V2-MICROSOFT"}
@@ -41,7 +41,7 @@ def test_every_covered_message_converts_and_validates(converter: Converter, tmp_
         tally[name] += 1
     assert (tally["adt"] >= 57 and tally["oru_r01"] >= 4 and tally["orders"] >= 10 and tally["mdm"] >= 13
             and tally["siu"] >= 15 and tally["vxu"] >= 4 and tally["ppr"] >= 3
-            and tally["ref"] >= 4), tally
+            and tally["ref"] >= 4 and tally["rde"] >= 4 and tally["rds"] >= 2), tally
     if (TOOLS / "fhir-validate").exists() or os.environ.get("CI"):  # in CI a missing validator fails
         check = subprocess.run([str(TOOLS / "fhir-validate"), "-q", str(tmp_path)], capture_output=True, text=True,
                                timeout=600)
@@ -49,7 +49,7 @@ def test_every_covered_message_converts_and_validates(converter: Converter, tmp_
         assert f"{converted} valid, 0 invalid" in check.stdout, check.stdout[-3000:]
 
 
-@pytest.mark.parametrize("name", ["RDE-O11-01.hl7", "DFT-P03-01.hl7"])  # MDM, SIU, PPR, REF are covered since issue 25
+@pytest.mark.parametrize("name", ["BAR-P01-01.hl7", "DFT-P03-01.hl7"])  # the claims families (issue 26)
 def test_cli_refuses_an_uncovered_type_in_one_line(name: str) -> None:
     path = CORPUS / name
     if not path.exists():

@@ -14,6 +14,7 @@ This package holds `DatatypeConverter` and `CONVERTERS`, the registry the mappin
 - `actors`: XCN, NDL, XON, EI, PL, DLD → a Practitioner, Organization, Device or Location, and its reference
 - `quantities`: NM, SN → Quantity, Range, Ratio, integer; OBX-7 → reference range; OBX-6 units
 - `times`: DTM, TM, DR → date, dateTime, instant, time
+- `timing`: CQ → Quantity, RPT → Timing (the pharmacy segments' amounts and repeat patterns)
 - `strings`: ST, TX → string
 - `documents`: ED, TX, FT → Attachment (a document's content, base64)
 - `_common`: what several families share (table 0203, the XPN/XCN name layout)
@@ -42,9 +43,17 @@ from engine.mapping.datatypes.codes import cwe_codeable_concept, cwe_coding, st_
 from engine.mapping.datatypes.demographics import xad_address, xpn_human_name, xtn_contact_point
 from engine.mapping.datatypes.documents import ed_attachment, ft_attachment, tx_attachment
 from engine.mapping.datatypes.identifiers import cwe_identifier, cx_identifier, ei_identifier
-from engine.mapping.datatypes.quantities import nm_integer, nm_positive_int, nm_quantity, sn_value, st_reference_range
+from engine.mapping.datatypes.quantities import (
+    nm_integer,
+    nm_positive_int,
+    nm_quantity,
+    nm_unsigned_int,
+    sn_value,
+    st_reference_range,
+)
 from engine.mapping.datatypes.strings import st_string, tx_string
 from engine.mapping.datatypes.times import dr_start, dtm_date, dtm_datetime, dtm_instant, dtm_time_part, tm_time
+from engine.mapping.datatypes.timing import cq_duration, cq_quantity, rpt_timing
 from engine.mapping.timestamps import v2_date, v2_datetime, v2_instant
 
 __all__ = ["CONVERTERS", "DatatypeConverter", "v2_date", "v2_datetime", "v2_instant"]
@@ -115,6 +124,10 @@ CONVERTERS: dict[str, DatatypeConverter] = {
                           "DTM[dateTime] when it has a time (PID-7 birthTime)"),
         DatatypeConverter("NM.integer", "integer", nm_integer, "NM[integer]"),
         DatatypeConverter("NM.positiveInt", "positiveInt", nm_positive_int, "NM[positiveInt]"),
+        DatatypeConverter("CQ.Quantity", "Quantity", cq_quantity, "CQ[Quantity]", ("ucum-aliases",)),
+        DatatypeConverter("CQ.Duration", "Duration", cq_duration, "CQ[Quantity] (a Duration: a unit of time)"),
+        DatatypeConverter("RPT.Timing", "Timing", rpt_timing, "RPT[Timing]", ("v2-0396.coding-system",)),
+        DatatypeConverter("NM.unsignedInt", "unsignedInt", nm_unsigned_int, "NM[unsignedInt]"),
         DatatypeConverter("ED.Attachment", "Attachment", ed_attachment, "ED[Attachment]"),
         DatatypeConverter("TX.Attachment", "Attachment", _all(tx_attachment),
                           "OBX[DocumentReference] OBX-5 IF OBX-2=TX (content.attachment.data, base64)",

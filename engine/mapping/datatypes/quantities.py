@@ -51,23 +51,27 @@ def _units(ctx: Context, opts: dict[str, Any]) -> dict[str, Any]:
     if not fields:
         return {}
     u = fields[0]
-    code, text = u.component(1), u.component(2)
+    return unit_of(u.component(1), u.component(2), u.component(3), ctx, path.spec, id(u))
+
+
+def unit_of(code: str, text: str, system: str, ctx: Context, spec: str, key: int) -> dict[str, Any]:
+    """A CWE unit (code, text, coding system) → unit/system/code; `key` names the field for a single warning."""
     out: dict[str, Any] = {"unit": text or code} if (text or code) else {}
     if not code:
         return out
-    if u.component(3).upper() == "UCUM" and is_ucum(code):
+    if system.upper() == "UCUM" and is_ucum(code):
         out.update(system=UCUM, code=code)
         return out
     t = ctx.vocab("ucum-aliases").first(code)
     if t:
         out.update(system=UCUM, code=t.code)
-    elif is_ucum(code):
+    elif is_ucum(code) and not code.isdigit():  # `43^mg/hr`: a bare number is the sender's unit id, not UCUM
         out.update(system=UCUM, code=code)
     else:
         warned = ctx.memo.setdefault("units_warned", set())
-        if id(u) not in warned:  # OBX-5 and OBX-7 both read this OBX-6: one warning
-            warned.add(id(u))
-            ctx.warn("UNIT_NOT_UCUM", ctx.rule, path.spec, f"not UCUM and not in ucum-aliases: {code}")
+        if key not in warned:  # OBX-5 and OBX-7 both read this OBX-6: one warning
+            warned.add(key)
+            ctx.warn("UNIT_NOT_UCUM", ctx.rule, spec, f"not UCUM and not in ucum-aliases: {code}")
     return out
 
 
@@ -160,5 +164,19 @@ def nm_positive_int(f: Field, ctx: Context, opts: dict[str, Any]) -> int | None:
     value = nm_integer(f, ctx, opts)
     if value is not None and value < 1:
         ctx.warn("VALUE_INVALID", ctx.rule, ctx.field_spec, "not a positive integer; value not written")
+        return None
+    return value
+
+
+def decimal_of(text: str) -> orjson.Fragment | None:
+    """A v2 NM as a FHIR decimal with the precision sent, or None when it is no number."""
+    return _decimal(text)
+
+
+def nm_unsigned_int(f: Field, ctx: Context, opts: dict[str, Any]) -> int | None:
+    """NM → unsignedInt (RXO-13 number of refills): a negative or non-integer number is reported, not written."""
+    value = nm_integer(f, ctx, opts)
+    if value is not None and value < 0:
+        ctx.warn("VALUE_INVALID", ctx.rule, ctx.field_spec, "not an unsigned integer; value not written")
         return None
     return value
