@@ -133,9 +133,10 @@ def scaffold(mappings_dir: Path, schema_dir: Path, vocab_dir: Path, name: str, s
                          f"(got {kind or '(none)'}^{trigger or '(none)'})")
     message_type = f"{kind}^{trigger}"
     folder = mappings_dir / name
-    if folder.exists():
-        raise WaslaError(f"mappings/{name} already exists: choose another name, or remove it first "
-                         "(a scaffold never overwrites a mapping)")
+    exists = WaslaError(f"mappings/{name} already exists: choose another name, or remove it first "
+                        "(a scaffold never overwrites a mapping)")
+    if folder.exists() or folder.is_symlink():
+        raise exists
     made = [s for s in _SKELETONS if any(msg.first(seg) for seg in s.segments)]
     if not made:
         found = ", ".join(dict.fromkeys(s.name for s in msg.segments))
@@ -144,7 +145,12 @@ def scaffold(mappings_dir: Path, schema_dir: Path, vocab_dir: Path, name: str, s
                          "mapping's resources by hand")
     result = Scaffold(name, message_type, folder, folder / "mapping.yaml",
                       folder / "fixtures" / (sample.stem + ".hl7"))
-    folder.mkdir(parents=False)
+    try:
+        folder.mkdir()  # atomic: of two scaffolds of one name, the second is refused
+    except FileExistsError as exc:
+        raise exists from exc
+    except OSError as exc:
+        raise WaslaError(f"cannot write mappings/{name}: {exc.strerror}") from exc
     try:
         (folder / "fixtures").mkdir()
         shutil.copyfile(sample, result.fixture)
@@ -160,12 +166,13 @@ def scaffold(mappings_dir: Path, schema_dir: Path, vocab_dir: Path, name: str, s
                                   encoding="utf-8")
         converter = fixture_converter(mappings_dir, schema_dir, vocab_dir)
         converter.spec(name)   # the final text loads too
-    except ConfigErrors as exc:
+    except BaseException as exc:  # nothing half-written is left behind, whatever stopped it (Ctrl-C included)
         shutil.rmtree(folder, ignore_errors=True)
-        raise WaslaError(f"the scaffold does not load ({exc.errors[0]}): please report it") from exc
-    except (ConfigError, OSError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise WaslaError(f"cannot write mappings/{name}: {exc}") from exc
+        if isinstance(exc, ConfigErrors):
+            raise WaslaError(f"the scaffold does not load ({exc.errors[0]}): please report it") from exc
+        if isinstance(exc, (ConfigError, OSError)):
+            raise WaslaError(f"cannot write mappings/{name}: {exc}") from exc
+        raise
     result.resources = [f"{s.name} ({s.type} ← {'/'.join(x for x in s.segments if msg.first(x))}, {s.include})"
                         for s in made]
     result.todo = todo

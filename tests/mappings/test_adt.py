@@ -201,6 +201,13 @@ class TestTriggers:
         assert enc["resource"]["subject"] == {"reference": first["fullUrl"]}
         assert enc["resource"]["status"] == "in-progress"  # from PV1-2 O: A24 says nothing of the visit
 
+    def test_a24_of_one_record_twice_links_nothing(self, converter: Converter) -> None:
+        """The same PID-3 twice is one Patient (merged): it is never linked to itself."""
+        raw = (FIXTURES / "ma-a24-link.hl7").read_bytes().replace(b"IPP200077", b"IPP200003")
+        b = orjson.loads(converter.convert("adt", parse(decode(raw)), NOW).bundle)
+        (patient,) = _of(b, "Patient")
+        assert "link" not in patient["resource"]
+
     def test_a37_writes_both_records_without_the_link(self, converter: Converter) -> None:
         """A37: the same two Patients, replaced (conditional update) without `link`, so the A24's link is gone."""
         linked = orjson.loads(_convert(converter, FIXTURES / "ma-a24-link.hl7"))

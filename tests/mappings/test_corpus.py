@@ -17,7 +17,7 @@ from tests.mappings.conftest import NOW
 from tests.support import CORPUS, ROOT, TOOLS, WASLA
 
 pytestmark = pytest.mark.skipif(not CORPUS.exists() and not os.environ.get("CI"), reason="../shared/corpus is absent")
-MAPPINGS = ["adt", "oru_r01", "orders", "mdm", "siu"]
+MAPPINGS = ["adt", "oru_r01", "orders", "mdm", "siu", "vxu"]
 
 
 def _mapping(converter: Converter, message_type: str) -> str | None:
@@ -37,7 +37,7 @@ def test_every_covered_message_converts_and_validates(converter: Converter, tmp_
         (tmp_path / f"{path.stem}.json").write_bytes(converter.convert(name, msg, NOW).bundle)
         tally[name] += 1
     assert (tally["adt"] >= 59 and tally["oru_r01"] >= 4 and tally["orders"] >= 10 and tally["mdm"] >= 13
-            and tally["siu"] >= 15), tally
+            and tally["siu"] >= 15 and tally["vxu"] >= 4), tally
     if (TOOLS / "fhir-validate").exists() or os.environ.get("CI"):  # in CI a missing validator fails
         check = subprocess.run([str(TOOLS / "fhir-validate"), "-q", str(tmp_path)], capture_output=True, text=True,
                                timeout=600)
