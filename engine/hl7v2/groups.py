@@ -169,6 +169,10 @@ _LOCAL_STRUCTURES = {
     # A17 swap patients: PID PD1 PV1 PV2 DB1 OBX, twice (each patient with the visit they now hold)
     "ADT_A17": _local("ADT_A17", _HEAD, "PATIENT", (_seg("PID", 1), _seg("PD1"), _seg("ARV", 0, -1),
                       _seg("PV1", 1), _seg("PV2"), _seg("DB1", 0, -1), _seg("OBX", 0, -1)), 2),
+    # A24 link / A37 unlink patient information: PID PD1 PV1 DB1, twice (the two records linked or unlinked);
+    # read flat, each PV1 would see both patients
+    "ADT_A24": _local("ADT_A24", _HEAD, "PATIENT", (_seg("PID", 1), _seg("PD1"), _seg("PV1"), _seg("DB1", 0, -1)), 2),
+    "ADT_A37": _local("ADT_A37", _HEAD, "PATIENT", (_seg("PID", 1), _seg("PD1"), _seg("PV1"), _seg("DB1", 0, -1)), 2),
     # A30/A47: PID PD1 MRG; senders repeat the pair for several identifier changes, as an A40 does its merges
     "ADT_A30": _local("ADT_A30", _HEAD, "PATIENT", (_seg("PID", 1), _seg("PD1"), _seg("ARV", 0, -1),
                       _seg("MRG", 1)), -1),

@@ -109,6 +109,13 @@ def _reference(scope: CompileScope, node: RuleNode, target: Target, full: str, l
             return [{"reference": f"urn:uuid:{i.rid}"} for i in ctx.refs(other)
                     if i.anchor is not None and ctx.msg.segments[i.anchor] is ctx.segment]
         return same
+    if options.get("others"):  # every other `other` of the message: the patients an A24 links to this one
+        def others(ctx: Context) -> list[Any]:
+            here, found = ctx.segment, ctx.instances.get(other, [])
+            mine = {i.rid for i in found if i.anchor is not None and ctx.msg.segments[i.anchor] is here}
+            rids = dict.fromkeys(i.rid for i in found if i.rid not in mine)  # never itself (one record sent twice)
+            return [{"reference": f"urn:uuid:{r}"} for r in rids]
+        return others
     if leaf.is_list or target.new_element_at is not None:
         return lambda ctx: [{"reference": f"urn:uuid:{i.rid}"} for i in ctx.refs(other)]
     other_type = scope.types.get(other, "")

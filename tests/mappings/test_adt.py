@@ -19,7 +19,6 @@ import orjson
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from engine.errors import MappingError
 from engine.hl7v2 import decode, parse
 from engine.mapping import Converter
 from tests.mappings.conftest import NOW
@@ -191,11 +190,46 @@ class TestTriggers:
         assert enc["status"] == "in-progress"  # PV1-2 I: A54 is not in the trigger → status map
         assert [p["type"][0]["coding"][0]["code"] for p in enc["participant"]] == ["ATND"]
 
-    def test_a29_delete_person_is_refused(self, converter: Converter) -> None:
-        """A29 would need a DELETE (MS FHIR-Converter ADT_A29): a PUT would re-create the person, so it is refused."""
-        raw = (FIXTURES / "ma-chu-admission.hl7").read_bytes().replace(b"ADT^A01^ADT_A01", b"ADT^A29^ADT_A21")
-        with pytest.raises(MappingError, match="unsupported message type ADT\\^A29"):
-            converter.convert("adt", parse(decode(raw)), NOW)
+    def test_a24_links_the_two_records_both_ways(self, converter: Converter) -> None:
+        """A24: two Patients, each `link.type = seealso` the other (R4 link-type), the visit with the first PID."""
+        b = orjson.loads(_convert(converter, FIXTURES / "ma-a24-link.hl7"))
+        first, second = _of(b, "Patient")
+        assert first["resource"]["link"] == [{"type": "seealso", "other": {"reference": second["fullUrl"]}}]
+        assert second["resource"]["link"] == [{"type": "seealso", "other": {"reference": first["fullUrl"]}}]
+        assert all(p["request"]["method"] == "PUT" and "?identifier=" in p["request"]["url"] for p in (first, second))
+        (enc,) = _of(b, "Encounter")
+        assert enc["resource"]["subject"] == {"reference": first["fullUrl"]}
+        assert enc["resource"]["status"] == "in-progress"  # from PV1-2 O: A24 says nothing of the visit
+
+    def test_a24_of_one_record_twice_links_nothing(self, converter: Converter) -> None:
+        """The same PID-3 twice is one Patient (merged): it is never linked to itself."""
+        raw = (FIXTURES / "ma-a24-link.hl7").read_bytes().replace(b"IPP200077", b"IPP200003")
+        b = orjson.loads(converter.convert("adt", parse(decode(raw)), NOW).bundle)
+        (patient,) = _of(b, "Patient")
+        assert "link" not in patient["resource"]
+
+    def test_a37_writes_both_records_without_the_link(self, converter: Converter) -> None:
+        """A37: the same two Patients, replaced (conditional update) without `link`, so the A24's link is gone."""
+        linked = orjson.loads(_convert(converter, FIXTURES / "ma-a24-link.hl7"))
+        b = orjson.loads(_convert(converter, FIXTURES / "ma-a37-unlink.hl7"))
+        patients = _of(b, "Patient")
+        assert [p["fullUrl"] for p in patients] == [p["fullUrl"] for p in _of(linked, "Patient")]
+        assert [p["request"] for p in patients] == [p["request"] for p in _of(linked, "Patient")]
+        assert not any("link" in p["resource"] for p in patients)
+
+    def test_a29_marks_the_person_not_to_be_used(self, converter: Converter) -> None:
+        """A29: Patient active false (R4 Patient.active), visit and observations entered-in-error, even with
+        PV1-45; a conditional update, never a DELETE, and no shared Practitioner or Location is touched."""
+        b = orjson.loads(_convert(converter, FIXTURES / "ma-a29-delete-person.hl7"))
+        (patient,) = _of(b, "Patient")
+        assert patient["resource"]["active"] is False and patient["request"]["method"] == "PUT"
+        assert _of(b, "Encounter")[0]["resource"]["status"] == "entered-in-error"
+        assert {o["resource"]["status"] for o in _of(b, "Observation")} == {"entered-in-error"}
+        assert all(e["request"]["method"] != "DELETE" for e in b["entry"])
+        a28 = (FIXTURES / "ma-a29-delete-person.hl7").read_bytes().replace(b"ADT^A29", b"ADT^A28")
+        kept = orjson.loads(converter.convert("adt", parse(decode(a28)), NOW).bundle)
+        assert "active" not in _of(kept, "Patient")[0]["resource"]
+        assert _of(kept, "Observation")[0]["resource"]["status"] == "final"
 
     def test_latin1_names_and_moroccan_identifiers(self, converter: Converter) -> None:
         """MSH-18 8859/1 is decoded as Latin-1: French accents survive; CIN (NNMAR) and IPP (PI) kept apart."""

@@ -48,7 +48,9 @@ LOCAL = {
                                  "A25": "in-progress", "A26": "in-progress", "A27": "cancelled",
                                  # trigger semantics (table 0003): tracking, leave of absence, delete visit
                                  "A09": "in-progress", "A10": "in-progress", "A21": "onleave",
-                                 "A22": "in-progress", "A23": "entered-in-error", "A38": "cancelled"},
+                                 "A22": "in-progress", "A23": "entered-in-error", "A38": "cancelled",
+                                 # delete person information: the visit goes with the record (issue 25)
+                                 "A29": "entered-in-error"},
 }
 
 

@@ -76,3 +76,10 @@ def test_a47_identifier_changes_are_one_group_each() -> None:
     text = _msg("EVN|A47", "PID|1||1", "MRG|9", "PID|2||2", "MRG|8", msh9="ADT^A47", version="2.5")
     assert parse(text).tree.structure == "ADT_A30"
     assert _groups(text, "PATIENT") == [["PID", "MRG"], ["PID", "MRG"]]
+
+
+def test_a24_link_makes_one_patient_group_per_record() -> None:
+    """hl7apy lays ADT_A24 (and ADT_A37) out flat; each PID opens its own PATIENT group, so a PV1 sees one patient."""
+    for msh9 in ("ADT^A24^ADT_A24", "ADT^A37^ADT_A37"):
+        text = _msg("EVN|A24", "PID|1||1", "PD1|", "PV1|1|O", "PID|2||2", msh9=msh9, version="2.5")
+        assert _groups(text, "PATIENT") == [["PID", "PD1", "PV1"], ["PID"]]
