@@ -195,8 +195,42 @@ def structure(version: str, name: str) -> StructureNode | None:
         ref = messages.get(name)
         if ref is not None:
             children = tuple(_compile(c, name + "_") for c in ref[1])
-            return StructureNode(name, True, 1, 1, children, _first(children))
+            node = StructureNode(name, True, 1, 1, children, _first(children))
+            return _standard_names(node, name) if v == "2.5.1" else node
     return None
+
+
+def _standard_names(node: StructureNode, name: str) -> StructureNode:
+    """hl7apy's v2.5.1 names some groups after their segments (OUL_R22's RESULT is `OBXTCDSIDNTE_SUPPGRP`,
+    MDM_T02's OBSERVATION `OBXNTE_SUPPGRP`, ORM_O01's ORDER_DETAIL `OBRRQDRQ1RXOODSODT_SUPPGRP`): a mapping's
+    `for_each: RESULT` would find nothing in a 2.5.1 message. Such a group takes the standard's name, read from
+    hl7apy's v2.5 structure of the same message where the two have the same shape."""
+    if not _has_suppgrp(node):
+        return node
+    try:
+        ref = importlib.import_module("hl7apy.v2_5.messages").MESSAGES.get(name)
+    except ImportError:
+        return node
+    if ref is None:
+        return node
+    children = tuple(_compile(c, name + "_") for c in ref[1])
+    return _rename(node, StructureNode(name, True, 1, 1, children, _first(children)))
+
+
+def _has_suppgrp(node: StructureNode) -> bool:
+    return "SUPPGRP" in node.name or any(_has_suppgrp(c) for c in node.children)
+
+
+def _shape(node: StructureNode) -> tuple[Any, ...]:
+    return (node.is_group or node.name, node.min, node.max, tuple(_shape(c) for c in node.children))
+
+
+def _rename(node: StructureNode, standard: StructureNode) -> StructureNode:
+    if _shape(node) != _shape(standard):
+        return node
+    children = tuple(_rename(c, s) for c, s in zip(node.children, standard.children, strict=True))
+    name = standard.name if node.is_group and "SUPPGRP" in node.name else node.name
+    return StructureNode(name, node.is_group, node.min, node.max, children, node.first)
 
 
 @dataclass(slots=True)

@@ -83,3 +83,29 @@ def test_a24_link_makes_one_patient_group_per_record() -> None:
     for msh9 in ("ADT^A24^ADT_A24", "ADT^A37^ADT_A37"):
         text = _msg("EVN|A24", "PID|1||1", "PD1|", "PV1|1|O", "PID|2||2", msh9=msh9, version="2.5")
         assert _groups(text, "PATIENT") == [["PID", "PD1", "PV1"], ["PID"]]
+
+
+def test_v251_supplementary_groups_take_the_standards_names() -> None:
+    """hl7apy's v2.5.1 OUL_R22 calls RESULT `OBXTCDSIDNTE_SUPPGRP` (issue 25): a 2.5.1 lab automation message
+    groups as a 2.5 or 2.8 one does, each result in its own RESULT under its ORDER under its SPECIMEN."""
+    text = _msg("PID|1||1", "SPM|1|S1", "OBX|1|CWE|HEMOL||N", "SAC|||C1", "OBR|1|A||X", "ORC|SC|A",
+                "OBX|1|NM|a||1", "NTE|1||n", "SPM|2|S2", "OBR|1|B||Y", "OBX|1|NM|b||2", msh9="OUL^R22^OUL_R22")
+    assert _groups(text, "SPECIMEN") == [["SPM", "OBX", "SAC", "OBR", "ORC", "OBX", "NTE"], ["SPM", "OBR", "OBX"]]
+    assert _groups(text, "RESULT") == [["OBX", "NTE"], ["OBX"]]
+    assert not [n for n in parse(text).tree.by_name if "SUPPGRP" in n]
+
+
+def test_v251_oul_r24_specimen_and_patient_groups_are_named() -> None:
+    text = _msg("PID|1||1", "PV1|1|O", "OBR|1|A||X", "SPM|1|S1", "SAC|||C1", "OBX|1|NM|a||1",
+                msh9="OUL^R24^OUL_R24")
+    tree = parse(text).tree
+    assert _groups(text, "PATIENT") == [["PID"]] and _groups(text, "VISIT") == [["PV1"]]
+    assert _groups(text, "SPECIMEN") == [["SPM", "SAC"]] and _groups(text, "RESULT") == [["OBX"]]
+    assert tree.of_segment[tree.names.index("SAC")].name == "CONTAINER"
+
+
+def test_v251_mdm_observation_group_is_named() -> None:
+    """MDM_T02 v2.5.1: hl7apy's `OBXNTE_SUPPGRP` is the standard's OBSERVATION (mdm's each_segment: OBSERVATION/OBX)."""
+    text = _msg("EVN|T02", "PID|1||1", "PV1|1|O", "TXA|1|CN", "OBX|1|TX|x||a", "OBX|2|TX|x||b",
+                msh9="MDM^T02^MDM_T02")
+    assert _groups(text, "OBSERVATION") == [["OBX"], ["OBX"]]
