@@ -233,6 +233,14 @@ def _rename(node: StructureNode, standard: StructureNode) -> StructureNode:
     return StructureNode(name, node.is_group, node.min, node.max, children, node.first)
 
 
+# A group some segment may open by the structure, but which reads better as a new occurrence of an enclosing
+# group: OMG_O19's and OML_O21's PRIOR_RESULT (earlier results sent with an order) may begin with its ORDER_PRIOR's
+# ORC, so a second order's ORC would be taken for a prior result of the first. Only a PID or PV1 (PATIENT_PRIOR,
+# PATIENT_VISIT_PRIOR) opens a PRIOR_RESULT; once it is open, its ORC opens ORDER_PRIOR as the standard says.
+# FHIR-Converter's OMG_O19.liquid and OML_O21.liquid likewise take every ORC for an order.
+_NOT_OPENED_BY = frozenset({("PRIOR_RESULT", "ORC")})
+
+
 @dataclass(slots=True)
 class _Frame:
     node: StructureNode
@@ -247,7 +255,7 @@ class _Frame:
             used = self.count if j == self.idx else 0
             if c.max != -1 and used >= c.max:
                 continue
-            if (c.name == seg) if not c.is_group else (seg in c.first):
+            if (c.name == seg) if not c.is_group else (seg in c.first and (c.name, seg) not in _NOT_OPENED_BY):
                 return j
         return None
 

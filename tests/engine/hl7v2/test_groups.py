@@ -109,3 +109,14 @@ def test_v251_mdm_observation_group_is_named() -> None:
     text = _msg("EVN|T02", "PID|1||1", "PV1|1|O", "TXA|1|CN", "OBX|1|TX|x||a", "OBX|2|TX|x||b",
                 msh9="MDM^T02^MDM_T02")
     assert _groups(text, "OBSERVATION") == [["OBX"], ["OBX"]]
+
+
+def test_a_second_orc_is_a_new_order_not_a_prior_result() -> None:
+    """OMG_O19/OML_O21: PRIOR_RESULT may begin with ORC, so greedily a second order's ORC became the first one's
+    prior result (issue 25). Only PID/PV1 open PRIOR_RESULT; inside it, ORC opens ORDER_PRIOR as the standard says."""
+    text = _msg("PID|1||1", "ORC|NW|A", "OBR|1|A||X", "SPM|1|S1", "ORC|NW|B", "OBR|1|B||Y", "OBX|1|NM|a||1",
+                "PV1|1|O", "ORC|RE|P", "OBR|1|P||Z", "OBX|1|NM|p||9", msh9="OMG^O19^OMG_O19", version="2.8")
+    assert _groups(text, "ORDER") == [["ORC", "OBR", "SPM"],
+                                      ["ORC", "OBR", "OBX", "PV1", "ORC", "OBR", "OBX"]]
+    assert _groups(text, "PRIOR_RESULT") == [["PV1", "ORC", "OBR", "OBX"]]
+    assert _groups(text, "OBSERVATION_PRIOR") == [["OBX"]]
