@@ -239,6 +239,10 @@ def _rename(node: StructureNode, standard: StructureNode) -> StructureNode:
 # PATIENT_VISIT_PRIOR) opens a PRIOR_RESULT; once it is open, its ORC opens ORDER_PRIOR as the standard says.
 # FHIR-Converter's OMG_O19.liquid and OML_O21.liquid likewise take every ORC for an order.
 _NOT_OPENED_BY = frozenset({("PRIOR_RESULT", "ORC")})
+# A group whose opener is also another group's, told apart by a segment it requires: OUL_R22's (v2.7+)
+# COMMON_ORDER.ORDER_DOCUMENT is OBX [PRT] TXA, so an OBX right after the ORC would be taken for a document and the
+# order's first result lost; it opens ORDER_DOCUMENT only when its TXA follows (after PRT or Z-segments).
+_OPENS_ONLY_BEFORE = {"ORDER_DOCUMENT": "TXA"}
 
 
 @dataclass(slots=True)
@@ -248,14 +252,18 @@ class _Frame:
     idx: int = 0
     count: int = 0
 
-    def find(self, seg: str) -> int | None:
+    def find(self, seg: str, follows: str = "") -> int | None:
         children = self.node.children
         for j in range(self.idx, len(children)):
             c = children[j]
             used = self.count if j == self.idx else 0
             if c.max != -1 and used >= c.max:
                 continue
-            if (c.name == seg) if not c.is_group else (seg in c.first and (c.name, seg) not in _NOT_OPENED_BY):
+            if not c.is_group:
+                if c.name == seg:
+                    return j
+            elif (seg in c.first and (c.name, seg) not in _NOT_OPENED_BY
+                  and _OPENS_ONLY_BEFORE.get(c.name, follows) == follows):
                 return j
         return None
 
@@ -272,8 +280,9 @@ def build_tree(names: tuple[str, ...], version: str, structure_id: str) -> Group
     ref = structure(version, structure_id)
     stack = [_Frame(ref, root)] if ref else []
     by_name: dict[str, list[Group]] = {}
+    ahead = _next_significant(names)
     for i, seg in enumerate(names):
-        target = _place(stack, seg, i, by_name) if stack and not seg.startswith("Z") else None
+        target = _place(stack, seg, i, by_name, ahead[i]) if stack and not seg.startswith("Z") else None
         group = target or (stack[-1].group if stack else root)
         group.segments.append(i)
         g: Group | None = group
@@ -287,10 +296,22 @@ def build_tree(names: tuple[str, ...], version: str, structure_id: str) -> Group
     return GroupTree(structure_id if ref else "", root, of_segment, positions, by_name, names)
 
 
-def _place(stack: list[_Frame], seg: str, index: int, by_name: dict[str, list[Group]]) -> Group | None:
+def _next_significant(names: tuple[str, ...]) -> list[str]:
+    """For each segment, the next one that is not a PRT or a Z-segment ("" at the end): one pass from the end."""
+    out = [""] * len(names)
+    nxt = ""
+    for i in range(len(names) - 1, -1, -1):
+        out[i] = nxt
+        if names[i] != "PRT" and not names[i].startswith("Z"):
+            nxt = names[i]
+    return out
+
+
+def _place(stack: list[_Frame], seg: str, index: int, by_name: dict[str, list[Group]],
+           follows: str = "") -> Group | None:
     """Find the open group (innermost first) that can take `seg`, open subgroups down to it."""
     for depth in range(len(stack) - 1, -1, -1):
-        j = stack[depth].find(seg)
+        j = stack[depth].find(seg, follows)
         if j is None:
             continue
         del stack[depth + 1:]
@@ -306,7 +327,7 @@ def _place(stack: list[_Frame], seg: str, index: int, by_name: dict[str, list[Gr
             by_name.setdefault(child.name, []).append(inst)
             frame = _Frame(child, inst)
             stack.append(frame)
-            found = frame.find(seg)
+            found = frame.find(seg, follows)
             assert found is not None  # seg is in child.first
             j = found
     return None

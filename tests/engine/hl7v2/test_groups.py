@@ -120,3 +120,13 @@ def test_a_second_orc_is_a_new_order_not_a_prior_result() -> None:
                                       ["ORC", "OBR", "OBX", "PV1", "ORC", "OBR", "OBX"]]
     assert _groups(text, "PRIOR_RESULT") == [["PV1", "ORC", "OBR", "OBX"]]
     assert _groups(text, "OBSERVATION_PRIOR") == [["OBX"]]
+
+
+def test_oul_v28_result_right_after_orc_is_a_result_not_a_document() -> None:
+    """OUL_R22 v2.7+: COMMON_ORDER.ORDER_DOCUMENT is OBX [PRT] TXA. Greedily the order's first result OBX, right after
+    ORC, became a document and was lost (issue 25); it opens ORDER_DOCUMENT only when its TXA follows."""
+    text = _msg("PID|1||1", "SPM|1|S1", "OBR|1|A||X", "ORC|SC|A", "OBX|1|NM|a||1", "OBX|2|NM|b||2",
+                "OBR|2|B||Y", "ORC|SC|B", "OBX|1|ED|doc||x", "PRT|1", "TXA|1|CN", "OBX|1|NM|c||3",
+                msh9="OUL^R22^OUL_R22", version="2.8")
+    assert _groups(text, "RESULT") == [["OBX"], ["OBX"], ["OBX"]]
+    assert _groups(text, "ORDER_DOCUMENT") == [["OBX", "PRT", "TXA"]]
