@@ -111,7 +111,8 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
             ctx.instances.setdefault(res.name, []).append(inst)
             if not repeat or not res.merge_duplicates:  # a merged repeat is referenced, not written twice
                 made.append((res, inst))
-    _report_unmade(ctx, covered, anchors | _segment_kinds(spec))
+    kinds = anchors | _segment_kinds(spec)
+    _report_unmade(ctx, covered, kinds)
     if not made:
         sources = sorted({r.for_each or r.segment or r.name for r in spec.resources})
         raise MappingError(f"nothing to convert: {msg.message_type} carries none of {', '.join(sources)}",
@@ -146,7 +147,7 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
     ctx.following = frozenset()
     if spec.coverage is not None:
         for path, detail in spec.coverage.unread(msg, ctx.touched):
-            if path.partition("[")[0] not in anchors:  # those _report_unmade named already
+            if path.partition("[")[0] not in kinds:  # those _report_unmade named already
                 ctx.warn("SEGMENT_NOT_MAPPED", "", path, detail)
     entries.extend(ctx.emitted.values())
     if spec.provenance:

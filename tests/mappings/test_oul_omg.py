@@ -123,3 +123,11 @@ class TestOmg:
                                     "OBX|1|ST|22637-3^Conclusion^LN||Normal||||||F")
         assert len(resources(bundle, "Patient")) == 1
         assert {"PID[2]", "OBX[1]"} <= {w["field"] for w in warnings if w["code"] == "SEGMENT_NOT_MAPPED"}
+
+    def test_a_prior_result_segment_is_named_once(self, converter: Converter) -> None:
+        """The prior OBX is named by the segment-kind check and by the per-occurrence coverage: once, not twice."""
+        _, warnings = _convert(converter, "omg", _msh("OMG^O19^OMG_O19", "2.8"), PID, self.ORC, self.OBR,
+                               "PV1|1|O", "ORC|RE|OLD-1^CHU-TEST", "OBR|1|OLD-1^CHU-TEST||11524-6^ECG^LN",
+                               "OBX|1|ST|22637-3^Conclusion^LN||Normal||||||F")
+        named = [w["field"] for w in warnings if w["code"] == "SEGMENT_NOT_MAPPED"]
+        assert len(named) == len(set(named)) and "OBX[1]" in named, named
