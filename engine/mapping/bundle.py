@@ -176,7 +176,7 @@ def _merge_references(res: CompiledResource, inst: Instance, body: dict[str, Any
         if other is inst or other.rid != inst.rid:
             continue
         ctx.scope = other.scope
-        ctx.segment = segments[other.anchor] if other.anchor is not None else None
+        ctx.segment = ctx.anchor = segments[other.anchor] if other.anchor is not None else None
         extra: dict[str, Any] = {}
         for rule in res.rules:
             if not rule.sourced and rule.target.endswith("[]"):
@@ -185,7 +185,7 @@ def _merge_references(res: CompiledResource, inst: Instance, body: dict[str, Any
             have = body.setdefault(element, [])
             have.extend(item for item in items if item not in have)
     ctx.scope = inst.scope
-    ctx.segment = segments[inst.anchor] if inst.anchor is not None else None
+    ctx.segment = ctx.anchor = segments[inst.anchor] if inst.anchor is not None else None
 
 
 def _segment_kinds(spec: MappingSpec) -> set[str]:
