@@ -92,7 +92,9 @@ def main() -> None:
              ("VXU^V04 (PNI, one dose)", "vxu",
               variants((ROOT / "mappings/vxu/fixtures/ma-pni-penta2.hl7").read_bytes(), b"IPP-240187"), 1500),
              ("RDE^O11 (amoxicilline, TQ1 + RXR)", "rde",
-              variants((ROOT / "mappings/rde/fixtures/ma-chuis-amoxicilline.hl7").read_bytes(), b"IPP-551203"), 1500)]
+              variants((ROOT / "mappings/rde/fixtures/ma-chuis-amoxicilline.hl7").read_bytes(), b"IPP-551203"), 1500),
+             ("OUL^R22 (glycémie + HbA1c, one tube)", "oul",
+              variants((ROOT / "mappings/oul/fixtures/ma-chu-glycemie-hba1c.hl7").read_bytes(), b"IPP445566"), 1500)]
     for _, mapping, _, _ in cases:
         conv.spec(mapping)
     tune_gc()  # as the engine does once its mappings are compiled

@@ -195,8 +195,54 @@ def structure(version: str, name: str) -> StructureNode | None:
         ref = messages.get(name)
         if ref is not None:
             children = tuple(_compile(c, name + "_") for c in ref[1])
-            return StructureNode(name, True, 1, 1, children, _first(children))
+            node = StructureNode(name, True, 1, 1, children, _first(children))
+            return _standard_names(node, name) if v == "2.5.1" else node
     return None
+
+
+def _standard_names(node: StructureNode, name: str) -> StructureNode:
+    """hl7apy's v2.5.1 names some groups after their segments (OUL_R22's RESULT is `OBXTCDSIDNTE_SUPPGRP`,
+    MDM_T02's OBSERVATION `OBXNTE_SUPPGRP`, ORM_O01's ORDER_DETAIL `OBRRQDRQ1RXOODSODT_SUPPGRP`): a mapping's
+    `for_each: RESULT` would find nothing in a 2.5.1 message. Such a group takes the standard's name, read from
+    hl7apy's v2.5 structure of the same message where the two have the same shape."""
+    if not _has_suppgrp(node):
+        return node
+    try:
+        ref = importlib.import_module("hl7apy.v2_5.messages").MESSAGES.get(name)
+    except ImportError:
+        return node
+    if ref is None:
+        return node
+    children = tuple(_compile(c, name + "_") for c in ref[1])
+    return _rename(node, StructureNode(name, True, 1, 1, children, _first(children)))
+
+
+def _has_suppgrp(node: StructureNode) -> bool:
+    return "SUPPGRP" in node.name or any(_has_suppgrp(c) for c in node.children)
+
+
+def _shape(node: StructureNode) -> tuple[Any, ...]:
+    return (node.is_group or node.name, node.min, node.max, tuple(_shape(c) for c in node.children))
+
+
+def _rename(node: StructureNode, standard: StructureNode) -> StructureNode:
+    if _shape(node) != _shape(standard):
+        return node
+    children = tuple(_rename(c, s) for c, s in zip(node.children, standard.children, strict=True))
+    name = standard.name if node.is_group and "SUPPGRP" in node.name else node.name
+    return StructureNode(name, node.is_group, node.min, node.max, children, node.first)
+
+
+# A group some segment may open by the structure, but which reads better as a new occurrence of an enclosing
+# group: OMG_O19's and OML_O21's PRIOR_RESULT (earlier results sent with an order) may begin with its ORDER_PRIOR's
+# ORC, so a second order's ORC would be taken for a prior result of the first. Only a PID or PV1 (PATIENT_PRIOR,
+# PATIENT_VISIT_PRIOR) opens a PRIOR_RESULT; once it is open, its ORC opens ORDER_PRIOR as the standard says.
+# FHIR-Converter's OMG_O19.liquid and OML_O21.liquid likewise take every ORC for an order.
+_NOT_OPENED_BY = frozenset({("PRIOR_RESULT", "ORC")})
+# A group whose opener is also another group's, told apart by a segment it requires: OUL_R22's (v2.7+)
+# COMMON_ORDER.ORDER_DOCUMENT is OBX [PRT] TXA, so an OBX right after the ORC would be taken for a document and the
+# order's first result lost; it opens ORDER_DOCUMENT only when its TXA follows (after PRT or Z-segments).
+_OPENS_ONLY_BEFORE = {"ORDER_DOCUMENT": "TXA"}
 
 
 @dataclass(slots=True)
@@ -206,14 +252,18 @@ class _Frame:
     idx: int = 0
     count: int = 0
 
-    def find(self, seg: str) -> int | None:
+    def find(self, seg: str, follows: str = "") -> int | None:
         children = self.node.children
         for j in range(self.idx, len(children)):
             c = children[j]
             used = self.count if j == self.idx else 0
             if c.max != -1 and used >= c.max:
                 continue
-            if (c.name == seg) if not c.is_group else (seg in c.first):
+            if not c.is_group:
+                if c.name == seg:
+                    return j
+            elif (seg in c.first and (c.name, seg) not in _NOT_OPENED_BY
+                  and _OPENS_ONLY_BEFORE.get(c.name, follows) == follows):
                 return j
         return None
 
@@ -230,8 +280,9 @@ def build_tree(names: tuple[str, ...], version: str, structure_id: str) -> Group
     ref = structure(version, structure_id)
     stack = [_Frame(ref, root)] if ref else []
     by_name: dict[str, list[Group]] = {}
+    ahead = _next_significant(names)
     for i, seg in enumerate(names):
-        target = _place(stack, seg, i, by_name) if stack and not seg.startswith("Z") else None
+        target = _place(stack, seg, i, by_name, ahead[i]) if stack and not seg.startswith("Z") else None
         group = target or (stack[-1].group if stack else root)
         group.segments.append(i)
         g: Group | None = group
@@ -245,10 +296,22 @@ def build_tree(names: tuple[str, ...], version: str, structure_id: str) -> Group
     return GroupTree(structure_id if ref else "", root, of_segment, positions, by_name, names)
 
 
-def _place(stack: list[_Frame], seg: str, index: int, by_name: dict[str, list[Group]]) -> Group | None:
+def _next_significant(names: tuple[str, ...]) -> list[str]:
+    """For each segment, the next one that is not a PRT or a Z-segment ("" at the end): one pass from the end."""
+    out = [""] * len(names)
+    nxt = ""
+    for i in range(len(names) - 1, -1, -1):
+        out[i] = nxt
+        if names[i] != "PRT" and not names[i].startswith("Z"):
+            nxt = names[i]
+    return out
+
+
+def _place(stack: list[_Frame], seg: str, index: int, by_name: dict[str, list[Group]],
+           follows: str = "") -> Group | None:
     """Find the open group (innermost first) that can take `seg`, open subgroups down to it."""
     for depth in range(len(stack) - 1, -1, -1):
-        j = stack[depth].find(seg)
+        j = stack[depth].find(seg, follows)
         if j is None:
             continue
         del stack[depth + 1:]
@@ -264,7 +327,7 @@ def _place(stack: list[_Frame], seg: str, index: int, by_name: dict[str, list[Gr
             by_name.setdefault(child.name, []).append(inst)
             frame = _Frame(child, inst)
             stack.append(frame)
-            found = frame.find(seg)
+            found = frame.find(seg, follows)
             assert found is not None  # seg is in child.first
             j = found
     return None

@@ -111,7 +111,8 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
             ctx.instances.setdefault(res.name, []).append(inst)
             if not repeat or not res.merge_duplicates:  # a merged repeat is referenced, not written twice
                 made.append((res, inst))
-    _report_unmade(ctx, covered, anchors)
+    kinds = anchors | _segment_kinds(spec)
+    _report_unmade(ctx, covered, kinds)
     if not made:
         sources = sorted({r.for_each or r.segment or r.name for r in spec.resources})
         raise MappingError(f"nothing to convert: {msg.message_type} carries none of {', '.join(sources)}",
@@ -129,6 +130,8 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
         ctx.following, ctx.anchor = res.following, ctx.segment
         for rule in res.rules:
             rule.apply(ctx, body)
+        if res.merge_duplicates:
+            _merge_references(res, inst, body, ctx)
         if res.keep_earlier and kind == "put":
             _keep_earlier(res, inst.rid, body, ctx)
         request = _request(res, kind, inst, body)
@@ -144,7 +147,7 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
     ctx.following = frozenset()
     if spec.coverage is not None:
         for path, detail in spec.coverage.unread(msg, ctx.touched):
-            if path.partition("[")[0] not in anchors:  # those _report_unmade named already
+            if path.partition("[")[0] not in kinds:  # those _report_unmade named already
                 ctx.warn("SEGMENT_NOT_MAPPED", "", path, detail)
     entries.extend(ctx.emitted.values())
     if spec.provenance:
@@ -164,6 +167,42 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
     return bundle
 
 
+def _merge_references(res: CompiledResource, inst: Instance, body: dict[str, Any], ctx: Context) -> None:
+    """A resource made again under the same key (`duplicates: merge`: one order on two specimens in an OUL^R22)
+    is written once; the lists of references its other occurrences make (the second tube in `specimen`, the second
+    tube's result in `result`) are added to it, so merging never drops what only the repeat points to."""
+    segments = ctx.msg.segments
+    for other in ctx.instances.get(res.name, []):
+        if other is inst or other.rid != inst.rid:
+            continue
+        ctx.scope = other.scope
+        ctx.segment = ctx.anchor = segments[other.anchor] if other.anchor is not None else None
+        extra: dict[str, Any] = {}
+        for rule in res.rules:
+            if not rule.sourced and rule.target.endswith("[]"):
+                rule.apply(ctx, extra)
+        for element, items in extra.items():
+            have = body.setdefault(element, [])
+            have.extend(item for item in items if item not in have)
+    ctx.scope = inst.scope
+    ctx.segment = ctx.anchor = segments[inst.anchor] if inst.anchor is not None else None
+
+
+def _segment_kinds(spec: MappingSpec) -> set[str]:
+    """The segments the mapping makes resources from, whether or not this message made any: an OBX in a group
+    the mapping does not read (OMG's PRIOR_RESULT) is named even when no OBSERVATION made an Observation, since
+    by path its fields count as read by the Observation rules."""
+    kinds: set[str] = set()
+    for res in spec.resources:
+        if res.segment:
+            kinds.add(res.segment)
+        elif res.for_each and "/" in res.for_each:
+            kinds.add(res.for_each.partition("/")[2])
+        elif res.for_each and is_segment_id(res.for_each):
+            kinds.add(res.for_each)
+    return kinds
+
+
 def _report_unmade(ctx: Context, covered: set[int], kinds: set[str]) -> None:
     """An occurrence of a segment that makes resources, from which none was made (a second PID where the
     mapping takes one, an OBX outside any group the mapping knows) is named, never dropped in silence."""
@@ -175,7 +214,8 @@ def _report_unmade(ctx: Context, covered: set[int], kinds: set[str]) -> None:
             continue
         seen[name] = n = seen.get(name, 0) + 1
         if i not in covered:
-            if name == "PID":  # what follows it belongs to that patient: it would be filed under the first one
+            prior = ctx.msg.tree.of_segment[i].name == "PATIENT_PRIOR"  # OMG/OML PRIOR_RESULT: mapped to nothing
+            if name == "PID" and not prior:  # what follows it belongs to that patient: filed under the first one
                 raise MappingError(f"PID[{n}] (segment {i + 1}) is a second patient where {ctx.msg.message_type} "
                                    "holds one: its orders or results would be filed under the first patient; "
                                    "the sender must send one message per patient", field=f"PID[{n}]")

@@ -17,7 +17,7 @@ from tests.mappings.conftest import NOW
 from tests.support import CORPUS, ROOT, TOOLS, WASLA
 
 pytestmark = pytest.mark.skipif(not CORPUS.exists() and not os.environ.get("CI"), reason="../shared/corpus is absent")
-MAPPINGS = ["adt", "oru_r01", "orders", "mdm", "siu", "vxu", "ppr", "ref", "rde", "rds", "omp", "ras"]
+MAPPINGS = ["adt", "oru_r01", "orders", "mdm", "siu", "vxu", "ppr", "ref", "rde", "rds", "omp", "ras", "oul", "omg"]
 # the channel the corpus arrives on names its sender, as a production channel does (bench/corpus.py POLICY):
 # the PPR samples have no MSH-3/MSH-4 and no assigning authority
 POLICY = {"sender": "CORPUS-HL7V2-MICROSOFT"}
@@ -41,7 +41,9 @@ def test_every_covered_message_converts_and_validates(converter: Converter, tmp_
         tally[name] += 1
     assert (tally["adt"] >= 59 and tally["oru_r01"] >= 4 and tally["orders"] >= 10 and tally["mdm"] >= 13
             and tally["siu"] >= 15 and tally["vxu"] >= 4 and tally["ppr"] >= 3
-            and tally["ref"] >= 4 and tally["rde"] >= 4 and tally["rds"] >= 2), tally
+            and tally["ref"] >= 4 and tally["rde"] >= 4 and tally["rds"] >= 2
+            and tally["oul"] >= 6
+            and tally["omg"] >= 2), tally
     if (TOOLS / "fhir-validate").exists() or os.environ.get("CI"):  # in CI a missing validator fails
         check = subprocess.run([str(TOOLS / "fhir-validate"), "-q", str(tmp_path)], capture_output=True, text=True,
                                timeout=600)

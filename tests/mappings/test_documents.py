@@ -127,3 +127,15 @@ def test_v23_obx_at_the_root_become_content(converter: Converter) -> None:
                if e["resource"]["resourceType"] == "DocumentReference")
     assert [base64.b64decode(c["attachment"]["data"]) for c in doc["content"]] == [b"Ligne une", b"Ligne deux"]
     assert not [w for w in result.warnings if w["code"] == "SEGMENT_NOT_MAPPED"]
+
+
+def test_a_v251_message_keeps_its_content(converter: Converter) -> None:
+    """hl7apy's v2.5.1 MDM_T02 names OBSERVATION `OBXNTE_SUPPGRP`: `each_segment: OBSERVATION/OBX` found no OBX and
+    a 2.5.1 letter got the "not sent" placeholder (issue 25); engine/hl7v2/groups.py gives the standard's name."""
+    lines = [ln for ln in MDM.split(b"\r") if ln and not ln.startswith(b"OBX|")]
+    msh = lines[0].split(b"|")
+    msh[11] = b"2.5.1"
+    raw = b"\r".join([b"|".join(msh), *lines[1:], _obx(1, "TX", "Ligne un")]) + b"\r"
+    doc = next(e["resource"] for e in orjson.loads(converter.convert("mdm", parse(decode(raw)), NOW).bundle)["entry"]
+               if e["resource"]["resourceType"] == "DocumentReference")
+    assert base64.b64decode(doc["content"][0]["attachment"]["data"]) == b"Ligne un"

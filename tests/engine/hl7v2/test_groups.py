@@ -83,3 +83,50 @@ def test_a24_link_makes_one_patient_group_per_record() -> None:
     for msh9 in ("ADT^A24^ADT_A24", "ADT^A37^ADT_A37"):
         text = _msg("EVN|A24", "PID|1||1", "PD1|", "PV1|1|O", "PID|2||2", msh9=msh9, version="2.5")
         assert _groups(text, "PATIENT") == [["PID", "PD1", "PV1"], ["PID"]]
+
+
+def test_v251_supplementary_groups_take_the_standards_names() -> None:
+    """hl7apy's v2.5.1 OUL_R22 calls RESULT `OBXTCDSIDNTE_SUPPGRP` (issue 25): a 2.5.1 lab automation message
+    groups as a 2.5 or 2.8 one does, each result in its own RESULT under its ORDER under its SPECIMEN."""
+    text = _msg("PID|1||1", "SPM|1|S1", "OBX|1|CWE|HEMOL||N", "SAC|||C1", "OBR|1|A||X", "ORC|SC|A",
+                "OBX|1|NM|a||1", "NTE|1||n", "SPM|2|S2", "OBR|1|B||Y", "OBX|1|NM|b||2", msh9="OUL^R22^OUL_R22")
+    assert _groups(text, "SPECIMEN") == [["SPM", "OBX", "SAC", "OBR", "ORC", "OBX", "NTE"], ["SPM", "OBR", "OBX"]]
+    assert _groups(text, "RESULT") == [["OBX", "NTE"], ["OBX"]]
+    assert not [n for n in parse(text).tree.by_name if "SUPPGRP" in n]
+
+
+def test_v251_oul_r24_specimen_and_patient_groups_are_named() -> None:
+    text = _msg("PID|1||1", "PV1|1|O", "OBR|1|A||X", "SPM|1|S1", "SAC|||C1", "OBX|1|NM|a||1",
+                msh9="OUL^R24^OUL_R24")
+    tree = parse(text).tree
+    assert _groups(text, "PATIENT") == [["PID"]] and _groups(text, "VISIT") == [["PV1"]]
+    assert _groups(text, "SPECIMEN") == [["SPM", "SAC"]] and _groups(text, "RESULT") == [["OBX"]]
+    assert tree.of_segment[tree.names.index("SAC")].name == "CONTAINER"
+
+
+def test_v251_mdm_observation_group_is_named() -> None:
+    """MDM_T02 v2.5.1: hl7apy's `OBXNTE_SUPPGRP` is the standard's OBSERVATION (mdm's each_segment: OBSERVATION/OBX)."""
+    text = _msg("EVN|T02", "PID|1||1", "PV1|1|O", "TXA|1|CN", "OBX|1|TX|x||a", "OBX|2|TX|x||b",
+                msh9="MDM^T02^MDM_T02")
+    assert _groups(text, "OBSERVATION") == [["OBX"], ["OBX"]]
+
+
+def test_a_second_orc_is_a_new_order_not_a_prior_result() -> None:
+    """OMG_O19/OML_O21: PRIOR_RESULT may begin with ORC, so greedily a second order's ORC became the first one's
+    prior result (issue 25). Only PID/PV1 open PRIOR_RESULT; inside it, ORC opens ORDER_PRIOR as the standard says."""
+    text = _msg("PID|1||1", "ORC|NW|A", "OBR|1|A||X", "SPM|1|S1", "ORC|NW|B", "OBR|1|B||Y", "OBX|1|NM|a||1",
+                "PV1|1|O", "ORC|RE|P", "OBR|1|P||Z", "OBX|1|NM|p||9", msh9="OMG^O19^OMG_O19", version="2.8")
+    assert _groups(text, "ORDER") == [["ORC", "OBR", "SPM"],
+                                      ["ORC", "OBR", "OBX", "PV1", "ORC", "OBR", "OBX"]]
+    assert _groups(text, "PRIOR_RESULT") == [["PV1", "ORC", "OBR", "OBX"]]
+    assert _groups(text, "OBSERVATION_PRIOR") == [["OBX"]]
+
+
+def test_oul_v28_result_right_after_orc_is_a_result_not_a_document() -> None:
+    """OUL_R22 v2.7+: COMMON_ORDER.ORDER_DOCUMENT is OBX [PRT] TXA. Greedily the order's first result OBX, right after
+    ORC, became a document and was lost (issue 25); it opens ORDER_DOCUMENT only when its TXA follows."""
+    text = _msg("PID|1||1", "SPM|1|S1", "OBR|1|A||X", "ORC|SC|A", "OBX|1|NM|a||1", "OBX|2|NM|b||2",
+                "OBR|2|B||Y", "ORC|SC|B", "OBX|1|ED|doc||x", "PRT|1", "TXA|1|CN", "OBX|1|NM|c||3",
+                msh9="OUL^R22^OUL_R22", version="2.8")
+    assert _groups(text, "RESULT") == [["OBX"], ["OBX"], ["OBX"]]
+    assert _groups(text, "ORDER_DOCUMENT") == [["OBX", "PRT", "TXA"]]
