@@ -179,12 +179,23 @@ _LOCAL_STRUCTURES = {
 }
 
 
+# Structures whose older versions have no group for what senders of those versions send anyway: read with
+# the older shape, an ADT^A60 v2.5.1 (IAM only) has every allergy's NTE at the root, each IAM's notes seen by
+# every allergy; an MDM v2.3 (TXA, OBX) has its ORC/OBR/NTE at the root, the second order reading the first's
+# OBR. The newer shape is a superset of the older one: the version from which the standard groups them.
+_GROUPED_FROM = {"ADT_A60": "2.8", "MDM_T01": "2.7", "MDM_T02": "2.7"}
+
+
 @cache
 def structure(version: str, name: str) -> StructureNode | None:
     """The compiled reference structure, from the message's version or the nearest one hl7apy has (the
-    few that hl7apy lays out flat although they carry several patients: `_LOCAL_STRUCTURES`)."""
+    few that hl7apy lays out flat although they carry several patients: `_LOCAL_STRUCTURES`; those whose
+    older versions lack the groups: `_GROUPED_FROM`)."""
     if name in _LOCAL_STRUCTURES:
         return _LOCAL_STRUCTURES[name]
+    grouped = _GROUPED_FROM.get(name)
+    if grouped is not None and (version not in _VERSIONS or _VERSIONS.index(version) < _VERSIONS.index(grouped)):
+        version = grouped
     order = _VERSIONS.index(version) if version in _VERSIONS else _VERSIONS.index("2.5.1")
     candidates = [_VERSIONS[order], *reversed(_VERSIONS[:order]), *_VERSIONS[order + 1:]]
     for v in candidates:

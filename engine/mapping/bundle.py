@@ -112,7 +112,7 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
             if not repeat or not res.merge_duplicates:  # a merged repeat is referenced, not written twice
                 made.append((res, inst))
     kinds = anchors | _segment_kinds(spec)
-    _report_unmade(ctx, covered, kinds)
+    unmade = _report_unmade(ctx, covered, kinds)
     if not made:
         sources = sorted({r.for_each or r.segment or r.name for r in spec.resources})
         raise MappingError(f"nothing to convert: {msg.message_type} carries none of {', '.join(sources)}",
@@ -146,8 +146,8 @@ def build_bundle(spec: MappingSpec, ctx: Context) -> dict[str, Any]:
     ctx.scope = ctx.segment = ctx.anchor = None
     ctx.following = frozenset()
     if spec.coverage is not None:
-        for path, detail in spec.coverage.unread(msg, ctx.touched):
-            if path.partition("[")[0] not in kinds:  # those _report_unmade named already
+        for index, path, detail in spec.coverage.unread(msg, ctx.touched):
+            if index not in unmade:  # those _report_unmade named already
                 ctx.warn("SEGMENT_NOT_MAPPED", "", path, detail)
     entries.extend(ctx.emitted.values())
     if spec.provenance:
@@ -203,11 +203,13 @@ def _segment_kinds(spec: MappingSpec) -> set[str]:
     return kinds
 
 
-def _report_unmade(ctx: Context, covered: set[int], kinds: set[str]) -> None:
+def _report_unmade(ctx: Context, covered: set[int], kinds: set[str]) -> set[int]:
     """An occurrence of a segment that makes resources, from which none was made (a second PID where the
-    mapping takes one, an OBX outside any group the mapping knows) is named, never dropped in silence."""
+    mapping takes one, an OBX outside any group the mapping knows) is named, never dropped in silence.
+    Returns the indexes named, so that the per-occurrence coverage does not name them twice."""
     segments = ctx.msg.segments
     seen: dict[str, int] = {}
+    named: set[int] = set()
     for i, seg in enumerate(segments):
         name = seg.name
         if name not in kinds:
@@ -220,6 +222,8 @@ def _report_unmade(ctx: Context, covered: set[int], kinds: set[str]) -> None:
                                    "holds one: its orders or results would be filed under the first patient; "
                                    "the sender must send one message per patient", field=f"PID[{n}]")
             ctx.warn("SEGMENT_NOT_MAPPED", "", f"{name}[{n}]", f"segment {i + 1}: no resource made from it")
+            named.add(i)
+    return named
 
 
 def _keep_earlier(res: CompiledResource, rid: str, body: dict[str, Any], ctx: Context) -> None:

@@ -62,15 +62,15 @@ class Coverage:
                         out.append(path)
         return out
 
-    def unread(self, msg: Message, touched: set[int]) -> list[tuple[str, str]]:
-        """(path, detail) for each occurrence of a segment rules read fields of that no rule read, where a
+    def unread(self, msg: Message, touched: set[int]) -> list[tuple[int, str, str]]:
+        """(index, path, detail) for each occurrence of a segment rules read fields of that no rule read, where a
         field rules read is valued: `("NTE[3]", "segment 9 in LOCATION_RESOURCE")`. Positions, never values."""
         read = self.read
         enc = msg.encoding
         blank = " " + enc.component + enc.repetition + enc.subcomponent
         tree = None
         counts: dict[str, int] = {}
-        out: list[tuple[str, str]] = []
+        out: list[tuple[int, str, str]] = []
         for i, seg in enumerate(msg.segments):
             name = seg.name
             counts[name] = n = counts.get(name, 0) + 1
@@ -84,7 +84,7 @@ class Coverage:
             group = tree.of_segment[i].name
             if (group, name) in self.ignored_in:
                 continue
-            out.append((f"{name}[{n}]", f"segment {i + 1}{' in ' + group if group else ''}: no rule reads this "
+            out.append((i, f"{name}[{n}]", f"segment {i + 1}{' in ' + group if group else ''}: no rule reads this "
                                         f"occurrence"))
         return out
 

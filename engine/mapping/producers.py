@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from engine.errors import MappingError
+from engine.config.yamlfile import load_yaml
+from engine.errors import ConfigError, MappingError
 from engine.hl7v2.er7 import Field
 from engine.mapping.context import Context
 from engine.mapping.datatypes import CONVERTERS
@@ -170,8 +172,9 @@ def _convert(scope: CompileScope, node: RuleNode, target: Target, paths: list[V2
         scope.err(f"unknown option(s) {', '.join(sorted(unknown))} for {name}", where.at("options"))
         return None
     codeset = options.get("codeset")
-    if codeset is not None and not (scope.vocab_dir.parent / str(codeset) / "_meta.yaml").is_file():
-        scope.err(f"no code set '{codeset}' in nomenclatures/", where.at("options", "codeset"))
+    if codeset is not None and not _is_codeset(scope.vocab_dir.parent / str(codeset)):
+        scope.err(f"no code set '{codeset}' in nomenclatures/ (a folder whose _meta.yaml says kind: CodeSystem)",
+                  where.at("options", "codeset"))
         return None
 
     join = joiner(options, target) if conv.fhir_type in STRINGISH else None
@@ -336,3 +339,14 @@ def _keep_cwe(codings: list[dict[str, str]], cwe: Field, ctx: Context, single: b
     if cwe.component(2):
         own["display"] = cwe.component(2)
     codings.append(own)
+
+
+def _is_codeset(folder: Path) -> bool:
+    """A nomenclature folder the registry loads as a code set (`kind: CodeSystem`), checked when a mapping loads."""
+    meta = folder / "_meta.yaml"
+    if not meta.is_file():
+        return False
+    try:
+        return (load_yaml(meta).data or {}).get("kind") == "CodeSystem"
+    except ConfigError:
+        return False

@@ -341,3 +341,17 @@ class TestIdentifierSystems:
                                        "valueCode": "warning"}]
         plain = converter.convert("adt", parse(decode(raw)), NOW)
         assert "extension" not in _of(orjson.loads(plain.bundle), "Patient")[0]["resource"]["identifier"][1]
+
+
+@pytest.mark.parametrize("version", ["2.5.1", "2.8"])
+def test_a60_notes_stay_with_their_allergy(converter: Converter, version: str) -> None:
+    """Each IAM's NTE is that allergy's note (MS ADT_A60.liquid), whatever the version: v2.5.1's ADT_A60 has no
+    ADVERSE_REACTION_GROUP, so the message is read with v2.8's shape; before, every allergy got every note."""
+    segs = [f"MSH|^~\\&|HIS|CHU|EHR|CHU|20260101120000||ADT^A60^ADT_A60|C1|P|{version}", "EVN|A60|20260101120000",
+            "PID|1||123^^^CHU^MR||DOE^JOHN||19800101|M",
+            "IAM|1|FA^Food allergy^HL70127|P1^Peanut^L|||A^Add^HL70206|1", "NTE|1||note about peanut",
+            "IAM|2|DA^Drug allergy^HL70127|PEN^Penicillin^L|||A^Add^HL70206|2", "NTE|1||note about penicillin"]
+    bundle = orjson.loads(converter.convert("adt", parse("\r".join(segs)), NOW).bundle)
+    notes = {r["code"]["coding"][0]["code"]: [n["text"] for n in r.get("note", [])]
+             for r in (e["resource"] for e in bundle["entry"]) if r["resourceType"] == "AllergyIntolerance"}
+    assert notes == {"P1": ["note about peanut"], "PEN": ["note about penicillin"]}

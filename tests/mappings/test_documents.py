@@ -139,3 +139,24 @@ def test_a_v251_message_keeps_its_content(converter: Converter) -> None:
     doc = next(e["resource"] for e in orjson.loads(converter.convert("mdm", parse(decode(raw)), NOW).bundle)["entry"]
                if e["resource"]["resourceType"] == "DocumentReference")
     assert base64.b64decode(doc["content"][0]["attachment"]["data"]) == b"Ligne un"
+
+
+def test_v23_orders_at_the_root_each_read_their_own_obr_and_notes(converter: Converter) -> None:
+    """MDM v2.3 with two ORC/OBR pairs before TXA (no COMMON_ORDER in v2.3): read with the v2.7 shape, each
+    ServiceRequest has its own OBR-4 and NTE, and the NTE after the OBX is the document's (IG MDM_T02 7.3, 7.4,
+    10.2), not the orders'. Before, the second order took the first's code and every NTE went to both."""
+    segs = ["MSH|^~\\&|SIMHOSP|SFAC|RAPP|RFAC|20210801090642+0215||MDM^T02^MDM_T02|112|T|2.3",
+            "EVN|T02|20210801090642+0215", "PID|1|3196695816^^^SIMULATOR MRN^MRN|3196695816^^^SIMULATOR MRN^MRN",
+            "PV1|1|O", "ORC|NW|P1^HIS", "OBR|1|P1^HIS||CODE1^First order^L", "NTE|1||note of order one",
+            "ORC|NW|P2^HIS", "OBR|2|P2^HIS||CODE2^Second order^L",
+            "TXA|1|DS||20210801090642+0215|||||||||DOC-1^HIS", "OBX|1|TX|obs-id^obs-text^L|1|Document text||||||F",
+            "NTE|1||comment about the document"]
+    result = converter.convert("mdm", parse("\r".join(segs)), NOW)
+    entries = [e["resource"] for e in orjson.loads(result.bundle)["entry"]]
+    orders = {r["code"]["coding"][0]["code"]: [n["text"] for n in r.get("note", [])]
+              for r in entries if r["resourceType"] == "ServiceRequest"}
+    assert orders == {"CODE1": ["note of order one"], "CODE2": []}
+    (doc,) = [r for r in entries if r["resourceType"] == "DocumentReference"]
+    texts = [base64.b64decode(c["attachment"]["data"]) for c in doc["content"]]
+    assert texts == [b"Document text", b"comment about the document"] and len(doc["context"]["related"]) == 2
+    assert not [w for w in result.warnings if w["code"] == "SEGMENT_NOT_MAPPED"]

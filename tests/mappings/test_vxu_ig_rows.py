@@ -111,14 +111,15 @@ def test_an_unknown_pni_code_is_kept_and_reported(converter: Converter) -> None:
                for w in result.warnings)
 
 
-def test_an_unknown_code_set_is_refused_at_load(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["ma-pni-nope", "local-labo-al-amal"])   # absent; a local code map, no code set
+def test_an_unknown_code_set_is_refused_at_load(tmp_path: Path, name: str) -> None:
     shutil.copytree(ROOT / "mappings", tmp_path / "mappings")
     f = tmp_path / "mappings/segments/rxa_immunization.yaml"
-    f.write_text(f.read_text(encoding="utf-8").replace("codeset: ma-pni-vaccins", "codeset: ma-pni-nope"),
+    f.write_text(f.read_text(encoding="utf-8").replace("codeset: ma-pni-vaccins", f"codeset: {name}"),
                  encoding="utf-8")
     converter = Converter(tmp_path / "mappings", ROOT / "config/schema", ROOT / "nomenclatures/hl7v2-fhir",
                           base="https://fhir.wasla.ma", timezone="Africa/Casablanca")
-    with pytest.raises(ConfigErrors, match="rxa_immunization.yaml:.*no code set 'ma-pni-nope'"):
+    with pytest.raises(ConfigErrors, match=f"rxa_immunization.yaml:.*no code set '{name}'"):
         converter.spec("vxu")
 
 

@@ -120,3 +120,15 @@ def test_the_shipped_siu_mapping_reads_every_note(converter: Converter) -> None:
 def test_a_malformed_group_ignore_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors, match="a group's segment"):
         _siu_reading_only_root_notes(tmp_path, '  location_resource/NTE: "lower case is no group name"\n').spec("siu")
+
+
+def test_an_unread_occurrence_is_named_even_where_its_kind_made_resources(converter: Converter) -> None:
+    """Order 1's OBX makes an Observation; order 2 (ODS, no OBR) has its OBX among the ORDER's own segments,
+    which no rule reads: named, although OBX is a kind resources were made from (before: silent)."""
+    segs = ["MSH|^~\\&|HIS|CHU|LIS|CHU|20260101120000||ORM^O01^ORM_O01|C1|P|2.6",
+            "PID|1||123^^^CHU^MR||DOE^JOHN||19800101|M", "ORC|NW|P1^HIS", "OBR|1|P1^HIS||GLU^Glucose^L",
+            "OBX|1|NM|WT^Weight^L||70|kg|||||F", "ORC|NW|P2^HIS", "ODS|D||DIET^Diet^L",
+            "OBX|1|NM|HT^Height^L||180|cm|||||F"]
+    warnings = converter.convert("orders", parse("\r".join(segs)), NOW).warnings
+    assert [(w["field"], w["detail"]) for w in warnings if w["code"] == "SEGMENT_NOT_MAPPED"] == [
+        ("OBX[2]", "segment 8 in ORDER: no rule reads this occurrence")]
