@@ -107,3 +107,25 @@ def test_two_patients_for_one_visit_fail_and_an_a40_merges_each_pair(converter: 
                                                  for lk in p.get("link", [])) for p in patients.values()}
     assert links == {"12345": ["56789"], "145": ["569"], "56789": ["12345"], "569": ["145"]}
     assert len(by_value) == 4
+
+
+@pytest.mark.parametrize("version", ["2.5.1", "2.8"])
+def test_patient_and_specimen_observations_in_every_version(converter: Converter, version: str) -> None:
+    """ORU_R01 4.1.7.1 and 4.2.7.2.1: an OBX after PID is about the patient, an OBX after SPM about the specimen.
+    v2.7+ puts them in PATIENT_OBSERVATION and SPECIMEN_OBSERVATION groups; before issue 25's fix a v2.8 message's
+    were named SEGMENT_NOT_MAPPED and not converted."""
+    segs = [f"MSH|^~\\&|LIS|CHU|EHR|CHU|20260101120000||ORU^R01^ORU_R01|C1|P|{version}",
+            "PID|1||123^^^CHU^MR||DOE^JOHN||19800101|M", "OBX|1|NM|29463-7^Body weight^LN||70|kg|||||F",
+            "ORC|RE|P1^HIS|F1^LIS", "OBR|1|P1^HIS|F1^LIS|GLU^Glucose^L|||20260101110000",
+            "OBX|1|NM|GLU^Glucose^L||5.5|mmol/L|||||F", "SPM|1|S1^LIS||BLD^Blood^HL70487",
+            "OBX|1|ST|SPEC-Q^Specimen quality^L||Hemolysed||||||F"]
+    result = converter.convert("oru_r01", parse("\r".join(segs)), NOW)
+    entries = [e for e in orjson.loads(result.bundle)["entry"]]
+    urls = {e["resource"]["resourceType"]: e["fullUrl"] for e in entries if e["resource"]["resourceType"] in
+            ("Patient", "Specimen")}
+    obs = {e["resource"]["code"]["coding"][0]["code"]: e["resource"] for e in entries
+           if e["resource"]["resourceType"] == "Observation"}
+    assert sorted(obs) == ["29463-7", "GLU", "SPEC-Q"]
+    assert obs["29463-7"]["subject"] == {"reference": urls["Patient"]} and "basedOn" not in obs["29463-7"]
+    assert obs["SPEC-Q"]["focus"] == [{"reference": urls["Specimen"]}]
+    assert not [w for w in result.warnings if w["code"] == "SEGMENT_NOT_MAPPED"]
