@@ -52,7 +52,15 @@ from engine.mapping.datatypes.quantities import (
     st_reference_range,
 )
 from engine.mapping.datatypes.strings import st_string, tx_string
-from engine.mapping.datatypes.times import dr_start, dtm_date, dtm_datetime, dtm_instant, dtm_time_part, tm_time
+from engine.mapping.datatypes.times import (
+    dr_start,
+    dtm_date,
+    dtm_datetime,
+    dtm_instant,
+    dtm_time_part,
+    nm_end_after,
+    tm_time,
+)
 from engine.mapping.datatypes.timing import cq_duration, cq_quantity, rpt_timing
 from engine.mapping.timestamps import v2_date, v2_datetime, v2_instant
 
@@ -117,6 +125,8 @@ CONVERTERS: dict[str, DatatypeConverter] = {
         DatatypeConverter("ST.ReferenceRange", "ObservationReferenceRange", st_reference_range, "OBX-7",
                           ("ucum-aliases",), ("units",)),
         DatatypeConverter("DTM.instant", "instant", dtm_instant, "DTM[instant]"),
+        DatatypeConverter("NM.endAfter", "dateTime", nm_end_after, "NM (duration) + start → period.end",
+                          path_options=("start", "units")),
         DatatypeConverter("DR.start", "dateTime", dr_start, "DR[dateTime]"),
         DatatypeConverter("DLD.Location", "Reference", dld_location, "DLD[Location-Discharge]",
                           ("v2-0396.coding-system",)),

@@ -6,6 +6,7 @@ Dates and times are read by `engine.mapping.timestamps`, in the sender's zone wh
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.errors import MappingError
@@ -62,3 +63,35 @@ def dr_start(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
     """DR (date range) → its start as dateTime (SPM-17 collection time)."""
     v = f.component(1)
     return v2_datetime(v, zone(ctx)) if v else None
+
+
+# v2 duration units (AIL-10, AIP-10, AIG-12: CNE, ISO+/UCUM codes) → seconds; the standard reads no unit as minutes
+_UNIT_SECONDS = {"s": 1, "sec": 1, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "wk": 604800}
+
+
+def nm_end_after(f: Field, ctx: Context, opts: dict[str, Any]) -> str | None:
+    """The end of a period that starts at `start` (a DTM path) and lasts this NM in `units` (a path, minutes when
+    not valued): IG AIL-9/AIP-9 → participant.period.end "= start + duration". Written to the start's precision
+    (seconds) with its offset; nothing when the start is a date alone or the unit is no unit of time."""
+    amount = f.text.strip()
+    if opts.get("start") is None:
+        raise MappingError("NM.endAfter needs options.start: the path of the period's start")
+    start = opts["start"].text(ctx).strip()
+    if not amount or not start:
+        return None
+    begin = v2_datetime(start, zone(ctx))
+    if "T" not in begin:
+        return None
+    unit = opts["units"].text(ctx).strip() if opts.get("units") is not None else ""
+    seconds = _UNIT_SECONDS.get(unit or "min")
+    try:
+        value = float(amount)
+    except ValueError:
+        raise MappingError(f"expected a number (NM), got {len(amount)} characters") from None
+    if seconds is None:
+        ctx.warn("VALUE_INVALID", ctx.rule, ctx.field_spec, "duration units not a unit of time: end not written")
+        return None
+    end = datetime.fromisoformat(begin) + timedelta(seconds=value * seconds)
+    text = end.strftime("%Y-%m-%dT%H:%M:%S")
+    offset = end.strftime("%z")
+    return text + (f"{offset[:3]}:{offset[3:]}" if offset else "")
