@@ -19,6 +19,7 @@ from engine.errors import BrokerError, ConfigError, ConfigErrors, StoreError
 from engine.logs import error_fields
 from engine.mapping import Converter
 from engine.nomenclature import load_registry
+from engine.nomenclature.codesets import CodeSet
 from engine.nomenclature.localmaps import LocalMap
 from engine.nomenclature.vocab import VocabMap, load_vocab
 from engine.store import Journal
@@ -84,8 +85,11 @@ class NomenclatureWatcher:
         count = 0
         for code_map in sorted({m for m, *_ in self.journal.parked.codes()}):
             lm = registry.local_maps.get(code_map)
+            cs = registry.codesets.get(code_map)
             if lm is not None:
                 is_mapped: Callable[[str], bool] = partial(_in_local_map, lm)
+            elif cs is not None:  # a national code set a mapping's `codeset:` option reads (the PNI vaccines)
+                is_mapped = partial(_in_codeset, cs)
             else:  # an HL7 table's map (nomenclatures/hl7v2-fhir/<name>.csv), as the mappings read it now
                 try:
                     vm = load_vocab(self.converter.vocab_dir, code_map)
@@ -118,3 +122,8 @@ def _in_local_map(lm: LocalMap, code: str) -> bool:
 def _in_vocab(vm: VocabMap, code: str) -> bool:
     """Whether the HL7 table's map knows `code`."""
     return bool(vm.lookup(code))
+
+
+def _in_codeset(cs: CodeSet, code: str) -> bool:
+    """Whether the national code set has `code`."""
+    return cs.lookup(code) is not None

@@ -150,3 +150,32 @@ def test_park_holds_an_unknown_hl7_table_code_until_its_map_has_it(tmp_path: Pat
         assert enc["class"]["code"] == "IMP"
         assert _wait_status(project, "MSG00001", Status.DELIVERED) == Status.DELIVERED
         assert proc.poll() is None
+
+
+def test_park_holds_an_unknown_pni_vaccine_code_until_the_set_has_it(tmp_path: Path) -> None:
+    """A vaccination coded `VPH9^…^PNI`, a code the PNI set (nomenclatures/ma-pni-vaccins) does not have yet, on a
+    channel with `unmapped_codes: park`: parked with the set and the code, then delivered by itself with the
+    CVX and ATC codings once the set's codes.csv has the row (hot reload)."""
+    project = make_project(tmp_path)
+    ch = project / "config/channels/adt-mllp.yaml"
+    ch.write_text(ch.read_text().replace("  mapping: adt", "  mapping: vxu\n  unmapped_codes: park"))
+    vxu = (ROOT / "mappings/vxu/fixtures/ma-pni-penta2.hl7").read_bytes().replace(
+        b"102^DTP-Hib-Hep B^CVX^PENTA^Pentavalent DTC-Hib-HB^PNI", b"VPH9^Papillomavirus 9-valent^PNI")
+    with engine(project) as proc:
+        from tests.support import port_of
+
+        mllp_send(port_of(project), vxu)
+        assert _wait_status(project, "CSU-VXU-000142", Status.PARKED) == Status.PARKED
+        assert "ma-pni-vaccins VPH9" in _row(project, "CSU-VXU-000142").reason
+        assert out_lines(project) == []
+        codes = project / "nomenclatures/ma-pni-vaccins/codes.csv"
+        codes.write_text(codes.read_text(encoding="utf-8").rstrip("\n")
+                         + '\nVPH9,Papillomavirus humain 9-valent,165,"HPV9",J07BM03,"papillomavirus (human types 6, 11,'
+                           ' 16, 18, 31, 33, 45, 52, 58)",S,test row\n', encoding="utf-8")
+        (line,) = wait_lines(project, 1)
+        (imm,) = [e["resource"] for e in orjson.loads(line)["entry"]
+                  if e["resource"]["resourceType"] == "Immunization"]
+        assert [(c["system"].rsplit("/", 1)[-1], c["code"]) for c in imm["vaccineCode"]["coding"]] == [
+            ("ma-pni-vaccin", "VPH9"), ("cvx", "165"), ("atc", "J07BM03")]
+        assert _wait_status(project, "CSU-VXU-000142", Status.DELIVERED) == Status.DELIVERED
+        assert proc.poll() is None

@@ -80,8 +80,8 @@ def _add_equivalents(codings: list[dict[str, str]], ctx: Context, name: str) -> 
     if coding is None:
         return
     concept = cs.lookup(coding["code"])
-    if concept is None:
-        ctx.warn("CODE_UNMAPPED", ctx.rule, ctx.field_spec, f"not in {name}")
+    if concept is None:  # the set's name and the code (a vaccine's, never a patient's): `unmapped_codes: park` holds it
+        ctx.warn("CODE_UNMAPPED", ctx.rule, ctx.field_spec, f"not in {name}", code_map=name, local_code=coding["code"])
         return
     coding["system"], coding["code"] = cs.url, concept.code
     coding.setdefault("display", concept.display)
