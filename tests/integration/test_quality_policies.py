@@ -169,9 +169,8 @@ def test_park_holds_an_unknown_pni_vaccine_code_until_the_set_has_it(tmp_path: P
         assert "ma-pni-vaccins VPH9" in _row(project, "CSU-VXU-000142").reason
         assert out_lines(project) == []
         codes = project / "nomenclatures/ma-pni-vaccins/codes.csv"
-        codes.write_text(codes.read_text(encoding="utf-8").rstrip("\n")
-                         + '\nVPH9,Papillomavirus humain 9-valent,165,"HPV9",J07BM03,"papillomavirus (human types 6, 11,'
-                           ' 16, 18, 31, 33, 45, 52, 58)",S,test row\n', encoding="utf-8")
+        row = 'VPH9,Papillomavirus humain 9-valent,165,HPV9,J07BM03,"papillomavirus, 9 types",S,test row'
+        codes.write_text(codes.read_text(encoding="utf-8").rstrip("\n") + f"\n{row}\n", encoding="utf-8")
         (line,) = wait_lines(project, 1)
         (imm,) = [e["resource"] for e in orjson.loads(line)["entry"]
                   if e["resource"]["resourceType"] == "Immunization"]
