@@ -77,7 +77,7 @@ def compile_rule(scope: CompileScope, rtype: str, node: RuleNode, base: tuple[st
         saved = ctx.segment
         out: list[Any] = []
         try:
-            for i in _segments_in(tree, seg_name, within, in_groups):  # type: ignore[arg-type]  # checked not None above
+            for i, _ in _segments_in(tree, seg_name, within, in_groups):  # type: ignore[arg-type]  # checked not None
                 ctx.touched.add(i)
                 ctx.segment = ctx.msg.segments[i]
                 out.extend(produce(ctx))
@@ -173,27 +173,10 @@ def _group(scope: CompileScope, rtype: str, node: RuleNode, target: Target, labe
         within = ctx.scope or tree.root
         saved, saved_scope, wrote = ctx.segment, ctx.scope, False
         try:
-            if each_group is None:
-                for i in tree.own(each, within):
-                    ctx.touched.add(i)
-                    ctx.segment = ctx.msg.segments[i]
-                    wrote = one(ctx, resource) or wrote
-                return wrote
-            if each_group == "*":  # every one in scope (MDM OBX: in OBSERVATION from v2.5, at the root in v2.3)
-                for i in tree.positions.get(each, ()):
-                    if within.contains(i):
-                        ctx.touched.add(i)
-                        ctx.scope, ctx.segment = tree.of_segment[i], ctx.msg.segments[i]
-                        wrote = one(ctx, resource) or wrote
-                return wrote
-            for g in tree.by_name.get(each_group, []):
-                if not within.contains(g.start):
-                    continue
-                ctx.scope = g  # the segment's own group: its NTE, not the next occurrence's
-                for i in tree.own(each, g):
-                    ctx.touched.add(i)
-                    ctx.segment = ctx.msg.segments[i]
-                    wrote = one(ctx, resource) or wrote
+            for i, group in _segments_in(tree, each, within, each_group):
+                ctx.touched.add(i)
+                ctx.scope, ctx.segment = group, ctx.msg.segments[i]  # within its own group: its NTE, not the next
+                wrote = one(ctx, resource) or wrote
         finally:
             ctx.segment, ctx.scope = saved, saved_scope
         return wrote
@@ -274,15 +257,16 @@ def _switch(scope: CompileScope, rtype: str, node: RuleNode, target: Target, lab
     return produce
 
 
-def _segments_in(tree: GroupTree, seg: str, within: Group, groups: str | None) -> list[int]:
-    """The `seg` segments a plain `each_segment` rule reads, in message order: those of `within` itself
-    (true), of every occurrence of the named group inside it (GROUP/SEG), or all of them in its span (*/SEG)."""
+def _segments_in(tree: GroupTree, seg: str, within: Group, groups: str | None) -> list[tuple[int, Group]]:
+    """The `seg` segments an `each_segment` rule reads, in message order, each with the group it is read within:
+    those of `within` itself (true), of every occurrence of the named group inside it (GROUP/SEG), or all of them
+    in its span, each in its own group (*/SEG: MDM's OBX, in OBSERVATION from v2.5, at the root in v2.3)."""
     if groups is None:
-        return tree.own(seg, within)
+        return [(i, within) for i in tree.own(seg, within)]
     if groups == "*":
-        return [i for i in tree.positions.get(seg, ()) if within.contains(i)]
-    out: list[int] = []
+        return [(i, tree.of_segment[i]) for i in tree.positions.get(seg, ()) if within.contains(i)]
+    out: list[tuple[int, Group]] = []
     for g in tree.by_name.get(groups, ()):
         if within.contains(g.start):
-            out.extend(tree.own(seg, g))
+            out.extend((i, g) for i in tree.own(seg, g))
     return out
