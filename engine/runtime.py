@@ -161,6 +161,9 @@ class Engine:
         if "deliver" in self.roles:
             for dest in self.config.destinations.values():
                 output = connector("outputs", dest.kind)(dest, self.config.root)
+                attach = getattr(output, "attach", None)  # a stage that needs the journal (claims)
+                if attach is not None:
+                    attach(self.config, self.journal, self.broker)
                 dl = Deliverer(output, self.journal, self.broker, dest,
                                shared_writer=self.broker.capabilities.in_process, stop=self.stop_event)
                 self.outputs += [dl, output]

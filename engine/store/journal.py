@@ -2,7 +2,7 @@
 
 `Journal` opens the database (engine.store.database) and composes the repositories, one job
 each: `messages`, `outputs`, `delivery`, `replays`, `files`, `connections`, `parked`, `audit`,
-`keys`, `idempotency` and `retention`.
+`keys`, `idempotency`, `retention` and `claims`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from engine.store.audit import Audit
+from engine.store.claims import Claims
 from engine.store.connections import Connections
 from engine.store.database import Clock, Database
 from engine.store.delivery import Delivery
@@ -49,6 +50,7 @@ class Journal:
         self.keys = Keys(self.db)
         self.idempotency = IdempotencyKeys(self.db)
         self.retention = Retention(self.db)
+        self.claims = Claims(self.db)
 
     @property
     def schema_version(self) -> int:

@@ -1,0 +1,143 @@
+"""The claims stage in process, on a real journal (SQLite and PostgreSQL) and the embedded broker:
+gathering, closing, netting credits, parking with reasons and release, versions, answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from engine.claims.assembler import ClaimsOutput
+from engine.config import load_config
+from engine.errors import PermanentDeliveryError
+from engine.pipeline.journal_ports import JournalOutputLedger
+from engine.runtime import routes_of
+from engine.store import Journal
+from engine.transport import open_transport
+from tests.engine.claims.claims_support import NABM, NGAP, bundle, claims_project, dft, encounter, patient
+
+A03 = {"message_type": "ADT^A03", "received_at": "2026-11-05T10:00:00+00:00"}
+
+
+def _at(day: int) -> dict[str, str]:
+    return {"message_type": "DFT^P03", "received_at": f"2026-11-0{day}T10:00:00+00:00"}
+
+
+@pytest.fixture
+def stage(tmp_path: Path, store_url: str) -> Iterator[tuple[ClaimsOutput, Journal, Path]]:
+    project = claims_project(tmp_path)
+    config = load_config(project / "config")
+    journal = Journal(store_url)
+    broker = open_transport(config.broker, routes_of(config))
+    out = ClaimsOutput(config.destinations["claims"], project)
+    out.attach(config, journal, broker, start=False)
+    yield out, journal, project
+    out.close()
+    journal.close()
+
+
+def _send(out: ClaimsOutput, journal: Journal, n: int, body: bytes, headers: dict[str, str]) -> str | None:
+    return out.deliver(f"m{n}", body, JournalOutputLedger(journal), headers=headers)
+
+
+def _sent(journal: Journal) -> list[dict]:
+    rows = [r for r in journal.messages.search() if r.message_type == "FHIR^Claim"]
+    return [orjson.loads(journal.messages.get(r.id).raw) for r in sorted(rows, key=lambda r: r.received_at)]
+
+
+def test_a_visit_is_gathered_netted_priced_and_sent_once_at_discharge(stage) -> None:
+    out, journal, _ = stage
+    _send(out, journal, 1, dft("T1", NGAP, "C"), _at(3))
+    _send(out, journal, 2, dft("T2", NABM, "B120"), _at(3))
+    _send(out, journal, 3, dft("T3", NGAP, "Z15", day="2026-11-04"), _at(4))
+    _send(out, journal, 4, dft("T4", NGAP, "Z15", day="2026-11-04", kind="CD"), _at(4))  # the X-ray reversed
+    assert _sent(journal) == []  # still open: nothing leaves before discharge
+    loc = _send(out, journal, 5, bundle(patient(), encounter()), A03)
+    [sent] = _sent(journal)
+    claim = sent["entry"][0]["resource"]
+    assert loc == f"Claim/{claim['id']}"
+    # hand computation: C 1 × 50.00 = 50.00; B 120 × 0.90 = 108.00; Z15 credited back: nothing
+    assert [(i["productOrService"]["coding"][0]["code"], i["quantity"]["value"], i["unitPrice"]["value"],
+             i["net"]["value"]) for i in claim["item"]] == [("B120", 1.0, 108.0, 108.0), ("C", 1.0, 50.0, 50.0)]
+    assert claim["total"] == {"value": 158.0, "currency": "MAD"}
+    assert claim["use"] == "claim" and claim["type"]["coding"][0]["code"] == "institutional"
+    row = journal.claims.get(claim["id"])
+    assert row is not None and row.status == "submitted" and row.version == 1 and row.close_reason == "ADT^A03"
+    # the same visit again: nothing new is sent
+    for n, (body, h) in enumerate([(dft("T1", NGAP, "C"), _at(3)), (bundle(patient(), encounter()), A03)], 10):
+        _send(out, journal, n, body, h)
+    assert len(_sent(journal)) == 1
+
+
+def test_a_late_charge_after_submission_is_sent_as_the_next_version(stage) -> None:
+    out, journal, _ = stage
+    _send(out, journal, 1, dft("T1", NGAP, "C"), _at(3))
+    _send(out, journal, 2, bundle(patient(), encounter()), A03)
+    _send(out, journal, 3, dft("T2", NGAP, "C", day="2026-11-04"), _at(6))
+    first, second = _sent(journal)
+    c1, c2 = first["entry"][0]["resource"], second["entry"][0]["resource"]
+    assert c1["id"] == c2["id"] and c1["total"]["value"] == 50.0 and c2["total"]["value"] == 100.0
+    assert c2["related"][0]["reference"]["value"] == f"{c1['id']}/1"
+    assert journal.claims.get(c1["id"]).version == 2  # type: ignore[union-attr]
+
+
+def test_an_unknown_act_parks_the_claim_and_a_tariff_row_releases_it(stage) -> None:
+    out, journal, project = stage
+    _send(out, journal, 1, dft("T1", NGAP, "K50"), _at(3))
+    _send(out, journal, 2, bundle(patient(), encounter()), A03)
+    assert _sent(journal) == []
+    [row] = journal.claims.search(statuses=("parked",))
+    assert [r["code"] for r in row.reasons] == ["TARIFF_MISSING"]
+    assert row.reasons[0]["where"] == "item[0].productOrService"
+    tariff = project / "nomenclatures" / "ma-tnr" / "tariffs.csv"
+    tariff.write_text(tariff.read_text() + "K,public,13.00,2007-05-01,,test,tests only,indicative\n")
+    out.tick()
+    [sent] = _sent(journal)
+    assert sent["entry"][0]["resource"]["total"]["value"] == 650.0  # K 50 × 13.00
+    assert journal.claims.get(row.id).status == "submitted"  # type: ignore[union-attr]
+
+
+def test_a_message_with_no_visit_or_account_is_refused_with_why(stage) -> None:
+    out, journal, _ = stage
+    with pytest.raises(PermanentDeliveryError, match="visit number"):
+        _send(out, journal, 1, bundle(patient()), _at(3))
+
+
+def test_a_claim_response_marks_its_claim(stage) -> None:
+    out, journal, _ = stage
+    _send(out, journal, 1, dft("T1", NGAP, "C"), _at(3))
+    _send(out, journal, 2, bundle(patient(), encounter()), A03)
+    [sent] = _sent(journal)
+    cid = sent["entry"][0]["resource"]["id"]
+    answer = {"resourceType": "ClaimResponse", "id": "r1", "status": "active", "outcome": "error",
+              "request": {"reference": f"Claim/{cid}"}}
+    _send(out, journal, 3, bundle({"resource": answer, "request": {"method": "PUT", "url": "ClaimResponse/r1"}}),
+          {"message_type": "FHIR^ClaimResponse"})
+    row = journal.claims.get(cid)
+    assert row is not None and row.status == "rejected" and row.response_id == "m3"
+
+
+def test_quiet_period_and_operator_close(tmp_path: Path, store_url: str) -> None:
+    project = claims_project(tmp_path, extra="  close_after_s: 3600\n")
+    config = load_config(project / "config")
+    journal = Journal(store_url)
+    out = ClaimsOutput(config.destinations["claims"], project)
+    out.attach(config, journal, open_transport(config.broker, routes_of(config)), start=False)
+    try:
+        _send(out, journal, 1, dft("T1", NGAP, "C"), _at(3))
+        [row] = journal.claims.search()
+        out.tick(row.updated_at)  # not quiet for long enough
+        assert journal.claims.get(row.id).status == "open"  # type: ignore[union-attr]
+        from datetime import timedelta
+        out.tick(row.updated_at + timedelta(seconds=3601))
+        assert journal.claims.get(row.id).status == "submitted"  # type: ignore[union-attr]
+        assert journal.claims.get(row.id).close_reason == "quiet"  # type: ignore[union-attr]
+        _send(out, journal, 2, dft("T9", NGAP, "C", visit="V2"), _at(3))
+        other = next(r for r in journal.claims.search() if r.id != row.id)
+        assert journal.claims.request(other.id, "close")
+        out.tick(other.updated_at)
+        assert journal.claims.get(other.id).close_reason == "operator"  # type: ignore[union-attr]
+    finally:
+        journal.close()
