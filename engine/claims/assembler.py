@@ -49,9 +49,8 @@ __all__ = ["CLAIMS_OPTIONS", "ClaimsOutput"]
 
 _log = structlog.get_logger("wasla.claims")
 
-#: the resources a claim is built from; others in a billing Bundle (Provenance …) are not kept
-KEPT = ("ChargeItem", "Patient", "Encounter", "Account", "Coverage", "Condition", "Procedure", "Practitioner",
-        "Organization", "RelatedPerson")
+#: what a claim is not built from (lineage); every other resource of a billing Bundle is kept, a claim may refer to it
+SKIPPED = ("Provenance", "Bundle", "OperationOutcome")
 _CENT = Decimal("0.01")
 _ANSWERS = {"complete": "accepted", "error": "rejected", "partial": "accepted", "queued": "submitted"}
 
@@ -123,17 +122,36 @@ class ClaimsOutput:
         self._thread: threading.Thread | None = None
 
     # -- wiring --------------------------------------------------------------------------------
+    @classmethod
+    def check_config(cls, dest: DestinationConfig, config: Config) -> list[ConfigError]:
+        """What `wasla check` and the start refuse: a claims channel that is missing or not of kind `claims`,
+        a tariff, act table or rules file that does not load."""
+        o = options_of(cls, dest.options)
+        errors: list[ConfigError] = []
+        try:
+            channel = config.channel(str(o.channel))
+        except KeyError:
+            channel = None
+            errors.append(ConfigError(f"claims.channel: no channel '{o.channel}' (it carries the claims out)",
+                                      file=dest.file, field="claims.channel"))
+        if channel is not None and channel.input_kind != "claims":
+            errors.append(ConfigError(f"claims.channel: channel '{o.channel}' must have `input: claims: {{}}`",
+                                      file=dest.file, field="claims.channel"))
+        try:
+            TariffBook.load(config.nomenclatures_dir)
+            Rules.load(config.nomenclatures_dir / str(o.rules))
+        except ConfigErrors as exc:
+            errors += exc.errors
+        except ConfigError as exc:
+            errors.append(exc)
+        return errors
+
     def attach(self, config: Config, journal: Journal, broker: Transport, *, start: bool = True) -> None:
         """Given the engine's journal, broker and configuration: load the tariff and rules, check the claims
         channel exists, and start the thread that closes quiet claims and re-checks parked ones."""
-        try:
-            channel = config.channel(self.channel)
-        except KeyError:
-            raise ConfigError(f"destination {self.id}: claims.channel '{self.channel}' is not a configured channel",
-                              field="claims.channel") from None
-        if channel.input_kind != "claims":
-            raise ConfigError(f"destination {self.id}: channel '{self.channel}' must have input kind `claims`",
-                              field="claims.channel")
+        errors = self.check_config(config.destinations[self.id], config)
+        if errors:
+            raise ConfigErrors(errors)
         self.journal, self.broker = journal, broker
         self.claim_options = ClaimOptions(config.fhir_base, str(self.options.provider_inpe), str(self.options.sector),
                                           str(self.options.insurer), group_by=self.group_by)
@@ -183,7 +201,7 @@ class ClaimsOutput:
                                          "the message's charges under")
         parts = [(f"{e['resource']['resourceType']}/{e['resource'].get('id') or e.get('fullUrl', '')}",
                   orjson.dumps(e, option=orjson.OPT_SORT_KEYS))
-                 for e in entries if e["resource"].get("resourceType") in KEPT]
+                 for e in entries if e["resource"].get("resourceType") not in SKIPPED]
         mtype = str(headers.get("message_type", ""))
         close = mtype if self.close_on and type_matches(self.close_on, mtype) and mtype else ""
         row, changed = self.journal.claims.apply(self.id, keys, claim_id(self.id, keys[0]), parts,

@@ -237,6 +237,39 @@ def _amo_code(coverage: dict[str, Any], urls: dict[str, dict[str, Any]], pricer:
     return ""
 
 
+def _references(value: Any) -> Iterable[str]:
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str) and ref.startswith("urn:uuid:"):
+            yield ref
+        for v in value.values():
+            yield from _references(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _references(v)
+
+
+def _close_over(included: dict[str, dict[str, Any]], urls: dict[str, dict[str, Any]]) -> list[Reason]:
+    """Add every resource the included ones reference inside the Bundle (a transaction resolves urn:uuid
+    references only within itself); a reference to a resource the feeds never sent is a reason."""
+    reasons: list[Reason] = []
+    todo = list(included)
+    while todo:
+        entry = included[todo.pop()]
+        rtype = (entry.get("resource") or {}).get("resourceType")
+        for ref in _references(entry.get("resource")):
+            if ref in included:
+                continue
+            target = urls.get(ref)
+            if target is None:
+                reasons.append(Reason("REFERENCE_UNRESOLVED", str(rtype),
+                                      f"the {rtype} the claim needs refers to a resource no message brought", ""))
+                continue
+            included[ref] = _as_reference_target(target)
+            todo.append(ref)
+    return reasons
+
+
 def build_claim(entries: list[dict[str, Any]], options: ClaimOptions, pricer: Pricer, *, claim: str, version: int,
                 created: str) -> Built:
     """The Claim Bundle of a claim's resources, version `version` (≥ 2: a correction of the one before)."""
@@ -388,17 +421,13 @@ def build_claim(entries: list[dict[str, Any]], options: ClaimOptions, pricer: Pr
         resource["procedure"] = procedures
     if insurance:
         resource["insurance"] = insurance
-    if encounter is not None and items:
-        enc_ref = ref(str(encounter.get("fullUrl", "")))
-        if enc_ref:
-            for item in items:
-                item["encounter"] = [enc_ref]
     if items:
         resource["item"] = items
     resource["total"] = {"value": _money(total), "currency": options.currency}
     resource["meta"] = {"tag": [{"system": f"{base}/CodeSystem/claim-version", "code": str(version)}]}
     claim_entry = {"fullUrl": f"urn:uuid:{claim}", "resource": resource, "request": {"method": "PUT",
                                                                                       "url": f"Claim/{claim}"}}
+    reasons += _close_over(included, urls)
     bundle = {"resourceType": "Bundle", "type": "transaction",
               "entry": [claim_entry, *(included[k] for k in sorted(included))]}
     return Built(bundle, reasons, len(items), total, insurer_code)

@@ -45,9 +45,14 @@ def _check_all(config: Config) -> list[ConfigError]:
 
 def _check_destinations(config: Config) -> list[ConfigError]:
     """What a destination needs from its machine: the environment variables holding its secrets (named,
-    never printed) and its certificate files."""
+    never printed) and its certificate files; and what its connector checks itself (`check_config`)."""
+    from engine.connectors.registry import connector
+
     errors = []
     for dest in config.destinations.values():
+        own_check = getattr(connector("outputs", dest.kind), "check_config", None)  # a stage's own wiring (claims)
+        if own_check is not None:
+            errors += own_check(dest, config)
         auth = dict(dest.options.get("auth") or {})
         for key in ("token_env", "password_env", "client_secret_env"):
             name = auth.get(key)

@@ -141,3 +141,20 @@ def test_quiet_period_and_operator_close(tmp_path: Path, store_url: str) -> None
         assert journal.claims.get(other.id).close_reason == "operator"  # type: ignore[union-attr]
     finally:
         journal.close()
+
+
+def test_wasla_check_names_a_missing_or_wrong_claims_channel(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.support import WASLA
+
+    project = claims_project(tmp_path)
+    dest = project / "config" / "destinations" / "claims.yaml"
+    dest.write_text(dest.read_text().replace("channel: claims-amo", "channel: adt-mllp"))
+    config = load_config(project / "config")
+    [error] = ClaimsOutput.check_config(config.destinations["claims"], config)
+    assert "must have `input: claims: {}`" in str(error) and error.file.endswith("claims.yaml")
+    dest.write_text(dest.read_text().replace("channel: adt-mllp", "channel: nowhere"))
+    done = subprocess.run([WASLA, "check", "--config", str(project / "config")], capture_output=True, text=True,
+                          cwd=project, timeout=120)
+    assert done.returncode != 0 and "claims.channel: no channel 'nowhere'" in done.stdout + done.stderr
