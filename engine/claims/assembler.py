@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 import structlog
 
-from engine.claims.build import ClaimOptions, build_claim, claim_id, keys_of
+from engine.claims.build import Built, ClaimOptions, build_claim, claim_id, keys_of
 from engine.claims.rules import Rules, check
 from engine.claims.tariff import Reason, TariffBook
 from engine.config import Config, DestinationConfig
@@ -241,33 +241,36 @@ class ClaimsOutput:
             if not row.closed:
                 return None
             created = (row.closed_at or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-            current = build_claim(parts, options, book, claim=row.id, version=max(row.version, 1), created=created)
-            if not current.items and not current.reasons:
+
+            def built(version: int) -> Built:
+                return build_claim(parts, options, book, claim=row.id, version=version, created=created)
+
+            current = built(max(row.version, 1))
+            cancelled = not current.items and not current.reasons
+            if cancelled and not row.version:
                 return Decision("empty", reasons=[{"code": "NOTHING_TO_BILL", "where": "item",
                                                    "message": "no charge left to bill once credits are applied",
                                                    "fix": ""}])
-            reasons = current.reasons + check(current.bundle, book, rules, sector=options.sector)
             insurer, total, items = current.insurer, str(current.total.quantize(_CENT)), current.items
-            if reasons:
-                return Decision("parked", insurer, total, items, [_reason(r) for r in reasons])
-            body = orjson.dumps(current.bundle)
-            sha = hashlib.sha256(body).hexdigest()
-            if row.version and sha == row.content_sha:
-                kept = row.status if row.status in ("submitted", "accepted", "rejected") else "submitted"
+            if not cancelled:  # a claim sent before and now all credited back is cancelled, not checked again
+                reasons = current.reasons + check(current.bundle, book, rules, sector=options.sector)
+                if reasons:
+                    return Decision("parked", insurer, total, items, [_reason(r) for r in reasons])
+            if row.version and _claim_sha(current, cancelled) == row.content_sha:
+                kept = row.status if row.status in ("submitted", "accepted", "rejected", "cancelled") else "submitted"
                 return Decision(kept, insurer, total, items)
             version = row.version + 1
-            if version != max(row.version, 1):
-                body = orjson.dumps(build_claim(parts, options, book, claim=row.id, version=version,
-                                                created=created).bundle)
-                sha = hashlib.sha256(body).hexdigest()
+            final = current if version == max(row.version, 1) else built(version)
+            sha = _claim_sha(final, cancelled)
+            body = orjson.dumps(final.bundle)
             mid = new_message_id()
             inbound = Inbound(mid, self.channel, datetime.now(UTC), body, "FHIR^Claim", f"{row.id}/{version}",
                               self.id)
             work = journal.messages.receive_work(inbound, {"claim": row.id, "version": version,
                                                            "destination": self.id})
             sent.append((body, mid, inbound.received_at.isoformat()))
-            return Decision("submitted", insurer, total, items, content_sha=sha, message_id=mid, version=version,
-                            work=work)
+            return Decision("cancelled" if cancelled else "submitted", insurer, total, items, content_sha=sha,
+                            message_id=mid, version=version, work=work)
 
         row = journal.claims.decide(cid, decide)
         for body, mid, at in sent:  # after the commit: a crash here is recovered by intake (journaled, not sent)
@@ -311,6 +314,15 @@ class ClaimsOutput:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 - the next turn tries again; never kills the thread
                 _log.error("claims_tick_failed", destination=self.id, **error_fields(exc))
+
+
+def _claim_sha(built: Built, cancelled: bool) -> str:
+    """What decides whether a claim changed: the Claim resource alone (a Patient's new address in the Bundle
+    is no reason to send a correction); a claim all credited back goes out `cancelled`."""
+    claim = built.bundle["entry"][0]["resource"]
+    if cancelled:
+        claim["status"] = "cancelled"
+    return hashlib.sha256(orjson.dumps(claim)).hexdigest()
 
 
 def _reason(r: Reason) -> dict[str, str]:

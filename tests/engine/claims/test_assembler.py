@@ -158,3 +158,29 @@ def test_wasla_check_names_a_missing_or_wrong_claims_channel(tmp_path: Path) -> 
     done = subprocess.run([WASLA, "check", "--config", str(project / "config")], capture_output=True, text=True,
                           cwd=project, timeout=120)
     assert done.returncode != 0 and "claims.channel: no channel 'nowhere'" in done.stdout + done.stderr
+
+
+def test_a_new_address_is_no_correction_but_a_full_credit_after_submission_cancels(stage) -> None:
+    out, journal, _ = stage
+    _send(out, journal, 1, dft("T1", NGAP, "C"), _at(3))
+    _send(out, journal, 2, bundle(patient(), encounter()), A03)
+    moved = patient()
+    moved["resource"]["address"] = [{"city": "Rabat"}]
+    _send(out, journal, 3, bundle(moved, encounter()), _at(6))  # an A08: the Patient changes, not the claim
+    assert len(_sent(journal)) == 1
+    _send(out, journal, 4, dft("T2", NGAP, "C", kind="CD"), _at(7))  # the only act credited back
+    first, second = _sent(journal)
+    claim = second["entry"][0]["resource"]
+    assert claim["id"] == first["entry"][0]["resource"]["id"] and claim["status"] == "cancelled"
+    assert "item" not in claim and claim["total"]["value"] == 0.0
+    assert journal.claims.get(claim["id"]).status == "cancelled"  # type: ignore[union-attr]
+
+
+def test_a_claim_credited_back_before_it_is_sent_is_empty_and_says_so(stage) -> None:
+    out, journal, _ = stage
+    _send(out, journal, 1, dft("T1", NGAP, "C"), _at(3))
+    _send(out, journal, 2, dft("T2", NGAP, "C", kind="CD"), _at(3))
+    _send(out, journal, 3, bundle(patient(), encounter()), A03)
+    assert _sent(journal) == []
+    [row] = journal.claims.search()
+    assert row.status == "empty" and row.reasons[0]["code"] == "NOTHING_TO_BILL"

@@ -4,7 +4,7 @@ CREATE TABLE claims (
     id            TEXT PRIMARY KEY,          -- the FHIR Claim id (UUIDv5 of destination and key)
     destination   TEXT NOT NULL,             -- the claims destination that assembles it
     claim_key     TEXT NOT NULL,             -- its first business key (kind:system|value), not shown
-    status        TEXT NOT NULL,             -- open, parked, submitted, accepted, rejected, empty
+    status        TEXT NOT NULL,             -- open, closed, parked, submitted, accepted, rejected, empty, cancelled
     version       INTEGER NOT NULL DEFAULT 0,-- versions sent (a correction after submission is the next)
     insurer       TEXT NOT NULL DEFAULT '',
     total         TEXT NOT NULL DEFAULT '',  -- decimal text, MAD
