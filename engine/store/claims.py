@@ -9,7 +9,6 @@ never interleave on a claim, and a message applied twice leaves the same state.
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -240,7 +239,8 @@ class Claims:
         rows = self.db.query("SELECT part, entry FROM claim_parts WHERE claim_id = ? ORDER BY part", (claim_id,))
         return [orjson.loads(self.db.sealer.open(bytes(blob), f"{claim_id}/{part}")) for part, blob in rows]
 
-    def search(self, *, destination: str | None = None, statuses: Iterable[str] = (), limit: int = 200) -> list[ClaimRow]:
+    def search(self, *, destination: str | None = None, statuses: Iterable[str] = (),
+               limit: int = 200) -> list[ClaimRow]:
         """Claims, most recently changed first."""
         where, params = [], []
         if destination:
