@@ -142,8 +142,8 @@ class Claims:
                                        " WHERE claim_id = ? AND part = ?"), (at, message_id, sealed, claim_id, part))
                     changed = True
             if close and row[15] is None:  # closed_at
-                cur.execute(db.sql("UPDATE claims SET closed_at = ?, close_reason = ? WHERE id = ?"),
-                            (now, close, claim_id))
+                cur.execute(db.sql("UPDATE claims SET closed_at = ?, close_reason = ?, status = CASE WHEN status"
+                                   " = 'open' THEN 'closed' ELSE status END WHERE id = ?"), (now, close, claim_id))
                 changed = True
             if changed:
                 cur.execute(db.sql("UPDATE claims SET updated_at = ? WHERE id = ?"), (now, claim_id))
@@ -192,7 +192,8 @@ class Claims:
         now = db.now()
 
         def work(cur: Any) -> bool:
-            cur.execute(db.sql("UPDATE claims SET closed_at = ?, close_reason = ?, updated_at = ?"
+            cur.execute(db.sql("UPDATE claims SET closed_at = ?, close_reason = ?, updated_at = ?, status = CASE"
+                               " WHEN status = 'open' THEN 'closed' ELSE status END"
                                " WHERE id = ? AND closed_at IS NULL"), (now, reason, now, claim_id))
             return bool(cur.rowcount)
 
@@ -230,8 +231,10 @@ class Claims:
 
     def find(self, prefix: str) -> list[ClaimRow]:
         """Claims whose id starts with `prefix` (an operator types the first characters)."""
-        rows = self.db.query(f"SELECT {_COLUMNS} FROM claims WHERE id LIKE ? ORDER BY id LIMIT 5",
-                             (prefix.replace("%", "").replace("_", "\\_") + "%",))
+        prefix = "".join(c for c in prefix if c.isalnum() or c == "-")  # an id's characters only, no wildcard
+        if not prefix:
+            return []
+        rows = self.db.query(f"SELECT {_COLUMNS} FROM claims WHERE id LIKE ? ORDER BY id LIMIT 5", (prefix + "%",))
         return [self._row(r) for r in rows]
 
     def parts(self, claim_id: str) -> list[dict[str, Any]]:
@@ -263,9 +266,9 @@ class Claims:
         return [r[0] for r in rows]
 
     def pending(self, destination: str) -> list[ClaimRow]:
-        """Claims of `destination` the engine has to look at: closed and not sent in their last state
-        (status open with closed_at set), or with an operator's request."""
+        """Claims of `destination` the engine has to look at: closed and not decided yet, or with an
+        operator's request."""
         rows = self.db.query(f"SELECT {_COLUMNS} FROM claims WHERE destination = ? AND (requested <> ''"
-                             " OR (status = 'open' AND closed_at IS NOT NULL)) ORDER BY updated_at",
+                             " OR status = 'closed') ORDER BY updated_at",
                              (destination,))
         return [self._row(r) for r in rows]
