@@ -189,8 +189,11 @@ class ClaimsOutput:
                 headers: dict[str, Any] | None = None) -> str | None:
         assert self.journal is not None, "attach() first"
         headers = headers or {}
-        bundle = orjson.loads(body)
-        entries = [e for e in bundle.get("entry", []) if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+        try:
+            bundle = orjson.loads(body)
+            entries = [e for e in bundle.get("entry", []) if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            raise PermanentDeliveryError("not a FHIR Bundle: the claims stage takes converted messages") from None
         received = _when(headers.get("received_at"))
         answered = self._answer(message_id, entries)
         if answered is not None:

@@ -184,3 +184,10 @@ def test_a_claim_credited_back_before_it_is_sent_is_empty_and_says_so(stage) -> 
     assert _sent(journal) == []
     [row] = journal.claims.search()
     assert row.status == "empty" and row.reasons[0]["code"] == "NOTHING_TO_BILL"
+
+
+def test_a_body_that_is_no_bundle_is_a_dead_letter_with_why(stage) -> None:
+    out, journal, _ = stage
+    for body in (b"MSH|^~\\&|", b"[1, 2]"):
+        with pytest.raises(PermanentDeliveryError, match="not a FHIR Bundle"):
+            _send(out, journal, 1, body, _at(3))
