@@ -191,7 +191,8 @@ class ClaimsOutput:
         headers = headers or {}
         try:
             bundle = orjson.loads(body)
-            entries = [e for e in bundle.get("entry", []) if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+            entries = [e for e in bundle.get("entry", [])
+                       if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
         except (orjson.JSONDecodeError, AttributeError, TypeError):
             raise PermanentDeliveryError("not a FHIR Bundle: the claims stage takes converted messages") from None
         received = _when(headers.get("received_at"))
