@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from channels.csvfile import Layout, Row, rows
 from engine.hl7v2 import decode, parse
@@ -263,3 +265,45 @@ class TestCsvBilling:
         urls_a, urls_b = _by_url(dft), _by_url(csv)
         assert {k for k, v in urls_a.items() if v["resourceType"] in ("Patient", "Practitioner")} == \
             {k for k, v in urls_b.items() if v["resourceType"] in ("Patient", "Practitioner")}
+
+
+_TX = st.from_regex(r"\A[A-Z0-9][A-Z0-9-]{0,7}\Z")
+_FT1_FIELD = st.sampled_from(["", '""', "1", "2.5", "x"])
+
+
+@st.composite
+def _dft(draw: st.DrawFn) -> tuple[str, int, int]:
+    """A DFT^P03 of the Moroccan fixture's visit with 1-6 generated FT1 (some without FT1-2) and 0-3 IN1."""
+    ft1s, numbered = [], set()
+    for i in range(1, draw(st.integers(1, 6)) + 1):
+        tx = draw(st.one_of(st.just(""), _TX))
+        if tx:
+            numbered.add(tx)
+        kind = draw(st.sampled_from(["CG", "CD", "PY", "AJ", "CO", ""]))
+        perf = "~".join(draw(st.lists(st.sampled_from([K, T, '""', ""]), max_size=3)))
+        code = f"{draw(st.sampled_from(['C', 'B120', 'Z 15', '']))}^^{draw(st.sampled_from(['NGAP', 'NABM']))}"
+        ft1s.append(f"FT1|{i}|{tx}||{draw(st.sampled_from(['20261120', '', '2026']))}||{kind}|{code}"
+                    f"|||{draw(_FT1_FIELD)}||{draw(_FT1_FIELD)}&MAD|||||||I10^^I10|{perf}|"
+                    f"{draw(st.sampled_from([K, '']))}")
+    unnumbered = sum(1 for f in ft1s if f.split("|")[2] == "")
+    in1s = [f"IN1|{i}||{draw(st.sampled_from(['CNSS', 'CNOPS', '']))}^^^AMO^NIIP|Caisse {i}" + "|" * 45
+            + f"{draw(st.sampled_from(['112233445', '']))}^^^CNSS^SB" for i in range(1, draw(st.integers(0, 3)) + 1)]
+    lines = [line for line in _lines() if not line.startswith(("FT1|", "IN1|"))]
+    dg1 = next(i for i, line in enumerate(lines) if line.startswith("DG1|"))
+    text = "\r".join(lines[:dg1] + ft1s + lines[dg1:] + in1s) + "\r"
+    return text, len(numbered), unnumbered
+
+
+@given(_dft())
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_ft1_is_one_chargeitem_and_ids_are_stable(converter: Converter, case: tuple[str, int, int]) -> None:
+    text, numbered, unnumbered = case
+    bundle, _ = _convert(converter, text)
+    charges = resources(bundle, "ChargeItem")
+    # one ChargeItem per distinct transaction id (a repeated FT1-2 is the same charge: occurrence-2), one per other FT1
+    assert len([c for c in charges if "identifier" not in c]) == unnumbered
+    assert len({c["identifier"][0]["value"] for c in charges if "identifier" in c}) == numbered
+    assert len({c["id"] for c in charges}) == len(charges)
+    assert all(c["status"] == "billable" and c["subject"] and c["context"] for c in charges)
+    again, _ = _convert(converter, text)
+    assert again == bundle  # deterministic
