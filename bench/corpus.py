@@ -5,7 +5,8 @@ validated by others' checkers (`../shared/tools/fhir-validate`: the R4 JSON sche
 
 Prints a table by message family (MSH-9.1): messages, converted, refused (no mapping accepts the type),
 failed (the conversion raised), and how many of the converted Bundles the validator accepts; then one line per
-failure or invalid Bundle (file name and error text, no message content). BAR and DFT are the claims issue's.
+failure or invalid Bundle (file name and error text, no message content). BAR and DFT (the claims issue, 26)
+convert with the bar and dft mappings.
 """
 
 from __future__ import annotations

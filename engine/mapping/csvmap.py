@@ -15,6 +15,8 @@ same whether it came as an ORU^R01 or as CSV rows: one mapping decides its FHIR,
       PID: {"3.1": ipp, "5.1": nom}
     each:                       segments written for every row
       OBX: {"1": "#", "2": "=NM", "3.1": code_analyse, "5": resultat}
+    after:                      segments written once after the rows, from the group's first row (a DFT's
+      IN1: {"3.1": organisme}   DG1 and INSURANCE follow its FINANCIAL groups)
 
 A value is a column name, `=text` for a constant, `#` for the row's number in its group, or `@sender`
 for the channel's sender. Dates are read with the channel's `date_formats` and written as v2 DTM.
@@ -67,6 +69,7 @@ class CsvMap:
     once: tuple[tuple[str, tuple[tuple[tuple[int, int, int], str], ...]], ...]
     each: tuple[tuple[str, tuple[tuple[tuple[int, int, int], str], ...]], ...]
     create_only: tuple[str, ...] = ()  # resources written only where none exists yet (conditional create)
+    after: tuple[tuple[str, tuple[tuple[tuple[int, int, int], str], ...]], ...] = ()  # once, after the rows
 
     def check(self, values: dict[str, str], date_formats: tuple[str, ...]) -> str | None:
         """Why this row cannot be used (the first problem), or None. Names columns, never values."""
@@ -100,6 +103,8 @@ class CsvMap:
         for number, row in enumerate(group, start=1):
             for name, fields in self.each:
                 segments.append(_segment(name, fields, row, number, sender, self.columns, date_formats))
+        for name, fields in self.after:
+            segments.append(_segment(name, fields, first, 1, sender, self.columns, date_formats))
         return "\r".join(segments) + "\r"
 
 
@@ -193,7 +198,7 @@ def compile_csvmap(file: Path, schema_dir: Path, known_mappings: set[str]) -> Cs
                               ["mapping"]))
     columns = {n: Column(n, bool(c.get("required")), bool(c.get("number")), bool(c.get("date")))
                for n, c in (d.get("columns") or {}).items()}
-    for part in ("once", "each"):
+    for part in ("once", "each", "after"):
         for seg, fields in (d.get(part) or {}).items():
             for key, spec in fields.items():
                 spec = str(spec)
@@ -214,10 +219,11 @@ def compile_csvmap(file: Path, schema_dir: Path, known_mappings: set[str]) -> Cs
                                       f"(known: {', '.join(sorted(resources))})", ["create_only", i]))
     once = tuple((seg, _positions(f, errs, doc, ["once", seg])) for seg, f in (d.get("once") or {}).items())
     each = tuple((seg, _positions(f, errs, doc, ["each", seg])) for seg, f in d["each"].items())
+    after = tuple((seg, _positions(f, errs, doc, ["after", seg])) for seg, f in (d.get("after") or {}).items())
     if errs:
         raise ConfigErrors(errs)
     return CsvMap(d["name"], d["version"], doc.file, d["message"], d["mapping"], tuple(d["group_by"]),
-                  d.get("time"), columns, once, each, tuple(d.get("create_only") or ()))
+                  d.get("time"), columns, once, each, tuple(d.get("create_only") or ()), after)
 
 
 def find_csvmap(mappings_dir: Path, name: str, schema_dir: Path) -> CsvMap:

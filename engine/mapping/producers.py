@@ -65,6 +65,8 @@ def producer(scope: CompileScope, rtype: str, node: RuleNode, target: Target, la
         if leaf.enum and value not in leaf.enum:
             scope.err(f"{full} takes one of {', '.join(leaf.enum)}", where.at("value"))
             return None
+        if isinstance(value, str) and "{base}" in value:  # a URI of ours (an extension, a code system)
+            return lambda ctx: [value.replace("{base}", ctx.base)]
         return lambda ctx: [value]
     if kind == "as":
         return _convert(scope, node, target, paths, options, label)

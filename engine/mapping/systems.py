@@ -90,8 +90,8 @@ def coding_system(ctx: Context, name: str) -> str | None:
     if not name:
         return None
     t = ctx.vocab("v2-0396.coding-system").first(name)
-    if t:
-        return t.system
+    if t:  # a national code set of ours (NGAP, NABM) lives under the installation's base
+        return t.system.replace("{base}", ctx.base) if "{base}" in t.system else t.system
     upper = name.upper()
     if upper.startswith("HL7") and upper[3:].isdigit():
         return f"http://terminology.hl7.org/CodeSystem/v2-{upper[3:]:0>4}"

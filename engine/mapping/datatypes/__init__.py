@@ -44,6 +44,7 @@ from engine.mapping.datatypes.demographics import xad_address, xpn_human_name, x
 from engine.mapping.datatypes.documents import ed_attachment, ft_attachment, tx_attachment
 from engine.mapping.datatypes.identifiers import cwe_identifier, cx_identifier, ei_identifier
 from engine.mapping.datatypes.quantities import (
+    cp_money,
     nm_integer,
     nm_positive_int,
     nm_quantity,
@@ -133,6 +134,7 @@ CONVERTERS: dict[str, DatatypeConverter] = {
         DatatypeConverter("DTM.timePart", "dateTime", dtm_time_part,
                           "DTM[dateTime] when it has a time (PID-7 birthTime)"),
         DatatypeConverter("NM.integer", "integer", nm_integer, "NM[integer]"),
+        DatatypeConverter("CP.Money", "Money", cp_money, "CP (MO quantity, denomination) → Money (no IG map)"),
         DatatypeConverter("NM.positiveInt", "positiveInt", nm_positive_int, "NM[positiveInt]"),
         DatatypeConverter("CQ.Quantity", "Quantity", cq_quantity, "CQ[Quantity]", ("ucum-aliases",)),
         DatatypeConverter("CQ.Duration", "Duration", cq_duration, "CQ[Quantity] (a Duration: a unit of time)"),

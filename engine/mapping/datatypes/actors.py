@@ -29,7 +29,15 @@ def xcn_practitioner(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, 
     body: dict[str, Any] = {}
     identifier = None
     if ident:
-        system = assigner_system(f, 9, ctx, "practitioner")
+        # a national identifier (INPE: authority INPE or ANAM, type PRN) takes the registry's system, as a CX does
+        known = (ctx.registry.for_cx(f.component(9, 1), f.component(13))
+                 if ctx.registry is not None and f.component(13) else None)
+        system = known.uri if known is not None else assigner_system(f, 9, ctx, "practitioner")
+        if known is not None:
+            verdict = known.validate(ident)
+            if not verdict.ok:  # kept and flagged, as for a CX (engine.mapping.datatypes.identifiers)
+                code = "IDENTIFIER_INVALID" if verdict.level == "invalid" else "IDENTIFIER_SUSPECT"
+                ctx.warn(code, ctx.rule, ctx.field_spec, f"{known.key}: {verdict.reason}", identifier_system=known.key)
         entry: dict[str, Any] = {}
         if f.component(13):
             entry["type"] = {"coding": [{"system": V2_0203, "code": f.component(13)}]}

@@ -168,6 +168,29 @@ def nm_positive_int(f: Field, ctx: Context, opts: dict[str, Any]) -> int | None:
     return value
 
 
+def cp_money(f: Field, ctx: Context, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """CP (composite price) → Money: CP.1 is an MO, its quantity (CP.1.1) the value and its denomination
+    (CP.1.2, ISO 4217: MAD, USD) the currency. The price type and range (CP.2-CP.6) are not read."""
+    text = f.component(1, 1).strip()
+    if not text:
+        return None
+    value = _decimal(text)
+    if value is None:
+        ctx.warn("VALUE_INVALID", ctx.rule, ctx.field_spec, "not a number (CP.1.1); amount not written")
+        return None
+    out: dict[str, Any] = {"value": value}
+    currency = f.component(1, 2).strip().upper()
+    if currency:
+        if _CURRENCY.match(currency):
+            out["currency"] = currency
+        else:
+            ctx.warn("VALUE_INVALID", ctx.rule, ctx.field_spec, "CP.1.2 is no ISO 4217 code; currency not written")
+    return out
+
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
 def decimal_of(text: str) -> orjson.Fragment | None:
     """A v2 NM as a FHIR decimal with the precision sent, or None when it is no number."""
     return _decimal(text)

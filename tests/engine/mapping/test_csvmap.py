@@ -92,3 +92,15 @@ def test_a_wrong_column_is_a_file_line_error(tmp_path: Path) -> None:
         find_csvmap(tmp_path / "mappings", "csv_lab", ROOT / "config/schema")
     err = info.value.errors[0]
     assert "'result' is not a column" in err.message and err.file.endswith("csvmap.yaml") and err.line
+
+
+def test_after_segments_follow_the_rows() -> None:
+    """`after:` segments are written once, after every row's segments (a DFT's DG1 and IN1 follow its FT1s)."""
+    m = find_csvmap(ROOT / "mappings", "csv_billing", ROOT / "config/schema")
+    row = {"numero_sejour": "V1", "numero_compte": "A1", "ipp": "P1", "numero_transaction": "T1",
+           "type_transaction": "CG", "date_acte": "20/11/2026", "code_acte": "C", "systeme_acte": "NGAP",
+           "organisme": "CNSS", "immatriculation": "112233445", "diagnostic": "I10"}
+    er7 = m.to_v2([row, {**row, "numero_transaction": "T2"}], sender="CHU", application="CSV", control_id="V1",
+                  date_formats=("%d/%m/%Y",))
+    assert [s[:3] for s in er7.strip("\r").split("\r")] == ["MSH", "PID", "PV1", "FT1", "FT1", "DG1", "IN1"]
+    assert "|CNSS^^^AMO^NIIP|" in er7 and "112233445^^^CNSS^SB" in er7
