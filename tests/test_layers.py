@@ -241,6 +241,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # the connector surface: the ports the engine gives a connector, its toolkit and test twins
     ("engine.connectors",),
     ("engine.pipeline",),
+    # the claims stage: an output the runtime attaches to the journal, above the routing it reuses
+    ("engine.claims",),
     # the HTTP surfaces: /metrics and /health (ops) and the console they serve
     ("engine.console", "engine.ops"),
     # the composition root: builds the pipeline, the connectors and the ops server of one process
@@ -302,7 +304,7 @@ class TestLayers:
                    "engine/pipeline/__init__.py": "", "engine/pipeline/intake.py": "from engine.store import Journal\n",
                    "engine/runtime.py": "import engine.pipeline.intake\n", "engine/cli/__init__.py": ""}
         assert upward_imports(sources) == [
-            "engine/store/journal.py:3: engine.store.journal (6) -> engine.runtime (10)",
+            "engine/store/journal.py:3: engine.store.journal (6) -> engine.runtime (11)",
             "engine/store/journal.py:6: engine.store.journal (6) -> engine.cli (11)",
             "engine/store/journal.py:8: engine.store.journal (6) -> engine.pipeline.intake (8)",
         ]

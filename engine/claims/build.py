@@ -32,6 +32,8 @@ _INPATIENT = {"IMP", "ACUTE", "NONAC", "PRENC", "SS"}
 
 
 class Pricer(Protocol):
+    """What the builder asks of the tariff (`engine.claims.tariff.TariffBook`): an act's price, an insurer's name."""
+
     def price(self, system: str, code: str, *, sector: str, on: date) -> Priced | Reason: ...
 
     def insurer(self, code: str) -> str | None: ...

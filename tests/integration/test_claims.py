@@ -52,7 +52,8 @@ def adt(trigger: str, control: str, discharged: str = "") -> bytes:
 def dft(control: str, tid: str, code: str, system: str, day: str, kind: str = "CG", qty: str = "1") -> bytes:
     """A DFT^P03 of one act: FT1-20 the doctor who performed it, FT1-21 the prescriber (INPE)."""
     ft1 = ["FT1", "1", tid, "", day, "", kind, f"{code}^^{system}", "", "", qty] + [""] * 8 + [
-        "I10^Hypertension essentielle^I10", "222222226^BENNANI^Amina^^^^^^INPE", "111111118^TAZI^Omar^^^^^^INPE"]
+        "I10^Hypertension essentielle^I10", "222222226^BENNANI^Amina^^^^^^INPE^^^^PRN",
+        "111111118^TAZI^Omar^^^^^^INPE^^^^PRN"]
     return (_head("DFT^P03^DFT_P03", control) + _pv1() + "|".join(ft1) + "\r" + _in1()
             + f"DG1|1||I10^Hypertension essentielle^I10||{day}|F\r").encode()
 

@@ -101,7 +101,10 @@ class TestCheckCommand:
         assert result.returncode == 0, result.stderr
         mappings = len(list((project / "mappings").glob("*/mapping.yaml")))  # every shipped mapping is compiled
         assert mappings >= 4
-        assert result.stdout.strip() == f"ok: 1 channel(s), 1 destination(s), {mappings} mapping(s), 1 CSV map(s)"
+        csvmaps = len(list((project / "mappings").glob("*/csvmap.yaml")))  # csv_lab, csv_billing
+        assert csvmaps >= 2
+        assert result.stdout.strip() == (f"ok: 1 channel(s), 1 destination(s), {mappings} mapping(s), "
+                                         f"{csvmaps} CSV map(s)")
 
     def test_check_broken(self, tmp_path: Path) -> None:
         """A broken channel YAML: every problem as file:line, exit 2, no traceback."""
