@@ -234,7 +234,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # reading YAML files and validating them against a JSON Schema
     ("engine.config.yamlfile", "engine.config.validate"),
     ("engine.hl7v2", "engine.nomenclature"),
-    ("engine.mapping",),
+    # the mapping language; the claim checks (key-letter tariffs and claim rules, nomenclatures/ma-tnr)
+    ("engine.mapping", "engine.claims"),
     # the loaded, frozen configuration
     ("engine.config",),
     ("engine.formats", "engine.store", "engine.transport"),
