@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
@@ -63,6 +63,7 @@ class Rules:
     insurer_path: str
     insurer_system: str
     acts: dict[str, bool]       # act code set name → written form accepted
+    act_lines: dict[str, int | None] = field(default_factory=dict, repr=False)   # where each is in the file
 
     @classmethod
     def load(cls, path: Path, *, schema: Path | None = None) -> Rules:
@@ -84,6 +85,17 @@ class Rules:
         out = _read(doc, data, errors)
         if errors or out is None:
             raise ConfigErrors(errors or [ConfigError("unreadable", file=doc.file)])
+        return out
+
+    def against(self, book: TariffBook) -> list[ConfigError]:
+        """What these rules name that the book's nomenclatures lack (an identifier system, an act code set),
+        each at its line of the rules file; [] when they fit."""
+        out = [ConfigError(f"no identifier system '{r.system}' in identifier-systems (known: "
+                           f"{', '.join(sorted(book.identifiers))})", file=self.file, line=r.line,
+                           field="identifiers.system") for r in self.identifiers if r.system not in book.identifiers]
+        out += [ConfigError(f"no act code set '{name}' (known: {', '.join(sorted(book.tables))})", file=self.file,
+                            line=self.act_lines.get(name), field="acts")
+                for name in self.acts if name not in book.tables]
         return out
 
 
@@ -150,8 +162,9 @@ def _read(doc: YamlDoc, data: dict[str, Any], errors: list[ConfigError]) -> Rule
             acts[str(name)] = bool(written)
     if errors:
         return None
+    act_lines = {name: doc.position(["acts", name], key=True)[0] for name in acts}
     return Rules(doc.file, str(data.get("version", "")), str(currency), tolerance, tuple(claim_types),
-                 tuple(required), tuple(idents), insurer["path"], insurer["system"], acts)
+                 tuple(required), tuple(idents), insurer["path"], insurer["system"], acts, act_lines)
 
 
 # --- check ---------------------------------------------------------------------------------------------
@@ -234,6 +247,9 @@ def check(bundle: dict[str, Any], book: TariffBook, rules: Rules, *, sector: str
     """
     if sector not in SECTORS:
         raise ValueError(f"sector: expected one of {', '.join(SECTORS)}")
+    misfits = rules.against(book)
+    if misfits:
+        raise ConfigErrors(misfits)
     resolve = _resolver(bundle)
     claim = next((e["resource"] for e in bundle.get("entry") or [] if isinstance(e, dict)
                   and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "Claim"), None)
@@ -263,10 +279,7 @@ def _claim_type(claim: dict[str, Any], rules: Rules) -> list[Reason]:
 
 def _identifiers(claim: dict[str, Any], rule: IdentifierRule, book: TariffBook, rules: Rules,
                  resolve: Resolve) -> list[Reason]:
-    system = book.identifiers.get(rule.system)
-    if system is None:
-        raise ConfigError(f"identifiers: no identifier system '{rule.system}' in nomenclatures/identifier-systems",
-                          file=rules.file, line=rule.line)
+    system = book.identifiers[rule.system]      # check() verified the rules against the book
     out = []
     for where, ref in _targets(claim, rule.path, resolve):
         if isinstance(ref, Reason):
@@ -328,10 +341,6 @@ def _insurer(claim: dict[str, Any], book: TariffBook, rules: Rules, resolve: Res
 
 def _items(claim: dict[str, Any], book: TariffBook, rules: Rules, sector: str) -> list[Reason]:
     out: list[Reason] = []
-    for name in rules.acts:
-        if name not in book.tables:
-            raise ConfigError(f"no act code set '{name}' (known: {', '.join(sorted(book.tables))})",
-                              file=rules.file, field="acts")
     tables = [book.tables[n] for n in rules.acts]
     period = claim.get("billablePeriod") or {}
     total = Decimal(0)

@@ -52,14 +52,21 @@ def _check_claims(config: Config) -> list[ConfigError]:
 
     schema = config.config_dir / "schema" / "claim-rules.schema.json"
     errors: list[ConfigError] = []
-    for load in (lambda: TariffBook.load(folder, base=config.fhir_base),
-                 lambda: Rules.load(folder / "ma-tnr" / "rules.yaml", schema=schema if schema.is_file() else None)):
-        try:
-            load()
-        except ConfigErrors as exc:
-            errors.extend(exc.errors)
-        except ConfigError as exc:
-            errors.append(exc)
+    book = rules = None
+    try:
+        book = TariffBook.load(folder, base=config.fhir_base)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    except ConfigError as exc:
+        errors.append(exc)
+    try:
+        rules = Rules.load(folder / "ma-tnr" / "rules.yaml", schema=schema if schema.is_file() else None)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    except ConfigError as exc:
+        errors.append(exc)
+    if book is not None and rules is not None:
+        errors += rules.against(book)
     return errors
 
 

@@ -200,9 +200,13 @@ class TestLoad:
 
     def test_an_unknown_identifier_system_is_reported_at_its_rule(self, tmp_path: Path, book: TariffBook,
                                                                   valid_bundle: dict[str, Any]) -> None:
-        """A rule naming no identifier system of nomenclatures/ fails check() with the rule's line."""
-        text = SHIPPED.read_text(encoding="utf-8").replace("system: cnss", "system: cnss-typo")
+        """A rule naming an identifier system or act code set the nomenclatures lack: against() lists both at
+        their lines, and check() refuses to run."""
+        text = SHIPPED.read_text(encoding="utf-8").replace("system: cnss", "system: cnss-typo").replace(
+            "  ma-nabm: {written_form: true}", "  ma-nabm: {written_form: true}\n  ma-ccam: {written_form: false}")
         (tmp_path / "rules.yaml").write_text(text, encoding="utf-8")
-        with pytest.raises(ConfigError, match="cnss-typo") as err:
-            check(valid_bundle, book, Rules.load(tmp_path / "rules.yaml"), sector="public")
-        assert err.value.line == 46
+        rules = Rules.load(tmp_path / "rules.yaml")
+        assert [(e.line, "cnss-typo" in e.message or "ma-ccam" in e.message) for e in rules.against(book)] == [
+            (46, True), (63, True)]
+        with pytest.raises(ConfigError, match="cnss-typo"):
+            check(valid_bundle, book, rules, sector="public")
