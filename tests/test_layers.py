@@ -234,6 +234,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # reading YAML files and validating them against a JSON Schema
     ("engine.config.yamlfile", "engine.config.validate"),
     ("engine.hl7v2", "engine.nomenclature"),
+    # the mapping language; the claim checks (key-letter tariffs and claim rules, nomenclatures/ma-tnr)
     ("engine.mapping",),
     # the loaded, frozen configuration
     ("engine.config",),

@@ -45,7 +45,7 @@ from engine.store.claims import ClaimRow, Decision
 from engine.transport import Transport
 from engine.types import Inbound
 
-__all__ = ["CLAIMS_OPTIONS", "ClaimsOutput"]
+__all__ = ["CLAIMS_OPTIONS", "DEFAULT_RULES", "ClaimsOutput", "load_checks"]
 
 _log = structlog.get_logger("wasla.claims")
 
@@ -53,6 +53,22 @@ _log = structlog.get_logger("wasla.claims")
 SKIPPED = ("Provenance", "Bundle", "OperationOutcome")
 _CENT = Decimal("0.01")
 _ANSWERS = {"complete": "accepted", "error": "rejected", "partial": "accepted", "queued": "submitted"}
+
+DEFAULT_RULES = "ma-tnr/rules.yaml"
+
+
+def load_checks(config: Config, rules: str = DEFAULT_RULES) -> tuple[TariffBook, Rules]:
+    """The tariff and act tables (nomenclatures/ma-tnr, ma-ngap, ma-nabm) and the claim rules (`rules`,
+    relative to the nomenclatures folder), checked against each other; ConfigErrors at file:line."""
+    folder = config.nomenclatures_dir
+    schema = config.config_dir / "schema" / "claim-rules.schema.json"
+    book = TariffBook.load(folder, base=config.fhir_base)
+    loaded = Rules.load(folder / rules, schema=schema if schema.is_file() else None)
+    errors = loaded.against(book)
+    if errors:
+        raise ConfigErrors(errors)
+    return book, loaded
+
 
 CLAIMS_OPTIONS = (
     Field("channel", "string", required=True, pattern="^[a-z0-9][a-z0-9_-]*$",
@@ -72,7 +88,7 @@ CLAIMS_OPTIONS = (
           default=("fse", "visit", "account"),
           description="Which identifiers gather charges into one claim, first found first: the FSE number, the "
                       "visit (PV1-19), the account (PID-18)."),
-    Field("rules", "string", default="ma-tnr/rules.yaml",
+    Field("rules", "string", default=DEFAULT_RULES,
           description="The claim rules, relative to the nomenclatures folder."),
     Field("tick_s", "number", exclusive_minimum=0, default=1.0,
           description="How often closed, quiet and parked claims are looked at."),
@@ -115,6 +131,7 @@ class ClaimsOutput:
         self.broker: Transport | None = None
         self.claim_options: ClaimOptions | None = None
         self._folder: Path | None = None
+        self._config: Config | None = None
         self._stamp: tuple[tuple[str, int, int], ...] = ()
         self.book: TariffBook | None = None
         self.rules: Rules | None = None
@@ -124,8 +141,9 @@ class ClaimsOutput:
     # -- wiring --------------------------------------------------------------------------------
     @classmethod
     def check_config(cls, dest: DestinationConfig, config: Config) -> list[ConfigError]:
-        """What `wasla check` and the start refuse: a claims channel that is missing or not of kind `claims`,
-        a tariff, act table or rules file that does not load."""
+        """What `wasla check` and the start refuse: a claims channel that is missing or not of kind `claims`;
+        a rules file of the destination's own that does not load or does not fit the nomenclatures (the
+        shipped ma-tnr is checked by `wasla check` whatever the destinations)."""
         o = options_of(cls, dest.options)
         errors: list[ConfigError] = []
         try:
@@ -137,13 +155,13 @@ class ClaimsOutput:
         if channel is not None and channel.input_kind != "claims":
             errors.append(ConfigError(f"claims.channel: channel '{o.channel}' must have `input: claims: {{}}`",
                                       file=dest.file, field="claims.channel"))
-        try:
-            TariffBook.load(config.nomenclatures_dir)
-            Rules.load(config.nomenclatures_dir / str(o.rules))
-        except ConfigErrors as exc:
-            errors += exc.errors
-        except ConfigError as exc:
-            errors.append(exc)
+        if str(o.rules) != DEFAULT_RULES:
+            try:
+                load_checks(config, str(o.rules))
+            except ConfigErrors as exc:
+                errors += exc.errors
+            except ConfigError as exc:
+                errors.append(exc)
         return errors
 
     def attach(self, config: Config, journal: Journal, broker: Transport, *, start: bool = True) -> None:
@@ -156,6 +174,7 @@ class ClaimsOutput:
         self.claim_options = ClaimOptions(config.fhir_base, str(self.options.provider_inpe), str(self.options.sector),
                                           str(self.options.insurer), group_by=self.group_by)
         self._folder = config.nomenclatures_dir
+        self._config = config
         self._load()
         if start:
             self._thread = threading.Thread(target=self._run, name=f"claims-{self.id}", daemon=True)
@@ -163,11 +182,10 @@ class ClaimsOutput:
 
     def _load(self) -> bool:
         """(Re)load the tariff, act tables and rules; keep the last good ones when a file is wrong."""
-        assert self._folder is not None
+        assert self._folder is not None and self._config is not None
         stamp = _stamp(self._folder)
         try:
-            book = TariffBook.load(self._folder)
-            rules = Rules.load(self._folder / str(self.options.rules))
+            book, rules = load_checks(self._config, str(self.options.rules))
         except (ConfigError, ConfigErrors) as exc:
             first = exc.errors[0] if isinstance(exc, ConfigErrors) else exc
             _log.error("claims_rules_reload_failed", destination=self.id, file=first.file, line=first.line,

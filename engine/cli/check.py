@@ -39,7 +39,34 @@ def _check_all(config: Config) -> list[ConfigError]:
             errors.append(exc)
     from engine.pipeline.route import check_conditions
 
-    errors += _check_destinations(config) + check_conditions(config)
+    errors += _check_destinations(config) + check_conditions(config) + _check_claims(config)
+    return errors
+
+
+def _check_claims(config: Config) -> list[ConfigError]:
+    """The key-letter tariffs, act tables and claim rules (nomenclatures/ma-tnr), when the installation has them."""
+    folder = config.nomenclatures_dir
+    if not (folder / "ma-tnr").is_dir():
+        return []
+    from engine.claims import Rules, TariffBook
+
+    schema = config.config_dir / "schema" / "claim-rules.schema.json"
+    errors: list[ConfigError] = []
+    book = rules = None
+    try:
+        book = TariffBook.load(folder, base=config.fhir_base)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    except ConfigError as exc:
+        errors.append(exc)
+    try:
+        rules = Rules.load(folder / "ma-tnr" / "rules.yaml", schema=schema if schema.is_file() else None)
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    except ConfigError as exc:
+        errors.append(exc)
+    if book is not None and rules is not None:
+        errors += rules.against(book)
     return errors
 
 

@@ -83,7 +83,8 @@ class Registry:
 def load_registry(folder: Path, base: str) -> Registry:
     """Load every folder of `folder` by the kind its `_meta.yaml` declares.
 
-    `hl7v2-fhir/` (v2 → FHIR vocabulary maps) is read by the mapping compiler, not here.
+    `hl7v2-fhir/` (v2 → FHIR vocabulary maps) is read by the mapping compiler, and `kind: Tariffs` folders
+    (`ma-tnr/`: key-letter values and claim rules) by `engine/claims`, not here.
     """
     codesets: dict[str, CodeSet] = {}
     identifiers: dict[str, IdentifierSystem] = {}
@@ -109,8 +110,9 @@ def load_registry(folder: Path, base: str) -> Registry:
                 raise ConfigError(f"name '{meta['name']}' should be the folder name '{sub.name}'",
                                   file=str(sub / "_meta.yaml"), line=1)
             local_maps[meta["name"]] = load_local_map(sub, meta, base)
-        elif kind != "VocabularyMaps":
-            raise ConfigError(f"unknown kind '{kind}' (CodeSystem, IdentifierSystems, LocalCodeMap, VocabularyMaps)",
+        elif kind not in ("VocabularyMaps", "Tariffs"):
+            raise ConfigError(f"unknown kind '{kind}' (CodeSystem, IdentifierSystems, LocalCodeMap, Tariffs, "
+                              "VocabularyMaps)",
                               file=str(sub / "_meta.yaml"), line=1)
     _check_references(codesets)
     return Registry(folder, codesets, identifiers, {s.uri: s for s in identifiers.values()}, authorities,
