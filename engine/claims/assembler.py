@@ -222,7 +222,7 @@ class ClaimsOutput:
             raise PermanentDeliveryError("no visit number (PV1-19), account number (PID-18) or FSE number to file "
                                          "the message's charges under")
         parts = [(f"{e['resource']['resourceType']}/{e['resource'].get('id') or e.get('fullUrl', '')}",
-                  orjson.dumps(e, option=orjson.OPT_SORT_KEYS))
+                  orjson.dumps(_without_lineage(e), option=orjson.OPT_SORT_KEYS))
                  for e in entries if e["resource"].get("resourceType") not in SKIPPED]
         mtype = str(headers.get("message_type", ""))
         close = mtype if self.close_on and type_matches(self.close_on, mtype) and mtype else ""
@@ -275,7 +275,7 @@ class ClaimsOutput:
                                                    "fix": ""}])
             insurer, total, items = current.insurer, str(current.total.quantize(_CENT)), current.items
             if not cancelled:  # a claim sent before and now all credited back is cancelled, not checked again
-                reasons = current.reasons + check(current.bundle, book, rules, sector=options.sector)
+                reasons = _causes(current.reasons + check(current.bundle, book, rules, sector=options.sector))
                 if reasons:
                     return Decision("parked", insurer, total, items, [_reason(r) for r in reasons])
             if row.version and _claim_sha(current, cancelled) == row.content_sha:
@@ -338,6 +338,13 @@ class ClaimsOutput:
                 _log.error("claims_tick_failed", destination=self.id, **error_fields(exc))
 
 
+def _without_lineage(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry without `meta` (which message, which mapping): the same resource resent by another message is
+    the same part, so a visit sent twice changes no claim."""
+    resource = {k: v for k, v in entry["resource"].items() if k != "meta"}
+    return {**entry, "resource": resource}
+
+
 def _claim_sha(built: Built, cancelled: bool) -> str:
     """What decides whether a claim changed: the Claim resource alone (a Patient's new address in the Bundle
     is no reason to send a correction); a claim all credited back goes out `cancelled`."""
@@ -345,6 +352,25 @@ def _claim_sha(built: Built, cancelled: bool) -> str:
     if cancelled:
         claim["status"] = "cancelled"
     return hashlib.sha256(orjson.dumps(claim)).hexdigest()
+
+
+_UNPRICED = ("ACT_UNKNOWN", "TARIFF_MISSING")
+
+
+def _causes(reasons: list[Reason]) -> list[Reason]:
+    """Each reason once, causes only: an item the tariff cannot price also lacks its unitPrice and net,
+    which the rules report too; the operator needs the cause (the act, the tariff row), once."""
+    unpriced = {r.where.split(".")[0] for r in reasons if r.code in _UNPRICED}
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for r in reasons:
+        item, _, element = r.where.partition(".")
+        if r.code == "REQUIRED_MISSING" and item in unpriced and element in ("unitPrice", "net"):
+            continue
+        if (r.code, r.where) not in seen:
+            seen.add((r.code, r.where))
+            out.append(r)
+    return out
 
 
 def _reason(r: Reason) -> dict[str, str]:

@@ -387,9 +387,10 @@ def build_claim(entries: list[dict[str, Any]], options: ClaimOptions, pricer: Pr
     encounter = of_type["Encounter"][0] if of_type.get("Encounter") else None
     enc = (encounter or {}).get("resource") or {}
     inpatient = str((enc.get("class") or {}).get("code", "")) in _INPATIENT
+    # the period the charges are for: their first and last day of service. Not the visit's period: a message
+    # of the visit resent later (an old A01 without the discharge) would change the claim back and forth.
     days = sorted(a.day for a in acts if a.day)
-    period = {k: v for k, v in (enc.get("period") or {}).items() if k in ("start", "end")} or (
-        {"start": days[0], "end": days[-1]} if days else {})
+    period = {"start": days[0], "end": days[-1]} if days else {}
     resource: dict[str, Any] = {
         "resourceType": "Claim", "id": claim,
         "identifier": [{"system": f"{base}/sid/ma/claim", "value": claim}],

@@ -31,7 +31,7 @@ def _reset(fhir_base: str) -> None:
 def _head(mtype: str, control: str, when: str = "20261103100000") -> str:
     return (f"MSH|^~\\&|HIS|CHU-IBN-SINA|WASLA|MS|{when}||{mtype}|{control}|P|2.5\r"
             f"EVN|{mtype.split('^')[1]}|{when}\r"
-            "PID|1||IPP000001^^^CHU-IBN-SINA^PI||ALAMI^Karim^^^^^L||19850214|M|||||||||ACC000001^^^CHU-IBN-SINA^AN\r")
+            "PID|1||IPP000001^^^CHU-IBN-SINA^PI||ALAMI^Karim^^^^^L||19850214|M||||||||||ACC000001^^^CHU-IBN-SINA^AN\r")
 
 
 def _pv1(discharged: str = "") -> str:
