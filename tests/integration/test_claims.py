@@ -186,3 +186,112 @@ def test_kill_9_of_the_worker_between_charges_loses_nothing_and_doubles_nothing(
         stop_engine(worker)
         stop_engine(intake)
         journal.close()
+
+
+CSV_HEADER = ("numero_sejour;numero_compte;ipp;nom;prenom;date_naissance;sexe;numero_transaction;type_transaction;"
+              "date_acte;code_acte;systeme_acte;quantite;prix_unitaire;inpe_executant;inpe_prescripteur;organisme;"
+              "immatriculation;diagnostic\n")
+
+
+def _csv_row(tid: str, kind: str, day: str, code: str, system: str) -> str:
+    return (f"V000001;ACC000001;IPP000001;ALAMI;Karim;14/02/1985;M;{tid};{kind};{day};{code};{system};1;;"
+            "222222226;111111118;CNSS;123456789;I10\n")
+
+
+def _embedded(tmp: Path, csv: bool = False) -> tuple[Path, int]:
+    """The billing channel on the embedded broker and SQLite; with `csv`, a CSV drop channel of the same
+    facility (CHU-IBN-SINA) feeding the claims stage too. Claims go to an NDJSON archive."""
+    port = free_port()
+    feeds = "billing, billing-csv" if csv else "billing"
+    project = claims_project(tmp, feeds=feeds)
+    cfg = project / "config"
+    (cfg / "channels" / "billing.yaml").write_text(
+        f"description: billing feed\ninput:\n  mllp:\n    host: 127.0.0.1\n    port: {port}\n"
+        "pipeline:\n  mappings:\n    ADT^*: adt\n    DFT^*: dft\noutput:\n  - archive-ndjson\n")
+    if csv:
+        (cfg / "channels" / "billing-csv.yaml").write_text(
+            "description: billing export\ninput:\n  csv_drop:\n    folder: var/in/billing\n    csv_map: csv_billing\n"
+            "    sender: CHU-IBN-SINA\n    settle_s: 0.2\n    poll_s: 0.2\npipeline: {}\noutput:\n  - archive-ndjson\n")
+        (project / "var" / "in" / "billing").mkdir(parents=True)
+    return project, port
+
+
+def _claims_sent(journal: Journal, timeout: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [m for m in journal.messages.search() if m.message_type == "FHIR^Claim"]
+        if rows:
+            time.sleep(1)  # nothing else may follow
+            rows = [m for m in journal.messages.search() if m.message_type == "FHIR^Claim"]
+            return [orjson.loads(journal.messages.get(m.id).raw)["entry"][0]["resource"]  # type: ignore[union-attr]
+                    for m in sorted(rows, key=lambda m: m.received_at)]
+        time.sleep(0.3)
+    raise AssertionError(f"no claim sent: {[(r.status, r.reasons) for r in journal.claims.search()]}")
+
+
+def test_the_same_visit_as_a_csv_billing_export_gives_the_same_claim(tmp_path: Path) -> None:
+    project, port = _embedded(tmp_path / "hl7")
+    with_hl7 = start_engine(project)
+    try:
+        wait_port(port, proc=with_hl7)
+        assert send_all(port, visit("A")) == {"AA": 6}
+        journal = Journal(f"sqlite:///{project}/var/wasla.db")
+        [from_hl7] = _claims_sent(journal)
+        journal.close()
+    finally:
+        stop_engine(with_hl7)
+    project, port = _embedded(tmp_path / "csv", csv=True)
+    with_csv = start_engine(project)
+    try:
+        wait_port(port, proc=with_csv)
+        msgs = visit("C")
+        assert send_all(port, msgs[:1]) == {"AA": 1}  # the admission from the HIS
+        rows = [_csv_row("T0001", "CG", "03/11/2026", "C", "NGAP"),
+                _csv_row("T0002", "CG", "03/11/2026", "B120", "NABM"),
+                _csv_row("T0003", "CG", "04/11/2026", "Z15", "NGAP"),
+                _csv_row("T0004", "CD", "04/11/2026", "Z15", "NGAP")]
+        (project / "var" / "in" / "billing" / "actes.csv").write_text(CSV_HEADER + "".join(rows))
+        journal = Journal(f"sqlite:///{project}/var/wasla.db")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                p["resource"]["resourceType"] == "ChargeItem" for c in journal.claims.search()
+                for p in journal.claims.parts(c.id)):
+            time.sleep(0.3)
+        time.sleep(1)
+        assert send_all(port, msgs[-1:]) == {"AA": 1}  # the discharge from the HIS closes it
+        [from_csv] = _claims_sent(journal)
+        journal.close()
+    finally:
+        stop_engine(with_csv)
+    assert from_csv["id"] == from_hl7["id"]
+    assert _items(from_csv) == _items(from_hl7) == EXPECTED_ITEMS
+    assert from_csv["total"] == from_hl7["total"]
+    assert [d["diagnosisCodeableConcept"]["coding"][0]["code"] for d in from_csv["diagnosis"]] == ["I10"]
+
+
+def test_an_unknown_act_parks_the_claim_and_adding_it_to_the_act_table_releases_it(tmp_path: Path) -> None:
+    """A NABM act code the act table lacks: the claim is parked with ACT_UNKNOWN at that item; once the
+    laboratory's act is added to nomenclatures/ma-nabm/codes.csv the running engine sends it by itself."""
+    project, port = _embedded(tmp_path)
+    proc = start_engine(project)
+    journal = Journal(f"sqlite:///{project}/var/wasla.db")
+    try:
+        wait_port(port, proc=proc)
+        msgs = [adt("A01", "U1"), dft("U2", "T0001", "C", "NGAP", "20261103"),
+                dft("U3", "T0002", "0552", "NABM", "20261103"), adt("A03", "U4", discharged="20261105100000")]
+        assert send_all(port, msgs) == {"AA": 4}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not journal.claims.search(statuses=("parked",)):
+            time.sleep(0.3)
+        [row] = journal.claims.search(statuses=("parked",))
+        assert [(r["code"], r["where"]) for r in row.reasons] == [("ACT_UNKNOWN", "item[0].productOrService")]
+        assert "ma-nabm" in row.reasons[0]["fix"]
+        acts = project / "nomenclatures" / "ma-nabm" / "codes.csv"
+        # TEST VALUE, not the NABM: an act of 40 B for the test
+        acts.write_text(acts.read_text().rstrip("\n") + "\n0552,Glycémie (test value),B,40\n")
+        [claim] = _claims_sent(journal)
+        assert _items(claim) == [("0552", 1.0, 36.0, 36.0), ("C", 1.0, 50.0, 50.0)]  # 40 × 0.90; 1 × 50.00
+        assert journal.claims.get(row.id).status == "submitted"  # type: ignore[union-attr]
+    finally:
+        stop_engine(proc)
+        journal.close()
