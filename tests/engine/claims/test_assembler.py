@@ -191,3 +191,21 @@ def test_a_body_that_is_no_bundle_is_a_dead_letter_with_why(stage) -> None:
     for body in (b"MSH|^~\\&|", b"[1, 2]"):
         with pytest.raises(PermanentDeliveryError, match="not a FHIR Bundle"):
             _send(out, journal, 1, body, _at(3))
+
+
+def test_the_example_claims_configuration_passes_wasla_check(tmp_path: Path) -> None:
+    """config/examples: the billing feed, the claims channel, the claims stage and the insurer's FHIR endpoint,
+    copied into the shipped project, are a configuration `wasla check` accepts."""
+    import shutil
+    import subprocess
+
+    from tests.support import ROOT, WASLA, make_project
+
+    project = make_project(tmp_path)
+    for kind, name in (("channels", "billing-mllp"), ("channels", "claims-amo"), ("destinations", "claims-amo"),
+                       ("destinations", "amo-insurer-fhir")):
+        shutil.copy(ROOT / "config" / "examples" / kind / f"{name}.yaml", project / "config" / kind / f"{name}.yaml")
+    done = subprocess.run([WASLA, "check", "--config", str(project / "config")], capture_output=True, text=True,
+                          cwd=project, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("ok: 3 channel(s), 3 destination(s)")
