@@ -26,6 +26,8 @@ _TYPES = {  # action → (DICOM event type, display, FHIR AuditEvent.action)
     "view-fhir": ("110110", "Patient Record", "R"),
     "replay": ("110100", "Application Activity", "E"),
     "export": ("110106", "Export", "R"),
+    "claim-close": ("110100", "Application Activity", "E"),    # an operator closes a claim (engine.claims)
+    "claim-release": ("110100", "Application Activity", "E"),  # an operator has a parked claim checked again
 }
 
 

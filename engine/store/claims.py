@@ -9,7 +9,6 @@ never interleave on a claim, and a message applied twice leaves the same state.
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +19,10 @@ import orjson
 from engine.store.database import Database, many
 from engine.store.dialect import json_text
 
-__all__ = ["ClaimRow", "Claims", "Decision"]
+__all__ = ["STATES", "ClaimRow", "Claims", "Decision"]
+
+#: what an operator sees of a claim (ClaimRow.state), in the order of its life
+STATES = ("open", "closed", "parked", "submitted", "accepted", "rejected", "empty")
 
 _COLUMNS = ("id, destination, status, version, insurer, total, items, reasons, close_reason, requested, content_sha,"
             " message_id, response_id, opened_at, updated_at, closed_at, submitted_at")
@@ -51,6 +53,11 @@ class ClaimRow:
     @property
     def closed(self) -> bool:
         return self.closed_at is not None
+
+    @property
+    def state(self) -> str:
+        """The status an operator sees: `closed` for a claim closed and not yet decided (status `open`)."""
+        return "closed" if self.status == "open" and self.closed_at is not None else self.status
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,8 +247,10 @@ class Claims:
         rows = self.db.query("SELECT part, entry FROM claim_parts WHERE claim_id = ? ORDER BY part", (claim_id,))
         return [orjson.loads(self.db.sealer.open(bytes(blob), f"{claim_id}/{part}")) for part, blob in rows]
 
-    def search(self, *, destination: str | None = None, statuses: Iterable[str] = (), limit: int = 200) -> list[ClaimRow]:
-        """Claims, most recently changed first."""
+    def search(self, *, destination: str | None = None, statuses: Iterable[str] = (),
+               limit: int = 200) -> list[ClaimRow]:
+        """Claims, most recently changed first (`statuses`: journal statuses; `closed` is an `open` one
+        with closed_at set, see ClaimRow.state)."""
         where, params = [], []
         if destination:
             where.append("destination = ?")
