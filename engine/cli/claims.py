@@ -64,9 +64,7 @@ def list_claims(status: str | None, destination: str | None, limit: int, config_
     first reason code."""
     journal = _journal(config_dir)
     try:
-        wanted = ("open",) if status in ("open", "closed") else (status,) if status else ()
-        rows = [r for r in journal.claims.search(destination=destination, statuses=wanted, limit=limit)
-                if status is None or r.state == status]
+        rows = journal.claims.search(destination=destination, state=status or "", limit=limit)
         if not rows:
             click.echo("no claim")
         for row in rows:

@@ -73,10 +73,7 @@ class Claims:
         def read() -> tuple[list[ClaimRow], list[tuple[str, str, int, str]], dict[str, int]]:
             every = self.journal.claims.search(limit=SUMMARY_MAX)
             amounts, counts = summary(every)
-            wanted = ("open",) if state in ("open", "closed") else (state,) if state else ()
-            rows = [r for r in self.journal.claims.search(statuses=wanted, limit=LIST_MAX)
-                    if not state or r.state == state]
-            return rows, amounts, counts
+            return self.journal.claims.search(state=state, limit=LIST_MAX), amounts, counts
 
         rows, amounts, counts = await asyncio.to_thread(read)
         return self.pages.render(request, "claims.html", rows=rows, amounts=amounts, counts=counts, states=STATES,

@@ -247,10 +247,10 @@ class Claims:
         rows = self.db.query("SELECT part, entry FROM claim_parts WHERE claim_id = ? ORDER BY part", (claim_id,))
         return [orjson.loads(self.db.sealer.open(bytes(blob), f"{claim_id}/{part}")) for part, blob in rows]
 
-    def search(self, *, destination: str | None = None, statuses: Iterable[str] = (),
+    def search(self, *, destination: str | None = None, statuses: Iterable[str] = (), state: str = "",
                limit: int = 200) -> list[ClaimRow]:
-        """Claims, most recently changed first (`statuses`: journal statuses; `closed` is an `open` one
-        with closed_at set, see ClaimRow.state)."""
+        """Claims, most recently changed first; `statuses` are journal statuses, `state` what an operator
+        sees (ClaimRow.state: `open` is not closed yet, `closed` is closed and not yet decided)."""
         where, params = [], []
         if destination:
             where.append("destination = ?")
@@ -259,6 +259,11 @@ class Claims:
         if wanted:
             where.append(f"status IN ({','.join('?' * len(wanted))})")
             params += wanted
+        if state in ("open", "closed"):
+            where.append(f"status = 'open' AND closed_at IS {'NOT ' if state == 'closed' else ''}NULL")
+        elif state:
+            where.append("status = ?")
+            params.append(state)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self.db.query(f"SELECT {_COLUMNS} FROM claims{clause} ORDER BY updated_at DESC, id LIMIT ?",
                              (*params, limit))

@@ -78,6 +78,11 @@ class TestList:
         only = stage.wasla("list", "--status", "parked")
         assert [ln.split()[0] for ln in only.output.splitlines()] == [parked.id]
         assert stage.wasla("list", "--status", "accepted").output.strip() == "no claim"
+        closed = stage.visit("V4", "C", discharge=False)
+        assert stage.journal.claims.close(closed.id, "operator")  # closed, the stage has not decided yet
+        assert [ln.split()[:2] for ln in stage.wasla("list", "--status", "closed").output.splitlines()] == [
+            [closed.id, "closed"]]
+        assert [ln.split()[0] for ln in stage.wasla("list", "--status", "open").output.splitlines()] == [still.id]
         assert stage.wasla("list", "--destination", "elsewhere").output.strip() == "no claim"
 
     def test_a_list_holds_no_patient_data(self, stage: Stage) -> None:
