@@ -5,10 +5,14 @@ is refused with why. The Claim Bundles are made by the claims stage itself (engi
 from __future__ import annotations
 
 import csv
+import hashlib
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 
+import httpx
 import orjson
 import pytest
 
@@ -21,6 +25,7 @@ from engine.runtime import routes_of
 from engine.store import Journal
 from engine.transport import open_transport
 from tests.engine.claims.claims_support import NABM, NGAP, bundle, claims_project, dft, encounter, entry, patient
+from tests.support import WASLA, engine, free_port, wait_port
 
 A03 = {"message_type": "ADT^A03", "received_at": "2026-11-05T10:00:00+00:00"}
 DFT = {"message_type": "DFT^P03", "received_at": "2026-11-03T10:00:00+00:00"}
@@ -163,3 +168,48 @@ class TestRefusals:
         with pytest.raises(PermanentDeliveryError, match=why):
             _adapter(tmp_path).deliver("x", body, None)  # type: ignore[arg-type]
         assert list((tmp_path / "amo").iterdir()) == []
+
+
+def test_end_to_end_a_claim_closed_by_an_operator_reaches_the_insurer_files(tmp_path: Path) -> None:
+    """In a running engine: charges over REST (a FHIR transaction Bundle) open a claim; `wasla claims close`
+    asks for it; the engine's claims stage closes, prices and sends it on the claims channel, whose output
+    `insurer` writes its file and bordereau line."""
+    token = "tok-claims-e2e-0123456789"
+    port = free_port()
+    project = claims_project(tmp_path, feeds="billing-rest", outputs="  - amo-files\n")
+    cfg = project / "config"
+    # The test tariff's folder, as the engine's nomenclature loader wants every folder (until the tariff branch
+    # ships nomenclatures/ma-tnr with its own _meta.yaml): a kind the registry leaves to its reader.
+    (project / "nomenclatures" / "ma-tnr" / "_meta.yaml").write_text(
+        "kind: VocabularyMaps\nname: ma-tnr\ntitle: test tariff\nurl: \"{base}/ma-tnr\"\nversion: test\n"
+        "publisher: tests\nlicence: CC0-1.0\nsource: tests only\ndate: 2026-12-07\n")
+    (cfg / "channels" / "billing-rest.yaml").write_text(
+        f"input:\n  rest:\n    port: {port}\n    tokens:\n"
+        f"      - {{name: his, sha256: {hashlib.sha256(token.encode()).hexdigest()}}}\n"
+        "pipeline: {}\noutput:\n  - archive-ndjson\n")
+    (cfg / "destinations" / "amo-files.yaml").write_text("description: AMO files\ninsurer:\n  path: var/out/amo\n")
+    journal = Journal(f"sqlite:///{project}/var/wasla.db")
+    with engine(project) as proc:
+        wait_port(port, proc=proc)
+        r = httpx.post(f"http://127.0.0.1:{port}/messages", content=dft("T1", NGAP, "C"), timeout=30,
+                       headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {token}"})
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not journal.claims.search():
+            time.sleep(0.2)
+        [row] = journal.claims.search()
+        assert row.state == "open"
+        closed = subprocess.run([WASLA, "claims", "close", row.id, "--yes", "--config", str(cfg)], cwd=project,
+                                capture_output=True, text=True, timeout=60)
+        assert closed.returncode == 0, closed.stderr
+        folder = project / "var" / "out" / "amo"
+        while time.monotonic() < deadline + 30 and not list(folder.glob("bordereau-*.csv")):
+            time.sleep(0.2)
+        [written] = folder.glob("claim-*.json")
+    doc = orjson.loads(written.read_bytes())
+    assert doc["claim"]["id"] == row.id and doc["total"] == "50.00" and doc["insurer"]["code"] == "CNSS"
+    after = journal.claims.get(row.id)
+    assert after is not None and after.status == "submitted" and after.close_reason == "operator"
+    [sent] = [m for m in journal.messages.search(channel="claims-amo") if m.message_type == "FHIR^Claim"]
+    assert journal.outputs.get(sent.id, "amo-files").status == "delivered"  # type: ignore[union-attr]
+    journal.close()
