@@ -7,6 +7,14 @@ Modes (`mode:`):
   servers without transaction support; `urn:uuid:` references are rewritten to the ids the
   server returns as it goes.
 
+With `claim_submit: true` (an insurer's endpoint), a Bundle whose first entry is a Claim (the
+`FHIR^Claim` messages of a claims channel) is not written as a transaction: the Claim is POSTed to
+`{base}/Claim/$submit`, the insurer's operation, in a Bundle of type `collection` with the resources it
+references (their `urn:uuid:` fullUrls kept, so the references resolve inside it; the shape Da Vinci PAS
+uses). The answer (a ClaimResponse, or a Bundle holding one) is journaled as the location. A server
+without the operation answers 404 (Medplum's router: OperationOutcome `not-found`) or 501: permanent,
+with the server's OperationOutcome kept. Other messages on that destination go by `mode:` as usual.
+
 Outcomes, per HTTP status and then per entry of the response Bundle:
 
     2xx (every entry 2xx)               delivered; the entries' locations are journaled
@@ -140,6 +148,10 @@ FHIR_OPTIONS = (
     CLIENT_TLS,
     Field("concurrency", "integer", minimum=1, maximum=64, default=8,
           description="Patients whose messages are sent in parallel; each patient's messages stay in order."),
+    Field("claim_submit", "boolean", default=False,
+          description="A Claim Bundle (first entry a Claim) is POSTed to {base}/Claim/$submit, the insurer's "
+                      "operation, as a collection Bundle, instead of the transaction; 404/501 (no such operation) "
+                      "is permanent."),
 )
 
 
@@ -156,6 +168,7 @@ class FHIROutput:
         self.id = config.id
         self.base = str(o.base_url).rstrip("/")
         self.mode = str(o.mode)
+        self.claim_submit = bool(o.claim_submit)
         self.concurrency = int(o.concurrency)  # patients sent in parallel (each in order)
         self.capabilities = Capabilities(concurrency=max(1, self.concurrency))
         timeout = httpx.Timeout(float(o.timeout_s), connect=float(o.connect_timeout_s))
@@ -172,7 +185,8 @@ class FHIROutput:
             self._clients.append(client)
         return client
 
-    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str] | None = None) -> Any:
+    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str] | None = None,
+              permanent: frozenset[int] = frozenset()) -> Any:
         try:
             r = self._client().request(method, url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
@@ -185,12 +199,19 @@ class FHIROutput:
             payload = None
         if r.status_code >= 300:
             why = _outcome_text(payload) or r.reason_phrase
-            err = TransientDeliveryError if _transient(r.status_code) else PermanentDeliveryError
+            err = (TransientDeliveryError if _transient(r.status_code) and r.status_code not in permanent
+                   else PermanentDeliveryError)
             raise err(f"HTTP {r.status_code} from {method} {url.split('?')[0] or '/'}: {why}",
                       response=r.text[:20000])
         return payload
 
     def deliver(self, message_id: str, body: bytes, journal: OutputLedger) -> str | None:
+        if self.claim_submit:
+            doc = orjson.loads(body)
+            entries = doc.get("entry") or [] if isinstance(doc, dict) else []
+            first = entries[0].get("resource") if entries and isinstance(entries[0], dict) else None
+            if isinstance(first, dict) and first.get("resourceType") == "Claim":
+                return self._submit(doc)
         if self.mode == "requests":
             return self._requests(orjson.loads(body))
         bundle = body
@@ -200,6 +221,22 @@ class FHIROutput:
             bundle = orjson.dumps(doc)
         reply = self._send("POST", self.base, bundle)
         return self._read_entries(reply)
+
+    def _submit(self, bundle: dict[str, Any]) -> str:
+        """The Claim and the resources it references to the insurer's Claim/$submit, as a collection Bundle;
+        the location of the ClaimResponse it answers with. 501 (operation not implemented) is permanent."""
+        entries = [{k: v for k, v in e.items() if k in ("fullUrl", "resource")} for e in bundle.get("entry", [])]
+        collection = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+        reply = self._send("POST", f"{self.base}/Claim/$submit", orjson.dumps(collection),
+                           permanent=frozenset({501}))
+        answer = reply
+        if isinstance(reply, dict) and reply.get("resourceType") == "Bundle":
+            answer = next((e.get("resource") for e in reply.get("entry", [])
+                           if (e.get("resource") or {}).get("resourceType") == "ClaimResponse"), None)
+        if isinstance(answer, dict) and answer.get("resourceType") == "ClaimResponse":
+            return f"ClaimResponse/{answer.get('id', '')}".rstrip("/")
+        claim = entries[0]["resource"]
+        return f"Claim/{claim.get('id', '')}/$submit"
 
     def _read_entries(self, reply: Any) -> str:
         """Every entry 2xx: their locations; else the worst entry decides (transient before permanent)."""

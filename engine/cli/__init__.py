@@ -1,4 +1,4 @@
-"""The `wasla` command: run, check, convert, and the operator's work on messages, mappings,
+"""The `wasla` command: run, check, convert, and the operator's work on messages, claims, mappings,
 nomenclatures and users.
 
 One module per command group; `common` holds what they share (exit codes, `--config`, errors
@@ -13,6 +13,7 @@ import click
 
 from engine.cli.audit import main_audit
 from engine.cli.check import check
+from engine.cli.claims import claims
 from engine.cli.connectors import connectors_group
 from engine.cli.convert import convert
 from engine.cli.ingest import ingest
@@ -41,5 +42,6 @@ main.add_command(user)
 main.add_command(mapping)
 main.add_command(nomenclature)
 main.add_command(messages)
+main.add_command(claims)
 main.add_command(main_audit)
 main.add_command(connectors_group)

@@ -1,4 +1,4 @@
-"""The web console: dashboard, message log and message page, replay; French, English, Arabic (RTL).
+"""The web console: dashboard, message log and message page, replay, claims; French, English, Arabic (RTL).
 
 Served with /metrics on the ops port of an engine process (engine.ops), on a thread and event loop
 of its own: nothing the console does waits in front of an ACK. Local users from `config/users.yaml`
@@ -16,8 +16,8 @@ a download or a replay writes one too.
 
 `Console` assembles the pages, one module per concern: engine.console.pages (what every page shares:
 the signed-in check, CSRF, rendering), auth (login, logout, language), hashing (the password-check
-budget), dashboard, messages (log, message page, downloads, replay), dead (dead letters) and
-channels (the channel page and its dry run).
+budget), dashboard, messages (log, message page, downloads, replay), dead (dead letters),
+channels (the channel page and its dry run) and claims (the claims list and page, close and release).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from engine.config import Config
 from engine.console.auth import SignIn
 from engine.console.channels import Channels
+from engine.console.claims import Claims
 from engine.console.dashboard import Dashboard
 from engine.console.dead import DeadLetters
 from engine.console.hashing import HASHING_MAX, PasswordChecks
@@ -72,6 +73,7 @@ class Console:
         self.messages = Messages(self.pages, config, journal, converter)
         self.dead = DeadLetters(self.pages, config, journal)
         self.channels = Channels(self.pages, config, converter)
+        self.claims = Claims(self.pages, journal)
 
     def middleware(self) -> list[Middleware]:
         return [Middleware(SecurityHeaders),
@@ -86,6 +88,6 @@ class Console:
     def routes(self) -> list[BaseRoute]:
         return [
             *self.dashboard.routes(), *self.sign_in.routes(), *self.messages.routes(), *self.dead.routes(),
-            *self.channels.routes(),
+            *self.channels.routes(), *self.claims.routes(),
             Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
         ]

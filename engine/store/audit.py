@@ -26,6 +26,8 @@ _TYPES = {  # action → (DICOM event type, display, FHIR AuditEvent.action)
     "view-fhir": ("110110", "Patient Record", "R"),
     "replay": ("110100", "Application Activity", "E"),
     "export": ("110106", "Export", "R"),
+    "claim-close": ("110100", "Application Activity", "E"),    # an operator closes a claim (engine.claims)
+    "claim-release": ("110100", "Application Activity", "E"),  # an operator has a parked claim checked again
 }
 
 
@@ -92,9 +94,11 @@ def audit_event(record: dict[str, Any], base: str, ns: Any) -> dict[str, Any]:
         is_ip = record["source"].replace(".", "").replace(":", "").isalnum() and any(
             c.isdigit() for c in record["source"]) and "@" not in record["source"]
         event["agent"][0]["network"] = {"address": record["source"], "type": "2" if is_ip else "1"}
-    if record["message_id"]:
-        event["entity"] = [{"what": {"identifier": {"system": f"{base}/sid/wasla-message",
-                                                    "value": record["message_id"]}},
-                            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                                     "code": "2", "display": "System Object"}}]
+    objects = [(f"{base}/sid/wasla-message", record["message_id"]),
+               (f"{base}/sid/ma/claim", str((record["detail"] or {}).get("claim", "")))]  # an operator's claim
+    entities = [{"what": {"identifier": {"system": system, "value": value}},
+                 "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                          "code": "2", "display": "System Object"}} for system, value in objects if value]
+    if entities:
+        event["entity"] = entities
     return event

@@ -19,7 +19,10 @@ import orjson
 from engine.store.database import Database, many
 from engine.store.dialect import json_text
 
-__all__ = ["ClaimRow", "Claims", "Decision"]
+__all__ = ["STATES", "ClaimRow", "Claims", "Decision"]
+
+#: what an operator sees of a claim (ClaimRow.state), in the order of its life
+STATES = ("open", "closed", "parked", "submitted", "accepted", "rejected", "empty", "cancelled")
 
 _COLUMNS = ("id, destination, status, version, insurer, total, items, reasons, close_reason, requested, content_sha,"
             " message_id, response_id, opened_at, updated_at, closed_at, submitted_at")
@@ -50,6 +53,11 @@ class ClaimRow:
     @property
     def closed(self) -> bool:
         return self.closed_at is not None
+
+    @property
+    def state(self) -> str:
+        """The status an operator sees: `closed` for a claim closed and not yet decided (status `open`)."""
+        return "closed" if self.status == "open" and self.closed_at is not None else self.status
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +250,10 @@ class Claims:
         rows = self.db.query("SELECT part, entry FROM claim_parts WHERE claim_id = ? ORDER BY part", (claim_id,))
         return [orjson.loads(self.db.sealer.open(bytes(blob), f"{claim_id}/{part}")) for part, blob in rows]
 
-    def search(self, *, destination: str | None = None, statuses: Iterable[str] = (),
+    def search(self, *, destination: str | None = None, statuses: Iterable[str] = (), state: str = "",
                limit: int = 200) -> list[ClaimRow]:
-        """Claims, most recently changed first."""
+        """Claims, most recently changed first; `statuses` are journal statuses, `state` what an operator
+        sees (ClaimRow.state: `open` is not closed yet, `closed` is closed and not yet decided)."""
         where, params = [], []
         if destination:
             where.append("destination = ?")
@@ -253,6 +262,13 @@ class Claims:
         if wanted:
             where.append(f"status IN ({','.join('?' * len(wanted))})")
             params += wanted
+        if state == "open":
+            where.append("status = 'open' AND closed_at IS NULL")
+        elif state == "closed":
+            where.append("(status = 'closed' OR (status = 'open' AND closed_at IS NOT NULL))")
+        elif state:
+            where.append("status = ?")
+            params.append(state)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = self.db.query(f"SELECT {_COLUMNS} FROM claims{clause} ORDER BY updated_at DESC, id LIMIT ?",
                              (*params, limit))

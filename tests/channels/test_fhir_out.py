@@ -183,3 +183,46 @@ class TestFHIRTLS:
         with pytest.raises(TransientDeliveryError):
             self._output(root, port, "rogue").deliver("m1", b"{}", None)  # type: ignore[arg-type]
         assert seen == []
+
+
+CLAIM = {"resourceType": "Claim", "id": "c0ffee00-0000-5000-8000-000000000001", "status": "active", "use": "claim",
+         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+         "patient": {"reference": "urn:uuid:00000000-0000-5000-8000-000000000001"}, "created": "2026-11-05",
+         "provider": {"display": "CHU"}, "priority": {"coding": [{"code": "normal"}]},
+         "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "AMO"}}]}
+CLAIM_BUNDLE = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+    {"fullUrl": f"urn:uuid:{CLAIM['id']}", "resource": CLAIM,
+     "request": {"method": "PUT", "url": f"Claim/{CLAIM['id']}"}},
+    {"fullUrl": "urn:uuid:00000000-0000-5000-8000-000000000001",
+     "resource": {"resourceType": "Patient", "id": "00000000-0000-5000-8000-000000000001"},
+     "request": {"method": "PUT", "url": "Patient/00000000-0000-5000-8000-000000000001"}}]})
+
+
+class TestClaimSubmit:
+    """`claim_submit: true`: a Claim Bundle goes to the insurer's Claim/$submit, not as a transaction."""
+
+    def test_a_server_without_the_operation_is_permanent_with_its_outcome(self, proxy: FaultProxy) -> None:
+        """Medplum's router has no Claim/$submit: it answers 404 with an OperationOutcome `not-found`, kept;
+        nothing is written on the server."""
+        with pytest.raises(PermanentDeliveryError, match=r"HTTP 404 from POST .*/Claim/\$submit") as err:
+            _output(proxy.base, claim_submit=True).deliver("m1", CLAIM_BUNDLE, None)  # type: ignore[arg-type]
+        assert json.loads(err.value.response)["issue"][0]["code"] == "not-found"
+        assert server_count(proxy.upstream_base, "Claim") == 0
+        assert server_count(proxy.upstream_base, "Patient") == 0
+
+    def test_not_implemented_is_permanent_and_a_claim_response_is_the_location(self, proxy: FaultProxy) -> None:
+        """501 is no passing failure for this operation; an insurer's ClaimResponse is journaled as the location."""
+        out = _output(proxy.base, claim_submit=True)
+        proxy.reject[CLAIM["id"]] = (501, {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "error", "code": "not-supported", "diagnostics": "operation $submit is not supported"}]})
+        with pytest.raises(PermanentDeliveryError, match="HTTP 501.*not supported"):
+            out.deliver("m1", CLAIM_BUNDLE, None)  # type: ignore[arg-type]
+        proxy.reject[CLAIM["id"]] = (200, {"resourceType": "ClaimResponse", "id": "cr-1", "status": "active",
+                                           "outcome": "queued"})
+        assert out.deliver("m1", CLAIM_BUNDLE, None) == "ClaimResponse/cr-1"  # type: ignore[arg-type]
+
+    def test_other_messages_still_go_as_a_transaction(self, proxy: FaultProxy) -> None:
+        """A Bundle whose first entry is not a Claim is written by `mode:` as before."""
+        first = _output(proxy.base, claim_submit=True).deliver("m1", BUNDLE, None)  # type: ignore[arg-type]
+        assert first.split()[0].startswith("Patient/")
+        assert server_count(proxy.upstream_base, "Patient") == 1

@@ -111,6 +111,28 @@ def test_numbers_are_delivered_exactly_as_sent(api: tuple[httpx.Client, Path]) -
     assert b'"valueQuantity":{"value":1.10}' in line
 
 
+
+@pytest.mark.parametrize(("rtype", "body"), [
+    ("ClaimResponse", {"resourceType": "ClaimResponse", "id": "zz-cr", "status": "active", "use": "claim",
+                       "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type",
+                                            "code": "professional"}]},
+                       "patient": {"reference": "Patient/p1"}, "created": "2026-11-06", "insurer": {"display": "CNSS"},
+                       "outcome": "complete", "request": {"reference": "Claim/c1"}}),
+    ("ChargeItem", {"resourceType": "ChargeItem", "id": "zz-ci", "status": "billable",
+                    "code": {"coding": [{"system": "https://fhir.wasla.ma/CodeSystem/ma-ngap", "code": "C"}]},
+                    "subject": {"reference": "Patient/p1"}}),
+])
+def test_an_insurers_answer_and_a_charge_are_taken(api: tuple[httpx.Client, Path], rtype: str,
+                                                    body: dict[str, Any]) -> None:
+    """A ClaimResponse (the insurer's answer to a claim) and a ChargeItem pass the door: no allow-list of
+    resource types stands in their way; each is journaled as FHIR^<type>, which the claims stage routes on."""
+    client, _ = api
+    r = client.post("/messages", content=orjson.dumps(body), headers=FHIR)
+    assert r.status_code == 202, r.text
+    mid = r.json()["id"]
+    assert _status(client, mid, Status.DELIVERED) == Status.DELIVERED
+    assert client.get(f"/messages/{mid}", headers=FHIR).json()["message_type"] == f"FHIR^{rtype}"
+
 # -- the property run ---------------------------------------------------------------------------------
 
 _TYPES = sorted(R4_RESOURCE_TYPES)[:40] + ["Patient", "Bundle", "Observation", "HumanName", "Element", "Resource",

@@ -59,3 +59,23 @@ def test_viewing_content_is_audited_once_with_the_user(tmp_path: Path) -> None:
         (out / f"{n}.json").write_text(json.dumps(e))
     checked = subprocess.run([str(TOOLS / "fhir-validate"), str(out)], capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_an_operators_claim_request_names_the_claim_in_its_audit_event(tmp_path: Path) -> None:
+    """claim-close / claim-release: the AuditEvent names the claim (its Claim identifier), and the Claim
+    message when one was sent; the action is an execution (E) of application activity."""
+    from engine.ids import namespace
+    from engine.store.audit import audit_event
+
+    journal = Journal(f"sqlite:///{tmp_path}/j.db")
+    try:
+        journal.audit.record("ops.nuit", "claim-release", [""], "10.0.0.5", {"claim": "c-1", "via": "console"})
+        journal.audit.record("ops.nuit", "claim-close", ["m-9"], "cli@h", {"claim": "c-2"})
+        ns = namespace("https://fhir.wasla.ma")
+        first, second = (audit_event(r, "https://fhir.wasla.ma", ns) for r in journal.audit.records())
+    finally:
+        journal.close()
+    assert [e["what"]["identifier"] for e in first["entity"]] == [
+        {"system": "https://fhir.wasla.ma/sid/ma/claim", "value": "c-1"}]
+    assert [e["what"]["identifier"]["value"] for e in second["entity"]] == ["m-9", "c-2"]
+    assert (first["type"]["code"], first["action"], second["subtype"][0]["code"]) == ("110100", "E", "claim-close")
