@@ -306,7 +306,7 @@ class TestLayers:
                    "engine/runtime.py": "import engine.pipeline.intake\n", "engine/cli/__init__.py": ""}
         assert upward_imports(sources) == [
             "engine/store/journal.py:3: engine.store.journal (6) -> engine.runtime (11)",
-            "engine/store/journal.py:6: engine.store.journal (6) -> engine.cli (11)",
+            "engine/store/journal.py:6: engine.store.journal (6) -> engine.cli (12)",
             "engine/store/journal.py:8: engine.store.journal (6) -> engine.pipeline.intake (8)",
         ]
 

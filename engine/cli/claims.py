@@ -24,7 +24,8 @@ from engine.store.claims import STATES, ClaimRow
 
 __all__ = ["claims"]
 
-_COLOURS = {"parked": "yellow", "submitted": "blue", "accepted": "green", "rejected": "red", "empty": "white", "cancelled": "white"}
+_COLOURS = {"parked": "yellow", "submitted": "blue", "accepted": "green", "rejected": "red", "empty": "white",
+            "cancelled": "white"}
 
 
 def _journal(config_dir: Path | None) -> Journal:
