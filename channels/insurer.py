@@ -120,7 +120,7 @@ def claim_document(bundle: Any) -> dict[str, Any]:
         "format": FORMAT,
         "claim": {"id": str(claim["id"]), "version": int(version),
                   "type": _code(claim.get("type"))[1], "use": claim.get("use", ""),
-                  "replaces": next((str((r.get("reference") or {}).get("value", ""))
+                  "replaces": next((str(((r.get("claim") or {}).get("identifier") or {}).get("value", ""))
                                     for r in claim.get("related", [])), "")},
         "facility": {"inpe": _suffix(target(claim.get("provider")).get("identifier"), "/sid/ma/inpe")},
         "insurer": {"code": insurer},

@@ -52,6 +52,7 @@ _log = structlog.get_logger("wasla.claims")
 #: what a claim is not built from (lineage); every other resource of a billing Bundle is kept, a claim may refer to it
 SKIPPED = ("Provenance", "Bundle", "OperationOutcome")
 _CENT = Decimal("0.01")
+UNSENT_AFTER_S = 60  # a Claim message journaled this long ago and still not taken up was never published
 _ANSWERS = {"complete": "accepted", "error": "rejected", "partial": "accepted", "queued": "submitted"}
 
 DEFAULT_RULES = "ma-tnr/rules.yaml"
@@ -226,6 +227,7 @@ class ClaimsOutput:
                  for e in entries if e["resource"].get("resourceType") not in SKIPPED]
         mtype = str(headers.get("message_type", ""))
         close = mtype if self.close_on and type_matches(self.close_on, mtype) and mtype else ""
+        keys = [self.journal.keys.patient_key(f"claim:{self.id}", k) for k in keys]  # visit numbers are not kept
         row, changed = self.journal.claims.apply(self.id, keys, claim_id(self.id, keys[0]), parts,
                                                  message_id=message_id, received_at=received, close=close)
         if row.closed and (changed or row.status == "closed"):
@@ -242,8 +244,9 @@ class ClaimsOutput:
             cid = target.rsplit("/", 1)[-1] if target.startswith(("Claim/", "urn:uuid:")) else ""
             status = _ANSWERS.get(str(r.get("outcome", "")), "submitted")
             assert self.journal is not None
-            if not cid or not self.journal.claims.respond(cid, status, message_id):
-                raise PermanentDeliveryError("the ClaimResponse names no claim this engine sent (request.reference)")
+            if not cid or not self.journal.claims.respond(self.id, cid, status, message_id):
+                raise PermanentDeliveryError("the ClaimResponse names no claim this claims stage sent "
+                                             "(request.reference)")
             _log.info("claim_answered", destination=self.id, claim=cid, status=status, message_id=message_id)
             return f"Claim/{cid}"
         return None
@@ -260,6 +263,7 @@ class ClaimsOutput:
         journal = self.journal
 
         def decide(row: ClaimRow, parts: list[dict[str, Any]]) -> Decision | None:
+            sent.clear()  # a group commit that failed runs this again alone: only its last run is journaled
             if not row.closed:
                 return None
             created = (row.closed_at or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -318,6 +322,9 @@ class ClaimsOutput:
                 if claims.close(cid, "quiet"):
                     self.settle(cid)
                     done += 1
+        for cid, mid in claims.unsent(self.id, (now or datetime.now(UTC)) - timedelta(seconds=UNSENT_AFTER_S)):
+            self._republish(cid, mid)
+            done += 1
         for row in claims.pending(self.id):
             if row.requested == "close" and not row.closed:
                 claims.close(row.id, "operator")
@@ -329,6 +336,17 @@ class ClaimsOutput:
                 done += 1
             _log.info("claims_rules_reloaded", destination=self.id)
         return done
+
+    def _republish(self, cid: str, mid: str) -> None:
+        """Publish again a Claim message the journal holds but nobody took up (its publish was lost after the
+        commit). Safe if it was only slow: its destinations' ledger delivers a message once."""
+        assert self.journal is not None and self.broker is not None
+        row = self.journal.messages.get(mid)
+        if row is None:
+            return
+        self.broker.publish_in(row.raw, message_id=mid, channel=self.channel, patient_key="",
+                               headers={"received_at": row.received_at.isoformat(), "message_type": "FHIR^Claim"})
+        _log.warning("claim_republished", destination=self.id, claim=cid, message_id=mid)
 
     def _run(self) -> None:
         while not self._stop.wait(self.tick_s):

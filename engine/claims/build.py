@@ -24,6 +24,10 @@ from engine.claims.tariff import Priced, Reason
 __all__ = ["Built", "ClaimOptions", "Pricer", "build_claim", "claim_id", "keys_of"]
 
 CREDIT = "CD"
+#: the FT1-6 transaction types that are acts to bill: charge, credit, and none said (table 0017: PY payment,
+#: CO co-payment and AJ adjustment are not acts; they stay in the journal)
+BILLED = ("CG", CREDIT, "")
+NOT_BILLED = ("entered-in-error", "not-billable", "aborted")
 _CENT = Decimal("0.01")
 _NS = uuid.UUID("5b0f3e8e-8f1d-5b7c-9a57-7761a7c1a526")  # Wasla claims
 _V2_0017 = "http://terminology.hl7.org/CodeSystem/v2-0017"
@@ -153,13 +157,21 @@ def _acts(charges: list[dict[str, Any]]) -> tuple[list[_Act], list[Reason]]:
     acts: dict[tuple[str, str, str], _Act] = {}
     reasons: list[Reason] = []
     for n, c in enumerate(sorted(charges, key=lambda c: (_day(c), str(c.get("id", ""))))):
+        kind = _transaction_type(c)
+        if kind not in BILLED or c.get("status") in NOT_BILLED:
+            continue  # a payment, co-payment or adjustment, or a charge withdrawn: kept in the journal, not an act
         coding = _coding(c)
-        system, code = str(coding.get("system", "")), str(coding.get("code", ""))
+        system, code = str(coding.get("system", "")), "".join(str(coding.get("code", "")).split())
         if not code:
             reasons.append(Reason("REQUIRED_MISSING", f"ChargeItem[{n}].code", "a charge without an act code", ""))
             continue
+        if not any(i.get("value") for i in c.get("identifier", [])):
+            reasons.append(Reason("TRANSACTION_ID_MISSING", f"ChargeItem[{n}].identifier",
+                                  "a charge without a transaction id (FT1-2) cannot be told from the same charge "
+                                  "sent again: the sender must number its charges", ""))
+            continue
         qty = _decimal((c.get("quantity") or {}).get("value"), Decimal(1))
-        if _transaction_type(c) == CREDIT:
+        if kind == CREDIT:
             qty = -abs(qty)
         performers: list[str] = []
         prescribers: list[str] = []
@@ -393,7 +405,8 @@ def build_claim(entries: list[dict[str, Any]], options: ClaimOptions, pricer: Pr
     period = {"start": days[0], "end": days[-1]} if days else {}
     resource: dict[str, Any] = {
         "resourceType": "Claim", "id": claim,
-        "identifier": [{"system": f"{base}/sid/ma/claim", "value": claim}],
+        "identifier": [{"system": f"{base}/sid/ma/claim", "value": claim},
+                       {"system": f"{base}/sid/ma/claim-version", "value": f"{claim}/{version}"}],
         "status": "active",
         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type",
                              "code": "institutional" if inpatient else "professional"}]},
@@ -412,10 +425,12 @@ def build_claim(entries: list[dict[str, Any]], options: ClaimOptions, pricer: Pr
         resource["provider"] = {"reference": provider_entry["fullUrl"]}
     resource["priority"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/processpriority",
                                         "code": "normal"}]}
-    if version > 1:
-        resource["related"] = [{"relationship": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship", "code": "prior"}]},
-            "reference": {"system": f"{base}/sid/ma/claim-version", "value": f"{claim}/{version - 1}"}}]
+    if version > 1:  # a correction: the prior version, by the identifier each version carries
+        resource["related"] = [{"claim": {"identifier": {"system": f"{base}/sid/ma/claim-version",
+                                                         "value": f"{claim}/{version - 1}"}},
+                                "relationship": {"coding": [{
+                                    "system": "http://terminology.hl7.org/CodeSystem/ex-relatedclaimrelationship",
+                                    "code": "prior"}]}}]
     if care_team:
         resource["careTeam"] = care_team
     if diagnoses:

@@ -90,8 +90,13 @@ class Claims:
 
     # -- inside a transaction ---------------------------------------------------------------
     def _lock(self, cur: Any, claim_id: str) -> tuple[Any, ...] | None:
-        lock = " FOR UPDATE" if self.db.dialect.name == "postgresql" else ""
-        cur.execute(self.db.sql(f"SELECT {_COLUMNS} FROM claims WHERE id = ?{lock}"), (claim_id,))
+        """The claim's row, held until the transaction ends: PostgreSQL `FOR UPDATE`; SQLite's write lock,
+        taken by a write before the read (a plain SELECT would not hold it against another process)."""
+        if self.db.dialect.name == "postgresql":
+            cur.execute(self.db.sql(f"SELECT {_COLUMNS} FROM claims WHERE id = ? FOR UPDATE"), (claim_id,))
+        else:
+            cur.execute(self.db.sql("UPDATE claims SET version = version WHERE id = ?"), (claim_id,))
+            cur.execute(self.db.sql(f"SELECT {_COLUMNS} FROM claims WHERE id = ?"), (claim_id,))
         row: tuple[Any, ...] | None = cur.fetchone()
         return row
 
@@ -115,16 +120,18 @@ class Claims:
         at = db.dialect.ts(received_at)
 
         def work(cur: Any) -> tuple[ClaimRow, bool]:
-            claim_id = None
+            found: list[str] = []
             for key in keys:
                 cur.execute(db.sql("SELECT claim_id FROM claim_keys WHERE destination = ? AND claim_key = ?"),
                             (destination, key))
-                found = cur.fetchone()
-                if found:
-                    claim_id = found[0]
-                    break
+                hit = cur.fetchone()
+                if hit and hit[0] not in found:
+                    found.append(hit[0])
+            claim_id = found[0] if found else None
             now = db.now()
             changed = False
+            for other in found[1:]:  # the message joins two claims (a BAR's account, an A01's visit): one visit
+                changed |= self._merge(cur, claim_id, other)  # type: ignore[arg-type]
             if claim_id is None:
                 claim_id = new_id
                 cur.execute(db.sql("INSERT INTO claims (id, destination, claim_key, status, opened_at, updated_at)"
@@ -153,14 +160,45 @@ class Claims:
                 cur.execute(db.sql("UPDATE claims SET closed_at = ?, close_reason = ?, status = CASE WHEN status"
                                    " = 'open' THEN 'closed' ELSE status END WHERE id = ?"), (now, close, claim_id))
                 changed = True
-            if changed:
-                cur.execute(db.sql("UPDATE claims SET updated_at = ? WHERE id = ?"), (now, claim_id))
+            if changed:  # a closed claim that changed needs a decision, even if this process dies before it
+                cur.execute(db.sql("UPDATE claims SET updated_at = ?, requested = CASE WHEN closed_at IS NOT NULL"
+                                   " AND requested = '' THEN 'settle' ELSE requested END WHERE id = ?"),
+                            (now, claim_id))
             after = self._lock(cur, claim_id)
             assert after is not None
             return self._row(after), changed
 
         result: tuple[ClaimRow, bool] = db.commit(work)
         return result
+
+    def _merge(self, cur: Any, into: str, other: str) -> bool:
+        """Move an unsent claim's resources and keys into `into` (a later message showed both are one visit).
+        A claim already sent is not merged away (the insurer has it): False, and both stay."""
+        db = self.db
+        r = self._lock(cur, other)
+        if r is None or int(r[3]) > 0:
+            return False
+        cur.execute(db.sql("SELECT part, received_at, message_id, entry FROM claim_parts WHERE claim_id = ?"),
+                    (other,))
+        for part, received, mid, blob in cur.fetchall():
+            entry = db.sealer.open(bytes(blob), f"{other}/{part}")
+            cur.execute(db.sql("SELECT received_at FROM claim_parts WHERE claim_id = ? AND part = ?"), (into, part))
+            old = cur.fetchone()
+            sealed = db.sealer.seal(entry, f"{into}/{part}")
+            if old is None:
+                cur.execute(db.sql("INSERT INTO claim_parts (claim_id, part, received_at, message_id, entry)"
+                                   " VALUES (?,?,?,?,?)"), (into, part, received, mid, sealed))
+            elif db.dialect.from_ts(old[0]) < db.dialect.from_ts(received):
+                cur.execute(db.sql("UPDATE claim_parts SET received_at = ?, message_id = ?, entry = ?"
+                                   " WHERE claim_id = ? AND part = ?"), (received, mid, sealed, into, part))
+        cur.execute(db.sql("DELETE FROM claim_parts WHERE claim_id = ?"), (other,))
+        cur.execute(db.sql("UPDATE claim_keys SET claim_id = ? WHERE claim_id = ?"), (into, other))
+        if r[15] is not None:  # the merged-away claim was closed: so is the visit
+            cur.execute(db.sql("UPDATE claims SET closed_at = COALESCE(closed_at, ?), close_reason = CASE WHEN"
+                               " close_reason = '' THEN ? ELSE close_reason END, status = CASE WHEN status = 'open'"
+                               " THEN 'closed' ELSE status END WHERE id = ?"), (r[15], r[8], into))
+        cur.execute(db.sql("DELETE FROM claims WHERE id = ?"), (other,))
+        return True
 
     def decide(self, claim_id: str, decide: Callable[[ClaimRow, list[dict[str, Any]]], Decision | None]) -> ClaimRow:
         """Run `decide` on the claim and its resources with the claim's row held, and write its Decision
@@ -219,14 +257,16 @@ class Claims:
         done: bool = db.commit(work)
         return done
 
-    def respond(self, claim_id: str, status: str, message_id: str) -> bool:
-        """Link the insurer's answer (a ClaimResponse message) to its claim; False: no such claim."""
+    def respond(self, destination: str, claim_id: str, status: str, message_id: str) -> bool:
+        """Link the insurer's answer (a ClaimResponse message) to a claim of `destination` that was sent;
+        False: no such claim, or one never sent (an answer cannot accept what the insurer never had)."""
         db = self.db
         now = db.now()
 
         def work(cur: Any) -> bool:
-            cur.execute(db.sql("UPDATE claims SET status = ?, response_id = ?, updated_at = ? WHERE id = ?"),
-                        (status, message_id, now, claim_id))
+            cur.execute(db.sql("UPDATE claims SET status = ?, response_id = ?, updated_at = ? WHERE id = ?"
+                               " AND destination = ? AND version > 0"),
+                        (status, message_id, now, claim_id, destination))
             return bool(cur.rowcount)
 
         done: bool = db.commit(work)
@@ -280,6 +320,15 @@ class Claims:
                              " AND updated_at < ? ORDER BY updated_at",
                              (destination, self.db.dialect.ts(before)))
         return [r[0] for r in rows]
+
+    def unsent(self, destination: str, before: datetime) -> list[tuple[str, str]]:
+        """(claim id, message id) of the claims whose last Claim message is journaled but was never taken up
+        (still `received` since before `before`): its publish was lost (a crash or a broker fault after the
+        commit that journaled it), and no intake of this process will recover it."""
+        rows = self.db.query("SELECT c.id, c.message_id FROM claims c JOIN messages m ON m.id = c.message_id"
+                             " WHERE c.destination = ? AND c.version > 0 AND m.status = 'received'"
+                             " AND m.received_at < ?", (destination, self.db.dialect.ts(before)))
+        return [(r[0], r[1]) for r in rows]
 
     def pending(self, destination: str) -> list[ClaimRow]:
         """Claims of `destination` the engine has to look at: closed and not decided yet, or with an

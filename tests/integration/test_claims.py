@@ -113,6 +113,7 @@ def _items(claim: dict[str, Any]) -> list[tuple[str, float, float, float]]:
 
 def test_a_visit_becomes_one_valid_claim_on_the_server_and_a_resend_makes_no_second(
         tmp_path: Path, fhir_base: str, rabbitmq_url: str, postgres_url: str) -> None:
+    """A visit becomes one valid claim on the server and a resend makes no second."""
     _reset(fhir_base)
     project, port = _project(tmp_path, fhir_base, rabbitmq_url, postgres_url)
     proc = start_engine(project)
@@ -230,8 +231,11 @@ def _claims_sent(journal: Journal, timeout: float = 60) -> list[dict[str, Any]]:
 
 
 def test_the_same_visit_as_a_csv_billing_export_gives_the_same_claim(tmp_path: Path) -> None:
+    """The same visit as a csv billing export gives the same claim."""
+    # one installation's secret (claim ids are keyed hashes of the visit: not enumerable from outside)
+    secret = {"WASLA_PATIENT_KEY_SECRET": "test-installation-secret-0123456789"}
     project, port = _embedded(tmp_path / "hl7")
-    with_hl7 = start_engine(project)
+    with_hl7 = start_engine(project, env=secret)
     try:
         wait_port(port, proc=with_hl7)
         assert send_all(port, visit("A")) == {"AA": 6}
@@ -241,7 +245,7 @@ def test_the_same_visit_as_a_csv_billing_export_gives_the_same_claim(tmp_path: P
     finally:
         stop_engine(with_hl7)
     project, port = _embedded(tmp_path / "csv", csv=True)
-    with_csv = start_engine(project)
+    with_csv = start_engine(project, env=secret)
     try:
         wait_port(port, proc=with_csv)
         msgs = visit("C")

@@ -45,6 +45,7 @@ def _items(built: Any) -> list[tuple[str, float, float]]:
 
 
 def test_a_credit_of_another_day_reverses_the_same_acts_latest_charge() -> None:
+    """A credit of another day reverses the same acts latest charge."""
     built = _build(charge("1", NGAP, "C", "2026-11-03"), charge("2", NGAP, "C", "2026-11-04"),
                    charge("3", NGAP, "C", "2026-11-06", kind="CD"))
     assert _items(built) == [("C", 1.0, 50.0)]
@@ -53,24 +54,28 @@ def test_a_credit_of_another_day_reverses_the_same_acts_latest_charge() -> None:
 
 
 def test_a_credit_with_nothing_to_reverse_is_a_reason_not_a_silent_drop() -> None:
+    """A credit with nothing to reverse is a reason not a silent drop."""
     built = _build(charge("1", NGAP, "C", "2026-11-03"), charge("2", NABM, "B120", "2026-11-03", kind="CD"))
     assert [r.code for r in built.reasons] == ["CREDIT_UNMATCHED"]
     assert _items(built) == [("C", 1.0, 50.0)]
 
 
 def test_quantities_and_coefficients_multiply() -> None:
+    """Quantities and coefficients multiply."""
     built = _build(charge("1", NABM, "B40", "2026-11-03", qty=3), charge("2", NGAP, "Z15", "2026-11-03"))
     assert _items(built) == [("B40", 3.0, 108.0), ("Z15", 1.0, 135.0)]  # 3 × 40 × 0.90; 15 × 9
     assert built.total == Decimal("243.00")
 
 
 def test_an_unpriced_act_keeps_no_price_and_says_which_item() -> None:
+    """An unpriced act keeps no price and says which item."""
     built = _build(charge("1", NGAP, "C", "2026-11-03"), charge("2", NGAP, "X9", "2026-11-04"))
     assert [(r.code, r.where) for r in built.reasons] == [("ACT_UNKNOWN", "item[1].productOrService")]
     assert "unitPrice" not in built.bundle["entry"][0]["resource"]["item"][1]
 
 
 def test_the_claim_names_patient_provider_insurer_coverage_and_care_team() -> None:
+    """The claim names patient provider insurer coverage and care team."""
     built = _build(charge("1", NGAP, "C", "2026-11-03"))
     bundle = built.bundle
     claim = bundle["entry"][0]["resource"]
@@ -92,6 +97,7 @@ def test_the_claim_names_patient_provider_insurer_coverage_and_care_team() -> No
 
 
 def test_icd10_diagnoses_from_conditions_once_each() -> None:
+    """Icd10 diagnoses from conditions once each."""
     cond = entry({"resourceType": "Condition", "id": "50000000-0000-5000-8000-000000000001",
                   "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10"}]},
                   "subject": {"reference": patient()["fullUrl"]}})
@@ -103,6 +109,7 @@ def test_icd10_diagnoses_from_conditions_once_each() -> None:
 
 
 def test_a_reference_to_a_resource_no_message_brought_is_a_reason() -> None:
+    """A reference to a resource no message brought is a reason."""
     cov = coverage()[1]
     cov["resource"]["policyHolder"] = {"reference": "urn:uuid:99999999-0000-5000-8000-000000000000"}
     built = build_claim([patient(), encounter(), coverage()[0], cov, practitioner("111111118"),
@@ -112,15 +119,17 @@ def test_a_reference_to_a_resource_no_message_brought_is_a_reason() -> None:
 
 
 def test_same_resources_same_bytes_and_a_correction_names_the_prior_version() -> None:
+    """Same resources same bytes and a correction names the prior version."""
     one = _build(charge("1", NGAP, "C", "2026-11-03"), charge("2", NABM, "B120", "2026-11-03"))
     two = _build(charge("2", NABM, "B120", "2026-11-03"), charge("1", NGAP, "C", "2026-11-03"))
     assert orjson.dumps(one.bundle) == orjson.dumps(two.bundle)
     corrected = _build(charge("1", NGAP, "C", "2026-11-03"), version=2).bundle["entry"][0]["resource"]
-    assert corrected["related"][0]["reference"]["value"] == "c1/1"
+    assert corrected["related"][0]["claim"]["identifier"]["value"] == "c1/1"
     assert corrected["related"][0]["relationship"]["coding"][0]["code"] == "prior"
 
 
 def test_keys_follow_group_by_and_a_charge_alone_leads_through_its_references() -> None:
+    """Keys follow group by and a charge alone leads through its references."""
     fse = entry({"resourceType": "Account", "id": "60000000-0000-5000-8000-000000000001", "identifier": [
         {"type": {"coding": [{"code": "FSE"}]}, "system": "https://fhir.wasla.ma/sid/ma/fse", "value": "F1"}]})
     assert keys_of([encounter(), fse], ("fse", "visit", "account")) == [
@@ -130,3 +139,29 @@ def test_keys_follow_group_by_and_a_charge_alone_leads_through_its_references() 
     alone["resource"]["context"] = {"identifier": {"system": "https://fhir.wasla.ma/sid/test/vn", "value": "V1"}}
     assert keys_of([alone], ("visit", "account")) == ["visit:https://fhir.wasla.ma/sid/test/vn|V1"]
     assert claim_id("claims", "visit:x|V1") == claim_id("claims", "visit:x|V1") != claim_id("other", "visit:x|V1")
+
+
+def test_payments_adjustments_and_withdrawn_charges_are_not_acts() -> None:
+    """FT1-6 PY (payment), CO (co-payment), AJ (adjustment) and a ChargeItem entered-in-error bill nothing."""
+    withdrawn = charge("5", NGAP, "C", "2026-11-03")
+    withdrawn["resource"]["status"] = "entered-in-error"
+    built = _build(charge("1", NGAP, "C", "2026-11-03"), charge("2", NGAP, "C", "2026-11-03", kind="PY"),
+                   charge("3", NGAP, "C", "2026-11-03", kind="CO"), charge("4", NGAP, "C", "2026-11-03", kind="AJ"),
+                   withdrawn)
+    assert _items(built) == [("C", 1.0, 50.0)] and built.reasons == []
+
+
+def test_a_credit_written_with_a_space_reverses_the_same_act() -> None:
+    """`Z 15` and `Z15` are one act (NGAP's written form allows the space)."""
+    built = _build(charge("1", NGAP, "Z 15", "2026-11-03"), charge("2", NGAP, "Z15", "2026-11-03", kind="CD"),
+                   charge("3", NGAP, "C", "2026-11-03"))
+    assert _items(built) == [("C", 1.0, 50.0)] and built.reasons == []
+
+
+def test_a_charge_without_a_transaction_id_is_a_reason() -> None:
+    """Without FT1-2 the same charge sent again cannot be recognised: the claim waits for the sender's number."""
+    unnumbered = charge("1", NGAP, "C", "2026-11-03")
+    unnumbered["resource"]["identifier"] = []
+    built = _build(unnumbered, charge("2", NABM, "B120", "2026-11-03"))
+    assert [(r.code, r.where) for r in built.reasons] == [("TRANSACTION_ID_MISSING", "ChargeItem[0].identifier")]
+    assert _items(built) == [("B120", 1.0, 108.0)]

@@ -27,6 +27,7 @@ def journal(store_url: str):  # type: ignore[no-untyped-def]
 
 
 def test_any_key_leads_to_the_claim_and_new_keys_are_linked(journal: Journal) -> None:
+    """Any key leads to the claim and new keys are linked."""
     row, changed = journal.claims.apply("d", ["visit:V1"], "c1", [_part(1)], message_id="m1", received_at=T0)
     assert changed and row.id == "c1" and row.status == "open" and not row.closed
     row, _ = journal.claims.apply("d", ["visit:V1", "account:A1"], "c2", [_part(2)], message_id="m2", received_at=T0)
@@ -38,6 +39,7 @@ def test_any_key_leads_to_the_claim_and_new_keys_are_linked(journal: Journal) ->
 
 
 def test_a_message_applied_twice_changes_nothing_and_an_older_one_never_overwrites(journal: Journal) -> None:
+    """A message applied twice changes nothing and an older one never overwrites."""
     journal.claims.apply("d", ["visit:V1"], "c1", [_part(1, "new")], message_id="m2", received_at=T0)
     _, changed = journal.claims.apply("d", ["visit:V1"], "c1", [_part(1, "new")], message_id="m2", received_at=T0)
     assert not changed
@@ -50,6 +52,7 @@ def test_a_message_applied_twice_changes_nothing_and_an_older_one_never_overwrit
 
 
 def test_closing_happens_once_and_records_the_event(journal: Journal) -> None:
+    """Closing happens once and records the event."""
     row, _ = journal.claims.apply("d", ["visit:V1"], "c1", [], message_id="m1", received_at=T0, close="ADT^A03")
     assert row.closed and row.status == "closed" and row.close_reason == "ADT^A03"
     assert not journal.claims.close("c1", "quiet")
@@ -57,6 +60,7 @@ def test_closing_happens_once_and_records_the_event(journal: Journal) -> None:
 
 
 def test_decisions_are_written_with_the_row_held_one_writer_at_a_time(journal: Journal) -> None:
+    """Decisions are written with the row held one writer at a time."""
     journal.claims.apply("d", ["visit:V1"], "c1", [_part(1)], message_id="m1", received_at=T0, close="ADT^A03")
     inside = []
     lock = threading.Lock()
@@ -78,12 +82,17 @@ def test_decisions_are_written_with_the_row_held_one_writer_at_a_time(journal: J
 
 
 def test_requests_answers_and_searches(journal: Journal) -> None:
+    """Requests answers and searches."""
     journal.claims.apply("d", ["visit:V1"], "c1abc", [_part(1)], message_id="m1", received_at=T0)
     assert journal.claims.request("c1abc", "close") and not journal.claims.request("nope", "close")
     assert [r.requested for r in journal.claims.pending("d")] == ["close"]
     journal.claims.decide("c1abc", lambda row, parts: None)  # nothing decided: the request is cleared anyway
     assert journal.claims.pending("d") == []
-    assert journal.claims.respond("c1abc", "accepted", "m9")
+    assert not journal.claims.respond("d", "c1abc", "accepted", "m9")  # never sent: no answer can accept it
+    journal.claims.decide("c1abc", lambda row, parts: Decision("submitted", content_sha="s", message_id="x",
+                                                               version=1))
+    assert not journal.claims.respond("e", "c1abc", "accepted", "m9")  # another claims stage's answer
+    assert journal.claims.respond("d", "c1abc", "accepted", "m9")
     row = journal.claims.get("c1abc")
     assert row is not None and row.status == "accepted" and row.response_id == "m9"
     assert [r.id for r in journal.claims.find("c1a")] == ["c1abc"] and journal.claims.find("%") == []
