@@ -299,3 +299,36 @@ def test_an_unknown_act_parks_the_claim_and_adding_it_to_the_act_table_releases_
     finally:
         stop_engine(proc)
         journal.close()
+
+
+def test_kill_9_of_the_worker_as_the_claim_is_decided_sends_it_once(
+        tmp_path: Path, fhir_base: str, rabbitmq_url: str, postgres_url: str) -> None:
+    """The worker is killed -9 the moment the discharge closes the claim (deciding, journaling or publishing
+    the Claim): restarted, it sends the Claim once, whichever of those steps the kill interrupted (a Claim
+    journaled but never published is published by the claims stage's next turns)."""
+    _reset(fhir_base)
+    project, port = _project(tmp_path, fhir_base, rabbitmq_url, postgres_url)
+    intake = start_engine(project, roles=("intake",), name="intake")
+    worker = start_engine(project, roles=("transform", "deliver"), name="worker")
+    journal = Journal(postgres_url)
+    try:
+        wait_port(port, proc=intake)
+        assert send_all(port, visit("D")) == {"AA": 6}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(r.closed for r in journal.claims.search()):
+            time.sleep(0.01)
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        worker = start_engine(project, roles=("transform", "deliver"), name="worker2")
+        cid = _wait_claim(journal, timeout=150)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not _claims_on_server(fhir_base):
+            time.sleep(0.3)
+        [claim] = _claims_on_server(fhir_base)
+        assert claim["id"] == cid and _items(claim) == EXPECTED_ITEMS
+        sent = [m for m in journal.messages.search() if m.message_type == "FHIR^Claim"]
+        assert len(sent) == 1 and journal.claims.get(cid).version == 1  # type: ignore[union-attr]
+    finally:
+        stop_engine(worker)
+        stop_engine(intake)
+        journal.close()
