@@ -82,13 +82,15 @@ def test_a_bad_route_is_a_config_error_with_its_place(tmp_path: Path) -> None:
 def test_shipped_example_destinations_are_valid(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     examples = sorted((ROOT / "config" / "examples" / "destinations").glob("*.yaml"))
-    assert len(examples) == 4
+    assert len(examples) == 7
     for path in examples:
         shutil.copy(path, project / "config" / "destinations" / path.name)
+    for path in sorted((ROOT / "config" / "examples" / "channels").glob("*.yaml")):  # the claims examples' feeds
+        shutil.copy(path, project / "config" / "channels" / path.name)
     ch = project / "config" / "channels" / "adt-mllp.yaml"
     ch.write_text(ch.read_text().replace("  - archive-ndjson\n", "".join(f"  - {p.stem}\n" for p in examples)))
     config = load_config(project / "config", env={"CLAIMS_AMQP_PASSWORD": "x"})
-    assert {d.kind for d in config.destinations.values()} == {"fhir", "amqp", "ndjson", "mllp"}
+    assert {d.kind for d in config.destinations.values()} == {"fhir", "amqp", "ndjson", "mllp", "claims", "insurer"}
     dmp = config.destinations["dmp-fhir"]
     assert dmp.retry.delays_s == (5, 30, 120, 600, 1800) and dmp.on_failure == "block"
     assert config.destinations["cnss-claims-amqp"].options["url"] == "amqps://wasla:x@mq.example.ma/claims"
