@@ -39,6 +39,7 @@ from engine.connectors.ports import OutputLedger
 from engine.errors import ConfigError, ConfigErrors, PermanentDeliveryError
 from engine.ids import message_id as new_message_id
 from engine.logs import error_fields
+from engine.pipeline.parking import folder_stamp
 from engine.pipeline.route import type_matches
 from engine.store import Journal
 from engine.store.claims import ClaimRow, Decision
@@ -96,14 +97,12 @@ CLAIMS_OPTIONS = (
 )
 
 
+#: the nomenclature folders the tariff, act tables and rules are read from: a change there re-checks parked claims
+_WATCHED = ("ma-tnr", "ma-ngap", "ma-nabm", "ma-lettres-cles", "ma-amo", "identifier-systems")
+
+
 def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
-    out = []
-    for name in ("ma-tnr", "ma-ngap", "ma-nabm", "ma-lettres-cles", "ma-amo", "identifier-systems"):
-        for p in sorted((folder / name).rglob("*")) if (folder / name).is_dir() else []:
-            if p.is_file():
-                st = p.stat()
-                out.append((str(p), st.st_mtime_ns, st.st_size))
-    return tuple(out)
+    return tuple(s for name in _WATCHED for s in folder_stamp(folder / name))
 
 
 class ClaimsOutput:

@@ -25,12 +25,13 @@ from engine.nomenclature.vocab import VocabMap, load_vocab
 from engine.store import Journal
 from engine.transport import Transport
 
-__all__ = ["NomenclatureWatcher"]
+__all__ = ["NomenclatureWatcher", "folder_stamp"]
 
 _log = structlog.get_logger("wasla.nomenclature")
 
 
-def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+def folder_stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of every file under `folder`, sorted: equal stamps, nothing changed on disk."""
     out = []
     for p in sorted(folder.rglob("*")):
         if p.is_file():
@@ -57,11 +58,11 @@ class NomenclatureWatcher:
         self.journal = journal
         self.broker = broker
         self.interval_s = interval_s
-        self._stamp = _stamp(folder)
+        self._stamp = folder_stamp(folder)
 
     def check(self) -> int:
         """Reload if a file changed, then release what is now mapped. Returns the messages released."""
-        stamp = _stamp(self.folder)
+        stamp = folder_stamp(self.folder)
         if stamp != self._stamp:
             vocab_changed = _vocab_part(stamp) != _vocab_part(self._stamp)
             self._stamp = stamp

@@ -59,26 +59,31 @@ def test_closing_happens_once_and_records_the_event(journal: Journal) -> None:
     assert [r.id for r in journal.claims.pending("d")] == ["c1"]
 
 
-def test_decisions_are_written_with_the_row_held_one_writer_at_a_time(journal: Journal) -> None:
-    """Decisions are written with the row held one writer at a time."""
-    journal.claims.apply("d", ["visit:V1"], "c1", [_part(1)], message_id="m1", received_at=T0, close="ADT^A03")
-    inside = []
-    lock = threading.Lock()
+def test_decisions_are_written_with_the_row_held_one_writer_at_a_time(journal: Journal, store_url: str) -> None:
+    """Two journals on one database, as two worker processes have (each its own writer: one process's group
+    commit cannot be what serialises them): each decision sees the version the one before wrote."""
+    other = Journal(store_url)
+    try:
+        journal.claims.apply("d", ["visit:V1"], "c1", [_part(1)], message_id="m1", received_at=T0, close="ADT^A03")
+        inside = []
+        lock = threading.Lock()
 
-    def decide(row, parts):  # type: ignore[no-untyped-def]
-        with lock:
-            inside.append(row.version)
-        return Decision("submitted", "CNSS", "50.00", 1, content_sha=f"sha{row.version}", message_id="x",
-                        version=row.version + 1)
+        def decide(row, parts):  # type: ignore[no-untyped-def]
+            with lock:
+                inside.append(row.version)
+            return Decision("submitted", "CNSS", "50.00", 1, content_sha=f"sha{row.version}", message_id="x",
+                            version=row.version + 1)
 
-    threads = [threading.Thread(target=journal.claims.decide, args=("c1", decide)) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(inside) == [0, 1, 2, 3]  # each saw the version the one before wrote: none interleaved
-    row = journal.claims.get("c1")
-    assert row is not None and row.version == 4 and row.status == "submitted" and row.total == "50.00"
+        threads = [threading.Thread(target=j.claims.decide, args=("c1", decide)) for j in (journal, other) * 2]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(inside) == [0, 1, 2, 3]  # each saw the version the one before wrote: none interleaved
+        row = journal.claims.get("c1")
+        assert row is not None and row.version == 4 and row.status == "submitted" and row.total == "50.00"
+    finally:
+        other.close()
 
 
 def test_requests_answers_and_searches(journal: Journal) -> None:
